@@ -1,0 +1,169 @@
+"""The command line: parse, call the library, render. Heavy imports happen inside commands so
+that `attnbench --help` answers without loading torch."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.exceptions import TyperException
+
+import attnbench
+from attnbench.errors import AttnbenchError
+from attnbench.options import parse_names, parse_param, parse_sizes
+
+app = typer.Typer(
+    help="Benchmark and profile attention implementations: FLOPs, peak memory, wall time, sparsity.",
+    no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"attnbench {attnbench.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Benchmark and profile attention implementations: FLOPs, peak memory, wall time, sparsity.
+
+    Example: [bold]attnbench run --method full,full-explicit --seq 1k,2k,4k[/bold]
+    """
+
+
+@app.command("run")
+def run_command(
+    method: Annotated[str, typer.Option("--method", "-m", help="Method name(s), comma separated; see 'attnbench list'.")] = "full",
+    seq: Annotated[str, typer.Option("--seq", "-n", help="Sequence length(s): 4096, 4k, 1k,2k or 1k..16k (doubling).")] = "1024",
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Method parameter grid NAME=V1,V2 (repeatable; cartesian product; applied to the methods that declare it).")] = None,
+    batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size.")] = 1,
+    heads: Annotated[int, typer.Option("--heads", min=1, help="Attention heads.")] = 4,
+    head_dim: Annotated[int, typer.Option("--head-dim", min=1, help="Dimension per head.")] = 64,
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, float64, float16 or bfloat16.")] = "float32",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
+    mode: Annotated[str, typer.Option("--mode", help="forward, or backward (= forward + backward).")] = "forward",
+    seed: Annotated[int, typer.Option("--seed", help="Seed for inputs and every random draw of a method.")] = 0,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the measured calls [default: torch's].")] = None,
+    metrics: Annotated[str, typer.Option("--metrics", help="Passes to run: any of time,flops,memory,fvcore.")] = "time,flops,memory,fvcore",
+    min_time: Annotated[float, typer.Option("--min-time", min=0.0, help="Seconds of timing before stopping once IQR/median < 10%.")] = 0.5,
+    max_time: Annotated[float, typer.Option("--max-time", min=0.0, help="Seconds of timing at most, per case.")] = 5.0,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="CSV report path; '-' writes CSV to stdout (the table then goes to stderr) [default: reports/run-<time>.csv].")] = None,
+    append: Annotated[bool, typer.Option("--append", help="Add rows to an existing report instead of refusing to touch it.")] = False,
+) -> None:
+    """Measure METHODs over sequence lengths: one CSV row per case and a table on screen.
+
+    Each case is measured in separate passes (FLOPs, peak memory, time), so they do not disturb
+    each other. A failing case (out of memory, NaN, unsupported) becomes a row with its status.
+
+    Example: [bold]attnbench run -m full,full-explicit -n 1k..4k --mode backward -o base.csv[/bold]
+    """
+    from attnbench.case import make_cases
+    from attnbench.render import console, rows_table
+    from attnbench.report import CsvReport, default_report_path
+    from attnbench.runner import METRICS, Settings, columns_for, iter_rows
+
+    chosen = parse_names(metrics)
+    unknown = [m for m in chosen if m not in METRICS]
+    if unknown or not chosen:
+        raise AttnbenchError(f"--metrics takes names from {','.join(METRICS)}, not {metrics!r}")
+    grids = dict(parse_param(p) for p in param or [])
+    cases = make_cases(parse_names(method), parse_sizes(seq), grids, batch=batch, heads=heads,
+                       head_dim=head_dim, dtype=dtype, device=device, mode=mode, seed=seed, threads=threads)
+    target = output or default_report_path()
+    screen = console(stderr=target == "-")
+    settings = Settings(metrics=tuple(chosen), min_time_s=min_time, max_time_s=max_time)
+    rows = []
+    with CsvReport(target, columns_for(cases), append=append) as report:
+        for i, case in enumerate(cases, 1):
+            screen.print(f"[dim]case {i}/{len(cases)}: {case.label()}[/dim]")
+            row = next(iter_rows([case], settings))
+            report.write(row)
+            rows.append(row)
+    screen.print(rows_table(rows))
+    if target != "-":
+        screen.print(f"wrote {len(rows)} row(s) to {target}")
+
+
+@app.command("list")
+def list_command(pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'full*'.")] = "*") -> None:
+    """List registered methods with their parameters, defaults and paper."""
+    from rich.table import Table
+
+    from attnbench.registry import get_method, list_methods
+    from attnbench.render import console
+
+    table = Table(title="attnbench methods", title_justify="left")
+    for column in ("method", "parameters (type, default)", "capabilities", "paper"):
+        table.add_column(column)
+    for name in list_methods(pattern):
+        cls = get_method(name)
+        caps = cls.capabilities
+        flags = ", ".join(f for f, on in (("backward", caps.backward), ("exact", caps.exact)) if on)
+        if caps.seq_multiple > 1:
+            flags += f", n % {caps.seq_multiple} == 0"
+        params = "\n".join(f"{p.describe()}: {p.help}" for p in cls.params()) or "-"
+        table.add_row(name, params, flags, cls.paper)
+    console().print(table)
+
+
+@app.command("info")
+def info_command(device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu") -> None:
+    """Print the environment recorded on every row (versions, CPU/GPU, allocator settings)."""
+    from rich.table import Table
+
+    from attnbench.case import check_device
+    from attnbench.env import environment
+    from attnbench.render import console
+
+    table = Table(show_header=False, title="attnbench environment", title_justify="left")
+    for key, value in environment(check_device(device)).items():
+        table.add_row(key, str(value))
+    console().print(table)
+
+
+@app.command("plot")
+def plot_command(
+    report: Annotated[Path, typer.Argument(help="CSV report written by 'attnbench run'.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder for the figures [default: the report's folder].")] = None,
+) -> None:
+    """Plot time, peak memory and FLOPs against sequence length (log-log), PNG and SVG.
+
+    Example: [bold]attnbench plot reports/run-20260101-120000.csv -o reports/[/bold]
+    """
+    from attnbench.plot import plot_report
+    from attnbench.report import read_report
+
+    frame = read_report(report)
+    for path in plot_report(frame, out_dir or report.parent, report.stem):
+        typer.echo(f"wrote {path}")
+
+
+def main() -> None:
+    """Console entry point: every user error is one line on stderr and a non-zero exit."""
+    try:
+        code = app(standalone_mode=False)
+    except TyperException as exc:  # usage errors: bad option value, unknown option or command
+        if exc.format_message():  # empty when help was shown for a bare `attnbench`
+            ctx = getattr(exc, "ctx", None)
+            command = ctx.command_path if ctx is not None else "attnbench"
+            print(f"Error: {exc.format_message()} (see '{command} --help')", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except AttnbenchError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except (KeyboardInterrupt, typer.Abort):
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("ATTNBENCH_DEBUG"):
+            raise
+        print(f"Error: unexpected {type(exc).__name__}: {exc} (set ATTNBENCH_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

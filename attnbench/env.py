@@ -1,0 +1,118 @@
+"""The environment a measurement ran in, recorded on every row so reports can be concatenated.
+
+NVIDIA GPUs are described through NVML (`nvidia-ml-py`, module `pynvml`). NVML is optional: any
+import or NVML error yields "unavailable" for its fields, never an exception.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+import attnbench
+
+UNAVAILABLE = "unavailable"
+NVML_FIELDS = ("gpu_name", "gpu_driver", "gpu_memory_bytes", "gpu_sm_clock_mhz", "gpu_max_sm_clock_mhz")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.cache
+def git_sha() -> str:
+    """The commit of the attnbench source in use ('+dirty' with local edits), '' outside git."""
+    where = Path(attnbench.__file__).resolve().parent.parent
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, timeout=5)
+
+    try:
+        head = git("rev-parse", "--verify", "-q", "HEAD")
+        if head.returncode:
+            return ""
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    sha = head.stdout.strip()
+    return f"{sha}+dirty" if dirty else sha
+
+
+def nvml_info(device_index: int = 0, uuid: str | None = None) -> dict[str, object]:
+    """Name, driver, memory and clocks of one NVIDIA GPU; every field 'unavailable' on failure."""
+    info: dict[str, object] = dict.fromkeys(NVML_FIELDS, UNAVAILABLE)
+    try:
+        import pynvml
+    except ImportError:
+        return info
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return info
+    try:
+        # NVML numbers GPUs in PCI order and CUDA may not; the UUID names the same board in both.
+        handle = (pynvml.nvmlDeviceGetHandleByUUID(uuid) if uuid
+                  else pynvml.nvmlDeviceGetHandleByIndex(device_index))
+        queries = {
+            "gpu_name": lambda: pynvml.nvmlDeviceGetName(handle),
+            "gpu_driver": pynvml.nvmlSystemGetDriverVersion,
+            "gpu_memory_bytes": lambda: pynvml.nvmlDeviceGetMemoryInfo(handle).total,
+            "gpu_sm_clock_mhz": lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            "gpu_max_sm_clock_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
+        }
+        for name, query in queries.items():
+            try:
+                value = query()
+                info[name] = value.decode() if isinstance(value, bytes) else value
+            except pynvml.NVMLError:
+                pass
+    except pynvml.NVMLError:
+        pass
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except pynvml.NVMLError:
+            pass
+    return info
+
+
+@functools.cache
+def environment(device: str = "cpu") -> dict[str, object]:
+    """Columns describing software, machine and allocator set-up for rows measured on `device`."""
+    dev = torch.device(device)
+    env: dict[str, object] = {
+        "attnbench_version": attnbench.__version__,
+        "git_sha": git_sha(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "hostname": platform.node(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        # glibc's malloc settings change the cost of large CPU allocations (see README).
+        "malloc_env": " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")),
+        "ld_preload": os.environ.get("LD_PRELOAD", ""),
+    }
+    if dev.type == "cuda":
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        uuid = getattr(props, "uuid", None)
+        env["device_name"] = props.name
+        env["cuda_version"] = torch.version.cuda or ""
+        env["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+        env.update(nvml_info(index, f"GPU-{uuid}" if uuid else None))
+    else:
+        env["device_name"] = env["cpu_model"]
+        env["cuda_version"] = ""
+        env["tf32_matmul"] = ""
+        env.update(dict.fromkeys(NVML_FIELDS, UNAVAILABLE))
+    return env

@@ -1,0 +1,1 @@
+"""Measurements, one concern per module; each returns data and never prints."""

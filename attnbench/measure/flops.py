@@ -1,0 +1,110 @@
+"""FLOPs counted by execution (FlopCounterMode) and by tracing (fvcore), multiply-add = 2.
+
+What `flops` counts: matmul-class work, the quantity attention papers and our analytic formulas
+report: dense matmuls (mm, bmm, addmm, baddbmm), fused attention kernels, and sparse matmuls by
+their stored entries (nnz), never as dense. Softmax, exp, elementwise arithmetic, reductions,
+gather/index/scatter and random draws are not counted; a method must express its dot products as
+matmul-class ops (matmul, einsum, bmm, sparse kernels) for them to count.
+
+torch 2.13 lacks formulas for CPU SDPA (it counts 0) and for sparse kernels (0, or dense for
+`csr @ dense`); `EXTRA_FORMULAS` adds them. fvcore traces one forward call with TorchScript and
+counts a multiply-add as 1, so its total is doubled; ops it drops are reported by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+aten = torch.ops.aten
+
+
+def _cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_sdpa_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+def _nnz(t: torch.Tensor) -> int:
+    return t._nnz() if t.layout != torch.strided else t.numel()
+
+
+def _is_sparse(*tensors: torch.Tensor) -> bool:
+    return any(isinstance(t, torch.Tensor) and t.layout != torch.strided for t in tensors)
+
+
+def _mm(a, b, *args, out_val=None, **kwargs) -> int:
+    if _is_sparse(a, b):  # only the stored entries are multiplied
+        sparse, dense_cols = (a, b.shape[-1]) if a.layout != torch.strided else (b, a.shape[0])
+        return 2 * _nnz(sparse) * dense_cols
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1]
+
+
+def _sparse_addmm(bias, a, b, *args, out_val=None, **kwargs) -> int:
+    return 2 * _nnz(a) * b.shape[-1]
+
+
+def _sampled_addmm(bias, a, b, *args, out_val=None, **kwargs) -> int:
+    return 2 * _nnz(bias) * a.shape[-1]  # one dot product of length k per sampled entry
+
+
+for _fn in (_mm, _sparse_addmm, _sampled_addmm):
+    _fn._get_raw = True  # FlopCounterMode then passes tensors (for nnz), not shapes
+
+EXTRA_FORMULAS = {
+    aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward,
+    aten.mm: _mm,
+    aten._sparse_addmm: _sparse_addmm,
+    aten.sparse_sampled_addmm: _sampled_addmm,
+}
+
+
+def count_flops(call: Callable[[], object]) -> tuple[int, dict[str, int]]:
+    """Run `call` once under FlopCounterMode: (total FLOPs, FLOPs per aten op)."""
+    with FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS) as counter:
+        call()
+    by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    return int(counter.get_total_flops()), by_op
+
+
+def _fvcore_sdpa(inputs, outputs) -> int:
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k, v = (get_shape(inputs[i]) for i in range(3))
+    rows = 1
+    for size in q[:-2]:
+        rows *= size
+    return rows * q[-2] * k[-2] * (q[-1] + v[-1])  # MACs of Q K^T and P V
+
+
+class _Traced(torch.nn.Module):
+    def __init__(self, fn: Callable) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, q, k, v):
+        return self.fn(q, k, v)
+
+
+def fvcore_flops(fn: Callable, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, str]:
+    """fvcore's forward count x2, and the ops it skipped ('aten::softmax x1; ...')."""
+    with warnings.catch_warnings():
+        # `import fvcore.nn` runs torch.jit.script, deprecated in torch >= 2.11.
+        warnings.simplefilter("ignore")
+        from fvcore.nn import FlopCountAnalysis
+
+        logging.getLogger("fvcore").setLevel(logging.ERROR)
+        analysis = FlopCountAnalysis(_Traced(fn), (q, k, v))
+        analysis.set_op_handle("aten::scaled_dot_product_attention", _fvcore_sdpa)
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        total = 2 * int(analysis.total())
+        skipped = Counter(analysis.unsupported_ops())
+    return total, "; ".join(f"{op} x{n}" for op, n in sorted(skipped.items()))

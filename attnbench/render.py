@@ -1,0 +1,66 @@
+"""Human views of rows (rich). Only this module and cli.py draw on a terminal."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.table import Table
+
+
+def _bytes(n: object) -> str:
+    if not isinstance(n, int | float) or n != n:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "-"
+
+
+def _flops(n: object) -> str:
+    if not isinstance(n, int | float) or n != n:
+        return "-"
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f}"
+
+
+def _params(row: dict) -> str:
+    return " ".join(f"{k[6:]}={v}" for k, v in row.items() if k.startswith("param_") and v not in (None, ""))
+
+
+def rows_table(rows: Iterable[dict], title: str = "attnbench") -> Table:
+    """One line per case: time (median ± IQR), FLOPs, peak memory, sparsity, status.
+
+    '(!)' marks counted FLOPs more than 10% from the analytic formula; '~' a noisy time.
+    """
+    table = Table(title=title, title_justify="left")
+    for name in ("method", "n", "mode", "time ms", "± IQR", "FLOPs", "peak mem", "sparsity",
+                 "% matmul peak", "status"):
+        table.add_column(name, justify="left" if name in ("method", "mode", "status") else "right")
+    for row in rows:
+        ok = row.get("status") == "ok"
+        timed = ok and row.get("time_ms_median") is not None
+        flops_cell = _flops(row.get("flops"))
+        if row.get("flops_mismatch"):
+            flops_cell = f"[yellow]{flops_cell} (!)[/yellow]"
+        fraction = row.get("machine_peak_fraction")
+        status = row.get("status") or "-"
+        table.add_row(
+            " ".join(filter(None, (row["method"], _params(row)))), str(row["seq_len"]), row["mode"],
+            f"{row['time_ms_median']:.3f}" if timed else "-",
+            (f"{row['time_ms_iqr']:.3f}" + (" ~" if row.get("time_noisy") else "")) if timed else "-",
+            flops_cell, _bytes(row.get("peak_mem_bytes")),
+            "-" if row.get("sparsity") is None else f"{row['sparsity']:.4g}",
+            "-" if fraction is None else f"{100 * fraction:.1f}",
+            status if ok else f"[red]{status}[/red] {row.get('error') or ''}")
+    return table
+
+
+def console(stderr: bool = False):
+    """A rich console; wide enough for the table when output is not a terminal (logs, CI)."""
+    from rich.console import Console
+
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=160)

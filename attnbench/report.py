@@ -1,0 +1,126 @@
+"""CSV reports: one row per case, appended and flushed the moment the case ends.
+
+A report already on disk is never replaced: writing to an existing file needs `append=True`,
+and appending rows with new columns rewrites the file atomically with the union of columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO, Iterable, Sequence
+
+from attnbench.errors import AttnbenchError
+
+REPORTS_DIR = Path("reports")
+
+
+def default_report_path(directory: Path = REPORTS_DIR) -> Path:
+    """reports/run-YYYYmmdd-HHMMSS.csv, with a suffix if that name is taken."""
+    stem = f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = directory / f"{stem}.csv", 1
+    while path.exists():
+        n += 1
+        path = directory / f"{stem}-{n}.csv"
+    return path
+
+
+def _cell(value: object) -> object:
+    return "" if value is None else value
+
+
+def _read_header(path: Path) -> list[str]:
+    with path.open(newline="") as f:
+        return next(csv.reader(f), [])
+
+
+def _merge_columns(path: Path, columns: list[str]) -> list[str]:
+    """Columns for appending to `path`; rewrites it (atomically) if new columns must be added."""
+    header = _read_header(path)
+    if not header:
+        raise AttnbenchError(f"{path} is not an attnbench CSV report (no header); choose another -o")
+    merged = header + [c for c in columns if c not in header]
+    if merged != header:
+        with path.open(newline="") as f:
+            old_rows = list(csv.DictReader(f))
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, merged, restval="")
+            writer.writeheader()
+            writer.writerows(old_rows)
+        os.replace(tmp, path)
+    return merged
+
+
+class CsvReport:
+    """Context manager writing rows to a CSV file, or to stdout for '-'.
+
+    Args:
+        target: file path, or '-' for standard output.
+        columns: the column order (rows may omit columns; extra keys are an error).
+        append: add to an existing report instead of refusing to touch it.
+    """
+
+    def __init__(self, target: str | Path, columns: Sequence[str], *, append: bool = False) -> None:
+        self.target, self.columns, self.append = str(target), list(columns), append
+        self.rows_written = 0
+        self._file: IO[str] | None = None
+
+    @property
+    def to_stdout(self) -> bool:
+        return self.target == "-"
+
+    def __enter__(self) -> "CsvReport":
+        if self.to_stdout:
+            self._file, write_header = sys.stdout, True
+        else:
+            path = Path(self.target)
+            exists = path.exists() and path.stat().st_size > 0
+            if exists and not self.append:
+                raise AttnbenchError(f"{path} already exists; pass --append to add rows to it, "
+                                     "or choose another -o/--output")
+            if exists:
+                self.columns = _merge_columns(path, self.columns)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file, write_header = path.open("a", newline=""), not exists
+        self._writer = csv.DictWriter(self._file, self.columns, restval="")
+        if write_header:
+            self._writer.writeheader()
+            self._file.flush()
+        return self
+
+    def write(self, row: dict) -> None:
+        self._writer.writerow({k: _cell(v) for k, v in row.items()})
+        self._file.flush()  # a killed run keeps every finished row
+        self.rows_written += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None and not self.to_stdout:
+            self._file.close()
+
+
+def report_columns(rows_or_columns: Iterable[Iterable[str]]) -> list[str]:
+    """Union of column names, first-seen order."""
+    return list(dict.fromkeys(c for cols in rows_or_columns for c in cols))
+
+
+def read_report(path: str | Path):
+    """Load a CSV report as a DataFrame; an unreadable file is a one-line error."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise AttnbenchError(f"report {path} does not exist; give the path of a CSV written by 'attnbench run'")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AttnbenchError(f"cannot read report {path}: {reason}") from None
+    missing = {"method", "seq_len", "status"} - set(frame.columns)
+    if missing:
+        raise AttnbenchError(f"{path} is not an attnbench report (missing columns: {', '.join(sorted(missing))})")
+    return frame
+

@@ -1,0 +1,109 @@
+"""The command line as users run it: subprocesses, exit codes, one-line errors."""
+
+import io
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+
+QUICK = ["--heads", "2", "--head-dim", "16", "--min-time", "0.02", "--max-time", "0.2", "--threads", "1"]
+
+
+def test_help_is_fast_and_does_not_import_torch():
+    probe = "import sys; from attnbench.cli import app; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", probe], check=True)
+    fastest = min(_seconds([sys.executable, "-m", "attnbench", "--help"]) for _ in range(3))
+    assert fastest < 1.0
+
+
+def _seconds(cmd):
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def test_version():
+    from attnbench import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"attnbench {__version__}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "-m", "skyformr"], "unknown method 'skyformr'"),
+    (["run", "-m", "ful"], "did you mean full"),
+    (["run", "-n", "0"], "--seq must be a positive whole number"),
+    (["run", "-n", "-512"], "--seq must be a positive whole number"),
+    (["run", "-n", "long"], "--seq must be a positive whole number"),
+    (["run", "-p", "features=64"], "no selected method has a parameter 'features'"),
+    (["run", "-p", "features"], "-p/--param takes NAME=V1,V2"),
+    (["run", "--device", "cuda"], "no CUDA device is visible"),
+    (["run", "--heads", "0"], "--heads"),
+    (["run", "--metrics", "speed"], "--metrics takes names from"),
+    (["run", "--bogus"], "No such option"),
+    (["plot", "no/such.csv"], "does not exist"),
+    (["frobnicate"], "No such command"),
+])
+def test_bad_input_is_one_line_and_non_zero(args, message):
+    import torch
+
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result = run_cli(*args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_run_writes_a_report_and_refuses_to_overwrite_it(tmp_path):
+    out = tmp_path / "r.csv"
+    result = run_cli("run", "-m", "full,full-explicit", "-n", "64,128", "-o", str(out), *QUICK)
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(out)
+    assert len(frame) == 4 and (frame["status"] == "ok").all()
+    assert "full-explicit" in result.stdout and f"wrote 4 row(s) to {out}" in result.stdout
+    before = out.read_bytes()
+    again = run_cli("run", "-n", "64", "-o", str(out), *QUICK)
+    assert again.returncode == 1 and "already exists" in again.stderr and out.read_bytes() == before
+    appended = run_cli("run", "-n", "32", "-o", str(out), "--append", *QUICK)
+    assert appended.returncode == 0 and len(pd.read_csv(out)) == 5
+
+
+def test_csv_to_stdout_keeps_the_table_on_stderr():
+    result = run_cli("run", "-n", "64", "--mode", "backward", "-o", "-", *QUICK)
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(io.StringIO(result.stdout))
+    assert frame.loc[0, "mode"] == "backward" and frame.loc[0, "status"] == "ok"
+    assert "time ms" in result.stderr
+
+
+def test_list_and_info():
+    listed = run_cli("list")
+    assert listed.returncode == 0 and "full-explicit" in listed.stdout and "Vaswani" in listed.stdout
+    info = run_cli("info")
+    assert info.returncode == 0 and "torch_version" in info.stdout and "gpu_name" in info.stdout
+
+
+def test_plot_draws_log_log_efficiency_curves(tmp_path):
+    from attnbench.plot import efficiency_figure, plot_report
+
+    out = tmp_path / "r.csv"
+    assert run_cli("run", "-m", "full,full-explicit", "-n", "64,128,256", "-o", str(out), *QUICK).returncode == 0
+    result = run_cli("plot", str(out), "-o", str(tmp_path / "figs"))
+    assert result.returncode == 0, result.stderr
+    for ext in ("png", "svg"):
+        assert (tmp_path / "figs" / f"r-efficiency.{ext}").stat().st_size > 1000
+    frame = pd.read_csv(out)
+    frame.loc[frame["seq_len"] == 256, "status"] = "oom"  # a failure ends the line, not a zero
+    fig = efficiency_figure(frame)
+    time_ax = fig.axes[0]
+    assert time_ax.get_xscale() == "log" and time_ax.get_yscale() == "log"
+    assert "time" in time_ax.get_ylabel() and time_ax.get_xlabel() == "sequence length n"
+    curves = {line.get_label(): list(line.get_xdata()) for line in time_ax.lines if "guide" not in line.get_label()}
+    assert curves == {"full": [64, 128], "full-explicit": [64, 128]}
+    assert plot_report(frame, tmp_path, "again")[0].exists()
