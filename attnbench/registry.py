@@ -103,6 +103,8 @@ class Method:
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     capabilities: ClassVar[Capabilities] = Capabilities()
+    # Columns this method adds to its rows; the built fn's `diagnostics(q, k, v)` fills them.
+    extra_columns: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def params(cls) -> list[ParamSpec]:
@@ -114,19 +116,23 @@ class Method:
         """Return fn(q, k, v) -> out; draw any randomness or weights here, from `generator`."""
         raise NotImplementedError
 
-    def flops(self, shape: Shape) -> float:
+    # `scores` below is the realized number of query-key scores, for methods whose cost depends
+    # on the data (sampled edges); their built fn reports it as diagnostics()["scores_computed"].
+
+    def flops(self, shape: Shape, scores: float | None = None) -> float | None:
         """Analytic forward FLOPs of the matmul-class work (multiply-add = 2)."""
         raise NotImplementedError
 
-    def backward_flops(self, shape: Shape) -> float:
+    def backward_flops(self, shape: Shape, scores: float | None = None) -> float | None:
         """Analytic FLOPs of the backward pass alone: each matmul's gradient costs two matmuls."""
-        return 2 * self.flops(shape)
+        forward = self.flops(shape, scores)
+        return None if forward is None else 2 * forward
 
-    def scores(self, shape: Shape) -> float:
+    def scores(self, shape: Shape) -> float | None:
         """Query-key scores computed over the whole batch (b * h * n^2 for exact attention)."""
         raise NotImplementedError
 
-    def memory_bytes(self, shape: Shape, itemsize: int, mode: str) -> float | None:
+    def memory_bytes(self, shape: Shape, itemsize: int, mode: str, scores: float | None = None) -> float | None:
         """Analytic peak bytes allocated by one call beyond its inputs (None: no formula)."""
         return None
 

@@ -18,6 +18,7 @@ from attnbench.env import environment
 from attnbench.measure.flops import count_flops, fvcore_flops
 from attnbench.measure.memory import peak_bytes
 from attnbench.measure.timing import matmul_peak_flops_per_s, time_call
+from attnbench.registry import get_method
 
 METRICS = ("time", "flops", "memory", "fvcore")
 FLOPS_TOLERANCE = 0.10  # counted vs analytic beyond this is flagged in the row
@@ -48,7 +49,7 @@ def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, t
     return q, k, v, generator
 
 
-def _make_call(fn: Callable, q, k, v, mode: str) -> Callable[[], object]:
+def make_call(fn: Callable, q, k, v, mode: str) -> Callable[[], object]:
     """A zero-argument call: forward under no_grad, or forward + backward to every input."""
     if mode == "forward":
         def forward():
@@ -60,7 +61,12 @@ def _make_call(fn: Callable, q, k, v, mode: str) -> Callable[[], object]:
     grad_out = torch.randn_like(q)
 
     def forward_backward():
-        return torch.autograd.grad(fn(q, k, v), inputs, grad_out)
+        # .backward(inputs=...) rather than autograd.grad: FlopCounterMode's module tracker
+        # cannot follow autograd.grad through an nn.Module.
+        for t in inputs:
+            t.grad = None
+        fn(q, k, v).backward(grad_out, inputs=inputs)
+        return [t.grad for t in inputs]
     return forward_backward
 
 
@@ -76,27 +82,42 @@ def _finite(result: object) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors if isinstance(t, torch.Tensor))
 
 
+def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
+    """The method's formulas for this case; `scores` is the realized count for data-dependent methods."""
+    shape = case.shape
+    forward = method.flops(shape, scores)
+    backward = method.backward_flops(shape, scores) if case.mode == "backward" else 0
+    scores = method.scores(shape) if scores is None else scores
+    return {"flops_analytic": None if forward is None or backward is None else forward + backward,
+            "scores_computed": scores,
+            "sparsity": None if scores is None else scores / (shape.rows * shape.seq_len**2),
+            "peak_mem_analytic_bytes": method.memory_bytes(shape, itemsize, case.mode, scores)}
+
+
 def _measure(case: Case, settings: Settings, row: dict) -> None:
     method, shape, device = case.instance(), case.shape, torch.device(case.device)
     itemsize = torch.empty((), dtype=getattr(torch, case.dtype)).element_size()
-    analytic = method.flops(shape) + (method.backward_flops(shape) if case.mode == "backward" else 0)
-    row.update(flops_analytic=analytic, scores_computed=method.scores(shape),
-               sparsity=method.scores(shape) / (shape.rows * shape.seq_len**2),
-               peak_mem_analytic_bytes=method.memory_bytes(shape, itemsize, case.mode))
     reason = method.unsupported(shape, case.mode)
     if reason:
         row.update(status="unsupported", error=reason)
         return
     q, k, v, generator = make_inputs(case)
     fn = method.build(shape, device=device, dtype=getattr(torch, case.dtype), generator=generator)
-    call = _make_call(fn, q, k, v, case.mode)
+    call = make_call(fn, q, k, v, case.mode)
     if not _finite(call()):  # also the warm-up the memory pass needs
         row.update(status="nan", error="the output holds NaN or Inf")
         return
+    extras = {}
+    if hasattr(fn, "diagnostics"):  # method-specific figures, e.g. an inverse's residual
+        with torch.no_grad():
+            extras = fn.diagnostics(q, k, v)
+    row.update(extras)
+    row.update(_analytic(method, case, itemsize, extras.get("scores_computed")))
+    analytic = row["flops_analytic"]
     if "flops" in settings.metrics:
         counted, by_op = count_flops(call)
         row.update(flops=counted, flops_by_op="; ".join(f"{op}={n}" for op, n in sorted(by_op.items())),
-                   flops_mismatch=abs(counted - analytic) > FLOPS_TOLERANCE * analytic)
+                   flops_mismatch=None if analytic is None else abs(counted - analytic) > FLOPS_TOLERANCE * analytic)
     if "fvcore" in settings.metrics and case.mode == "forward":  # fvcore traces forward only
         row["flops_fvcore"], row["flops_fvcore_skipped"] = fvcore_flops(fn, q, k, v)
     if "memory" in settings.metrics:
@@ -105,11 +126,12 @@ def _measure(case: Case, settings: Settings, row: dict) -> None:
         timing = time_call(call, device, threads=case.threads, min_time_s=settings.min_time_s,
                            max_time_s=settings.max_time_s)
         peak = matmul_peak_flops_per_s(case.device, case.dtype, case.threads)
-        achieved = (row.get("flops") or analytic) / (timing.median_ms / 1e3)
+        work = row.get("flops") or analytic
+        achieved = None if work is None else work / (timing.median_ms / 1e3)
         row.update(time_ms_median=timing.median_ms, time_ms_iqr=timing.iqr_ms,
                    time_samples=len(timing.samples_s), time_calls_per_sample=timing.calls_per_sample,
-                   time_noisy=timing.noisy, achieved_flops_per_s=achieved,
-                   machine_matmul_flops_per_s=peak, machine_peak_fraction=achieved / peak)
+                   time_noisy=timing.noisy, achieved_flops_per_s=achieved, machine_matmul_flops_per_s=peak,
+                   machine_peak_fraction=None if achieved is None else achieved / peak)
     row["status"] = "ok"
 
 
@@ -125,14 +147,16 @@ def columns_for(cases: Iterable[Case]) -> list[str]:
     """Every column the rows of these cases will have, in report order."""
     cases = list(cases)
     identity = dict.fromkeys(c for case in cases for c in case_columns(case))
+    extras = dict.fromkeys(c for case in cases for c in get_method(case.method).extra_columns)
     env = dict.fromkeys(c for device in {case.device for case in cases} for c in environment(device))
-    return [*identity, *RESULT_COLUMNS, *env]
+    return [*identity, *RESULT_COLUMNS, *extras, *env]
 
 
 def run_case(case: Case, settings: Settings | None = None) -> dict:
     """Measure one case; never raises for a failing case (the row's status says what happened)."""
     settings = settings or Settings()
-    row = {**case_columns(case), **dict.fromkeys(RESULT_COLUMNS)}
+    row = {**case_columns(case), **dict.fromkeys(RESULT_COLUMNS),
+           **dict.fromkeys(get_method(case.method).extra_columns)}
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(case.threads)
     try:

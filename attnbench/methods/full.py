@@ -38,17 +38,17 @@ class Full(Method):
     def build(self, shape, *, device, dtype, generator):
         return F.scaled_dot_product_attention
 
-    def flops(self, shape: Shape) -> float:
+    def flops(self, shape: Shape, scores=None) -> float:
         return 4 * shape.rows * shape.seq_len**2 * shape.head_dim  # Q K^T and P V
 
-    def backward_flops(self, shape: Shape) -> float:
+    def backward_flops(self, shape: Shape, scores=None) -> float:
         # The fused backward recomputes Q K^T, then four gradient matmuls: 2.5x the forward.
         return 10 * shape.rows * shape.seq_len**2 * shape.head_dim
 
     def scores(self, shape: Shape) -> float:
         return shape.rows * shape.seq_len**2
 
-    def memory_bytes(self, shape, itemsize, mode):
+    def memory_bytes(self, shape, itemsize, mode, scores=None):
         logsumexp = shape.rows * shape.seq_len * 4  # float32 row statistics kept for backward
         if mode == "forward":
             return _vector_bytes(shape, itemsize) + logsumexp  # the output; tiles are per thread
@@ -66,13 +66,13 @@ class FullExplicit(Method):
     def build(self, shape, *, device, dtype, generator):
         return explicit_softmax_attention
 
-    def flops(self, shape: Shape) -> float:
+    def flops(self, shape: Shape, scores=None) -> float:
         return 4 * shape.rows * shape.seq_len**2 * shape.head_dim
 
     def scores(self, shape: Shape) -> float:
         return shape.rows * shape.seq_len**2
 
-    def memory_bytes(self, shape, itemsize, mode):
+    def memory_bytes(self, shape, itemsize, mode, scores=None):
         square = shape.rows * shape.seq_len**2 * itemsize
         vectors = _vector_bytes(shape, itemsize)
         if mode == "forward":

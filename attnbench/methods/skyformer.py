@@ -1,0 +1,115 @@
+"""Skyformer (Chen et al., NeurIPS 2021, arXiv:2111.00035): symmetrized Nystrom approximation of
+kernelized attention, in time and memory linear in n.
+
+Paper eqs. 4-6, as the official code computes them: stack X = [Q; K] (2n x p, both scaled by
+p^(-1/4)), sample `features` landmark rows L of X uniformly with replacement, form the kernel
+columns AS = k(X, L) (2n x d) and M = k(L, L) (d x d, the landmark rows of AS), regularise and
+normalise M~ = D^(-1/2) (M + gamma I) D^(-1/2) with D = diag((M + gamma I) 1), invert M~ with
+the Newton-Schulz iteration, and assemble out = C_Q D^(-1/2) Z D^(-1/2) (C_K^T V) right to left,
+so nothing n x n is ever formed.
+
+Departures of the official code, as options: `sampling=half` (64 landmarks from Q rows and 64
+from K rows instead of uniform over all 2n rows), `normalizer=32` (the hard-coded 32^(-1/4)
+scale, equal to p^(-1/4) only for p = 32), `init=original` (Newton-Schulz start scaled by a max
+over the whole batch and all heads). Landmarks are drawn once per build from the run's seed and
+shared by batch and heads, as the official code shares one draw per call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from attnbench.methods._linalg import INIT_RULES, gaussian_kernel, inverse_flops, iterative_inverse
+from attnbench.methods.kernelized import PAPER
+from attnbench.registry import Capabilities, Method, Shape, param, register
+
+
+def _landmark_rows(n: int, features: int, sampling: str, generator: torch.Generator) -> torch.Tensor:
+    """Indices into the 2n stacked rows [Q; K], uniform with replacement."""
+    if sampling == "stacked":
+        return torch.randint(0, 2 * n, (features,), generator=generator)
+    half = features // 2  # official: first half from query rows, the rest from key rows
+    return torch.cat([torch.randint(0, n, (half,), generator=generator),
+                      torch.randint(0, n, (features - half,), generator=generator) + n])
+
+
+class SkyformerAttention:
+    """fn(q, k, v) with landmarks fixed at build time; `diagnostics` reports the inverse's residual."""
+
+    def __init__(self, idx: torch.Tensor, gamma: float, iters: int, init: str, normalizer: int,
+                 inverse: str) -> None:
+        self.idx, self.gamma, self.iters, self.init = idx, gamma, iters, init
+        self.normalizer, self.inverse = normalizer, inverse
+
+    def _inverse(self, m_norm: torch.Tensor) -> torch.Tensor:
+        if self.inverse == "pinv":  # exact pseudo-inverse (SVD), to check the approximation limit
+            return torch.linalg.pinv(m_norm, hermitian=True)
+        return iterative_inverse(m_norm, self.iters, self.init)
+
+    def _factors(self, q, k):
+        p = self.normalizer or q.shape[-1]
+        x = torch.cat([q, k], dim=-2) * p**-0.25
+        n = q.shape[-2]
+        kernel_cols = gaussian_kernel(x, x[..., self.idx, :])  # AS: (b, h, 2n, d)
+        m = kernel_cols[..., self.idx, :]  # k(L, L): landmark rows of AS
+        m = m + self.gamma * torch.eye(m.shape[-1], device=m.device, dtype=m.dtype)
+        d_inv_sqrt = m.sum(-1).rsqrt()
+        m_norm = d_inv_sqrt.unsqueeze(-1) * m * d_inv_sqrt.unsqueeze(-2)
+        return kernel_cols[..., :n, :], kernel_cols[..., n:, :], d_inv_sqrt, m_norm
+
+    def __call__(self, q, k, v):
+        c_q, c_k, d_inv_sqrt, m_norm = self._factors(q, k)
+        z = self._inverse(m_norm)
+        context = d_inv_sqrt.unsqueeze(-1) * (c_k.transpose(-1, -2) @ v)  # D^-1/2 C_K^T V: (d, p)
+        context = d_inv_sqrt.unsqueeze(-1) * (z @ context)
+        return c_q @ context
+
+    def diagnostics(self, q, k, v) -> dict[str, float]:
+        """Worst spectral norm of I - Z M~ over batch and heads (the inverse's residual)."""
+        _, _, _, m_norm = self._factors(q, k)
+        z = self._inverse(m_norm)
+        eye = torch.eye(m_norm.shape[-1], device=m_norm.device, dtype=m_norm.dtype)
+        residual = torch.linalg.matrix_norm(eye - z @ m_norm, ord=2)
+        return {"inverse_residual": float(residual.max())}
+
+
+@register("skyformer")
+@dataclass(frozen=True)
+class Skyformer(Method):
+    """Symmetrized Nystrom approximation of kernelized attention, linear in n."""
+
+    paper = PAPER
+    capabilities = Capabilities()
+    extra_columns = ("inverse_residual",)
+
+    features: int = param(128, "landmarks sampled from the stacked [Q; K] rows", low=1)
+    gamma: float = param(0.1, "regulariser added to the landmark kernel M", low=0)
+    iters: int = param(6, "Newton-Schulz iterations for the inverse", low=0)
+    init: str = param("razavi", "Newton-Schulz start: razavi (paper), original (official code), exact",
+                      choices=INIT_RULES)
+    sampling: str = param("stacked", "landmarks: stacked (uniform over 2n rows) or half (official: half Q, half K)",
+                          choices=("stacked", "half"))
+    inverse: str = param("newton", "newton (Newton-Schulz, as the paper) or pinv (exact SVD, for checking)",
+                         choices=("newton", "pinv"))
+    normalizer: int = param(0, "q, k scale p^(-1/4); 0 uses head_dim, 32 reproduces the official code", low=0)
+
+    def build(self, shape, *, device, dtype, generator):
+        idx = _landmark_rows(shape.seq_len, self.features, self.sampling, generator).to(device)
+        return SkyformerAttention(idx, self.gamma, self.iters, self.init, self.normalizer, self.inverse)
+
+    def flops(self, shape: Shape, scores=None) -> float:
+        n, d, p = shape.seq_len, self.features, shape.head_dim
+        kernel = 2 * (2 * n) * d * p  # AS = k([Q; K], L)
+        assemble = 2 * n * d * p + 2 * d * d * p + 2 * n * d * p  # C_K^T V, Z (.), C_Q (.)
+        inverse = inverse_flops(d, self.iters) if self.inverse == "newton" else 0  # SVD: not matmul-class
+        return shape.rows * (kernel + inverse + assemble)
+
+    def scores(self, shape: Shape) -> float:
+        return shape.rows * 2 * shape.seq_len * self.features  # kernel entries of [Q; K] vs landmarks
+
+    def memory_bytes(self, shape, itemsize, mode, scores=None):
+        n, d, p = shape.seq_len, self.features, shape.head_dim
+        per_head = 2 * n * p * 2 + 2 * n * d + 8 * d * d + n * p  # [Q; K] scaled, AS, inverse, out
+        return shape.rows * per_head * itemsize * (1 if mode == "forward" else 3)
