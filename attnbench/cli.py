@@ -55,6 +55,7 @@ def run_command(
     max_time: Annotated[float, typer.Option("--max-time", min=0.0, help="Seconds of timing at most, per case.")] = 5.0,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="CSV report path; '-' writes CSV to stdout (the table then goes to stderr) [default: reports/run-<time>.csv].")] = None,
     append: Annotated[bool, typer.Option("--append", help="Add rows to an existing report instead of refusing to touch it.")] = False,
+    allocator: Annotated[str, typer.Option("--allocator", help="CPU allocator policy: cache (keep freed memory, as CUDA does) or system (glibc defaults). Your own MALLOC_*/LD_PRELOAD always win.")] = "cache",
 ) -> None:
     """Measure METHODs over sequence lengths: one CSV row per case and a table on screen.
 
@@ -63,6 +64,9 @@ def run_command(
 
     Example: [bold]attnbench run -m full,full-explicit -n 1k..4k --mode backward -o base.csv[/bold]
     """
+    from attnbench import allocator as allocator_policy
+
+    allocator_policy.apply(allocator)  # may restart this process once, before anything is measured
     from attnbench.case import make_cases
     from attnbench.render import console, rows_table
     from attnbench.report import CsvReport, default_report_path

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 import attnbench
+from attnbench.allocator import current_policy
 
 UNAVAILABLE = "unavailable"
 NVML_FIELDS = ("gpu_name", "gpu_driver", "gpu_memory_bytes", "gpu_sm_clock_mhz", "gpu_max_sm_clock_mhz")
@@ -98,7 +99,8 @@ def environment(device: str = "cpu") -> dict[str, object]:
         "hostname": platform.node(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        # glibc's malloc settings change the cost of large CPU allocations (see README).
+        # glibc's malloc settings change the cost of large CPU allocations (attnbench.allocator).
+        "allocator": current_policy(),
         "malloc_env": " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")),
         "ld_preload": os.environ.get("LD_PRELOAD", ""),
     }

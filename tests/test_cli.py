@@ -107,3 +107,14 @@ def test_plot_draws_log_log_efficiency_curves(tmp_path):
     curves = {line.get_label(): list(line.get_xdata()) for line in time_ax.lines if "guide" not in line.get_label()}
     assert curves == {"full": [64, 128], "full-explicit": [64, 128]}
     assert plot_report(frame, tmp_path, "again")[0].exists()
+
+
+def test_allocator_policy_is_applied_and_recorded():
+    default = run_cli("run", "-n", "64", "-o", "-", "--metrics", "flops", *QUICK)
+    system = run_cli("run", "-n", "64", "-o", "-", "--metrics", "flops", "--allocator", "system", *QUICK)
+    rows = [pd.read_csv(io.StringIO(r.stdout)).iloc[0] for r in (default, system)]
+    assert rows[0]["allocator"] == "cache" and "MALLOC_MMAP_THRESHOLD_=4294967296" in rows[0]["malloc_env"]
+    assert rows[1]["allocator"] == "system" and pd.isna(rows[1]["malloc_env"])
+    bad = run_cli("run", "--allocator", "jemalloc")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "Error: --allocator must be one of cache, system, not 'jemalloc'"]

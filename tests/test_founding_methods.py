@@ -144,3 +144,42 @@ def test_sbm_peak_memory_grows_linearly_with_edges():
     peaks = [r["peak_mem_bytes"] for r in rows]
     slopes = [(peaks[i + 1] - peaks[i]) / (edges[i + 1] - edges[i]) for i in range(2)]
     assert slopes[0] > 0 and slopes[1] == pytest.approx(slopes[0], rel=0.25), (edges, peaks)
+
+
+def test_smartbird_with_k_equal_n_is_full_attention():
+    q, k, v = qkv(n=48)
+    fn = build("smartbird", Shape(1, 2, 48, 16), k=48, chunk=7)  # uneven chunks on purpose
+    full = torch.softmax(q @ k.transpose(-1, -2) / 4, dim=-1) @ v
+    torch.testing.assert_close(fn(q, k, v), full)
+
+
+@pytest.mark.parametrize("rule", ["inverse_log_sq", "inverse_log", "raw", "random", "topk"])
+def test_smartbird_rows_attend_exactly_k_distinct_keys_and_heads_differ(rule):
+    q, k, v = qkv(h=4, n=200)
+    fn = build("smartbird", Shape(1, 4, 200, 16), k=20, rule=rule, chunk=64)
+    index = fn.indices(q, k)
+    assert index.shape == (1, 4, 200, 20)
+    assert (index.sort(-1).values.diff(dim=-1) > 0).all()  # k distinct keys in every row
+    differ = not torch.equal(index[0, 0].sort(-1).values, index[0, 1].sort(-1).values)
+    assert differ == (rule != "topk")  # sampling is per head; plain top-k of one sketch is not
+
+
+def test_smartbird_inverse_log_squared_favours_high_sketch_weights():
+    # 1 row, keys with sketch weights near 1 should be chosen far more often than tiny ones.
+    from attnbench.methods.smartbird import sampling_scores
+
+    sketch = torch.tensor([[[0.5, 0.3, 0.15, 0.04, 0.01]]], dtype=F64)
+    g = torch.Generator().manual_seed(0)
+    picks = torch.stack([sampling_scores(sketch, 1, "inverse_log_sq", g).argmax(-1) for _ in range(2000)])
+    frequency = torch.bincount(picks.flatten(), minlength=5).double() / 2000
+    assert (frequency.diff() < 0).all() and frequency[0] > 0.4, frequency
+
+
+def test_smartbird_sketch_memory_is_chunked():
+    from attnbench.methods.smartbird import chunk_rows
+
+    assert chunk_rows(Shape(1, 4, 65536, 64), 0) * 4 * 65536 <= 2**24
+    cases = make_cases(["smartbird", "full-explicit"], [2048], {"chunk": ["128", "2048"]}, heads=2, head_dim=32,
+                       threads=1)
+    chunked, whole, explicit = (run_case(c, Settings(metrics=("memory",)))["peak_mem_bytes"] for c in cases)
+    assert chunked < whole / 4 and chunked < explicit / 4

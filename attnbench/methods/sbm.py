@@ -45,6 +45,11 @@ PAPER = "Cho et al. 2022, Transformers meet Stochastic Block Models, arXiv:2210.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 
+def _index_dtype(largest: int) -> torch.dtype:
+    """int32 indices where they fit: half the memory traffic of int64 for every per-edge step."""
+    return torch.int32 if largest < 2**31 - 1 else torch.int64
+
+
 def fastrg_edges(x: torch.Tensor, s: torch.Tensor, y: torch.Tensor, *, delta: float, density: float,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Sample one multigraph per leading index with E[count of (i, j)] = c (x s y^T + delta)_ij.
@@ -54,59 +59,68 @@ def fastrg_edges(x: torch.Tensor, s: torch.Tensor, y: torch.Tensor, *, delta: fl
     Returns (rows, cols, c): edge rows g*n + i sorted ascending, key columns j in [0, n), scale.
     """
     graphs, n, k = x.shape
+    device, blocks = x.device, k + 1
     rate = x * (s @ y.sum(1).unsqueeze(-1)).transpose(1, 2)  # (G, n, k): edges leaving i via u
-    toward = y @ s.transpose(1, 2)  # (G, n, k): column u, up to scale, the key distribution of u
-    if delta > 0:  # exploration: one more block, rate delta * n per query, uniform keys
-        rate = torch.cat([rate, rate.new_full((graphs, n, 1), delta * n)], dim=-1)
-        toward = torch.cat([toward, toward.new_ones(graphs, n, 1)], dim=-1)
+    # Exploration is one more block, k: rate delta * n per query, keys uniform.
+    rate = torch.cat([rate, rate.new_full((graphs, n, 1), delta * n)], dim=-1)
     scale = density * graphs * n * n / float(rate.sum()) if density > 0 else 1.0
-    counts = torch.poisson(rate * scale, generator=generator).long()  # (G, n, blocks)
-    blocks = counts.shape[-1]
-    flat = counts.reshape(-1)
-    cell = torch.repeat_interleave(torch.arange(flat.numel(), device=x.device), flat)  # (g, i, u) of each edge
-    edges = cell.numel()
-    # Rank of each edge among its block's edges: earlier queries' counts, then its place in the run.
-    before = (counts.cumsum(1) - counts).reshape(-1)
-    run_start = flat.cumsum(0) - flat
-    rank = before[cell] + torch.arange(edges, device=x.device) - run_start[cell]
-    pool_row = (cell // (n * blocks)) * blocks + cell % blocks  # g * blocks + u
-    cdf = toward.transpose(1, 2).reshape(graphs * blocks, n).cumsum(-1)
-    pool_size = int(counts.sum(1).max()) if edges else 0
-    uniform = torch.rand(graphs * blocks, pool_size, generator=generator, device=x.device, dtype=cdf.dtype)
-    pool = torch.searchsorted(cdf, uniform * cdf[:, -1:], right=True).clamp_(max=n - 1)
-    cols = pool[pool_row, rank]
-    return cell // blocks, cols, scale
+    expected = float(rate.sum()) * scale
+    index = _index_dtype(max(graphs * n * blocks, int(2 * expected + 1000)))
+    counts = torch.poisson(rate.mul_(scale), generator=generator).to(index)  # (G, n, blocks), query order
+    per_block = counts.sum(1, dtype=index)  # (G, blocks): edges each block's key pool must supply
+    # Key pools, one flat array: a padded row per (g, u < k), then the exploration pools.
+    # Keys of block u are drawn from column u of Y S^T (inverse CDF, one batched search).
+    cdf = (y @ s.transpose(1, 2)).transpose(1, 2).reshape(graphs * k, n).cumsum(-1)
+    width = int(per_block[:, :k].max())
+    uniform = torch.rand(graphs * k, width, generator=generator, device=device, dtype=cdf.dtype)
+    drawn = torch.searchsorted(cdf, uniform.mul_(cdf[:, -1:]), right=True, out_int32=index == torch.int32)
+    explore = per_block[:, k]
+    pool = torch.cat([drawn.clamp_(max=n - 1).view(-1),
+                      torch.randint(0, n, (int(explore.sum()),), generator=generator, device=device, dtype=index)])
+    pool_start = torch.cat([torch.arange(graphs * k, device=device, dtype=index).view(graphs, k) * width,
+                            (graphs * k * width + explore.cumsum(0, dtype=index) - explore).unsqueeze(1)], dim=1)
+    # Edge e of cell (g, i, u) takes the next unused key of pool (g, u): the pool's start, plus
+    # the edges earlier queries sent through u, plus e's place within its cell.
+    flat = counts.view(-1)
+    base = counts.cumsum(1, dtype=index).sub_(counts).add_(pool_start.unsqueeze(1)).view(-1)
+    base.sub_(flat.cumsum(0, dtype=index).sub_(flat))
+    cell = torch.repeat_interleave(torch.arange(flat.numel(), device=device, dtype=index), flat)
+    cols = pool[base[cell].add_(torch.arange(cell.numel(), device=device, dtype=index))]
+    return cell.div_(blocks, rounding_mode="floor"), cols, scale
 
 
 def _merge_repeats(rows: torch.Tensor, cols: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Binary mask: keep one of each repeated (row, col) edge; rows stay sorted."""
-    keys = torch.unique_consecutive(torch.sort(rows * n + cols, stable=True).values)
-    return keys // n, keys % n
+    keys = rows.to(torch.int64).mul_(n).add_(cols)
+    keys = torch.unique_consecutive(torch.sort(keys, stable=True).values)
+    return (keys // n).to(rows.dtype), (keys % n).to(cols.dtype)
 
 
 def edge_attention(q, k, v, rows, cols, edge_probs=None):
     """Softmax attention over given edges only (a mask), on sparse kernels; (b, h, n, p) in and out.
 
-    rows, cols: edges of the block-diagonal (b*h*n)^2 matrix, rows sorted. A query with no edge
-    outputs 0. edge_probs: (X S, Y) to route the straight-through gradient to p_ij = (X S Y^T)_ij.
+    rows, cols: edges of the block-diagonal (b*h*n)^2 matrix, rows sorted, one integer dtype.
+    A query with no edge outputs 0. edge_probs: (X S, Y) to route the straight-through
+    gradient to p_ij = (X S Y^T)_ij.
     """
     b, h, n, p = q.shape
     size = (b * h * n, b * h * n)  # one block-diagonal matrix holds every head's graph
-    crow = torch.zeros(size[0] + 1, dtype=torch.long, device=q.device)
+    crow = torch.zeros(size[0] + 1, dtype=rows.dtype, device=q.device)
     crow[1:] = torch.bincount(rows, minlength=size[0]).cumsum(0)
-    pattern = torch.sparse_csr_tensor(crow, cols, q.new_zeros(rows.numel()), size=size, check_invariants=False)
+    csr = lambda values: torch.sparse_csr_tensor(crow, cols, values, size=size, check_invariants=False)  # noqa: E731
     flat = lambda t: t.reshape(size[0], -1)  # noqa: E731
+    pattern = csr(q.new_zeros(rows.numel()))
     scores = torch.sparse.sampled_addmm(pattern, flat(q) * p**-0.5, flat(k).T, beta=0.0).values()
     if edge_probs is not None:
         probs = torch.sparse.sampled_addmm(pattern, flat(edge_probs[0]), flat(edge_probs[1]).T, beta=0.0).values()
         scores = scores * (1 + _StraightThrough.apply(probs))
     # Softmax over each query's edges; the row max only steadies exp().
+    rows = rows.long()  # scatter and index_add take int64 positions
     row_max = torch.full((size[0],), -torch.inf, device=q.device, dtype=q.dtype)
     row_max = row_max.scatter_reduce(0, rows, scores.detach(), "amax")
     weights = (scores - row_max[rows]).exp()
     total = weights.new_zeros(size[0]).index_add(0, rows, weights)
-    attention = torch.sparse_csr_tensor(crow, cols, weights / total[rows], size=size, check_invariants=False)
-    return (attention @ flat(v)).view(b, h, n, p)
+    return (csr(weights / total[rows]) @ flat(v)).view(b, h, n, p)
 
 
 class _StraightThrough(torch.autograd.Function):
