@@ -24,7 +24,7 @@ setup: $(BIN)/attnbench
 run: setup
 	@mkdir -p reports
 	out=reports/run-$$(date +%Y%m%d-%H%M%S).csv; \
-	$(BIN)/attnbench run --method full,full-explicit --seq 256,512,1024,2048 --heads 4 --head-dim 64 -o $$out \
+	$(BIN)/attnbench run --method full,full-explicit,kernelized,skyformer,sbm,smartbird --seq 512..4096 -p density=0.01 --heads 4 --head-dim 64 -o $$out \
 	  && $(BIN)/attnbench plot $$out -o reports
 
 test: setup

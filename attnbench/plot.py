@@ -20,10 +20,22 @@ PANELS = (("time_ms_median", "time per call (ms)"), ("peak_mem_bytes", "peak mem
 SERIES_KEYS = ("method", "mode", "dtype", "device", "batch", "heads", "head_dim")
 
 
-def _series_label(key: dict, varying: set[str]) -> str:
-    parts = [str(key["method"])]
-    parts += [f"{k.removeprefix('param_')}={v}" for k, v in key.items() if k in varying and k != "method"]
-    return " ".join(parts)
+def _value(v) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def _series_labels(ok: pd.DataFrame, keys: list[str]) -> dict[tuple, str]:
+    """Method name plus the parameters that vary among that method's own rows (and the set-up
+    columns that vary across the report)."""
+    setup = [k for k in keys if not k.startswith("param_") and k != "method" and ok[k].nunique() > 1]
+    labels = {}
+    for method, rows in ok.groupby("method", sort=False):
+        mine = [k for k in keys if k.startswith("param_") and rows[k].nunique() > 1]
+        for key, _ in rows.groupby(keys, sort=False):
+            named = dict(zip(keys, key))
+            labels[key] = " ".join([str(method)] + [f"{k.removeprefix('param_')}={_value(named[k])}"
+                                                   for k in (*mine, *setup)])
+    return labels
 
 
 def _guides(ax, x: pd.Series, y: pd.Series) -> None:
@@ -40,15 +52,15 @@ def _guides(ax, x: pd.Series, y: pd.Series) -> None:
 def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure:
     ok = frame[frame["status"] == "ok"].copy()
     keys = [k for k in (*SERIES_KEYS, *sorted(c for c in frame if c.startswith("param_"))) if k in ok]
-    ok[keys] = ok[keys].astype(str)
-    varying = {k for k in keys if ok[k].nunique() > 1}
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(6 * len(PANELS), 4.8), layout="constrained")
+    # A blank parameter (another method's) must group and compare equal: NaN does neither.
+    ok[keys] = ok[keys].astype(object).where(ok[keys].notna(), "")
+    labels = _series_labels(ok, keys)
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(6 * len(PANELS), 5.2), layout="constrained")
     for ax, (column, ylabel) in zip(axes, PANELS):
         data = ok[ok[column].notna()] if column in ok else ok.iloc[0:0]
         for key, group in data.groupby(keys, sort=True):
             group = group.sort_values("seq_len")
-            label = _series_label(dict(zip(keys, key)), varying)
-            line, = ax.plot(group["seq_len"], group[column], marker="o", label=label)
+            line, = ax.plot(group["seq_len"], group[column], marker="o", label=labels[key])
             if column == "time_ms_median" and "time_ms_iqr" in group:
                 half = group["time_ms_iqr"].fillna(0) / 2
                 ax.fill_between(group["seq_len"], group[column] - half, group[column] + half,
@@ -58,8 +70,9 @@ def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure:
         ax.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=ylabel,
                title=ylabel.split(" (")[0])
         ax.grid(True, which="both", alpha=0.3)
-        if ax.has_data():
-            ax.legend(fontsize=8, loc="upper left")
+    handles, names = axes[0].get_legend_handles_labels()
+    if handles:  # one legend for all panels, below them, so it never covers data
+        fig.legend(handles, names, loc="outside lower center", ncol=min(4, len(handles)), fontsize=9)
     if title:
         fig.suptitle(title)
     return fig

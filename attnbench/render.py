@@ -27,7 +27,15 @@ def _flops(n: object) -> str:
 
 
 def _params(row: dict) -> str:
-    return " ".join(f"{k[6:]}={v}" for k, v in row.items() if k.startswith("param_") and v not in (None, ""))
+    """The parameters this row sets away from the method's defaults (the CSV has them all)."""
+    from attnbench.registry import get_method
+
+    try:
+        defaults = {p.name: p.default for p in get_method(row["method"]).params()}
+    except Exception:  # a report from a method not registered here: show everything
+        defaults = {}
+    shown = {k[6:]: v for k, v in row.items() if k.startswith("param_") and v not in (None, "")}
+    return " ".join(f"{k}={v}" for k, v in shown.items() if k not in defaults or defaults[k] != v)
 
 
 def rows_table(rows: Iterable[dict], title: str = "attnbench") -> Table:

@@ -109,6 +109,17 @@ def test_plot_draws_log_log_efficiency_curves(tmp_path):
     assert plot_report(frame, tmp_path, "again")[0].exists()
 
 
+def test_plot_keeps_methods_whose_parameter_columns_are_blank(tmp_path):
+    from attnbench.plot import efficiency_figure
+
+    frame = pd.DataFrame({"method": ["full", "full", "toy", "toy", "toy", "toy"], "seq_len": [64, 128] * 3,
+                          "param_a": [None, None, 1.0, 1.0, 2.0, 2.0], "status": "ok", "mode": "forward",
+                          "time_ms_median": [1.0, 2.0, 1.0, 1.5, 1.2, 1.8], "time_ms_iqr": 0.1,
+                          "peak_mem_bytes": 100.0, "flops": 1e6})
+    labels = {line.get_label() for line in efficiency_figure(frame).axes[0].lines}
+    assert {"full", "toy a=1", "toy a=2"} <= labels
+
+
 def test_allocator_policy_is_applied_and_recorded():
     default = run_cli("run", "-n", "64", "-o", "-", "--metrics", "flops", *QUICK)
     system = run_cli("run", "-n", "64", "-o", "-", "--metrics", "flops", "--allocator", "system", *QUICK)

@@ -119,3 +119,12 @@ def test_cuda_peak_sees_a_known_allocation():
     dev = torch.device("cuda")
     peak = cuda_peak_bytes(lambda: torch.ones(4096, 4096, device=dev).sum(), dev)
     assert peak == pytest.approx(64 * 2**20, rel=0.01)
+
+
+def test_fvcore_failure_is_a_note_not_an_error():
+    def untraceable(q, k, v):  # fvcore's matmul handle cannot read a sparse operand's shape
+        return (q[0, 0].to_sparse_csr() @ k[0, 0].T).unsqueeze(0).unsqueeze(0)
+
+    q, k, v = qkv(n=8)
+    total, note = fvcore_flops(untraceable, q, k, v)
+    assert total is None and note.startswith("fvcore could not trace this method")

@@ -94,8 +94,19 @@ class _Traced(torch.nn.Module):
         return self.fn(q, k, v)
 
 
-def fvcore_flops(fn: Callable, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, str]:
-    """fvcore's forward count x2, and the ops it skipped ('aten::softmax x1; ...')."""
+def fvcore_flops(fn: Callable, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int | None, str]:
+    """fvcore's forward count x2, and the ops it skipped ('aten::softmax x1; ...').
+
+    A cross-check must not sink the case: if fvcore cannot trace the call (sparse tensors,
+    for one), the count is None and the second value says why.
+    """
+    try:
+        return _fvcore_flops(fn, q, k, v)
+    except Exception as exc:  # fvcore/TorchScript raise many kinds on code they cannot trace
+        return None, f"fvcore could not trace this method: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def _fvcore_flops(fn, q, k, v):
     with warnings.catch_warnings():
         # `import fvcore.nn` runs torch.jit.script, deprecated in torch >= 2.11.
         warnings.simplefilter("ignore")

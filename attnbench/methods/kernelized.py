@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from attnbench.methods._linalg import gaussian_kernel
-from attnbench.registry import Capabilities, Method, Shape, register
+from attnbench.registry import Method, Shape, register
 
 PAPER = "Chen et al. 2021, Skyformer: Remodel Self-Attention with Gaussian Kernel and Nystrom Method, arXiv:2111.00035"
 
@@ -30,7 +30,6 @@ class Kernelized(Method):
     """Exact Gaussian-kernel attention C V (Skyformer's O(n^2) target)."""
 
     paper = PAPER
-    capabilities = Capabilities()
 
     def build(self, shape, *, device, dtype, generator):
         return kernelized_attention

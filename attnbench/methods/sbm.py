@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attnbench.registry import Capabilities, Method, Shape, param, register
+from attnbench.registry import Method, Shape, param, register
 
 PAPER = "Cho et al. 2022, Transformers meet Stochastic Block Models, arXiv:2210.15541"
 # torch flags every CSR tensor as beta; the kernels used here are the documented ones.
@@ -217,7 +217,6 @@ class SBM(Method):
     """SBM-Transformer: per-head masks sampled from a stochastic block model (fastRG)."""
 
     paper = PAPER
-    capabilities = Capabilities()
     extra_columns = ("edges", "density_mean", "density_std")
 
     clusters: int = param(128, "k, cluster embeddings per head", low=1)

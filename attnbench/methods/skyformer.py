@@ -23,7 +23,7 @@ import torch
 
 from attnbench.methods._linalg import INIT_RULES, gaussian_kernel, inverse_flops, iterative_inverse
 from attnbench.methods.kernelized import PAPER
-from attnbench.registry import Capabilities, Method, Shape, param, register
+from attnbench.registry import Method, Shape, param, register
 
 
 def _landmark_rows(n: int, features: int, sampling: str, generator: torch.Generator) -> torch.Tensor:
@@ -81,7 +81,6 @@ class Skyformer(Method):
     """Symmetrized Nystrom approximation of kernelized attention, linear in n."""
 
     paper = PAPER
-    capabilities = Capabilities()
     extra_columns = ("inverse_residual",)
 
     features: int = param(128, "landmarks sampled from the stacked [Q; K] rows", low=1)

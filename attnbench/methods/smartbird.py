@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.registry import Capabilities, Method, Shape, param, register
+from attnbench.registry import Method, Shape, param, register
 
 PAPER = "Wu et al. 2021, Smart Bird: Learnable Sparse Attention for Efficient and Effective Transformer, arXiv:2108.09193"
 RULES = ("inverse_log_sq", "inverse_log", "raw", "topk", "random")
@@ -116,7 +116,6 @@ class SmartBird(Method):
     """Smart Bird: a sketch attention drives per-head top-k token sampling; gathered sparse attention."""
 
     paper = PAPER
-    capabilities = Capabilities()
     extra_columns = ("sketch_scores",)
 
     sketch_dim: int = param(4, "d of the single-head sketch attention", low=1)
