@@ -120,8 +120,8 @@ class Method:
     # on the data (sampled edges); their built fn reports it as diagnostics()["scores_computed"].
 
     def flops(self, shape: Shape, scores: float | None = None) -> float | None:
-        """Analytic forward FLOPs of the matmul-class work (multiply-add = 2)."""
-        raise NotImplementedError
+        """Analytic forward FLOPs of the matmul-class work (multiply-add = 2); None: no formula."""
+        return None
 
     def backward_flops(self, shape: Shape, scores: float | None = None) -> float | None:
         """Analytic FLOPs of the backward pass alone: each matmul's gradient costs two matmuls."""
@@ -130,7 +130,7 @@ class Method:
 
     def scores(self, shape: Shape) -> float | None:
         """Query-key scores computed over the whole batch (b * h * n^2 for exact attention)."""
-        raise NotImplementedError
+        return None
 
     def memory_bytes(self, shape: Shape, itemsize: int, mode: str, scores: float | None = None) -> float | None:
         """Analytic peak bytes allocated by one call beyond its inputs (None: no formula)."""
@@ -161,8 +161,50 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
     return wrap
 
 
+ENTRY_POINT_GROUP = "attnbench.methods"
+_loaded = False
+
+
 def _load_builtin() -> None:
+    """Register the built-in methods, then those installed packages declare as entry points.
+
+    An entry point `name = "pkg.module:Factory"` in the group `attnbench.methods` names a Method
+    subclass (registered under `name` unless it registered itself) or a module that registers.
+    """
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     import attnbench.methods  # noqa: F401  (registers every built-in method)
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = point.load()
+        except Exception as exc:  # a broken plugin must not break attnbench
+            raise AttnbenchError(f"cannot load method plugin {point.name!r} ({point.value}): "
+                                 f"{type(exc).__name__}: {exc}; uninstall it or fix its import") from None
+        if isinstance(loaded, type) and issubclass(loaded, Method) and loaded not in REGISTRY.values():
+            register(point.name)(loaded)
+
+
+def _load_reference(name: str) -> type[Method]:
+    """`pkg.module:Factory` -> the Method subclass it names (or that calling it returns)."""
+    import importlib
+
+    module_name, _, attribute = name.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise AttnbenchError(f"cannot load method {name!r}: {type(exc).__name__}: {exc}; give an importable "
+                             "module:attribute whose module is on PYTHONPATH") from None
+    if not (isinstance(found, type) and issubclass(found, Method)) and callable(found):
+        found = found()
+    if not (isinstance(found, type) and issubclass(found, Method)):
+        raise AttnbenchError(f"{name} is not a method: it must be (or return) a subclass of attnbench.Method")
+    if found not in REGISTRY.values():
+        register(name)(found)
+    return found
 
 
 def list_methods(pattern: str = "*") -> list[str]:
@@ -176,6 +218,8 @@ def get_method(name: str) -> type[Method]:
     _load_builtin()
     if name in REGISTRY:
         return REGISTRY[name]
+    if ":" in name:
+        return _load_reference(name)
     close = difflib.get_close_matches(name, REGISTRY, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise AttnbenchError(f"unknown method {name!r}; {hint}run 'attnbench list' to see all methods")

@@ -1,3 +1,6 @@
 """Built-in methods: importing this package registers each one (one file per method)."""
 
-from attnbench.methods import full, kernelized, sbm, skyformer, smartbird  # noqa: F401
+from attnbench.methods import (  # noqa: F401
+    bigbird, full, kernelized, linear, linformer, longformer, nystromformer, performer, sbm, skyformer,
+    smartbird, sparse_transformer,
+)

@@ -1,0 +1,84 @@
+"""Longformer (Beltagy et al., 2020, arXiv:2004.05150): sliding-window attention plus global tokens.
+
+Every query attends to the keys within `window` / 2 positions on each side and to the first
+`global_tokens` positions; those global queries attend to every key. Computed blockwise: query
+blocks of window / 2 rows gather the key blocks before, at and after them (1.5x the band,
+masked to it exactly; HF's sliding chunks compute 2x), never n x n. Any n works: the last block
+is padded and its padding masked. No seed repo ships Longformer; this follows the paper's
+pattern and HF's banded computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from attnbench.methods._blocks import block_attention, block_flops, dense_rows
+from attnbench.registry import Method, Shape, param, register
+
+PAPER = "Beltagy et al. 2020, Longformer: The Long-Document Transformer, arXiv:2004.05150"
+
+
+class LongformerAttention:
+    def __init__(self, method: "Longformer", shape: Shape, device) -> None:
+        n = shape.seq_len
+        self.half, self.globals = method.window // 2, min(method.global_tokens, n)
+        size = self.half
+        blocks = -(-n // size)
+        self.padded = blocks * size
+        start = torch.arange(blocks, device=device).view(blocks, 1) * size
+        band = start - size + torch.arange(3 * size, device=device)  # key blocks i-1, i, i+1
+        glob = torch.arange(self.globals, device=device).expand(blocks, -1)
+        query = (start + torch.arange(size, device=device)).unsqueeze(-1)  # (blocks, size, 1)
+        in_band = ((band.unsqueeze(1) - query).abs() <= self.half) & (band >= self.globals).unsqueeze(1) \
+            & (band < n).unsqueeze(1) & (band >= 0).unsqueeze(1)  # global keys come from their own columns
+        self.key_index = torch.cat([band.clamp(0, self.padded - 1), glob], dim=-1)
+        self.valid = torch.cat([in_band, torch.ones(blocks, size, self.globals, dtype=torch.bool, device=device)], -1)
+
+    def __call__(self, q, k, v):
+        b, h, n, p = q.shape
+        pad = (0, 0, 0, self.padded - n)
+        qp, kp, vp = F.pad(q, pad), F.pad(k, pad), F.pad(v, pad)
+        out = block_attention(qp.view(b, h, -1, self.half, p), kp, vp, self.key_index, self.valid)
+        out = out.reshape(b, h, self.padded, p)[:, :, :n]
+        if self.globals:
+            out = torch.cat([dense_rows(q[:, :, :self.globals], k, v), out[:, :, self.globals:]], dim=2)
+        return out
+
+
+@register("longformer")
+@dataclass(frozen=True)
+class Longformer(Method):
+    """Sliding-window attention with global tokens, computed blockwise."""
+
+    paper = PAPER
+    window: int = param(512, "attention window: window / 2 keys each side (HF attention_window)", low=2)
+    global_tokens: int = param(1, "leading positions with global attention (e.g. [CLS])", low=0)
+
+    def build(self, shape, *, device, dtype, generator):
+        return LongformerAttention(self, shape, device)
+
+    def dense_mask(self, shape: Shape) -> torch.Tensor:
+        """The (n, n) pattern this method attends (True = attended), for tests and pictures."""
+        i = torch.arange(shape.seq_len)
+        near = (i.view(-1, 1) - i.view(1, -1)).abs() <= self.window // 2
+        glob = i < self.global_tokens
+        return near | glob.view(1, -1) | glob.view(-1, 1)
+
+    def flops(self, shape: Shape, scores=None) -> float:
+        size, n = self.window // 2, shape.seq_len
+        blocks, g = -(-n // size), min(self.global_tokens, n)
+        return block_flops(shape, blocks, size, 3 * size + g) + 4 * shape.rows * g * n * shape.head_dim
+
+    def scores(self, shape: Shape) -> float:
+        size, n = self.window // 2, shape.seq_len
+        g = min(self.global_tokens, n)
+        return shape.rows * (-(-n // size) * size * (3 * size + g) + g * n)
+
+    def memory_bytes(self, shape, itemsize, mode, scores=None):
+        size, n, p = self.window // 2, shape.seq_len, shape.head_dim
+        keys = 3 * size + min(self.global_tokens, n)
+        per_head = -(-n // size) * (2 * keys * p + 2 * size * keys) + 4 * n * p
+        return shape.rows * per_head * itemsize * (1 if mode == "forward" else 3)

@@ -1,0 +1,82 @@
+"""Performer (Choromanski et al., ICLR 2021, arXiv:2009.14794): FAVOR+ positive orthogonal random
+features for the softmax kernel.
+
+phi(x) = exp(w x' - |x'|^2 / 2 - stab) / sqrt(m) (+ eps), x' = x p^(-1/4), with w m orthogonal
+Gaussian rows (blocks of QR, rescaled by chi-distributed norms); out = D^-1 phi(Q) (phi(K)^T V),
+D = phi(Q) sum_j phi(k_j). Stabilisers as performer-pytorch: the row max for queries, one max
+per head for keys. Features are drawn once per build from the run's seed (never redrawn, as in
+the seed repos). `kernel=relu` is the generalized ReLU kernel. `scaling=reference` reproduces
+the seed repos' double p^(-1/4) scaling (effective logits q.k / p).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from attnbench.registry import Method, Shape, param, register
+
+PAPER = "Choromanski et al. 2021, Rethinking Attention with Performers, arXiv:2009.14794"
+
+
+def orthogonal_gaussian(rows: int, dim: int, generator: torch.Generator) -> torch.Tensor:
+    """rows x dim: stacked QR-orthogonal blocks, each row rescaled to a Gaussian row's norm."""
+    blocks = [torch.linalg.qr(torch.randn(dim, dim, generator=generator))[0].T for _ in range(-(-rows // dim))]
+    norms = torch.randn(rows, dim, generator=generator).norm(dim=1, keepdim=True)
+    return torch.cat(blocks)[:rows] * norms
+
+
+class PerformerAttention:
+    def __init__(self, method: "Performer", shape: Shape, device, dtype, generator) -> None:
+        self.method = method
+        self.omega = orthogonal_gaussian(method.features, shape.head_dim, generator).to(device, dtype)
+
+    def features(self, x, is_query: bool):
+        scale = x.shape[-1] ** (-0.5 if self.method.scaling == "reference" else -0.25)
+        projected = (x * scale) @ self.omega.T  # (b, h, n, m)
+        if self.method.kernel == "relu":
+            return torch.relu(projected) + 1e-3
+        norm = 0.5 * (x * scale).pow(2).sum(-1, keepdim=True)
+        stab = projected.amax(-1, keepdim=True) if is_query else projected.amax((-1, -2), keepdim=True)
+        return ((projected - norm - stab.detach()).exp() + 1e-4) * self.method.features**-0.5
+
+    def __call__(self, q, k, v):
+        phi_q, phi_k = self.features(q, True), self.features(k, False)
+        context = phi_k.transpose(-1, -2) @ v  # (m, p)
+        denominator = phi_q @ phi_k.sum(-2).unsqueeze(-1)
+        return (phi_q @ context) / denominator
+
+
+@register("performer")
+@dataclass(frozen=True)
+class Performer(Method):
+    """FAVOR+ random-feature approximation of softmax attention, linear in n."""
+
+    paper = PAPER
+    features: int = param(256, "m, random features (Skyformer's comparison: 128)", low=1)
+    kernel: str = param("softmax", "softmax (FAVOR+) or relu (generalized kernel)", choices=("softmax", "relu"))
+    scaling: str = param("paper", "paper (q.k / sqrt(p)) or reference (seed repos' double scaling: q.k / p)",
+                         choices=("paper", "reference"))
+
+    def build(self, shape, *, device, dtype, generator):
+        return PerformerAttention(self, shape, device, dtype, generator)
+
+    def _projections(self, shape: Shape) -> float:
+        return shape.rows * 2 * 2 * shape.seq_len * shape.head_dim * self.features  # Q w^T and K w^T
+
+    def flops(self, shape: Shape, scores=None) -> float:
+        n, p, m = shape.seq_len, shape.head_dim, self.features
+        return self._projections(shape) + shape.rows * (2 * n * m * p + 2 * n * m * p + 2 * n * m)
+
+    def backward_flops(self, shape: Shape, scores=None) -> float:
+        # w is fixed: the projections need only the gradient to Q and K (one matmul each).
+        return 2 * self.flops(shape) - self._projections(shape)
+
+    def scores(self, shape: Shape) -> float:
+        return shape.rows * 2 * shape.seq_len * self.features  # feature entries of Q and K
+
+    def memory_bytes(self, shape, itemsize, mode, scores=None):
+        n, p, m = shape.seq_len, shape.head_dim, self.features
+        per_head = 4 * n * m + m * p + n * p
+        return shape.rows * per_head * itemsize * (1 if mode == "forward" else 3)
