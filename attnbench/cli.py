@@ -108,7 +108,8 @@ def list_command(pattern: Annotated[str, typer.Argument(help="Shell-style filter
     for name in list_methods(pattern):
         cls = get_method(name)
         caps = cls.capabilities
-        flags = ", ".join(f for f, on in (("backward", caps.backward), ("exact", caps.exact)) if on)
+        flags = ", ".join(f for f, on in (("backward", caps.backward), ("exact", caps.exact),
+                                          ("shared QK", caps.shared_qk)) if on)
         if caps.seq_multiple > 1:
             flags += f", n % {caps.seq_multiple} == 0"
         params = "\n".join(f"{p.describe()}: {p.help}" for p in cls.params()) or "-"

@@ -42,6 +42,7 @@ class Capabilities:
     backward: bool = True  # differentiable, so --mode backward makes sense
     seq_multiple: int = 1  # seq_len must be a multiple of this
     exact: bool = False  # computes exact softmax attention (no approximation)
+    shared_qk: bool = False  # keys are the queries (Reformer): the k input is unused
 
 
 def param(default: Any, help: str, *, low: float | None = None, high: float | None = None,

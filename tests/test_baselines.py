@@ -115,3 +115,38 @@ def test_sparse_transformer_equals_dense_softmax_under_its_pattern(pattern):
     method = create_method("sparse_transformer", pattern=pattern, stride=8, summary=2)
     out = method.build(shape, device=torch.device("cpu"), dtype=F64, generator=None)(q, k, v)
     torch.testing.assert_close(out, masked_reference(q, k, v, method.dense_mask(shape)))
+
+
+def test_reformer_with_one_bucket_is_softmax_within_its_chunks():
+    n, size = 64, 16
+    q, _, v = qkv(n=n)
+    fn = build("reformer", Shape(1, 2, n, 16), hashes=1, bucket_size=size, buckets=1)
+    keys = torch.nn.functional.normalize(q, dim=-1)  # shared QK
+    chunk = torch.arange(n) // size
+    near = (chunk.view(-1, 1) == chunk.view(1, -1)) | (chunk.view(-1, 1) == (chunk.view(1, -1) + 1) % (n // size))
+    scores = (q @ keys.transpose(-1, -2) / 4).masked_fill(~near, -torch.inf)
+    scores = scores.masked_fill(torch.eye(n, dtype=torch.bool), -1e5)  # self only as a last resort
+    torch.testing.assert_close(fn(q, None, v), torch.softmax(scores, dim=-1) @ v)
+
+
+def test_reformer_error_falls_as_hash_rounds_grow():
+    q, _, v = qkv(n=128, scale=2.0)
+    keys = torch.nn.functional.normalize(q, dim=-1)
+    scores = (q @ keys.transpose(-1, -2) / 4).masked_fill(torch.eye(128, dtype=torch.bool), -1e5)
+    exact = torch.softmax(scores, dim=-1) @ v
+    errors = [statistics.median(rel_error(build("reformer", Shape(1, 2, 128, 16), seed=s, hashes=h, bucket_size=16)
+                                          (q, None, v), exact) for s in range(5)) for h in (1, 2, 4, 8)]
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+
+
+def test_informer_with_every_query_active_is_softmax():
+    q, k, v = qkv(n=32)
+    fn = build("informer", Shape(1, 2, 32, 16), factor=10)  # 10 * ceil(ln 32) >= 32: all queries
+    torch.testing.assert_close(fn(q, k, v), softmax_attention(q, k, v))
+
+
+def test_informer_lazy_queries_take_the_mean_of_values():
+    q, k, v = qkv(n=256)
+    out = build("informer", Shape(1, 2, 256, 16), factor=1)(q, k, v)  # 6 active queries per head
+    lazy = (out - v.mean(dim=2, keepdim=True)).abs().amax(-1) < 1e-12
+    assert (lazy.sum(-1) == 256 - 6).all()

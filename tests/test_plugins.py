@@ -1,0 +1,69 @@
+"""Users' own methods: the README's worked example, run as `module:attribute` and as an entry point."""
+
+import io
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from tests.conftest import run_cli
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def example_module() -> str:
+    """The README's my_attention.py, verbatim."""
+    blocks = re.findall(r"```python\n(# my_attention\.py\n.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) == 1, "the README must hold exactly one my_attention.py example"
+    return blocks[0]
+
+
+def run_with_path(path: Path, *args: str):
+    import os
+
+    env_path = os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH", "")]))
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = env_path
+    try:
+        return run_cli(*args)
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+QUICK = ["-n", "64", "--heads", "2", "--head-dim", "16", "--min-time", "0.02", "--max-time", "0.1", "--threads", "1"]
+
+
+def test_readme_example_runs_by_module_and_attribute(tmp_path):
+    (tmp_path / "my_attention.py").write_text(example_module())
+    result = run_with_path(tmp_path, "run", "-m", "my_attention:CosineAttention,full", "-p", "temperature=5,20",
+                           "-o", "-", *QUICK)
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(io.StringIO(result.stdout))
+    mine = frame[frame["method"] == "my_attention:CosineAttention"]
+    assert sorted(mine["param_temperature"]) == [5.0, 20.0] and (frame["status"] == "ok").all()
+    assert (mine["flops"] == mine["flops_analytic"]).all()
+
+
+def test_readme_example_registers_through_an_entry_point(tmp_path):
+    (tmp_path / "my_attention.py").write_text(example_module())
+    dist = tmp_path / "my_attention-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-attention\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[attnbench.methods]\ncosine = my_attention:CosineAttention\n")
+    listed = run_with_path(tmp_path, "list", "cos*")
+    assert listed.returncode == 0 and "cosine" in listed.stdout and "temperature" in listed.stdout
+    result = run_with_path(tmp_path, "run", "-m", "cosine", "-o", "-", *QUICK)
+    assert result.returncode == 0, result.stderr
+    assert pd.read_csv(io.StringIO(result.stdout)).loc[0, "status"] == "ok"
+
+
+def test_bad_references_are_one_line_errors(tmp_path):
+    (tmp_path / "not_a_method.py").write_text("def thing():\n    return 42\n")
+    for name, message in (("no_such_module:X", "cannot load method"), ("not_a_method:missing", "cannot load method"),
+                          ("not_a_method:thing", "is not a method")):
+        result = run_with_path(tmp_path, "run", "-m", name, *QUICK)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and message in lines[0], result.stderr
