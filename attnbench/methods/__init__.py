@@ -2,5 +2,5 @@
 
 from attnbench.methods import (  # noqa: F401
     bigbird, full, kernelized, linear, linformer, longformer, nystromformer, performer, sbm, skyformer,
-    smartbird, sparse_transformer, reformer, informer,
+    smartbird, sparse_transformer, reformer, informer, peers,
 )
