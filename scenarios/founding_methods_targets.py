@@ -4,7 +4,7 @@ d=64, float32, forward), as ratios against full attention measured alongside:
 - skyformer at n = 2k..16k: time at 16k relative to `full` (SDPA), and the log-log slope of
   its time over n;
 - sbm (fastRG, sampling included) at n = 16k over target densities 0.1%..1%: time relative to
-  `full`, and time against the number of sampled edges (a straight line: slope ~1 in log-log);
+  `full`, and time against the number of sampled edges (a straight line: a linear fit);
 - smartbird at n = 8k: peak memory relative to `full-explicit`, and its time split into
   sketch / sampling / sparse attention next to the sampling floor (uniform draws + top-k alone).
 
@@ -15,35 +15,19 @@ Writes reports/founding-targets-<time>.csv (every measured case) and a .md summa
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 import torch
 
 from attnbench import allocator
+from attnbench.analysis import linear_fit, loglog_slope
 from attnbench.case import make_cases
 from attnbench.measure.timing import time_call
 from attnbench.methods.smartbird import SmartBirdAttention
 from attnbench.registry import create_method
 from attnbench.report import CsvReport
 from attnbench.runner import Settings, columns_for, make_inputs, run_case
-
-
-def slope(xs, ys) -> float:
-    """Least-squares slope of log y against log x."""
-    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
-    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
-
-
-def linear_fit(xs, ys) -> tuple[float, float, float]:
-    """Least-squares y = a + b x: (a, b, R^2)."""
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    a = my - b * mx
-    residual = sum((y - a - b * x) ** 2 for x, y in zip(xs, ys))
-    return a, b, 1 - residual / sum((y - my) ** 2 for y in ys)
 
 
 def smartbird_split(case, budget: dict) -> dict:
@@ -106,7 +90,7 @@ def main() -> None:
         "| target | measured | goal |",
         "|---|---|---|",
         f"| skyformer / full time at n={big} | {sky[-1] / full:.3f} | <= 0.1 |",
-        f"| skyformer log-log slope of time, n={sky_lengths[0]}..{big} | {slope(sky_lengths, sky):.2f} | <= 1.2 |",
+        f"| skyformer log-log slope of time, n={sky_lengths[0]}..{big} | {loglog_slope(sky_lengths, sky):.2f} | <= 1.2 |",
         *(f"| sbm / full time at n={big}, density {r['param_density']:.3g} "
           f"(measured {r['density_mean']:.4f}, {r['edges']:.0f} edges) | {r['time_ms_median'] / full:.3f} | "
           f"{'<= 1.0' if r['param_density'] == 0.01 else '<= 0.25' if r['param_density'] == 0.002 else '-'} |"

@@ -11,6 +11,7 @@ the seed repos' double p^(-1/4) scaling (effective logits q.k / p).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,15 +32,20 @@ class PerformerAttention:
     def __init__(self, method: "Performer", shape: Shape, device, dtype, generator) -> None:
         self.method = method
         self.omega = orthogonal_gaussian(method.features, shape.head_dim, generator).to(device, dtype)
+        self.scale = shape.head_dim ** (-0.5 if method.scaling == "reference" else -0.25)
+        self.scaled_omega_t = (self.omega * self.scale).T.contiguous()  # x' w^T = x (scale w)^T
 
     def features(self, x, is_query: bool):
-        scale = x.shape[-1] ** (-0.5 if self.method.scaling == "reference" else -0.25)
-        projected = (x * scale) @ self.omega.T  # (b, h, n, m)
+        projected = x @ self.scaled_omega_t  # (b, h, n, m)
         if self.method.kernel == "relu":
             return torch.relu(projected) + 1e-3
-        norm = 0.5 * (x * scale).pow(2).sum(-1, keepdim=True)
+        m = self.method.features
+        norm = (0.5 * self.scale**2) * x.pow(2).sum(-1, keepdim=True)
         stab = projected.amax(-1, keepdim=True) if is_query else projected.amax((-1, -2), keepdim=True)
-        return ((projected - norm - stab.detach()).exp() + 1e-4) * self.method.features**-0.5
+        # (exp(x' w - |x'|^2 / 2 - stab) + eps) / sqrt(m), with 1 / sqrt(m) folded into the exponent
+        # so the n x m features take three passes; sub_ is safe: the matmul keeps no output.
+        shift = norm + stab.detach() + 0.5 * math.log(m)
+        return projected.sub_(shift).exp().add(1e-4 * m**-0.5)
 
     def __call__(self, q, k, v):
         phi_q, phi_k = self.features(q, True), self.features(k, False)
