@@ -13,7 +13,7 @@ from typer.exceptions import TyperException
 
 import attnbench
 from attnbench.errors import AttnbenchError
-from attnbench.options import parse_names, parse_param, parse_sizes
+from attnbench.options import parse_ints, parse_metrics, parse_names, parse_param, parse_sizes
 
 app = typer.Typer(
     help="Benchmark and profile attention implementations: FLOPs, peak memory, wall time, sparsity.",
@@ -37,30 +37,40 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """
 
 
+# Options shared by `run` and `sweep`: help text written once. In `sweep` a None default means
+# "as the scenario file says" (or the scenario default).
+MethodOpt = Annotated[Optional[str], typer.Option("--method", "-m", help="Method name(s), comma separated; see 'attnbench list'; or module:Class for your own.")]
+SeqOpt = Annotated[Optional[str], typer.Option("--seq", "-n", help="Sequence length(s): 4096, 4k, 1k,2k or 1k..16k (doubling).")]
+ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Method parameter grid NAME=V1,V2 (repeatable; cartesian product; applied to the methods that declare it).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", min=1, help="Batch size.")]
+HeadsOpt = Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention heads.")]
+HeadDimOpt = Annotated[Optional[int], typer.Option("--head-dim", min=1, help="Dimension per head.")]
+DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="float32, float64, float16 or bfloat16.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N.")]
+ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="forward, or backward (= forward + backward).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the measured calls [default: torch's].")]
+MetricsOpt = Annotated[Optional[str], typer.Option("--metrics", help="Passes to run: any of time,flops,memory,fvcore.")]
+MinTimeOpt = Annotated[Optional[float], typer.Option("--min-time", min=0.0, help="Seconds of timing before stopping once IQR/median < 10%.")]
+MaxTimeOpt = Annotated[Optional[float], typer.Option("--max-time", min=0.0, help="Seconds of timing at most, per case.")]
+OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="CSV report path; '-' writes CSV to stdout [default: reports/<name>-<time>.csv].")]
+AppendOpt = Annotated[bool, typer.Option("--append", help="Add rows to an existing report instead of refusing to touch it.")]
+AllocatorOpt = Annotated[str, typer.Option("--allocator", help="CPU allocator policy: cache (keep freed memory, as CUDA does) or system (glibc defaults). Your own MALLOC_*/LD_PRELOAD always win.")]
+
+
 @app.command("run")
 def run_command(
-    method: Annotated[str, typer.Option("--method", "-m", help="Method name(s), comma separated; see 'attnbench list'.")] = "full",
-    seq: Annotated[str, typer.Option("--seq", "-n", help="Sequence length(s): 4096, 4k, 1k,2k or 1k..16k (doubling).")] = "1024",
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Method parameter grid NAME=V1,V2 (repeatable; cartesian product; applied to the methods that declare it).")] = None,
-    batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size.")] = 1,
-    heads: Annotated[int, typer.Option("--heads", min=1, help="Attention heads.")] = 4,
-    head_dim: Annotated[int, typer.Option("--head-dim", min=1, help="Dimension per head.")] = 64,
-    dtype: Annotated[str, typer.Option("--dtype", help="float32, float64, float16 or bfloat16.")] = "float32",
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
-    mode: Annotated[str, typer.Option("--mode", help="forward, or backward (= forward + backward).")] = "forward",
+    method: MethodOpt = "full", seq: SeqOpt = "1024", param: ParamOpt = None, batch: BatchOpt = 1,
+    heads: HeadsOpt = 4, head_dim: HeadDimOpt = 64, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
+    mode: ModeOpt = "forward",
     seed: Annotated[int, typer.Option("--seed", help="Seed for inputs and every random draw of a method.")] = 0,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the measured calls [default: torch's].")] = None,
-    metrics: Annotated[str, typer.Option("--metrics", help="Passes to run: any of time,flops,memory,fvcore.")] = "time,flops,memory,fvcore",
-    min_time: Annotated[float, typer.Option("--min-time", min=0.0, help="Seconds of timing before stopping once IQR/median < 10%.")] = 0.5,
-    max_time: Annotated[float, typer.Option("--max-time", min=0.0, help="Seconds of timing at most, per case.")] = 5.0,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="CSV report path; '-' writes CSV to stdout (the table then goes to stderr) [default: reports/run-<time>.csv].")] = None,
-    append: Annotated[bool, typer.Option("--append", help="Add rows to an existing report instead of refusing to touch it.")] = False,
-    allocator: Annotated[str, typer.Option("--allocator", help="CPU allocator policy: cache (keep freed memory, as CUDA does) or system (glibc defaults). Your own MALLOC_*/LD_PRELOAD always win.")] = "cache",
+    threads: ThreadsOpt = None, metrics: MetricsOpt = "time,flops,memory,fvcore", min_time: MinTimeOpt = 0.5,
+    max_time: MaxTimeOpt = 5.0, output: OutputOpt = None, append: AppendOpt = False, allocator: AllocatorOpt = "cache",
 ) -> None:
     """Measure METHODs over sequence lengths: one CSV row per case and a table on screen.
 
     Each case is measured in separate passes (FLOPs, peak memory, time), so they do not disturb
     each other. A failing case (out of memory, NaN, unsupported) becomes a row with its status.
+    Cases run in this process; `attnbench sweep` isolates each in a worker with limits.
 
     Example: [bold]attnbench run -m full,full-explicit -n 1k..4k --mode backward -o base.csv[/bold]
     """
@@ -70,18 +80,15 @@ def run_command(
     from attnbench.case import make_cases
     from attnbench.render import console, rows_table
     from attnbench.report import CsvReport, default_report_path
-    from attnbench.runner import METRICS, Settings, columns_for, iter_rows
+    from attnbench.runner import Settings, columns_for, iter_rows
 
-    chosen = parse_names(metrics)
-    unknown = [m for m in chosen if m not in METRICS]
-    if unknown or not chosen:
-        raise AttnbenchError(f"--metrics takes names from {','.join(METRICS)}, not {metrics!r}")
+    chosen = parse_metrics(parse_names(metrics))
     grids = dict(parse_param(p) for p in param or [])
     cases = make_cases(parse_names(method), parse_sizes(seq), grids, batch=batch, heads=heads,
                        head_dim=head_dim, dtype=dtype, device=device, mode=mode, seed=seed, threads=threads)
     target = output or default_report_path()
     screen = console(stderr=target == "-")
-    settings = Settings(metrics=tuple(chosen), min_time_s=min_time, max_time_s=max_time)
+    settings = Settings(metrics=chosen, min_time_s=min_time, max_time_s=max_time)
     rows = []
     with CsvReport(target, columns_for(cases), append=append) as report:
         for i, case in enumerate(cases, 1):
@@ -92,6 +99,65 @@ def run_command(
     screen.print(rows_table(rows))
     if target != "-":
         screen.print(f"wrote {len(rows)} row(s) to {target}")
+
+
+@app.command("sweep")
+def sweep_command(
+    scenario: Annotated[Optional[Path], typer.Argument(help="Scenario file (TOML); see scenarios/. Omit it to give the grid as options.")] = None,
+    method: MethodOpt = None, seq: SeqOpt = None, param: ParamOpt = None, batch: BatchOpt = None,
+    heads: HeadsOpt = None, head_dim: HeadDimOpt = None, dtype: DtypeOpt = None, device: DeviceOpt = None,
+    mode: ModeOpt = None,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Seeds, comma separated: each case runs once per seed.")] = None,
+    threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None, max_time: MaxTimeOpt = None,
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory a case may add to its worker, e.g. 3GB; past it the case is 'oom'. [default: 3GB]")] = None,
+    timeout: Annotated[Optional[str], typer.Option("--timeout", help="Time limit per case, e.g. 300s or 5m; past it the case is 'timeout'. [default: 300s]")] = None,
+    output: OutputOpt = None, append: AppendOpt = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Run only the cases the report lacks (needs -o or the scenario's output).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cases and exit.")] = False,
+    find_max_seq: Annotated[bool, typer.Option("--find-max-seq", help="Per method: double the length until a case stops fitting, then bisect; a 'max_seq' row gives the boundary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain progress lines, no progress bar.")] = False,
+    allocator: AllocatorOpt = "cache",
+) -> None:
+    """Run a grid of cases, each in a worker process with a memory cap and a time limit.
+
+    Out of memory, timeouts, crashed workers, NaN outputs and errors become rows with their
+    status, and the sweep goes on. Every row is written the moment its case ends, so an
+    interrupted sweep keeps every finished case; --resume completes it.
+
+    Example: [bold]attnbench sweep scenarios/smartbird_fig3.toml --max-memory 4GB[/bold]
+    """
+    from attnbench import allocator as allocator_policy
+
+    allocator_policy.apply(allocator)
+    overrides = {key: value for key, value in {
+        "methods": parse_names(method) if method else None, "seq": seq,
+        "params": dict(parse_param(p) for p in param) if param else None, "batch": batch, "heads": heads,
+        "head_dim": head_dim, "dtype": dtype, "device": device, "mode": mode,
+        "seeds": parse_ints(seeds, "--seeds") if seeds else None,
+        "threads": threads, "metrics": parse_names(metrics) if metrics else None, "min_time": min_time,
+        "max_time": max_time, "max_memory": max_memory, "timeout": timeout, "output": output}.items() if value is not None}
+    from attnbench.render import console, progress
+    from attnbench.scenario import load_scenario, scenario_from_dict
+    from attnbench.sweep import run_scenario, summary_lines
+
+    plan = load_scenario(scenario, overrides) if scenario else scenario_from_dict(overrides)
+    cases = plan.cases()
+    screen = console(stderr=True)
+    if dry_run:
+        for i, case in enumerate(cases, 1):
+            typer.echo(f"{i:4d}  {case.label()}  batch={case.batch} heads={case.heads} head_dim={case.head_dim} "
+                       f"{case.dtype} {case.mode} seed={case.seed}")
+        typer.echo(f"{len(cases)} case(s); limits: {plan.max_memory_bytes / 2**30:g} GiB, {plan.timeout_s:g} s per case")
+        return
+    with progress(screen, quiet=quiet) as show:
+        outcome = run_scenario(plan, cases, output=output or plan.output, append=append, resume=resume,
+                               find_max_seq=find_max_seq, on_start=show.start, on_row=show.row)
+    for line in summary_lines(outcome.rows):
+        screen.print(line)
+    if outcome.interrupted:
+        screen.print(f"interrupted: {len(outcome.rows)} row(s) kept in {outcome.path}; finish with --resume -o {outcome.path}")
+        raise typer.Exit(130)
+    screen.print(f"wrote {len(outcome.rows)} row(s) to {outcome.path}")
 
 
 @app.command("list")

@@ -11,6 +11,14 @@ DTYPES = {
     "bfloat16": "bfloat16", "bf16": "bfloat16",
 }
 MODES = ("forward", "backward")
+METRICS = ("time", "flops", "memory", "fvcore")  # measurement passes a run can select
+
+
+def parse_metrics(names: list[str], what: str = "--metrics") -> tuple[str, ...]:
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise AttnbenchError(f"{what} takes names from {','.join(METRICS)}, not {','.join(names) or 'nothing'}")
+    return tuple(dict.fromkeys(names))
 
 
 def parse_size(text: str, what: str = "value") -> int:
@@ -43,6 +51,14 @@ def parse_sizes(text: str, what: str = "--seq") -> list[int]:
 def parse_names(text: str) -> list[str]:
     """'full,skyformer' -> ['full', 'skyformer'] (empty items dropped, order kept)."""
     return list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]."""
+    try:
+        return [int(x) for x in parse_names(text)]
+    except ValueError:
+        raise AttnbenchError(f"{what} takes whole numbers separated by commas, not {text!r}") from None
 
 
 def parse_param(text: str) -> tuple[str, list[str]]:

@@ -72,3 +72,54 @@ def console(stderr: bool = False):
 
     probe = Console(stderr=stderr)
     return probe if probe.is_terminal else Console(stderr=stderr, width=160)
+
+
+class _Progress:
+    """Sweep progress: a rich bar with ETA and the current case, or plain lines."""
+
+    def __init__(self, screen, quiet: bool) -> None:
+        self.screen, self.plain = screen, quiet or not screen.is_terminal
+        self.done, self.total, self.bar, self.task = 0, 0, None, None
+
+    def start(self, total: int) -> None:
+        self.total = total
+        if not self.plain:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(), console=self.screen, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("sweep", total=total)
+
+    def row(self, row: dict) -> None:
+        self.done += 1
+        params = _params(row)
+        time_ms = row.get("time_ms_median")
+        result = row["status"] if row["status"] != "ok" or time_ms is None else f"ok {time_ms:.2f} ms"
+        line = f"[{self.done}/{self.total}] {row['method']} {params} n={row['seq_len']}: {result}".replace("  ", " ")
+        if row["status"] not in ("ok", "max_seq") and row.get("error"):
+            line += f" ({row['error']})"
+        if self.plain:
+            self.screen.print(line, markup=False, highlight=False)
+        else:
+            self.bar.update(self.task, advance=1, description=line[:80])
+            if row["status"] != "ok":
+                self.bar.console.print(line, markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+class progress:
+    """Context manager yielding a _Progress (start(total), row(row))."""
+
+    def __init__(self, screen, quiet: bool = False) -> None:
+        self.reporter = _Progress(screen, quiet)
+
+    def __enter__(self) -> _Progress:
+        return self.reporter
+
+    def __exit__(self, *exc) -> None:
+        self.reporter.close()

@@ -14,13 +14,13 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from attnbench.case import Case
+from attnbench.options import METRICS
 from attnbench.env import environment
 from attnbench.measure.flops import count_flops, fvcore_flops
 from attnbench.measure.memory import peak_bytes
 from attnbench.measure.timing import matmul_peak_flops_per_s, time_call
 from attnbench.registry import get_method
 
-METRICS = ("time", "flops", "memory", "fvcore")
 FLOPS_TOLERANCE = 0.10  # counted vs analytic beyond this is flagged in the row
 
 RESULT_COLUMNS = (

@@ -60,8 +60,8 @@ class SparseTransformer(Method):
     """Fixed or strided factorized sparse attention, computed blockwise."""
 
     paper = PAPER
-    pattern: str = param("fixed", "fixed (block + summary columns) or strided (block + every l-th position)",
-                         choices=("fixed", "strided"))
+    pattern: str = param("strided", "strided (block + every l-th position; Smart Bird's comparison) or fixed (block + summary columns)",
+                         choices=("strided", "fixed"))
     stride: int = param(128, "l, block length", low=1)
     summary: int = param(8, "c, summary positions at the end of each block (fixed pattern)", low=1)
 

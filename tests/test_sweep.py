@@ -1,0 +1,105 @@
+"""Sweeps: isolation and statuses, resume after SIGKILL, scenario validation."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = ["--heads", "1", "--head-dim", "8", "--min-time", "0.02", "--max-time", "0.1", "--threads", "1"]
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_failures_become_rows_with_their_status_and_the_sweep_goes_on(tmp_path):
+    out = tmp_path / "faults.csv"
+    methods = ",".join(["full", *(f"tests.sweep_faults:{m}" for m in ("Hog", "Hang", "Suicide", "NaNs")), "full-explicit"])
+    result = run_cli("sweep", "-m", methods, "-n", "64", "--metrics", "time", "--max-memory", "1GB",
+                     "--timeout", "10s", "-o", str(out), "-q", *QUICK, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    status = {r["method"].removeprefix("tests.sweep_faults:"): (r["status"], r["error"]) for r in rows(out)}
+    assert {m: s for m, (s, _) in status.items()} == {
+        "full": "ok", "Hog": "oom", "Hang": "timeout", "Suicide": "crashed", "NaNs": "nan", "full-explicit": "ok"}
+    assert "SIGKILL" in status["Suicide"][1] and "10 s" in status["Hang"][1]
+    assert "6 row" in result.stderr and "1 oom" in result.stderr
+
+
+def test_sigkill_of_the_runner_then_resume_gives_each_case_once(tmp_path):
+    out = tmp_path / "sweep.csv"
+    args = ["sweep", "-m", "full,full-explicit", "-n", "32,64,128,256,512", "--metrics", "time", "-o", str(out),
+            "-q", "--heads", "1", "--head-dim", "8", "--min-time", "0.3", "--max-time", "0.5", "--threads", "1"]
+    runner = subprocess.Popen([sys.executable, "-m", "attnbench", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or len(rows(out)) < 3):
+        time.sleep(0.2)
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait()
+    before = rows(out)
+    assert 3 <= len(before) < 10
+    finished = out.read_text()
+    resumed = run_cli(*args, "--resume", cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr
+    after = rows(out)
+    keys = [(r["method"], r["seq_len"]) for r in after]
+    assert len(after) == 10 and len(set(keys)) == 10
+    assert out.read_text().startswith(finished)  # finished rows untouched
+    assert all(r["status"] == "ok" for r in after)
+
+
+BAD_SCENARIOS = {
+    "unknown key": ('methods = ["full"]\nseq = 64\nhead = 4\n', "head: unknown key; did you mean 'heads'"),
+    "wrong type": ('methods = ["full"]\nseq = 64\nheads = "four"\n', "heads: must be a positive integer"),
+    "unknown method": ('methods = ["fulll"]\nseq = 64\n', "unknown method 'fulll'"),
+    "unknown parameter": ('methods = ["full"]\nseq = 64\nparams = { features = [1] }\n', "no selected method has a parameter"),
+    "empty grid": ('methods = []\nseq = 64\n', "methods: must be a list of method names"),
+    "bad length": ('methods = ["full"]\nseq = "0..8"\n', "seq must be a positive whole number"),
+    "not TOML": ('methods = ["full"\n', "not valid TOML"),
+    "missing key": ('seq = 64\n', "methods: missing"),
+    "bad memory": ('methods = ["full"]\nseq = 64\nmax_memory = "lots"\n', "max_memory must be a size"),
+    "bad metric": ('methods = ["full"]\nseq = 64\nmetrics = ["speed"]\n', "metrics"),
+    "impossible parameter": ('methods = ["skyformer"]\nseq = 64\nparams = { features = 0 }\n', "features=0 is impossible"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_SCENARIOS)
+def test_malformed_scenarios_are_one_line_errors_and_write_nothing(tmp_path, kind):
+    text, message = BAD_SCENARIOS[kind]
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text(text + 'output = "' + str(tmp_path / "out.csv") + '"\n' if kind != "not TOML" else text)
+    result = run_cli("sweep", str(scenario))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out.csv").exists()
+
+
+def test_dry_run_lists_the_grid(tmp_path):
+    scenario = tmp_path / "grid.toml"
+    scenario.write_text('methods = ["full", "skyformer"]\nseq = "256..1k"\nheads = [1, 2]\n'
+                        'params = { features = [16, 32] }\nseeds = [0, 1]\n')
+    result = run_cli("sweep", str(scenario), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("36 case(s)")  # (1 + 2) x 3 x 2 x 2
+
+
+def test_find_max_seq_reports_the_boundary(tmp_path):
+    out = tmp_path / "max.csv"
+    result = run_cli("sweep", "-m", "full-explicit", "-n", "512", "--find-max-seq", "--metrics", "memory",
+                     "--max-memory", "300MB", "-o", str(out), "-q", "--heads", "1", "--head-dim", "8",
+                     "--threads", "1", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    boundary = [r for r in rows(out) if r["status"] == "max_seq"]
+    assert len(boundary) == 1
+    # two n x n float32 buffers alive at once must fit in 300 MB: n <= sqrt(300e6 / 8) ~ 6000
+    assert 3000 <= int(boundary[0]["seq_len"]) <= 6200, boundary[0]["error"]
+    assert "first failure" in boundary[0]["error"]
