@@ -19,3 +19,99 @@ def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, 
 def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Scaling exponent: the slope of log y against log x (2 for y ~ x^2)."""
     return linear_fit([math.log(x) for x in xs], [math.log(y) for y in ys])[1]
+
+
+IQR_TO_SIGMA = 1.349  # IQR of a normal distribution, in standard deviations
+
+
+def _float(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _text(value) -> str:
+    """128.0 read back from a CSV shows as 128."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _series(rows: list[dict]) -> dict[tuple, dict[int, dict]]:
+    """ok rows grouped by method, parameters and set-up (everything but n), then by n."""
+    groups: dict[tuple, dict[int, dict]] = {}
+    for row in rows:
+        if row.get("status") != "ok" or _float(row.get("time_ms_median")) is None:
+            continue
+        params = tuple(sorted((k[6:], _text(v)) for k, v in row.items() if k.startswith("param_")
+                              and v not in (None, "") and str(v) != "nan"))
+        setup = tuple(str(row.get(k)) for k in ("batch", "heads", "head_dim", "dtype", "device", "mode"))
+        groups.setdefault((row["method"], params, setup), {})[int(float(row["seq_len"]))] = row
+    return groups
+
+
+def _namer(keys) -> "callable":
+    """Names that show only the parameters varying among a method's own series."""
+    seen: dict[str, dict[str, set]] = {}
+    for method, params, _ in keys:
+        for k, v in params:
+            seen.setdefault(method, {}).setdefault(k, set()).add(v)
+
+    def name(key: tuple) -> str:
+        method, params, _ = key
+        varying = seen.get(method, {})
+        return " ".join([method, *(f"{k}={v}" for k, v in params if len(varying.get(k, ())) > 1)])
+    return name
+
+
+def _crossover(times: dict[int, float], reference: dict[int, float]) -> str:
+    common = sorted(set(times) & set(reference))
+    if len(common) < 2:
+        return ""
+    ratios = [(n, times[n] / reference[n]) for n in common]
+    if ratios[0][1] < 1:
+        return f"cheaper than the reference from n={ratios[0][0]} on" if all(r < 1 for _, r in ratios) else ""
+    for (n0, r0), (n1, r1) in zip(ratios, ratios[1:]):
+        if r0 >= 1 > r1:  # interpolate log(ratio) against log(n)
+            t = math.log(r0) / (math.log(r0) - math.log(r1))
+            return f"cheaper than the reference from n~{round(math.exp(math.log(n0) + t * (math.log(n1) - math.log(n0))))}"
+    return f"not cheaper than the reference up to n={common[-1]}"
+
+
+def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
+    """Scaling exponents, crossover against `reference`, and 'X ran r +/- s times faster' lines."""
+    groups = _series(rows)
+    _name = _namer(groups)
+    refs = {key[2]: series for key, series in groups.items() if key[0] == reference}
+    lines = []
+    for key, series in groups.items():
+        ns = sorted(series)
+        parts = []
+        if len(ns) >= 2:
+            parts.append(f"time ~ n^{loglog_slope(ns, [float(series[n]['time_ms_median']) for n in ns]):.2f}")
+            memory = [_float(series[n].get("peak_mem_bytes")) for n in ns]
+            if all(m and m > 0 for m in memory):
+                parts.append(f"memory ~ n^{loglog_slope(ns, memory):.2f}")
+        ref = refs.get(key[2])
+        if ref and key[0] != reference:
+            crossing = _crossover({n: float(series[n]["time_ms_median"]) for n in ns},
+                                  {n: float(r["time_ms_median"]) for n, r in ref.items()})
+            if crossing:
+                parts.append(crossing)
+        if parts:
+            lines.append(f"{_name(key)}: " + ", ".join(parts))
+    for setup, ref in refs.items():
+        largest = max(ref)
+        others = [(k, s[largest]) for k, s in groups.items() if k[2] == setup and k[0] != reference and largest in s]
+        if not others:
+            continue
+        base = ref[largest]
+        lines.append(f"at n={largest}, {reference} took {float(base['time_ms_median']):.3g} ms; relative to it:")
+        for key, row in sorted(others, key=lambda item: float(item[1]["time_ms_median"])):
+            t, tb = float(row["time_ms_median"]), float(base["time_ms_median"])
+            spread = math.hypot((_float(row.get("time_ms_iqr")) or 0) / IQR_TO_SIGMA / t,
+                                (_float(base.get("time_ms_iqr")) or 0) / IQR_TO_SIGMA / tb)
+            ratio = tb / t if t <= tb else t / tb
+            word = "faster" if t <= tb else "slower"
+            lines.append(f"  {_name(key)} ran {ratio:.2f} +/- {ratio * spread:.2f} times {word} than {reference}")
+    return lines

@@ -77,6 +77,7 @@ def run_command(
     from attnbench import allocator as allocator_policy
 
     allocator_policy.apply(allocator)  # may restart this process once, before anything is measured
+    from attnbench.analysis import summary_lines
     from attnbench.case import make_cases
     from attnbench.render import console, rows_table
     from attnbench.report import CsvReport, default_report_path
@@ -97,6 +98,8 @@ def run_command(
             report.write(row)
             rows.append(row)
     screen.print(rows_table(rows))
+    for line in summary_lines(rows):
+        screen.print(line, markup=False, highlight=False)
     if target != "-":
         screen.print(f"wrote {len(rows)} row(s) to {target}")
 
@@ -158,6 +161,96 @@ def sweep_command(
         screen.print(f"interrupted: {len(outcome.rows)} row(s) kept in {outcome.path}; finish with --resume -o {outcome.path}")
         raise typer.Exit(130)
     screen.print(f"wrote {len(outcome.rows)} row(s) to {outcome.path}")
+
+
+@app.command("show-pattern")
+def show_pattern_command(
+    method: Annotated[str, typer.Option("--method", "-m", help="One method; see 'attnbench list'.")],
+    seq: Annotated[str, typer.Option("--seq", "-n", help="Sequence length (keep it small: the picture is n x n).")] = "256",
+    param: ParamOpt = None,
+    heads: Annotated[int, typer.Option("--heads", min=1, help="Heads to draw (sampled patterns differ per head).")] = 4,
+    head_dim: Annotated[int, typer.Option("--head-dim", min=1, help="Dimension per head.")] = 64,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the inputs and of the method's draws.")] = 0,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG path [default: reports/pattern-<method>-<n>.png].")] = None,
+) -> None:
+    """Draw which query-key pairs a method computes, head by head, next to full attention.
+
+    Fixed patterns (BigBird, Longformer, Sparse Transformer), one draw of sampled ones (SBM's
+    graph, Smart Bird's top-k), or for low-rank methods the effective attention matrix.
+
+    Example: [bold]attnbench show-pattern -m sbm -n 512 -p density=0.05[/bold]
+    """
+    (n,) = parse_sizes(seq)
+    if method.startswith("peer-"):
+        raise AttnbenchError(f"show-pattern draws attnbench's own methods; {method} wraps another package")
+    if n > 4096:
+        raise AttnbenchError(f"--seq {n} is too large to draw (n x n per head); use 4096 or less")
+    from attnbench.plot import pattern_figure
+
+    params = {name: values[0] for name, values in (parse_param(p) for p in param or [])}
+    path = output or Path("reports") / f"pattern-{method.replace(':', '-')}-{n}.png"
+    pattern_figure(method, n, params, heads=heads, head_dim=head_dim, seed=seed, path=path)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("summary")
+def summary_command(
+    report: Annotated[Path, typer.Argument(help="CSV report written by 'attnbench run' or 'sweep'.")],
+    reference: Annotated[str, typer.Option("--reference", help="The method others are compared with.")] = "full",
+) -> None:
+    """Scaling exponents of time and memory in n, where each method becomes cheaper than the
+    reference, and how many times faster or slower each ran at the largest common n.
+
+    Example: [bold]attnbench summary reports/run-20260101-120000.csv --reference full-explicit[/bold]
+    """
+    from attnbench.analysis import summary_lines
+    from attnbench.report import read_report
+
+    frame = read_report(report)
+    lines = summary_lines(frame.to_dict("records"), reference)
+    for line in lines or ["no ok rows with times to summarise"]:
+        typer.echo(line)
+
+
+@app.command("compare")
+def compare_command(
+    base: Annotated[Path, typer.Argument(help="The baseline report (CSV).")],
+    new: Annotated[Path, typer.Argument(help="The report to judge against it.")],
+    metrics: Annotated[str, typer.Option("--metrics", help="Metrics to judge: any of time,flops,memory,sparsity,error. In CI across machines, use the deterministic ones: flops,sparsity,error.")] = "time,flops,memory,sparsity,error",
+    time_threshold: Annotated[float, typer.Option("--time-threshold", min=0.0, help="Relative time change that counts (0.05 = 5%), beyond a 95% bootstrap interval.")] = 0.05,
+    time_min_ms: Annotated[float, typer.Option("--time-min-ms", min=0.0, help="Smallest absolute time change that counts, ms.")] = 0.01,
+    memory_tolerance: Annotated[float, typer.Option("--memory-tolerance", min=0.0, help="Relative peak-memory change tolerated (0.02 = 2%; at least 64 KiB).")] = 0.02,
+    error_tolerance: Annotated[float, typer.Option("--error-tolerance", min=0.0, help="Relative change of error_spectral tolerated (0.1 = 10%).")] = 0.10,
+    fail_on_missing: Annotated[bool, typer.Option("--fail-on-missing", help="Exit 1 also when a BASE row is missing from NEW.")] = False,
+    format: Annotated[str, typer.Option("--format", help="text or markdown (for a pull-request comment).")] = "text",
+) -> None:
+    """Judge NEW against BASE row by row; exit 1 on any confirmed regression.
+
+    FLOPs and sparsity must match exactly (same seed), peak memory and error within tolerances,
+    time by a bootstrap interval of the ratio of medians from the raw samples kept beside each
+    report. Prints the rows that changed.
+
+    Example: [bold]attnbench compare reports/baselines/ci.csv new.csv --metrics flops,sparsity[/bold]
+    """
+    from attnbench.compare import COMPARABLE, Thresholds, compare_reports
+    from attnbench.render import comparison_lines
+
+    chosen = parse_names(metrics)
+    unknown = [m for m in chosen if m not in COMPARABLE]
+    if unknown or not chosen:
+        raise AttnbenchError(f"--metrics takes names from {','.join(COMPARABLE)}, not {metrics!r}")
+    if format not in ("text", "markdown"):
+        raise AttnbenchError(f"--format must be text or markdown, not {format!r}")
+    thresholds = Thresholds(time_rel=time_threshold, time_abs_ms=time_min_ms, memory_rel=memory_tolerance,
+                            error_rel=error_tolerance)
+    result = compare_reports(base, new, chosen, thresholds)
+    if result.hardware_differs:
+        print(f"Warning: the reports differ in {', '.join(result.hardware_differs)}; "
+              "time and memory may not be comparable", file=sys.stderr)
+    for line in comparison_lines(result, chosen, markdown=format == "markdown"):
+        typer.echo(line)
+    if result.regressions or (fail_on_missing and result.missing):
+        raise typer.Exit(1)
 
 
 @app.command("list")

@@ -78,12 +78,116 @@ def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
+SIZE_PARAMS = ("features", "landmarks", "proj_dim", "k", "clusters", "density", "sketch_dim", "bucket_size")
+
+
+def _ok_with(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    if column not in frame:
+        return frame.iloc[0:0]
+    return frame[(frame["status"] == "ok") & frame[column].notna()]
+
+
+def error_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
+    """Relative spectral error against each method's size parameter (features, landmarks, ...),
+    one line per method and length, log-log, with the spread over seeds as error bars."""
+    data = _ok_with(frame, "error_spectral")
+    lines = []
+    for method, rows in data.groupby("method"):
+        size = next((f"param_{p}" for p in SIZE_PARAMS if f"param_{p}" in rows and rows[f"param_{p}"].nunique() > 1), None)
+        if size:
+            lines += [(method, n, group.sort_values(size), size) for n, group in rows.groupby("seq_len")]
+    if not lines:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    for method, n, group, size in lines:
+        spread = group["error_spectral_std"] if "error_spectral_std" in group else None
+        ax.errorbar(group[size], group["error_spectral"], yerr=spread, marker="o", capsize=3,
+                    label=f"{method} n={n} (x: {size.removeprefix('param_')})")
+    ax.set(xscale="log", yscale="log", xlabel="features / landmarks / projection size",
+           ylabel="relative spectral-norm error ||O^ - O||2 / ||O||2", title=title or "approximation error")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8)
+    return fig
+
+
+def pareto_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
+    """Error against time for every ok row that has both, with each length's Pareto front."""
+    data = _ok_with(_ok_with(frame, "error_spectral"), "time_ms_median")
+    if data.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    for method, rows in data.groupby("method"):
+        ax.scatter(rows["time_ms_median"], rows["error_spectral"], label=method, s=25)
+    for n, rows in data.groupby("seq_len"):
+        front, best = [], float("inf")
+        for _, row in rows.sort_values("time_ms_median").iterrows():
+            if row["error_spectral"] < best:
+                best = row["error_spectral"]
+                front.append((row["time_ms_median"], best))
+        ax.step(*zip(*front), where="post", color="grey", lw=1, alpha=0.7)
+    ax.set(xscale="log", yscale="log", xlabel="time per call (ms)", ylabel="relative spectral-norm error",
+           title=title or "error against time (grey: Pareto front per length)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.legend(loc="outside lower center", ncol=4, fontsize=8)
+    return fig
+
+
+def density_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
+    """SBM: mean mask density over heads (error bars: spread over heads) against length."""
+    data = _ok_with(frame, "density_mean")
+    if data.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    keys = [c for c in ("param_density", "param_clusters", "mode") if c in data and data[c].nunique() > 1]
+    for key, group in (data.groupby(keys) if keys else [((), data)]):
+        group = group.sort_values("seq_len")
+        label = " ".join(f"{k.removeprefix('param_')}={v}" for k, v in zip(keys, key if isinstance(key, tuple) else (key,)))
+        ax.errorbar(group["seq_len"], group["density_mean"], yerr=group.get("density_std"), marker="o", capsize=3,
+                    label=label or "sbm")
+    ax.set(xscale="log", xlabel="sequence length n", ylabel="sampled mask density (mean over heads)",
+           title=title or "SBM mask density per head (bars: spread over heads)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8)
+    return fig
+
+
 def plot_report(frame: pd.DataFrame, out_dir: Path, stem: str) -> list[Path]:
-    """Write <stem>-efficiency.png and .svg into out_dir; returns the paths."""
+    """Write <stem>-efficiency (and, when the report has their columns, -error, -pareto and
+    -density) as PNG and SVG into out_dir; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig = efficiency_figure(frame, title=stem)
-    paths = [out_dir / f"{stem}-efficiency.{ext}" for ext in ("png", "svg")]
-    for path in paths:
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figures = {"efficiency": efficiency_figure(frame, title=stem), "error": error_figure(frame, stem),
+               "pareto": pareto_figure(frame, stem), "density": density_figure(frame, stem)}
+    paths = []
+    for kind, fig in figures.items():
+        if fig is None:
+            continue
+        for ext in ("png", "svg"):
+            paths.append(out_dir / f"{stem}-{kind}.{ext}")
+            fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
     return paths
+
+
+def pattern_figure(method: str, seq_len: int, params: dict, *, heads: int, head_dim: int, seed: int,
+                   path: Path) -> Path:
+    """Full attention's weights (head 0) beside the method's pattern for up to four heads."""
+    from attnbench.patterns import attention_pattern, reference_weights
+
+    pattern, what = attention_pattern(method, seq_len, params, heads=heads, head_dim=head_dim, seed=seed)
+    shown = min(heads, 4)
+    fig, axes = plt.subplots(1, shown + 1, figsize=(3.6 * (shown + 1), 4.0), layout="constrained")
+    panels = [(reference_weights(seq_len, heads=heads, head_dim=head_dim, seed=seed), "full: softmax weights, head 0")]
+    panels += [(pattern[h], f"{method}: head {h}") for h in range(shown)]
+    binary = what.startswith("attended")
+    for ax, (matrix, title) in zip(axes, panels):
+        ax.imshow(matrix.numpy(), cmap="Greys" if binary and matrix is not panels[0][0] else "viridis",
+                  interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("key j")
+        ax.set_ylabel("query i")
+    density = float((pattern > 0).double().mean())
+    fig.suptitle(f"{method} at n={seq_len}: {what}; {100 * density:.1f}% of pairs nonzero")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -123,3 +123,30 @@ class progress:
 
     def __exit__(self, *exc) -> None:
         self.reporter.close()
+
+
+def _state(comparison_row, metric: str) -> str:
+    state = comparison_row.states.get(metric, "")
+    detail = comparison_row.details.get(metric)
+    return f"{state} {detail}" if detail and state else state
+
+
+def comparison_lines(comparison, metrics, markdown: bool) -> list[str]:
+    """The rows that changed (and a count of those that did not), as Markdown or plain text."""
+    changed = [r for r in comparison.rows if r.presence != "both" or any(s != "same" for s in r.states.values())]
+    columns = ["case", "verdict", *metrics]
+    verdict = lambda r: r.presence if r.presence != "both" else ("REGRESSION" if r.regressed else "ok")  # noqa: E731
+    body = [[r.label, verdict(r), *[_state(r, m) or "-" for m in metrics]] for r in changed]
+    for r, cells in zip(changed, body):
+        if "status" in r.states:
+            cells[1] += f" ({r.details['status']})"
+    lines = []
+    if markdown:
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    else:
+        lines += ["  ".join(cells) for cells in body]
+    same = len(comparison.rows) - len(changed)
+    lines.append(f"{len(comparison.regressions)} regression(s), {len(comparison.missing)} missing, "
+                 f"{sum(r.presence == 'new' for r in comparison.rows)} new, {same} unchanged row(s)")
+    return lines

@@ -2,11 +2,14 @@
 
 A report already on disk is never replaced: writing to an existing file needs `append=True`,
 and appending rows with new columns rewrites the file atomically with the union of columns.
+Raw timing samples would make the CSV untidy, so they go to a JSON-lines sidecar beside it,
+`<report>.samples.jsonl`: one object per timed row, its identity columns and `time_samples_ms`.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sys
 import time
@@ -16,6 +19,18 @@ from typing import IO, Iterable, Sequence
 from attnbench.errors import AttnbenchError
 
 REPORTS_DIR = Path("reports")
+SAMPLES_KEY = "time_samples_ms"
+IDENTITY = ("method", "batch", "heads", "seq_len", "head_dim", "dtype", "device", "mode", "seed")
+
+
+def row_key(row: dict) -> tuple:
+    """What identifies a case in a report: method, parameters, shape and set-up (as text)."""
+    params = sorted((k, str(v)) for k, v in row.items() if k.startswith("param_") and v not in (None, ""))
+    return tuple(str(row[k]) for k in IDENTITY) + tuple(params)
+
+
+def sidecar_path(report: str | Path) -> Path:
+    return Path(f"{report}.samples.jsonl")
 
 
 def default_report_path(directory: Path = REPORTS_DIR) -> Path:
@@ -90,16 +105,26 @@ class CsvReport:
         if write_header:
             self._writer.writeheader()
             self._file.flush()
+        self._samples = None  # opened with the first timed row
         return self
 
     def write(self, row: dict) -> None:
-        self._writer.writerow({k: _cell(v) for k, v in row.items()})
+        samples = row.get(SAMPLES_KEY)
+        self._writer.writerow({k: _cell(v) for k, v in row.items() if k != SAMPLES_KEY})
         self._file.flush()  # a killed run keeps every finished row
+        if samples and not self.to_stdout:
+            if self._samples is None:
+                self._samples = sidecar_path(self.target).open("a")
+            identity = {k: v for k, v in row.items() if k in IDENTITY or k.startswith("param_")}
+            self._samples.write(json.dumps({**identity, SAMPLES_KEY: samples}) + "\n")
+            self._samples.flush()
         self.rows_written += 1
 
     def __exit__(self, *exc: object) -> None:
         if self._file is not None and not self.to_stdout:
             self._file.close()
+        if self._samples is not None:
+            self._samples.close()
 
 
 def report_columns(rows_or_columns: Iterable[Iterable[str]]) -> list[str]:
@@ -124,3 +149,20 @@ def read_report(path: str | Path):
         raise AttnbenchError(f"{path} is not an attnbench report (missing columns: {', '.join(sorted(missing))})")
     return frame
 
+
+
+def read_samples(report: str | Path) -> dict[tuple, list[float]]:
+    """Raw timing samples (ms) by row key, from the report's sidecar (empty if there is none)."""
+    path = sidecar_path(report)
+    if not path.is_file():
+        return {}
+    samples = {}
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a killed run
+        values = entry.pop(SAMPLES_KEY, None)
+        if values:
+            samples[row_key({k: v for k, v in entry.items()})] = [float(v) for v in values]
+    return samples

@@ -128,7 +128,8 @@ def _measure(case: Case, settings: Settings, row: dict) -> None:
         peak = matmul_peak_flops_per_s(case.device, case.dtype, case.threads)
         work = row.get("flops") or analytic
         achieved = None if work is None else work / (timing.median_ms / 1e3)
-        row.update(time_ms_median=timing.median_ms, time_ms_iqr=timing.iqr_ms,
+        row.update(time_samples_ms=[t * 1e3 for t in timing.samples_s],  # to the sidecar, not the CSV
+                   time_ms_median=timing.median_ms, time_ms_iqr=timing.iqr_ms,
                    time_samples=len(timing.samples_s), time_calls_per_sample=timing.calls_per_sample,
                    time_noisy=timing.noisy, achieved_flops_per_s=achieved, machine_matmul_flops_per_s=peak,
                    machine_peak_fraction=None if achieved is None else achieved / peak)

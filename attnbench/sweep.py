@@ -17,18 +17,11 @@ from typing import Callable, Iterable
 
 from attnbench.case import Case
 from attnbench.errors import AttnbenchError
-from attnbench.report import CsvReport
+from attnbench.report import CsvReport, row_key
 from attnbench.runner import Settings, case_columns, columns_for
 from attnbench.workers import Launcher, WorkerLauncher, failure_row
 
-IDENTITY = ("method", "batch", "heads", "seq_len", "head_dim", "dtype", "device", "mode", "seed")
 NOT_FITTING = ("oom", "timeout", "crashed")
-
-
-def row_key(row: dict) -> tuple:
-    """What identifies a case in a report: method, parameters, shape and set-up (as text)."""
-    params = sorted((k, str(v)) for k, v in row.items() if k.startswith("param_") and v not in (None, ""))
-    return tuple(str(row[k]) for k in IDENTITY) + tuple(params)
 
 
 def finished_keys(path: str | Path) -> set[tuple]:

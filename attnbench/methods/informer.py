@@ -38,8 +38,9 @@ class ProbSparseAttention:
             top = sparsity.topk(self.active, dim=-1, sorted=False).indices  # (b, h, u)
         rows = q.gather(2, top.unsqueeze(-1).expand(-1, -1, -1, p))
         attended = torch.softmax(rows @ k.transpose(-1, -2) * p**-0.5, dim=-1) @ v
-        out = v.mean(dim=2, keepdim=True).expand(b, h, n, p)
-        return out.scatter(2, top.unsqueeze(-1).expand(-1, -1, -1, p), attended)
+        width = v.shape[-1]  # values may be wider than queries (V = I gives the effective matrix)
+        out = v.mean(dim=2, keepdim=True).expand(b, h, n, width)
+        return out.scatter(2, top.unsqueeze(-1).expand(-1, -1, -1, width), attended)
 
 
 @register("informer")

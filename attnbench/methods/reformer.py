@@ -54,7 +54,8 @@ class LSHAttention:
         lse = scores.logsumexp(-1, keepdim=True)
         out = (scores - lse).exp() @ vv  # (r, b, h, chunks, size, p) in sorted order
         undo = order.argsort(-1)
-        out = out.view(self.hashes, b, h, n, p).gather(3, undo.unsqueeze(-1).expand(-1, -1, -1, -1, p))
+        width = v.shape[-1]
+        out = out.view(self.hashes, b, h, n, width).gather(3, undo.unsqueeze(-1).expand(-1, -1, -1, -1, width))
         lse = lse.view(self.hashes, b, h, n, 1).gather(3, undo.unsqueeze(-1))
         weights = torch.softmax(lse, dim=0)  # combine rounds by their normalisers
         return (weights * out).sum(0)

@@ -193,6 +193,17 @@ class SBMAttention(nn.Module):
         attention = torch.softmax(scores.masked_fill(mask == 0, -torch.inf), dim=-1)
         return attention.nan_to_num(0.0) @ v  # a query with no sampled edge outputs 0
 
+    def sampled_mask(self, q, k) -> torch.Tensor:
+        """One draw of the masks as a dense (b, h, n, n) bool tensor (small n only)."""
+        b, h, n, _ = q.shape
+        x, y, s = self.memberships(q, k)
+        if self.method.variant == "bernoulli":
+            return self._bernoulli_mask(x @ s @ y.transpose(-1, -2)).bool()
+        rows, cols = self.sample(x, y, s)
+        mask = torch.zeros(b * h * n, n, dtype=torch.bool, device=q.device)
+        mask[rows.long(), (cols % n).long()] = True
+        return mask.view(b, h, n, n)
+
     def edges_per_head(self, q, k) -> torch.Tensor:
         """Sampled edges of one draw, per graph (b x h), as the benchmark sees them."""
         x, y, s = self.memberships(q, k)

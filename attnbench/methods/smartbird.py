@@ -105,6 +105,11 @@ class SmartBirdAttention:
             return torch.cat([self.select(self.sketch(qs, ks, s, min(s + self.rows, q.shape[-2])), q.shape[1])
                               for s in range(0, q.shape[-2], self.rows)], dim=2)
 
+    def sampled_mask(self, q, k) -> torch.Tensor:
+        """One draw of the selections as a dense (b, h, n, n) bool tensor (small n only)."""
+        index = self.indices(q, k)
+        return torch.zeros(*q.shape[:3], q.shape[2], dtype=torch.bool, device=q.device).scatter_(-1, index, True)
+
     def diagnostics(self, q, k, v) -> dict[str, float]:
         b, _, n, _ = q.shape
         return {"sketch_scores": float(b * n * n)}

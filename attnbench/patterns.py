@@ -1,0 +1,41 @@
+"""Which query-key pairs a method computes: the pattern behind its sparsity, as an (h, n, n) array.
+
+Fixed patterns come from the method (BigBird, Longformer, Sparse Transformer), sampled ones from
+one draw of its sampler (SBM's graph, Smart Bird's per-head top-k). Methods without a mask
+(low-rank and kernel approximations) show their effective attention matrix: every listed
+method is linear in V once its randomness is fixed, so the output for V = I is that matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnbench.case import make_cases
+from attnbench.runner import make_inputs
+
+
+def attention_pattern(method: str, seq_len: int, params: dict | None = None, *, heads: int = 4,
+                      head_dim: int = 64, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """(pattern (h, n, n) for batch element 0, what it shows) for one case."""
+    (case,) = make_cases([method], [seq_len], {k: [v] for k, v in (params or {}).items()}, heads=heads,
+                         head_dim=head_dim, dtype="float64", seed=seed)
+    instance, shape = case.instance(), case.shape
+    q, k, v, generator = make_inputs(case)
+    fn = instance.build(shape, device=q.device, dtype=q.dtype, generator=generator)
+    with torch.no_grad():
+        if hasattr(instance, "dense_mask"):
+            mask = instance.dense_mask(shape)
+            return mask.expand(heads, -1, -1).double(), "attended pairs (fixed pattern)"
+        if hasattr(fn, "dense_mask"):
+            return fn.dense_mask(seq_len).double(), "attended pairs (fixed pattern, random blocks per head)"
+        if hasattr(fn, "sampled_mask"):
+            return fn.sampled_mask(q, k)[0].double(), "attended pairs (one draw per head)"
+        identity = torch.eye(seq_len, dtype=q.dtype).expand(1, heads, -1, -1)
+        return fn(q, k, identity)[0].abs(), "|effective attention matrix| (output for V = I)"
+
+
+def reference_weights(seq_len: int, *, heads: int = 4, head_dim: int = 64, seed: int = 0) -> torch.Tensor:
+    """Exact softmax attention weights of head 0 on the same inputs."""
+    (case,) = make_cases(["full"], [seq_len], heads=heads, head_dim=head_dim, dtype="float64", seed=seed)
+    q, k, _, _ = make_inputs(case)
+    return torch.softmax(q[0, 0] @ k[0, 0].T / head_dim**0.5, dim=-1)

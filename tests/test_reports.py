@@ -1,0 +1,56 @@
+"""Summary lines, pattern pictures and the error / Pareto / density figures."""
+
+import pandas as pd
+import pytest
+
+from attnbench.analysis import summary_lines
+from attnbench.plot import density_figure, error_figure, pareto_figure
+from tests.conftest import run_cli
+
+
+def rows(method, times, ns=(1024, 2048, 4096), iqr=0.0, **extra):
+    return [{"method": method, "seq_len": n, "status": "ok", "time_ms_median": t, "time_ms_iqr": iqr,
+             "peak_mem_bytes": 1e6 * (n / 1024) ** (2 if method == "full" else 1), "mode": "forward", **extra}
+            for n, t in zip(ns, times)]
+
+
+def test_summary_fits_exponents_finds_the_crossover_and_states_ratios():
+    report = rows("full", [10, 40, 160], iqr=1.0) + rows("fast", [20, 40, 80], iqr=2.0)
+    lines = summary_lines(report)
+    assert lines[0] == "full: time ~ n^2.00, memory ~ n^2.00"
+    assert lines[1] == "fast: time ~ n^1.00, memory ~ n^1.00, cheaper than the reference from n~2048"
+    assert lines[-1].startswith("  fast ran 2.00 +/- ") and lines[-1].endswith("times faster than full")
+    never = summary_lines(rows("full", [10, 20, 40]) + rows("slow", [30, 60, 120]))
+    assert "not cheaper than the reference up to n=4096" in never[1]
+
+
+def test_error_pareto_and_density_figures_have_their_axes():
+    frame = pd.DataFrame([{"method": m, "seq_len": 512, "status": "ok", "param_features": f, "error_spectral": e,
+                           "error_spectral_std": e / 10, "time_ms_median": t}
+                          for m, scale in (("skyformer", 1.0), ("performer", 3.0))
+                          for f, e, t in ((16, 0.4 * scale, 1.0), (64, 0.2 * scale, 2.0), (256, 0.1 * scale, 4.0))])
+    err = error_figure(frame)
+    assert err.axes[0].get_xscale() == "log" and "spectral" in err.axes[0].get_ylabel()
+    assert len(err.axes[0].containers) == 2  # one error-bar series per method
+    pareto = pareto_figure(frame)
+    assert pareto.axes[0].get_xlabel() == "time per call (ms)"
+    assert error_figure(frame.drop(columns="error_spectral")) is None
+    density = density_figure(pd.DataFrame([{"method": "sbm", "seq_len": n, "status": "ok", "density_mean": 0.01,
+                                            "density_std": 0.001, "param_density": 0.01} for n in (512, 1024)]))
+    assert "density" in density.axes[0].get_ylabel()
+
+
+@pytest.mark.parametrize("method, params", [("sbm", ["-p", "density=0.1"]), ("longformer", ["-p", "window=32"]),
+                                            ("skyformer", [])])
+def test_show_pattern_draws_a_picture(tmp_path, method, params):
+    out = tmp_path / f"{method}.png"
+    result = run_cli("show-pattern", "-m", method, "-n", "128", "--heads", "2", *params, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 5000
+
+
+def test_summary_command_reads_a_report(tmp_path):
+    path = tmp_path / "r.csv"
+    pd.DataFrame(rows("full", [10, 40, 160]) + rows("fast", [20, 40, 80])).to_csv(path, index=False)
+    result = run_cli("summary", str(path))
+    assert result.returncode == 0 and "fast ran 2.00" in result.stdout
