@@ -24,6 +24,9 @@ class Case:
     mode: str = "forward"  # "backward" times forward + backward
     seed: int = 0
     threads: int = 1
+    inputs: str = "random"  # random, pretrained or init (attnbench.inputs)
+    input_scale: float = 1.0  # random inputs: standard deviation
+    layer: int = 2  # pretrained/init inputs: the model layer whose q, k, v are taken
 
     @property
     def shape(self) -> Shape:
@@ -71,7 +74,8 @@ def _param_grids(methods: Sequence[str], params: Mapping[str, Sequence[Any]]) ->
 
 def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[str, Sequence[Any]] | None = None,
                *, batch: int = 1, heads: int = 4, head_dim: int = 64, dtype: str = "float32",
-               device: str = "cpu", mode: str = "forward", seed: int = 0, threads: int | None = None) -> list[Case]:
+               device: str = "cpu", mode: str = "forward", seed: int = 0, threads: int | None = None,
+               inputs: str = "random", input_scale: float = 1.0, layer: int = 2) -> list[Case]:
     """Validated cartesian product of methods x parameter grids x sequence lengths."""
     import torch
 
@@ -81,7 +85,15 @@ def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[
     for what, value in (("batch", batch), ("heads", heads), ("head_dim", head_dim), *(("seq", n) for n in seq_lens)):
         if not isinstance(value, int) or value <= 0:
             raise AttnbenchError(f"{what} must be a positive whole number, not {value!r}")
-    common = dict(batch=batch, heads=heads, head_dim=head_dim, dtype=parse_dtype(dtype),
+    from attnbench.inputs import SOURCES, check_source
+
+    if inputs not in SOURCES:
+        raise AttnbenchError(f"--inputs must be one of {', '.join(SOURCES)}, not {inputs!r}")
+    check_source(inputs, heads, head_dim, layer)
+    if not input_scale > 0:
+        raise AttnbenchError(f"--input-scale must be positive, not {input_scale!r}")
+    common = dict(inputs=inputs, input_scale=float(input_scale), layer=layer,
+                  batch=batch, heads=heads, head_dim=head_dim, dtype=parse_dtype(dtype),
                   device=check_device(device), mode=parse_mode(mode), seed=seed,
                   threads=threads or torch.get_num_threads())
     cases = []

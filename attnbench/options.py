@@ -11,7 +11,7 @@ DTYPES = {
     "bfloat16": "bfloat16", "bf16": "bfloat16",
 }
 MODES = ("forward", "backward")
-METRICS = ("time", "flops", "memory", "fvcore")  # measurement passes a run can select
+METRICS = ("time", "flops", "memory", "fvcore", "error")  # measurement passes a run can select
 
 
 def parse_metrics(names: list[str], what: str = "--metrics") -> tuple[str, ...]:

@@ -104,6 +104,8 @@ class Method:
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     capabilities: ClassVar[Capabilities] = Capabilities()
+    # The exact method this one approximates, when it is not softmax attention (Skyformer: kernelized).
+    exact_target: ClassVar[str | None] = None
     # Columns this method adds to its rows; the built fn's `diagnostics(q, k, v)` fills them.
     extra_columns: ClassVar[tuple[str, ...]] = ()
 

@@ -20,13 +20,15 @@ from attnbench.errors import AttnbenchError
 
 REPORTS_DIR = Path("reports")
 SAMPLES_KEY = "time_samples_ms"
-IDENTITY = ("method", "batch", "heads", "seq_len", "head_dim", "dtype", "device", "mode", "seed")
+IDENTITY = ("method", "batch", "heads", "seq_len", "head_dim", "dtype", "device", "mode", "seed",
+            "inputs", "input_scale", "layer")
+IDENTITY_DEFAULTS = {"inputs": "random", "input_scale": "1.0", "layer": "2"}  # reports that predate them
 
 
 def row_key(row: dict) -> tuple:
     """What identifies a case in a report: method, parameters, shape and set-up (as text)."""
     params = sorted((k, str(v)) for k, v in row.items() if k.startswith("param_") and v not in (None, ""))
-    return tuple(str(row[k]) for k in IDENTITY) + tuple(params)
+    return tuple(str(row.get(k, IDENTITY_DEFAULTS.get(k))) for k in IDENTITY) + tuple(params)
 
 
 def sidecar_path(report: str | Path) -> Path:

@@ -23,11 +23,14 @@ from attnbench.registry import get_method
 
 FLOPS_TOLERANCE = 0.10  # counted vs analytic beyond this is flagged in the row
 
+ERROR_COLUMNS = ("error_reference", "error_spectral", "error_spectral_std", "error_frobenius",
+                 "error_attention_spectral", "error_target", "error_target_spectral", "error_target_spectral_std")
+DENSE_ATTENTION_LIMIT = 1024  # above this n, the attention-matrix error is estimated matrix-free
 RESULT_COLUMNS = (
     "status", "error", "time_ms_median", "time_ms_iqr", "time_samples", "time_calls_per_sample",
     "time_noisy", "flops", "flops_analytic", "flops_mismatch", "flops_fvcore", "flops_fvcore_skipped",
     "flops_by_op", "peak_mem_bytes", "peak_mem_analytic_bytes", "sparsity", "scores_computed",
-    "achieved_flops_per_s", "machine_matmul_flops_per_s", "machine_peak_fraction", "timestamp",
+    "achieved_flops_per_s", "machine_matmul_flops_per_s", "machine_peak_fraction", *ERROR_COLUMNS, "timestamp",
 )
 
 
@@ -35,17 +38,25 @@ RESULT_COLUMNS = (
 class Settings:
     """How to measure: which passes run and the time budget of the timing pass."""
 
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = ("time", "flops", "memory", "fvcore")
     min_time_s: float = 0.5  # timing runs at least this long, then stops once IQR/median < 10%
     max_time_s: float = 5.0  # ... or when this much time was spent measuring
+    reference: str = "full"  # error metric: the exact attention outputs are compared with
+    repeats: int = 1  # error metric: independent draws of a stochastic method
 
 
 def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
-    """Seeded standard-normal q, k, v (drawn on the CPU so every device sees the same values)."""
+    """q, k, v for the case (drawn on the CPU so every device sees the same values), and the
+    generator the method draws its own randomness from."""
     generator = torch.Generator().manual_seed(case.seed)
     dims = (case.batch, case.heads, case.seq_len, case.head_dim)
-    q, k, v = (torch.randn(dims, generator=generator).to(case.device, getattr(torch, case.dtype))
-               for _ in range(3))
+    if case.inputs == "random":
+        tensors = [torch.randn(dims, generator=generator) * case.input_scale for _ in range(3)]
+    else:
+        from attnbench.inputs import transformer_qkv
+
+        tensors = transformer_qkv(case.inputs, *dims, layer=case.layer, seed=case.seed)
+    q, k, v = (t.to(case.device, getattr(torch, case.dtype)) for t in tensors)
     return q, k, v, generator
 
 
@@ -122,6 +133,9 @@ def _measure(case: Case, settings: Settings, row: dict) -> None:
         row["flops_fvcore"], row["flops_fvcore_skipped"] = fvcore_flops(fn, q, k, v)
     if "memory" in settings.metrics:
         row["peak_mem_bytes"] = peak_bytes(call, device)
+    if "error" in settings.metrics:
+        with torch.no_grad():  # the matrix-free estimate turns gradients on where it needs them
+            row.update(_errors(case, settings, method, q.detach(), k.detach(), v.detach()))
     if "time" in settings.metrics:
         timing = time_call(call, device, threads=case.threads, min_time_s=settings.min_time_s,
                            max_time_s=settings.max_time_s)
@@ -136,12 +150,83 @@ def _measure(case: Case, settings: Settings, row: dict) -> None:
     row["status"] = "ok"
 
 
+def _frozen_draws(fn) -> Callable:
+    """fn(q, k, v) with the method's per-call sampler rewound each time, so that repeated calls
+    (V = I, power iteration) see one and the same draw."""
+    sampler = getattr(fn, "sampler", None)
+    if sampler is None:
+        return fn
+    state = sampler.get_state()
+
+    def call(q, k, v):
+        sampler.set_state(state)
+        return fn(q, k, v)
+    return call
+
+
+def _attention_error(case: Case, fn, reference, q, k, exact_inputs) -> float:
+    """Relative spectral error of the effective attention matrix (the output for V = I)."""
+    from attnbench.measure.error import relative_errors, spectral_norm_estimate, transpose_map
+
+    n, wide = case.seq_len, torch.float64
+    if n <= DENSE_ATTENTION_LIMIT:
+        eye = torch.eye(n, dtype=wide, device=q.device).expand(case.batch, case.heads, n, n)
+        return float(relative_errors(fn(q, k, eye.to(q.dtype)), reference(*exact_inputs[:2], eye))["spectral"].mean())
+    difference = lambda x: fn(q, k, x.to(q.dtype)).to(wide) - reference(*exact_inputs[:2], x)  # noqa: E731
+    exact_map = lambda x: reference(*exact_inputs[:2], x)  # noqa: E731
+    dims = (case.batch, case.heads, n)
+    return float((spectral_norm_estimate(difference, transpose_map(difference), dims)
+                  / spectral_norm_estimate(exact_map, transpose_map(exact_map), dims)).mean())
+
+
+def _errors(case: Case, settings: Settings, method, q, k, v) -> dict:
+    """Output and attention-matrix errors against the reference (and the method's exact target)."""
+    from attnbench.measure.error import relative_errors
+    from attnbench.registry import create_method
+
+    shape, wide = case.shape, torch.float64
+    exact_inputs = (q.to(wide), k.to(wide), v.to(wide))
+
+    def exact(name):
+        return _frozen_draws(create_method(name).build(shape, device=q.device, dtype=wide,
+                                                       generator=torch.Generator().manual_seed(case.seed)))
+
+    references = {"": exact(settings.reference)}
+    if method.exact_target:
+        references["target_"] = exact(method.exact_target)
+    exact_outputs = {key: ref(*exact_inputs) for key, ref in references.items()}
+    found: dict[str, list[float]] = {}
+    first = None
+    for repeat in range(settings.repeats):
+        generator = torch.Generator().manual_seed(case.seed * 1000 + repeat + 1)
+        fn = _frozen_draws(method.build(shape, device=q.device, dtype=q.dtype, generator=generator))
+        first = first or fn
+        out = fn(q, k, v)
+        for key, target in exact_outputs.items():
+            errors = relative_errors(out, target)
+            found.setdefault(f"{key}spectral", []).append(float(errors["spectral"].mean()))
+            found.setdefault(f"{key}frobenius", []).append(float(errors["frobenius"].mean()))
+    try:
+        attention = _attention_error(case, first, references[""], q, k, exact_inputs)
+    except RuntimeError:  # a wrapped implementation that cannot take V wider than its heads
+        attention = None
+    spread = lambda values: float(torch.tensor(values).std(unbiased=False)) if len(values) > 1 else 0.0  # noqa: E731
+    result = {"error_reference": settings.reference, "error_spectral": sum(found["spectral"]) / len(found["spectral"]),
+              "error_spectral_std": spread(found["spectral"]),
+              "error_frobenius": sum(found["frobenius"]) / len(found["frobenius"]), "error_attention_spectral": attention}
+    if method.exact_target:
+        result.update(error_target=method.exact_target,
+                      error_target_spectral=sum(found["target_spectral"]) / settings.repeats,
+                      error_target_spectral_std=spread(found["target_spectral"]))
+    return result
+
+
 def case_columns(case: Case) -> dict:
     """The identity half of a row: method, param_<name>, shape and set-up."""
     return {"method": case.method, **{f"param_{k}": v for k, v in case.params.items()},
             "batch": case.batch, "heads": case.heads, "seq_len": case.seq_len, "head_dim": case.head_dim,
             "dtype": case.dtype, "device": case.device, "mode": case.mode, "seed": case.seed,
-            "threads": case.threads}
+            "inputs": case.inputs, "input_scale": case.input_scale, "layer": case.layer, "threads": case.threads}
 
 
 def columns_for(cases: Iterable[Case]) -> list[str]:

@@ -41,13 +41,18 @@ KEYS: dict[str, tuple[str, Any]] = {
     "seeds": ("a list of integers", [0]),
     "threads": ("a positive integer", None),
     "metrics": ("a list of metric names", ["time", "flops", "memory", "fvcore"]),
+    "inputs": ("\"random\", \"pretrained\" or \"init\", or a list of them", "random"),
+    "input_scale": ("a positive number (random inputs)", 1.0),
+    "layer": ("a model layer, 0-5 (pretrained/init inputs)", 2),
+    "reference": ("a method name (error metric)", "full"),
+    "repeats": ("a positive integer (error metric)", 1),
     "min_time": ("seconds, a number", 0.5),
     "max_time": ("seconds, a number", 5.0),
     "max_memory": ("a size such as \"3GB\"", "3GB"),
     "timeout": ("a duration such as \"300s\" or \"5m\"", "300s"),
     "output": ("a CSV path", None),
 }
-SHAPE_KEYS = ("batch", "heads", "head_dim", "dtype", "mode")
+SHAPE_KEYS = ("batch", "heads", "head_dim", "dtype", "mode", "inputs")
 
 
 @dataclass
@@ -70,19 +75,26 @@ class Scenario:
     output: str | None = None
     description: str = ""
     reproduces: str = ""
+    input_scale: float = 1.0
+    layer: int = 2
+    reference: str = "full"
+    repeats: int = 1
 
     def cases(self):
         """The cartesian product, validated against the registry."""
         import itertools
 
         from attnbench.case import make_cases
+        from attnbench.registry import get_method
 
+        get_method(self.reference)
         cases = []
-        for batch, heads, head_dim, dtype, mode in itertools.product(*(self.grid[k] for k in SHAPE_KEYS)):
+        for batch, heads, head_dim, dtype, mode, inputs in itertools.product(*(self.grid[k] for k in SHAPE_KEYS)):
             for seed in self.seeds:
                 cases += make_cases(self.methods, self.seq, self.params, batch=batch, heads=heads,
                                     head_dim=head_dim, dtype=dtype, device=self.device, mode=mode, seed=seed,
-                                    threads=self.threads)
+                                    threads=self.threads, inputs=inputs, input_scale=self.input_scale,
+                                    layer=self.layer)
         return cases
 
 
@@ -166,7 +178,7 @@ def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Sc
         grids[name] = values
     shape = {k: data.get(k, KEYS[k][1]) for k in SHAPE_KEYS}
     grid = {k: check.listed(k, v, int) for k, v in shape.items() if k in ("batch", "heads", "head_dim")}
-    grid.update({k: check.listed(k, v, str) for k, v in shape.items() if k in ("dtype", "mode")})
+    grid.update({k: check.listed(k, v, str) for k, v in shape.items() if k in ("dtype", "mode", "inputs")})
     seeds = data.get("seeds", KEYS["seeds"][1])
     check.expect("seeds", seeds, isinstance(seeds, list) and bool(seeds)
                  and all(isinstance(x, int) and not isinstance(x, bool) for x in seeds))
@@ -189,7 +201,12 @@ def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Sc
     output = data.get("output")
     if output is not None:
         text("output")
+    layer, repeats = data.get("layer", 2), data.get("repeats", 1)
+    check.expect("layer", layer, isinstance(layer, int) and not isinstance(layer, bool) and layer >= 0)
+    check.expect("repeats", repeats, isinstance(repeats, int) and not isinstance(repeats, bool) and repeats > 0)
     return Scenario(name=text("name") if "name" in data else Path(source).stem, methods=methods, seq=seq,
+                    input_scale=float(number("input_scale")), layer=layer, reference=text("reference"),
+                    repeats=repeats,
                     params=grids, grid=grid, device=text("device"), seeds=seeds, threads=threads,
                     metrics=metrics, min_time=float(number("min_time")), max_time=float(number("max_time")),
                     max_memory_bytes=max_memory, timeout_s=timeout, output=output,

@@ -143,7 +143,8 @@ def run_scenario(plan, cases: list[Case], *, output: str | None = None, append: 
             raise AttnbenchError(f"--resume needs the report to complete, and {path} does not exist; "
                                  "give it with -o")
         cases = pending(cases, finished_keys(path))
-    settings = Settings(metrics=tuple(plan.metrics), min_time_s=plan.min_time, max_time_s=plan.max_time)
+    settings = Settings(metrics=tuple(plan.metrics), min_time_s=plan.min_time, max_time_s=plan.max_time,
+                        reference=plan.reference, repeats=plan.repeats)
     launcher = launcher or WorkerLauncher(plan.max_memory_bytes, plan.timeout_s)
     rows: list[dict] = []
     interrupted = False

@@ -8,7 +8,7 @@ import torch
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """x (b, h, n, p), index (..., blocks, K) broadcastable to (b, h, blocks, K) -> (b, h, blocks, K, p)."""
-    b, h, n, p = x.shape
+    b, h, n, p = x.shape  # p: this tensor's width (values may be wider than keys)
     index = torch.broadcast_to(index, (b, h, *index.shape[-2:]))
     offsets = torch.arange(b * h, device=x.device).view(b, h, 1, 1) * n
     flat = (index + offsets).reshape(-1)  # index_select: its backward is a single index_add

@@ -51,7 +51,7 @@ class BigBirdAttention:
         s = self.size
         middle = block_attention(q[:, :, s:n - s].reshape(b, h, -1, s, p), k, v, self.key_index, self.valid)
         ends = dense_rows(torch.cat([q[:, :, :s], q[:, :, n - s:]], dim=2), k, v)
-        return torch.cat([ends[:, :, :s], middle.reshape(b, h, n - 2 * s, p), ends[:, :, s:]], dim=2)
+        return torch.cat([ends[:, :, :s], middle.reshape(b, h, n - 2 * s, -1), ends[:, :, s:]], dim=2)
 
     def dense_mask(self, n: int) -> torch.Tensor:
         """(h, n, n) pattern: True where a query attends a key."""

@@ -42,7 +42,7 @@ class LongformerAttention:
         pad = (0, 0, 0, self.padded - n)
         qp, kp, vp = F.pad(q, pad), F.pad(k, pad), F.pad(v, pad)
         out = block_attention(qp.view(b, h, -1, self.half, p), kp, vp, self.key_index, self.valid)
-        out = out.reshape(b, h, self.padded, p)[:, :, :n]
+        out = out.reshape(b, h, self.padded, -1)[:, :, :n]
         if self.globals:
             out = torch.cat([dense_rows(q[:, :, :self.globals], k, v), out[:, :, self.globals:]], dim=2)
         return out

@@ -120,7 +120,7 @@ def edge_attention(q, k, v, rows, cols, edge_probs=None):
     row_max = row_max.scatter_reduce(0, rows, scores.detach(), "amax")
     weights = (scores - row_max[rows]).exp()
     total = weights.new_zeros(size[0]).index_add(0, rows, weights)
-    return (csr(weights / total[rows]) @ flat(v)).view(b, h, n, p)
+    return (csr(weights / total[rows]) @ flat(v)).view(b, h, n, v.shape[-1])
 
 
 class _StraightThrough(torch.autograd.Function):

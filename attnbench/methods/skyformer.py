@@ -81,6 +81,7 @@ class Skyformer(Method):
     """Symmetrized Nystrom approximation of kernelized attention, linear in n."""
 
     paper = PAPER
+    exact_target = "kernelized"
     extra_columns = ("inverse_residual",)
 
     features: int = param(128, "landmarks sampled from the stacked [Q; K] rows", low=1)

@@ -82,7 +82,7 @@ class SmartBirdAttention:
         offsets = torch.arange(b * h, device=k.device).view(b, h, 1, 1) * n
         flat = (index + offsets).reshape(-1)  # index_select: its backward is one index_add
         keys = k.reshape(b * h * n, p).index_select(0, flat).view(*index.shape, p)
-        values = v.reshape(b * h * n, p).index_select(0, flat).view(*index.shape, p)
+        values = v.reshape(b * h * n, -1).index_select(0, flat).view(*index.shape, v.shape[-1])
         weights = torch.softmax(torch.einsum("bhrp,bhrkp->bhrk", q_rows, keys) * p**-0.5, dim=-1)
         return torch.einsum("bhrk,bhrkp->bhrp", weights, values)
 

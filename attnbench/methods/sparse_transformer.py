@@ -41,8 +41,8 @@ def strided_attention(q, k, v, stride: int):
     """One softmax over the query's block (l keys) and its residue column (n / l keys, self once)."""
     b, h, n, p = q.shape
     blocks = n // stride
-    as_blocks = lambda t: t.view(b, h, blocks, stride, p)  # noqa: E731  (block, position in block)
-    as_columns = lambda t: t.view(b, h, blocks, stride, p).transpose(2, 3)  # noqa: E731  (position, block)
+    as_blocks = lambda t: t.view(b, h, blocks, stride, -1)  # noqa: E731  (block, position in block)
+    as_columns = lambda t: t.view(b, h, blocks, stride, -1).transpose(2, 3)  # noqa: E731  (position, block)
     scale = p**-0.5
     local = as_blocks(q) @ as_blocks(k).transpose(-1, -2) * scale  # (b, h, blocks, l, l)
     column = as_columns(q) @ as_columns(k).transpose(-1, -2) * scale  # (b, h, l, blocks, blocks)
@@ -51,7 +51,7 @@ def strided_attention(q, k, v, stride: int):
     weights = torch.softmax(torch.cat([local, column], dim=-1), dim=-1)
     out = weights[..., :stride] @ as_blocks(v)
     out_column = weights[..., stride:].transpose(2, 3) @ as_columns(v)  # (b, h, l, blocks, p)
-    return (out + out_column.transpose(2, 3)).reshape(b, h, n, p)
+    return (out + out_column.transpose(2, 3)).reshape(b, h, n, -1)
 
 
 @register("sparse_transformer")

@@ -1,0 +1,56 @@
+"""How far an approximation is from exact attention, in relative spectral and Frobenius norms.
+
+Outputs are (n x p) per head, so their spectral norms are exact (an SVD of a thin matrix).
+The effective attention matrix is n x n: every method here is linear in V once its randomness
+is fixed, so A X is the method run on V = X, and A^T Y is the vector-Jacobian product of that
+call. Small n materializes A (V = I) and takes an exact SVD; large n estimates ||A_hat - A||_2
+by block power iteration on (A_hat - A)^T (A_hat - A) from those products alone.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+LinearMap = Callable[[torch.Tensor], torch.Tensor]  # X (b, h, n, r) -> M X (b, h, n, r)
+
+
+def relative_errors(approx: torch.Tensor, exact: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per (batch, head): ||approx - exact|| / ||exact|| in the spectral and Frobenius norms."""
+    diff, exact = (approx - exact).double(), exact.double()
+    return {"spectral": torch.linalg.matrix_norm(diff, ord=2) / torch.linalg.matrix_norm(exact, ord=2),
+            "frobenius": torch.linalg.matrix_norm(diff) / torch.linalg.matrix_norm(exact)}
+
+
+def transpose_map(apply: LinearMap) -> LinearMap:
+    """Y -> M^T Y for a linear map given only by X -> M X (a vector-Jacobian product)."""
+    def apply_t(y: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            x = torch.zeros_like(y, requires_grad=True)
+            (grad,) = torch.autograd.grad(apply(x), x, grad_outputs=y)
+        return grad
+    return apply_t
+
+
+def spectral_norm_estimate(apply: LinearMap, apply_t: LinearMap, shape: tuple[int, ...], *, block: int = 4,
+                           iters: int = 60, tol: float = 1e-4, generator: torch.Generator | None = None,
+                           dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Largest singular value of each (b, h) matrix, from products with M and M^T only.
+
+    Block power (subspace) iteration on M^T M with a Rayleigh-Ritz step; stops when every
+    estimate moved by less than `tol` (relative) in one step.
+    """
+    b, h, n = shape
+    x = torch.randn(b, h, n, block, generator=generator, dtype=dtype)
+    estimate = torch.zeros(b, h, dtype=dtype)
+    for _ in range(iters):
+        x, _ = torch.linalg.qr(x)
+        y = apply(x)
+        z = apply_t(y)
+        ritz = torch.linalg.eigvalsh(x.transpose(-1, -2) @ z)[..., -1].clamp(min=0).sqrt()  # sigma_max of M restricted
+        done = (ritz - estimate).abs() <= tol * ritz.clamp(min=1e-300)
+        estimate, x = ritz, z
+        if bool(done.all()):
+            break
+    return estimate
