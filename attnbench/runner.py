@@ -14,7 +14,6 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from attnbench.case import Case
-from attnbench.options import METRICS
 from attnbench.env import environment
 from attnbench.measure.flops import count_flops, fvcore_flops
 from attnbench.measure.memory import peak_bytes

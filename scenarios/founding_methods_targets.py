@@ -25,7 +25,6 @@ from attnbench.analysis import linear_fit, loglog_slope
 from attnbench.case import make_cases
 from attnbench.measure.timing import time_call
 from attnbench.methods.smartbird import SmartBirdAttention
-from attnbench.registry import create_method
 from attnbench.report import CsvReport
 from attnbench.runner import Settings, columns_for, make_inputs, run_case
 

@@ -7,18 +7,11 @@ import torch
 
 from attnbench.methods.nystromformer import segment_means
 from attnbench.registry import Shape, create_method
+from tests.conftest import build, qkv
 
 F64 = torch.float64
 
 
-def qkv(b=1, h=2, n=64, p=16, scale=1.0, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(b, h, n, p, generator=g, dtype=F64) * scale for _ in range(3)]
-
-
-def build(name, shape, seed=0, **params):
-    return create_method(name, **params).build(shape, device=torch.device("cpu"), dtype=F64,
-                                               generator=torch.Generator().manual_seed(seed))
 
 
 def softmax_attention(q, k, v, mask=None):

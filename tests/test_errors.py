@@ -1,6 +1,5 @@
 """The error metric: norms against dense SVD, exact limits, pretrained inputs, missing extra."""
 
-import statistics
 
 import pytest
 import torch

@@ -9,20 +9,13 @@ import torch
 from attnbench.case import make_cases
 from attnbench.methods.kernelized import kernelized_attention
 from attnbench.methods.sbm import edge_attention, fastrg_edges
-from attnbench.registry import Shape, create_method
+from attnbench.registry import Shape
 from attnbench.runner import Settings, run_case
+from tests.conftest import build, qkv
 
 F64 = torch.float64
 
 
-def qkv(b=1, h=2, n=64, p=16, scale=1.0, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(b, h, n, p, generator=g, dtype=F64) * scale for _ in range(3)]
-
-
-def build(name, shape, seed=0, **params):
-    return create_method(name, **params).build(shape, device=torch.device("cpu"), dtype=F64,
-                                               generator=torch.Generator().manual_seed(seed))
 
 
 def rel_error(a, b):
