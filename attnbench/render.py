@@ -90,14 +90,15 @@ class _Progress:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), TimeRemainingColumn(), console=self.screen, transient=True)
             self.bar.start()
-            self.task = self.bar.add_task("sweep", total=total)
+            self.task = self.bar.add_task("sweep", total=total or None)
 
     def row(self, row: dict) -> None:
         self.done += 1
         params = _params(row)
         time_ms = row.get("time_ms_median")
         result = row["status"] if row["status"] != "ok" or time_ms is None else f"ok {time_ms:.2f} ms"
-        line = f"[{self.done}/{self.total}] {row['method']} {params} n={row['seq_len']}: {result}".replace("  ", " ")
+        count = f"{self.done}/{self.total}" if self.total else f"{self.done}"
+        line = f"[{count}] {row['method']} {params} n={row['seq_len']}: {result}".replace("  ", " ")
         if row["status"] not in ("ok", "max_seq") and row.get("error"):
             line += f" ({row['error']})"
         if self.plain:

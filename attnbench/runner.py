@@ -84,7 +84,8 @@ def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
         return True
     text = str(exc)
-    return "out of memory" in text or "can't allocate memory" in text
+    # EAGAIN: under an address-space cap, a new thread finds no room for its stack.
+    return any(sign in text for sign in ("out of memory", "can't allocate memory", "Resource temporarily unavailable"))
 
 
 def _finite(result: object) -> bool:

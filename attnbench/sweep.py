@@ -156,7 +156,7 @@ def run_scenario(plan, cases: list[Case], *, output: str | None = None, append: 
                 rows.append(row)
                 on_row(row)
 
-            on_start(len(cases))
+            on_start(0 if find_max_seq else len(cases))  # probes: their number is not known ahead
             try:
                 (find_max_seq_rows if find_max_seq else run_sweep)(cases, settings, launcher, keep)
             except KeyboardInterrupt:

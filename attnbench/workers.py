@@ -3,9 +3,10 @@
 `WorkerLauncher` runs every case in a fresh worker process (about 2 s to import torch), so no
 allocator, cache or thread-pool state carries over from one measured case to the next, and
 every case gets the same memory cap:
-- memory cap: the worker's address space may grow by at most `max_memory_bytes` beyond what it
-  holds once torch is loaded and warm (RLIMIT_AS), so an allocation past the cap fails inside
-  the case and becomes status 'oom' (on CUDA, torch's OutOfMemoryError does the same);
+- memory cap: the worker first runs the case's passes on a tiny shape (lazy imports, the
+  profiler and thread pools settle), then its address space may grow by at most
+  `max_memory_bytes` (RLIMIT_AS), so an allocation past the cap fails inside the case and
+  becomes status 'oom' (on CUDA, torch's OutOfMemoryError does the same);
 - time limit: a case still running after `timeout_s` is killed: status 'timeout';
 - a worker that dies (a signal, a segfault, the system's OOM killer) gives status 'crashed'.
 The worker inherits the runner's environment, so the allocator policy (attnbench.allocator)
@@ -54,16 +55,25 @@ def _virtual_memory_bytes() -> int:
     return 0
 
 
+def _warm_up(case: Case, settings: Settings) -> None:
+    """Run the case's passes once on a tiny shape: lazy imports, the profiler and thread pools
+    then take their memory before the cap is measured, so the cap is the case's alone."""
+    import dataclasses
+
+    tiny = dataclasses.replace(case, method="full", params={}, batch=1, heads=1, seq_len=16, head_dim=8,
+                               inputs="random", mode=case.mode)
+    run_case(tiny, dataclasses.replace(settings, metrics=tuple(m for m in settings.metrics if m != "time"),
+                                       min_time_s=0.0, max_time_s=0.0))
+
+
 def _worker_main(connection, max_memory_bytes: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
-    import torch
-
-    (torch.ones(256, 256) @ torch.ones(256, 256)).sum()  # start thread pools before measuring the base
+    connection.send("ready")
+    case, settings = connection.recv()
+    _warm_up(case, settings)
     if max_memory_bytes and os.path.exists("/proc/self/status"):
         limit = _virtual_memory_bytes() + max_memory_bytes
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    connection.send("ready")
-    case, settings = connection.recv()
     connection.send(run_case(case, settings))
 
 

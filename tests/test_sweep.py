@@ -100,6 +100,6 @@ def test_find_max_seq_reports_the_boundary(tmp_path):
     assert result.returncode == 0, result.stderr
     boundary = [r for r in rows(out) if r["status"] == "max_seq"]
     assert len(boundary) == 1
-    # two n x n float32 buffers alive at once must fit in 300 MB: n <= sqrt(300e6 / 8) ~ 6000
-    assert 3000 <= int(boundary[0]["seq_len"]) <= 6200, boundary[0]["error"]
+    # two n x n float32 buffers alive at once must fit in 300 MiB: n <= sqrt(300 * 2**20 / 8) ~ 6270
+    assert 5000 <= int(boundary[0]["seq_len"]) <= 6270, boundary[0]["error"]
     assert "first failure" in boundary[0]["error"]
