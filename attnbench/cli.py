@@ -89,7 +89,7 @@ def run_command(
     from attnbench.render import console, rows_table
     from attnbench.registry import get_method
     from attnbench.report import CsvReport, default_report_path
-    from attnbench.runner import Settings, columns_for, iter_rows
+    from attnbench.runner import Settings, columns_for, run_case
 
     chosen = parse_metrics(parse_names(metrics))
     grids = dict(parse_param(p) for p in param or [])
@@ -104,7 +104,7 @@ def run_command(
     with CsvReport(target, columns_for(cases), append=append) as report:
         for i, case in enumerate(cases, 1):
             screen.print(f"[dim]case {i}/{len(cases)}: {case.label()}[/dim]")
-            row = next(iter_rows([case], settings))
+            row = run_case(case, settings)
             report.write(row)
             rows.append(row)
     screen.print(rows_table(rows))

@@ -126,12 +126,3 @@ class WorkerLauncher:
     def close(self) -> None:
         self._stop()
 
-
-class InlineLauncher:
-    """Cases in this process: no isolation (a hang or crash takes the run with it)."""
-
-    def run(self, case: Case, settings: Settings) -> dict:
-        return run_case(case, settings)
-
-    def close(self) -> None:
-        pass
