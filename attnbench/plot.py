@@ -88,25 +88,45 @@ def _ok_with(frame: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def error_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
-    """Relative spectral error against each method's size parameter (features, landmarks, ...),
-    one line per method and length, log-log, with the spread over seeds as error bars."""
+    """Relative spectral error against each method's size parameter (features, landmarks, ...):
+    one panel per input source (Skyformer's Fig. 1: initialised and pretrained), one line per
+    method and length, error bars the spread over draws. A method with an exact target other than
+    softmax (Skyformer: kernelized) is drawn against that target."""
     data = _ok_with(frame, "error_spectral")
-    lines = []
-    for method, rows in data.groupby("method"):
-        size = next((f"param_{p}" for p in SIZE_PARAMS if f"param_{p}" in rows and rows[f"param_{p}"].nunique() > 1), None)
-        if size:
-            lines += [(method, n, group.sort_values(size), size) for n, group in rows.groupby("seq_len")]
-    if not lines:
+    sources = sorted(data["inputs"].unique()) if "inputs" in data else [None]
+    panels = []
+    for source in sources:
+        rows_here = data if source is None else data[data["inputs"] == source]
+        lines = []
+        for method, rows in rows_here.groupby("method"):
+            size = next((f"param_{p}" for p in SIZE_PARAMS
+                         if f"param_{p}" in rows and rows[f"param_{p}"].nunique() > 1), None)
+            if not size:
+                continue
+            target = "error_target_spectral" in rows and rows["error_target_spectral"].notna().all()
+            column = "error_target_spectral" if target else "error_spectral"
+            against = f" vs {rows['error_target'].iloc[0]}" if target else ""
+            for n, group in rows.groupby("seq_len"):
+                lines.append((method, f"{method}{against} n={n}", n, group.sort_values(size), size, column))
+        panels.append((source, lines))
+    if not any(lines for _, lines in panels):
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
-    for method, n, group, size in lines:
-        spread = group["error_spectral_std"] if "error_spectral_std" in group else None
-        ax.errorbar(group[size], group["error_spectral"], yerr=spread, marker="o", capsize=3,
-                    label=f"{method} n={n} (x: {size.removeprefix('param_')})")
-    ax.set(xscale="log", yscale="log", xlabel="features / landmarks / projection size",
-           ylabel="relative spectral-norm error ||O^ - O||2 / ||O||2", title=title or "approximation error")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.legend(loc="outside lower center", ncol=2, fontsize=8)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.2), layout="constrained", squeeze=False)
+    methods = sorted({line[0] for _, lines in panels for line in lines})
+    lengths = sorted({line[2] for _, lines in panels for line in lines})
+    for ax, (source, lines) in zip(axes[0], panels):
+        for method, label, n, group, size, column in lines:  # colour: method; line style: length
+            ax.errorbar(group[size], group[column], yerr=group.get(f"{column}_std"), marker="o", capsize=3,
+                        label=label, color=f"C{methods.index(method) % 10}",
+                        linestyle=("-", "--", ":", "-.")[lengths.index(n) % 4])
+        ax.set(xscale="log", yscale="log", xlabel="features / landmarks / projection size",
+               ylabel="relative spectral-norm error ||O^ - O||2 / ||O||2",
+               title=f"{source} inputs" if source else "approximation error")
+        ax.grid(True, which="both", alpha=0.3)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=3, fontsize=8)
+    if title:
+        fig.suptitle(title)
     return fig
 
 
