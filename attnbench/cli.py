@@ -157,6 +157,8 @@ def sweep_command(
     from attnbench.scenario import load_scenario, scenario_from_dict
     from attnbench.sweep import run_scenario, summary_lines
 
+    if scenario is None and not overrides.get("methods"):
+        raise AttnbenchError("give a scenario file (see scenarios/) or the grid itself with --method and --seq")
     plan = load_scenario(scenario, overrides) if scenario else scenario_from_dict(overrides)
     cases = plan.cases()
     screen = console(stderr=True)
