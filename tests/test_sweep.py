@@ -100,6 +100,8 @@ def test_find_max_seq_reports_the_boundary(tmp_path):
     assert result.returncode == 0, result.stderr
     boundary = [r for r in rows(out) if r["status"] == "max_seq"]
     assert len(boundary) == 1
-    # two n x n float32 buffers alive at once must fit in 300 MiB: n <= sqrt(300 * 2**20 / 8) ~ 6270
-    assert 5000 <= int(boundary[0]["seq_len"]) <= 6270, boundary[0]["error"]
+    # Two n x n float32 buffers alive at once must fit in 300 MiB: n <= sqrt(300 * 2**20 / 8) ~ 6270.
+    # The cap counts address space, and glibc reserves 64 MiB per thread arena, so up to ~130 MiB of
+    # it can go to arenas: n >= sqrt(170 * 2**20 / 8) ~ 4700.
+    assert 4600 <= int(boundary[0]["seq_len"]) <= 6270, boundary[0]["error"]
     assert "first failure" in boundary[0]["error"]
