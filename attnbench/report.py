@@ -129,11 +129,6 @@ class CsvReport:
             self._samples.close()
 
 
-def report_columns(rows_or_columns: Iterable[Iterable[str]]) -> list[str]:
-    """Union of column names, first-seen order."""
-    return list(dict.fromkeys(c for cols in rows_or_columns for c in cols))
-
-
 def read_report(path: str | Path):
     """Load a CSV report as a DataFrame; an unreadable file is a one-line error."""
     import pandas as pd
