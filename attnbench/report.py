@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import IO, Iterable, Sequence
+from typing import IO, Sequence
 
 from attnbench.errors import AttnbenchError
 
