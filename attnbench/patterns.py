@@ -23,13 +23,9 @@ def attention_pattern(method: str, seq_len: int, params: dict | None = None, *, 
     q, k, v, generator = make_inputs(case)
     fn = instance.build(shape, device=q.device, dtype=q.dtype, generator=generator)
     with torch.no_grad():
-        if hasattr(instance, "dense_mask"):
-            mask = instance.dense_mask(shape)
-            return mask.expand(heads, -1, -1).double(), "attended pairs (fixed pattern)"
-        if hasattr(fn, "dense_mask"):
-            return fn.dense_mask(seq_len).double(), "attended pairs (fixed pattern, random blocks per head)"
-        if hasattr(fn, "sampled_mask"):
-            return fn.sampled_mask(q, k)[0].double(), "attended pairs (one draw per head)"
+        mask = instance.mask(fn, q, k)
+        if mask is not None:
+            return mask[0].double(), "attended pairs (fixed pattern or one draw, per head)"
         identity = torch.eye(seq_len, dtype=q.dtype).expand(1, heads, -1, -1)
         return fn(q, k, identity)[0].abs(), "|effective attention matrix| (output for V = I)"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.registry import Method
+from attnbench.contract import Method
 
 
 @dataclass(frozen=True)

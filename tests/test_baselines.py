@@ -76,22 +76,25 @@ def masked_reference(q, k, v, mask):
     return softmax_attention(q, k, v, mask)
 
 
-@pytest.mark.parametrize("n, params", [(96, {"window": 16, "global_tokens": 3}), (100, {"window": 32, "global_tokens": 0}),
+@pytest.mark.parametrize("n, params", [(96, {"window": 16, "global_tokens": 3}),
+                                       (100, {"window": 32, "global_tokens": 0}),
                                        (64, {"window": 200, "global_tokens": 1})])
 def test_longformer_equals_dense_softmax_under_its_pattern(n, params):
     q, k, v = qkv(n=n)
     shape = Shape(1, 2, n, 16)
     method = create_method("longformer", **params)
-    out = method.build(shape, device=torch.device("cpu"), dtype=F64, generator=None)(q, k, v)
-    torch.testing.assert_close(out, masked_reference(q, k, v, method.dense_mask(shape)))
+    fn = method.build(shape, device=torch.device("cpu"), dtype=F64, generator=None)
+    torch.testing.assert_close(fn(q, k, v), masked_reference(q, k, v, method.mask(fn, q, k)))
 
 
-@pytest.mark.parametrize("n, params", [(128, {"block_size": 16, "random_blocks": 2}), (64, {"block_size": 16, "random_blocks": 3}),
+@pytest.mark.parametrize("n, params", [(128, {"block_size": 16, "random_blocks": 2}),
+                                       (64, {"block_size": 16, "random_blocks": 3}),
                                        (48, {"block_size": 16, "random_blocks": 5})])
 def test_bigbird_equals_dense_softmax_under_its_pattern(n, params):
     q, k, v = qkv(h=3, n=n)
+    method = create_method("bigbird", **params)
     fn = build("bigbird", Shape(1, 3, n, 16), **params)
-    mask = fn.dense_mask(n)
+    mask = method.mask(fn, q, k)[0]
     torch.testing.assert_close(fn(q, k, v), masked_reference(q, k, v, mask.unsqueeze(0)))
     blocks = n // params["block_size"]
     if blocks >= 8:  # enough blocks to draw from: each middle row sees 3 window + 2 global + r random
@@ -106,8 +109,8 @@ def test_sparse_transformer_equals_dense_softmax_under_its_pattern(pattern):
     q, k, v = qkv(n=64)
     shape = Shape(1, 2, 64, 16)
     method = create_method("sparse_transformer", pattern=pattern, stride=8, summary=2)
-    out = method.build(shape, device=torch.device("cpu"), dtype=F64, generator=None)(q, k, v)
-    torch.testing.assert_close(out, masked_reference(q, k, v, method.dense_mask(shape)))
+    fn = method.build(shape, device=torch.device("cpu"), dtype=F64, generator=None)
+    torch.testing.assert_close(fn(q, k, v), masked_reference(q, k, v, method.mask(fn, q, k)))
 
 
 def test_reformer_with_one_bucket_is_softmax_within_its_chunks():

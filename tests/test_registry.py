@@ -2,8 +2,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from attnbench.contract import Method, param
 from attnbench.errors import AttnbenchError
-from attnbench.registry import Method, create_method, get_method, list_methods, param, register
+from attnbench.registry import create_method, get_method, list_methods, register
 
 
 def test_builtin_methods_are_listed():
@@ -37,3 +38,50 @@ def test_parameters_are_typed_validated_and_listed(temp_method):
 def test_duplicate_registration_is_refused(temp_method):
     with pytest.raises(ValueError, match="twice"):
         register("full")(type("Again", (Method,), {}))
+
+
+def _attnbench_imports(path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    found = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    found |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    return {name for name in found if name.startswith("attnbench")}
+
+
+def test_the_contract_is_a_leaf_and_methods_import_only_the_contract():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import attnbench.contract
+    import attnbench.methods
+
+    assert _attnbench_imports(Path(attnbench.contract.__file__)) == set()
+    for path in Path(attnbench.methods.__file__).parent.glob("*.py"):
+        assert all(name == "attnbench.contract" or name.startswith("attnbench.methods")
+                   for name in _attnbench_imports(path)), path.name
+    probe = ("import sys, attnbench.methods.full, attnbench.methods.sbm; "
+             "assert 'attnbench.registry' not in sys.modules, 'a method imported the registry'")
+    subprocess.run([sys.executable, "-c", probe], check=True)
+
+
+def test_names_are_known_without_importing_methods():
+    import subprocess
+    import sys
+
+    probe = ("import sys; from attnbench.registry import list_methods, check_names; "
+             "assert {'full', 'skyformer', 'sbm', 'smartbird'} <= set(list_methods()); check_names(['full']); "
+             "assert 'torch' not in sys.modules and 'attnbench.methods.full' not in sys.modules")
+    subprocess.run([sys.executable, "-c", probe], check=True)
+
+
+def test_optional_hooks_have_defaults_that_say_nothing():
+    import torch
+
+    from attnbench.contract import Shape
+
+    method = create_method("linear")
+    fn = method.build(Shape(1, 1, 8, 4), device=torch.device("cpu"), dtype=torch.float32, generator=None)
+    q = torch.randn(1, 1, 8, 4)
+    assert method.mask(fn, q, q) is None and method.diagnostics(fn, q, q, q) == {} and method.sampler(fn) is None

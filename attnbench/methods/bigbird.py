@@ -16,13 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
+from attnbench.contract import Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops, dense_rows
-from attnbench.registry import Method, Shape, param, register
 
 PAPER = "Zaheer et al. 2020, Big Bird: Transformers for Longer Sequences, arXiv:2007.14062"
 
 
-def block_pattern(blocks: int, heads: int, random_blocks: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def block_pattern(blocks: int, heads: int, random_blocks: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Key blocks of each middle query block, per head: (heads, blocks - 2, 5 + r) ids and a
     validity mask that drops repeats (the window can reach a global block) and missing draws."""
     rows = torch.arange(1, blocks - 1)
@@ -53,19 +54,19 @@ class BigBirdAttention:
         ends = dense_rows(torch.cat([q[:, :, :s], q[:, :, n - s:]], dim=2), k, v)
         return torch.cat([ends[:, :, :s], middle.reshape(b, h, n - 2 * s, -1), ends[:, :, s:]], dim=2)
 
-    def dense_mask(self, n: int) -> torch.Tensor:
+    def mask(self, n: int) -> torch.Tensor:
         """(h, n, n) pattern: True where a query attends a key."""
         h, s = self.key_index.shape[0], self.size
         mask = torch.zeros(h, n, n, dtype=torch.bool)
         mask[:, :s], mask[:, n - s:] = True, True
         keys = self.key_index.cpu().repeat_interleave(s, dim=1)  # (h, n - 2s, K)
         valid = self.valid.cpu().squeeze(-2).repeat_interleave(s, dim=1)
-        head, row, _ = torch.meshgrid(torch.arange(h), torch.arange(s, n - s), torch.arange(keys.shape[-1]), indexing="ij")
+        head, row, _ = torch.meshgrid(torch.arange(h), torch.arange(s, n - s), torch.arange(keys.shape[-1]),
+                                      indexing="ij")
         mask[head[valid], row[valid], keys[valid]] = True  # repeats are invalid copies: set only valid ones
         return mask
 
 
-@register("bigbird")
 @dataclass(frozen=True)
 class BigBird(Method):
     """Block-sparse attention: sliding window, global and random blocks."""
@@ -82,6 +83,9 @@ class BigBird(Method):
     def build(self, shape, *, device, dtype, generator):
         return BigBirdAttention(self, shape, device, generator)
 
+    def mask(self, fn, q, k):
+        return fn.mask(q.shape[-2]).to(q.device).expand(q.shape[0], -1, -1, -1)
+
     def _keys(self, blocks: int) -> int:
         return (5 + min(self.random_blocks, blocks)) * self.block_size
 
@@ -90,7 +94,7 @@ class BigBird(Method):
         blocks = n // s
         return block_flops(shape, blocks - 2, s, self._keys(blocks)) + 4 * shape.rows * 2 * s * n * shape.head_dim
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         s, n = self.block_size, shape.seq_len
         return shape.rows * ((n - 2 * s) * self._keys(n // s) + 2 * s * n)
 

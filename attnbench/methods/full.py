@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attnbench.registry import Capabilities, Method, Shape, register
+from attnbench.contract import Capabilities, Method, Shape
 
 PAPER = "Vaswani et al. 2017, Attention Is All You Need, arXiv:1706.03762"
 
@@ -27,7 +27,6 @@ def _vector_bytes(shape: Shape, itemsize: int) -> int:
     return shape.rows * shape.seq_len * shape.head_dim * itemsize
 
 
-@register("full")
 @dataclass(frozen=True)
 class Full(Method):
     """Exact softmax attention through torch.nn.functional.scaled_dot_product_attention."""
@@ -45,7 +44,7 @@ class Full(Method):
         # The fused backward recomputes Q K^T, then four gradient matmuls: 2.5x the forward.
         return 10 * shape.rows * shape.seq_len**2 * shape.head_dim
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         return shape.rows * shape.seq_len**2
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
@@ -55,7 +54,6 @@ class Full(Method):
         return 4 * _vector_bytes(shape, itemsize) + logsumexp  # output and dq, dk, dv
 
 
-@register("full-explicit")
 @dataclass(frozen=True)
 class FullExplicit(Method):
     """Exact softmax attention that materializes the n x n scores: the error reference."""
@@ -69,7 +67,7 @@ class FullExplicit(Method):
     def flops(self, shape: Shape, scores=None) -> float:
         return 4 * shape.rows * shape.seq_len**2 * shape.head_dim
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         return shape.rows * shape.seq_len**2
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.registry import Method, Shape, param, register
+from attnbench.contract import Method, Shape, param
 
-PAPER = "Zhou et al. 2021, Informer: Beyond Efficient Transformer for Long Sequence Time-Series Forecasting, arXiv:2012.07436"
+PAPER = ("Zhou et al. 2021, Informer: Beyond Efficient Transformer for Long Sequence Time-Series Forecasting, "
+         "arXiv:2012.07436")
 
 
 def _top(factor: int, n: int) -> int:
@@ -43,7 +44,6 @@ class ProbSparseAttention:
         return out.scatter(2, top.unsqueeze(-1).expand(-1, -1, -1, width), attended)
 
 
-@register("informer")
 @dataclass(frozen=True)
 class Informer(Method):
     """ProbSparse attention: the most 'peaked' queries attend fully, the rest take mean(V)."""
@@ -64,7 +64,7 @@ class Informer(Method):
     def backward_flops(self, shape: Shape, scores=None) -> float:
         return 2 * self._active(shape)  # query selection runs without gradient
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         top = _top(self.factor, shape.seq_len)
         return shape.rows * (shape.seq_len * top + top * shape.seq_len)
 

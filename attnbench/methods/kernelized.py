@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from attnbench.contract import Method, Shape
 from attnbench.methods._linalg import gaussian_kernel
-from attnbench.registry import Method, Shape, register
 
 PAPER = "Chen et al. 2021, Skyformer: Remodel Self-Attention with Gaussian Kernel and Nystrom Method, arXiv:2111.00035"
 
@@ -24,7 +24,6 @@ def kernelized_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
     return gaussian_kernel(q * scale, k * scale) @ v
 
 
-@register("kernelized")
 @dataclass(frozen=True)
 class Kernelized(Method):
     """Exact Gaussian-kernel attention C V (Skyformer's O(n^2) target)."""
@@ -37,7 +36,7 @@ class Kernelized(Method):
     def flops(self, shape: Shape, scores=None) -> float:
         return 4 * shape.rows * shape.seq_len**2 * shape.head_dim  # q k^T and C V
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         return shape.rows * shape.seq_len**2
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from attnbench.registry import Method, Shape, param, register
+from attnbench.contract import Method, Shape, param
 
-PAPER = "Katharopoulos et al. 2020, Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention, arXiv:2006.16236"
+PAPER = ("Katharopoulos et al. 2020, Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention, "
+         "arXiv:2006.16236")
 
 
 def linear_attention(q, k, v, *, normalize: str = "paper", eps: float = 1e-6):
@@ -27,7 +28,6 @@ def linear_attention(q, k, v, *, normalize: str = "paper", eps: float = 1e-6):
     return (phi_q @ context) / (denominator + eps)
 
 
-@register("linear")
 @dataclass(frozen=True)
 class Linear(Method):
     """Kernelized linear attention with the elu + 1 feature map."""
@@ -44,7 +44,7 @@ class Linear(Method):
         denominator = 2 * n * p if self.normalize == "paper" else 0
         return shape.rows * (4 * n * p * p + denominator)
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         return shape.rows * shape.seq_len * shape.head_dim  # feature products, no query-key scores
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.registry import Method, Shape, param, register
+from attnbench.contract import Method, Shape, param
 
 PAPER = "Wang et al. 2020, Linformer: Self-Attention with Linear Complexity, arXiv:2006.04768"
 
@@ -24,7 +24,9 @@ class LinformerAttention:
         if method.projection == "identity":
             self.e = self.f = torch.eye(shape.seq_len, device=device, dtype=dtype).expand(dims)
         else:
-            draw = lambda: (torch.randn(dims, generator=generator) / method.proj_dim**0.5).to(device, dtype)  # noqa: E731
+            def draw():
+                return (torch.randn(dims, generator=generator) / method.proj_dim**0.5).to(device, dtype)
+
             self.e = draw()
             self.f = self.e if method.share else draw()
 
@@ -33,7 +35,6 @@ class LinformerAttention:
         return torch.softmax(q @ keys.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1) @ values
 
 
-@register("linformer")
 @dataclass(frozen=True)
 class Linformer(Method):
     """Softmax attention over keys and values projected to proj_dim along the sequence."""
@@ -59,7 +60,7 @@ class Linformer(Method):
         # E and F are fixed: E K and F V need only the gradient to K and V (one matmul each).
         return 1.5 * self.flops(shape)
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         return shape.rows * shape.seq_len * self.proj_dim
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from attnbench.contract import Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops, dense_rows
-from attnbench.registry import Method, Shape, param, register
 
 PAPER = "Beltagy et al. 2020, Longformer: The Long-Document Transformer, arXiv:2004.05150"
 
@@ -48,7 +48,6 @@ class LongformerAttention:
         return out
 
 
-@register("longformer")
 @dataclass(frozen=True)
 class Longformer(Method):
     """Sliding-window attention with global tokens, computed blockwise."""
@@ -60,19 +59,18 @@ class Longformer(Method):
     def build(self, shape, *, device, dtype, generator):
         return LongformerAttention(self, shape, device)
 
-    def dense_mask(self, shape: Shape) -> torch.Tensor:
-        """The (n, n) pattern this method attends (True = attended), for tests and pictures."""
-        i = torch.arange(shape.seq_len)
+    def mask(self, fn, q, k):
+        i = torch.arange(q.shape[-2], device=q.device)
         near = (i.view(-1, 1) - i.view(1, -1)).abs() <= self.window // 2
         glob = i < self.global_tokens
-        return near | glob.view(1, -1) | glob.view(-1, 1)
+        return (near | glob.view(1, -1) | glob.view(-1, 1)).expand(*q.shape[:2], -1, -1)
 
     def flops(self, shape: Shape, scores=None) -> float:
         size, n = self.window // 2, shape.seq_len
         blocks, g = -(-n // size), min(self.global_tokens, n)
         return block_flops(shape, blocks, size, 3 * size + g) + 4 * shape.rows * g * n * shape.head_dim
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         size, n = self.window // 2, shape.seq_len
         g = min(self.global_tokens, n)
         return shape.rows * (-(-n // size) * size * (3 * size + g) + g * n)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from attnbench.contract import Method, Shape, param
 from attnbench.methods._linalg import INIT_RULES, inverse_flops, iterative_inverse
-from attnbench.registry import Method, Shape, param, register
 
 PAPER = "Xiong et al. 2021, Nystromformer: A Nystrom-Based Algorithm for Approximating Self-Attention, arXiv:2102.03902"
 
@@ -60,7 +60,6 @@ class NystromAttention(torch.nn.Module):
         return out if self.conv is None else out + self.conv(v)
 
 
-@register("nystromformer")
 @dataclass(frozen=True)
 class Nystromformer(Method):
     """Nystrom approximation of softmax attention with segment-mean landmarks."""
@@ -69,7 +68,8 @@ class Nystromformer(Method):
     landmarks: int = param(64, "m, segment-mean landmarks (official LRA: 64)", low=1)
     iters: int = param(6, "Newton-Schulz iterations for the pseudo-inverse", low=0)
     init: str = param("razavi", "iteration start: razavi (paper), original (official code), exact", choices=INIT_RULES)
-    inverse: str = param("newton", "newton (as the paper) or pinv (exact SVD, for checking)", choices=("newton", "pinv"))
+    inverse: str = param("newton", "newton (as the paper) or pinv (exact SVD, for checking)",
+                         choices=("newton", "pinv"))
     conv: int = param(0, "depthwise convolution of V along the sequence, kernel size (LRA: 35); 0 = off", low=0)
 
     def build(self, shape, *, device, dtype, generator):
@@ -82,7 +82,7 @@ class Nystromformer(Method):
         inverse = inverse_flops(m, self.iters) if self.inverse == "newton" else 0
         return shape.rows * (kernels + assemble + inverse + 2 * n * p * self.conv)
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         m = min(self.landmarks, shape.seq_len)
         return shape.rows * (2 * shape.seq_len * m + m * m)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.registry import Method, Shape, param, register
+from attnbench.contract import Method, Shape, param
 
 PAPER = "Choromanski et al. 2021, Rethinking Attention with Performers, arXiv:2009.14794"
 
@@ -54,7 +54,6 @@ class PerformerAttention:
         return (phi_q @ context) / denominator
 
 
-@register("performer")
 @dataclass(frozen=True)
 class Performer(Method):
     """FAVOR+ random-feature approximation of softmax attention, linear in n."""
@@ -79,7 +78,7 @@ class Performer(Method):
         # w is fixed: the projections need only the gradient to Q and K (one matmul each).
         return 2 * self.flops(shape) - self._projections(shape)
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         return shape.rows * 2 * shape.seq_len * self.features  # feature entries of Q and K
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.registry import Capabilities, Method, Shape, param, register
+from attnbench.contract import Capabilities, Method, Shape, param
 
 PAPER = "Kitaev et al. 2020, Reformer: The Efficient Transformer, arXiv:2001.04451"
 SELF_SCORE = -1e5  # HF's self-attention mask value: kept only when a query has nothing else
@@ -43,11 +43,17 @@ class LSHAttention:
             buckets = self.hash(q)
             order = (buckets * n + torch.arange(n, device=q.device)).argsort(-1)  # (r, b, h, n)
         chunks, size = n // self.size, self.size
-        take = lambda t: t.unsqueeze(0).expand(self.hashes, -1, -1, -1, -1).gather(  # noqa: E731
-            3, order.unsqueeze(-1).expand(-1, -1, -1, -1, t.shape[-1]))
+
+        def take(t):
+            return t.unsqueeze(0).expand(self.hashes, -1, -1, -1, -1).gather(
+                3, order.unsqueeze(-1).expand(-1, -1, -1, -1, t.shape[-1]))
+
         sq, sk, sv = (take(t).view(self.hashes, b, h, chunks, size, -1) for t in (q, keys, v))
         position = order.view(self.hashes, b, h, chunks, size)
-        look_back = lambda t: torch.cat([t, t.roll(1, dims=3)], dim=4) if chunks > 1 else t  # noqa: E731
+
+        def look_back(t):
+            return torch.cat([t, t.roll(1, dims=3)], dim=4) if chunks > 1 else t
+
         kk, vv, kpos = look_back(sk), look_back(sv), look_back(position)
         scores = sq @ kk.transpose(-1, -2) * p**-0.5
         scores = scores.masked_fill(position.unsqueeze(-1) == kpos.unsqueeze(-2), SELF_SCORE)
@@ -61,7 +67,6 @@ class LSHAttention:
         return (weights * out).sum(0)
 
 
-@register("reformer")
 @dataclass(frozen=True)
 class Reformer(Method):
     """LSH attention with shared QK: hash, sort, attend within chunks."""
@@ -92,7 +97,7 @@ class Reformer(Method):
     def backward_flops(self, shape: Shape, scores=None) -> float:
         return 2 * self._attention(shape)  # hashing is discrete: no gradient
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         keys = 2 * self.bucket_size if shape.seq_len > self.bucket_size else self.bucket_size
         return self.hashes * shape.rows * shape.seq_len * keys
 

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attnbench.registry import Method, Shape, param, register
+from attnbench.contract import Method, Shape, param
+from attnbench.methods._sampled import SampledHooks
 
 PAPER = "Cho et al. 2022, Transformers meet Stochastic Block Models, arXiv:2210.15541"
 # torch flags every CSR tensor as beta; the kernels used here are the documented ones.
@@ -107,8 +108,13 @@ def edge_attention(q, k, v, rows, cols, edge_probs=None):
     size = (b * h * n, b * h * n)  # one block-diagonal matrix holds every head's graph
     crow = torch.zeros(size[0] + 1, dtype=rows.dtype, device=q.device)
     crow[1:] = torch.bincount(rows, minlength=size[0]).cumsum(0)
-    csr = lambda values: torch.sparse_csr_tensor(crow, cols, values, size=size, check_invariants=False)  # noqa: E731
-    flat = lambda t: t.reshape(size[0], -1)  # noqa: E731
+
+    def csr(values):
+        return torch.sparse_csr_tensor(crow, cols, values, size=size, check_invariants=False)
+
+    def flat(t):
+        return t.reshape(size[0], -1)
+
     pattern = csr(q.new_zeros(rows.numel()))
     scores = torch.sparse.sampled_addmm(pattern, flat(q) * p**-0.5, flat(k).T, beta=0.0).values()
     if edge_probs is not None:
@@ -222,9 +228,8 @@ class SBMAttention(nn.Module):
                 "density_mean": float(density.mean()), "density_std": float(density.std(unbiased=False))}
 
 
-@register("sbm")
 @dataclass(frozen=True)
-class SBM(Method):
+class SBM(SampledHooks, Method):
     """SBM-Transformer: per-head masks sampled from a stochastic block model (fastRG)."""
 
     paper = PAPER
@@ -262,7 +267,7 @@ class SBM(Method):
         straight_through = 3 * (2 * g * n * k * k + 2 * scores * k) if self.variant == "fastrg" else 0
         return 2 * (self.flops(shape, scores) - sampler) + straight_through
 
-    def scores(self, shape: Shape) -> float | None:
+    def scores_computed(self, shape: Shape) -> float | None:
         return shape.rows * shape.seq_len**2 if self.variant == "bernoulli" else None
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
+from attnbench.contract import Method, Shape, param
 from attnbench.methods._linalg import INIT_RULES, gaussian_kernel, inverse_flops, iterative_inverse
 from attnbench.methods.kernelized import PAPER
-from attnbench.registry import Method, Shape, param, register
 
 
 def _landmark_rows(n: int, features: int, sampling: str, generator: torch.Generator) -> torch.Tensor:
@@ -75,7 +75,6 @@ class SkyformerAttention:
         return {"inverse_residual": float(residual.max())}
 
 
-@register("skyformer")
 @dataclass(frozen=True)
 class Skyformer(Method):
     """Symmetrized Nystrom approximation of kernelized attention, linear in n."""
@@ -99,6 +98,9 @@ class Skyformer(Method):
         idx = _landmark_rows(shape.seq_len, self.features, self.sampling, generator).to(device)
         return SkyformerAttention(idx, self.gamma, self.iters, self.init, self.normalizer, self.inverse)
 
+    def diagnostics(self, fn, q, k, v):
+        return fn.diagnostics(q, k, v)
+
     def flops(self, shape: Shape, scores=None) -> float:
         n, d, p = shape.seq_len, self.features, shape.head_dim
         kernel = 2 * (2 * n) * d * p  # AS = k([Q; K], L)
@@ -106,7 +108,7 @@ class Skyformer(Method):
         inverse = inverse_flops(d, self.iters) if self.inverse == "newton" else 0  # SVD: not matmul-class
         return shape.rows * (kernel + inverse + assemble)
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         return shape.rows * 2 * shape.seq_len * self.features  # kernel entries of [Q; K] vs landmarks
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.registry import Method, Shape, param, register
+from attnbench.contract import Method, Shape, param
+from attnbench.methods._sampled import SampledHooks
 
-PAPER = "Wu et al. 2021, Smart Bird: Learnable Sparse Attention for Efficient and Effective Transformer, arXiv:2108.09193"
+PAPER = ("Wu et al. 2021, Smart Bird: Learnable Sparse Attention for Efficient and Effective Transformer, "
+         "arXiv:2108.09193")
 RULES = ("inverse_log_sq", "inverse_log", "raw", "topk", "random")
 CHUNK_ELEMENTS = 2**24  # sampling scores held at once (64 MiB in float32)
 
@@ -55,7 +57,10 @@ class SmartBirdAttention:
     def __init__(self, method: "SmartBird", shape: Shape, device, dtype, generator: torch.Generator) -> None:
         width = shape.heads * shape.head_dim
         self.method, self.rows = method, chunk_rows(shape, method.chunk)
-        draw = lambda: torch.randn(width, method.sketch_dim, generator=generator).to(device, dtype) / math.sqrt(width)  # noqa: E731
+
+        def draw():
+            return torch.randn(width, method.sketch_dim, generator=generator).to(device, dtype) / math.sqrt(width)
+
         self.w_q, self.w_k = draw(), draw()
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         self.sampler = torch.Generator(device=device).manual_seed(seed)  # fresh draws every call
@@ -63,8 +68,7 @@ class SmartBirdAttention:
     def sketch_inputs(self, q, k):
         """All heads' queries and keys projected to the sketch dimension: (b, n, sketch_dim) each."""
         b, h, n, p = q.shape
-        merge = lambda t: t.transpose(1, 2).reshape(b, n, h * p)  # noqa: E731
-        return merge(q) @ self.w_q, merge(k) @ self.w_k
+        return q.transpose(1, 2).reshape(b, n, h * p) @ self.w_q, k.transpose(1, 2).reshape(b, n, h * p) @ self.w_k
 
     def sketch(self, qs, ks, start: int, stop: int):
         """Sketch attention rows start:stop, (b, rows, n)."""
@@ -115,9 +119,8 @@ class SmartBirdAttention:
         return {"sketch_scores": float(b * n * n)}
 
 
-@register("smartbird")
 @dataclass(frozen=True)
-class SmartBird(Method):
+class SmartBird(SampledHooks, Method):
     """Smart Bird: a sketch attention drives per-head top-k token sampling; gathered sparse attention."""
 
     paper = PAPER
@@ -142,7 +145,7 @@ class SmartBird(Method):
     def backward_flops(self, shape: Shape, scores=None) -> float:
         return 2 * self._attention_flops(shape)  # the selection is discrete: no gradient to the sketch
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         return shape.rows * shape.seq_len * min(self.k, shape.seq_len)
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from attnbench.contract import Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops
-from attnbench.registry import Method, Shape, param, register
 
 PAPER = "Child et al. 2019, Generating Long Sequences with Sparse Transformers, arXiv:1904.10509"
 
@@ -29,7 +29,8 @@ class FixedPattern:
         self.stride = stride
         self.key_index = torch.cat([own, summary_keys.expand(blocks, -1)], dim=-1).to(device)
         in_own_block = (summary_keys // stride).view(1, -1) == torch.arange(blocks).view(-1, 1)
-        self.valid = torch.cat([torch.ones(blocks, stride, dtype=torch.bool), ~in_own_block], -1).unsqueeze(1).to(device)
+        own_keys = torch.ones(blocks, stride, dtype=torch.bool)
+        self.valid = torch.cat([own_keys, ~in_own_block], -1).unsqueeze(1).to(device)
 
     def __call__(self, q, k, v):
         b, h, n, p = q.shape
@@ -41,8 +42,13 @@ def strided_attention(q, k, v, stride: int):
     """One softmax over the query's block (l keys) and its residue column (n / l keys, self once)."""
     b, h, n, p = q.shape
     blocks = n // stride
-    as_blocks = lambda t: t.view(b, h, blocks, stride, -1)  # noqa: E731  (block, position in block)
-    as_columns = lambda t: t.view(b, h, blocks, stride, -1).transpose(2, 3)  # noqa: E731  (position, block)
+
+    def as_blocks(t):  # (block, position in block)
+        return t.view(b, h, blocks, stride, -1)
+
+    def as_columns(t):  # (position, block)
+        return t.view(b, h, blocks, stride, -1).transpose(2, 3)
+
     scale = p**-0.5
     local = as_blocks(q) @ as_blocks(k).transpose(-1, -2) * scale  # (b, h, blocks, l, l)
     column = as_columns(q) @ as_columns(k).transpose(-1, -2) * scale  # (b, h, l, blocks, blocks)
@@ -54,14 +60,13 @@ def strided_attention(q, k, v, stride: int):
     return (out + out_column.transpose(2, 3)).reshape(b, h, n, -1)
 
 
-@register("sparse_transformer")
 @dataclass(frozen=True)
 class SparseTransformer(Method):
     """Fixed or strided factorized sparse attention, computed blockwise."""
 
     paper = PAPER
-    pattern: str = param("strided", "strided (block + every l-th position; Smart Bird's comparison) or fixed (block + summary columns)",
-                         choices=("strided", "fixed"))
+    pattern: str = param("strided", "strided (block + every l-th position; Smart Bird's comparison) or fixed "
+                         "(block + summary columns)", choices=("strided", "fixed"))
     stride: int = param(128, "l, block length", low=1)
     summary: int = param(8, "c, summary positions at the end of each block (fixed pattern)", low=1)
 
@@ -75,12 +80,14 @@ class SparseTransformer(Method):
             return lambda q, k, v: strided_attention(q, k, v, self.stride)
         return FixedPattern(shape.seq_len, self.stride, self.summary, device)
 
-    def dense_mask(self, shape: Shape) -> torch.Tensor:
-        i = torch.arange(shape.seq_len)
+    def mask(self, fn, q, k):
+        i = torch.arange(q.shape[-2], device=q.device)
         same_block = (i.view(-1, 1) // self.stride) == (i.view(1, -1) // self.stride)
         if self.pattern == "strided":
-            return same_block | ((i.view(-1, 1) - i.view(1, -1)) % self.stride == 0)
-        return same_block | (i.view(1, -1) % self.stride >= self.stride - min(self.summary, self.stride))
+            mask = same_block | ((i.view(-1, 1) - i.view(1, -1)) % self.stride == 0)
+        else:
+            mask = same_block | (i.view(1, -1) % self.stride >= self.stride - min(self.summary, self.stride))
+        return mask.expand(*q.shape[:2], -1, -1)
 
     def _keys(self, shape: Shape) -> int:
         blocks = shape.seq_len // self.stride
@@ -89,7 +96,7 @@ class SparseTransformer(Method):
     def flops(self, shape: Shape, scores=None) -> float:
         return block_flops(shape, shape.seq_len // self.stride, self.stride, self._keys(shape))
 
-    def scores(self, shape: Shape) -> float:
+    def scores_computed(self, shape: Shape) -> float:
         return shape.rows * shape.seq_len * self._keys(shape)
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):

@@ -1,0 +1,172 @@
+"""The method contract: what every attention implementation is, and nothing else.
+
+A method is a frozen dataclass whose fields are its parameters (declared with `param`, paper
+defaults, validated on construction by the registry) and whose `build` turns a shape into an
+attention function `fn(q, k, v) -> out` on (batch, heads, seq_len, head_dim) tensors. Random
+draws and weights are made in `build`, outside any timed region. Each method also states, for
+the report, its analytic FLOPs (a multiply-add counts 2), how many query-key scores it
+computes, and the bytes it keeps alive at its peak.
+
+Optional hooks have one signature each and a default that means "nothing to say"; the runner
+and `show-pattern` call them on every method:
+- `mask(fn, q, k)`: the (batch, heads, n, n) bool mask of query-key pairs `fn` attends
+  (one draw for sampled methods), or None for methods without a mask (low-rank, kernel);
+- `diagnostics(fn, q, k, v)`: figures of one call that fill the method's `extra_columns`
+  ('scores_computed' for methods whose work depends on the data);
+- `sampler(fn)`: the generator `fn` draws from on every call, so that repeated calls can be
+  made to see one and the same draw (error metrics); None when `fn` draws nothing per call.
+
+This module imports nothing of attnbench (and not torch): the registry imports the methods,
+never the other way round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Callable, ClassVar
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one attention call works on: q, k, v are (batch, heads, seq_len, head_dim)."""
+
+    batch: int
+    heads: int
+    seq_len: int
+    head_dim: int
+
+    @property
+    def rows(self) -> int:
+        """Independent attention problems: batch x heads."""
+        return self.batch * self.heads
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a method can run; a case outside these becomes a row with status 'unsupported'."""
+
+    backward: bool = True  # differentiable, so --mode backward makes sense
+    seq_multiple: int = 1  # seq_len must be a multiple of this
+    exact: bool = False  # computes exact softmax attention (no approximation)
+    shared_qk: bool = False  # keys are the queries (Reformer): the k input is unused
+
+
+def param(default: Any, help: str, *, low: float | None = None, high: float | None = None,
+          choices: tuple[str, ...] | None = None) -> Any:
+    """Declare a method parameter: a dataclass field with its paper default and its valid range."""
+    kind = type(default) if choices is None else str
+    return field(default=default, metadata={"help": help, "type": kind, "low": low, "high": high,
+                                             "choices": choices})
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: type
+    default: Any
+    help: str
+    low: float | None
+    high: float | None
+    choices: tuple[str, ...] | None
+
+    def describe(self) -> str:
+        if self.choices:
+            rule = "|".join(self.choices)
+        else:
+            rule = self.type.__name__
+            if self.low is not None:
+                rule += f">={self.low:g}"
+            if self.high is not None:
+                rule += f"<={self.high:g}"
+        return f"{self.name} ({rule}, default {self.default})"
+
+    def coerce(self, method: str, value: Any) -> Any:
+        """A CLI string (or a Python value) as this parameter's type; ValueError says what is wrong."""
+        try:
+            if self.type is bool and isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                typed = value.lower() in ("true", "1", "yes")
+            elif self.type is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            elif self.type is int and isinstance(value, str) and value.strip().endswith(".0"):
+                typed = int(float(value))  # 128.0: an int read back from a CSV through pandas
+            else:
+                typed = self.type(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{method}: {self.name} must be {self.describe()}, not {value!r}") from None
+        bad = (self.choices and typed not in self.choices) or \
+              (self.low is not None and typed < self.low) or (self.high is not None and typed > self.high)
+        if bad:
+            raise ValueError(f"{method}: {self.name}={value!r} is impossible; it must be {self.describe()}")
+        return typed
+
+
+AttentionFn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Method:
+    """Base of every method (subclass as a frozen dataclass of `param` fields)."""
+
+    name: ClassVar[str] = ""  # set by the registry: the name the method is registered under
+    paper: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    # The exact method this one approximates, when it is not softmax attention (Skyformer: kernelized).
+    exact_target: ClassVar[str | None] = None
+    # Columns this method adds to its rows; `diagnostics` fills them.
+    extra_columns: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def params(cls) -> list[ParamSpec]:
+        return [ParamSpec(f.name, f.metadata["type"], f.default, f.metadata["help"], f.metadata["low"],
+                          f.metadata["high"], f.metadata["choices"])
+                for f in fields(cls) if f.default is not MISSING]
+
+    def build(self, shape: Shape, *, device: Any, dtype: Any, generator: Any) -> AttentionFn:
+        """Return fn(q, k, v) -> out; draw any randomness or weights here, from `generator`."""
+        raise NotImplementedError
+
+    # `scores` below is the realized number of query-key scores, for methods whose cost depends
+    # on the data (sampled edges); their `diagnostics` report it as "scores_computed".
+
+    def flops(self, shape: Shape, scores: float | None = None) -> float | None:
+        """Analytic forward FLOPs of the matmul-class work (multiply-add = 2); None: no formula."""
+        return None
+
+    def backward_flops(self, shape: Shape, scores: float | None = None) -> float | None:
+        """Analytic FLOPs of the backward pass alone: each matmul's gradient costs two matmuls."""
+        forward = self.flops(shape, scores)
+        return None if forward is None else 2 * forward
+
+    def scores_computed(self, shape: Shape) -> float | None:
+        """Query-key scores computed over the whole batch (b * h * n^2 for exact attention);
+        None when only a draw can tell (then `diagnostics` reports it)."""
+        return None
+
+    def memory_bytes(self, shape: Shape, itemsize: int, mode: str, scores: float | None = None) -> float | None:
+        """Analytic peak bytes allocated by one call beyond its inputs (None: no formula)."""
+        return None
+
+    def unsupported(self, shape: Shape, mode: str) -> str | None:
+        """Why this case cannot run (None if it can)."""
+        caps = self.capabilities
+        if mode == "backward" and not caps.backward:
+            return f"{self.name} has no backward pass"
+        if shape.seq_len % caps.seq_multiple:
+            return f"{self.name} needs seq_len divisible by {caps.seq_multiple}"
+        return None
+
+    # Optional hooks (see the module docstring); the defaults say there is nothing to report.
+
+    def mask(self, fn: AttentionFn, q: Any, k: Any) -> Any | None:
+        """(batch, heads, n, n) bool: the pairs `fn` attends on q, k; None: no mask."""
+        return None
+
+    def diagnostics(self, fn: AttentionFn, q: Any, k: Any, v: Any) -> dict[str, float]:
+        """Figures of one call of `fn` for this method's `extra_columns`."""
+        return {}
+
+    def sampler(self, fn: AttentionFn) -> Any | None:
+        """The torch.Generator `fn` draws from on every call, or None."""
+        return None
