@@ -5,7 +5,8 @@ use so that `attnbench --help` stays fast.
 
 >>> import attnbench
 >>> cases = attnbench.make_cases(["full", "full-explicit"], [512, 1024], heads=4, head_dim=64)
->>> frame = attnbench.run(cases)            # one pandas row per case
+>>> frame = attnbench.run(cases)            # one pandas row per case (in this process)
+>>> outcome = attnbench.run_cases(cases, launcher=attnbench.WorkerLauncher(), output="r.csv")
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Case": "attnbench.case", "make_cases": "attnbench.case", "Settings": "attnbench.runner",
-    "run": "attnbench.runner", "run_case": "attnbench.runner", "iter_rows": "attnbench.runner",
+    "Case": "attnbench.case", "Limits": "attnbench.case", "make_cases": "attnbench.case",
+    "MeasureOptions": "attnbench.metric", "Metric": "attnbench.metric", "register_metric": "attnbench.metric",
+    "run": "attnbench.engine", "run_cases": "attnbench.engine", "InProcess": "attnbench.engine",
+    "WorkerLauncher": "attnbench.workers", "run_case": "attnbench.runner",
     "list_methods": "attnbench.registry", "get_method": "attnbench.registry",
-    "create_method": "attnbench.registry", "register": "attnbench.registry", "Method": "attnbench.registry",
-    "param": "attnbench.registry", "Shape": "attnbench.registry", "Capabilities": "attnbench.registry",
+    "create_method": "attnbench.registry", "register": "attnbench.registry", "Method": "attnbench.contract",
+    "param": "attnbench.contract", "Shape": "attnbench.contract", "Capabilities": "attnbench.contract",
     "environment": "attnbench.env", "read_report": "attnbench.report", "AttnbenchError": "attnbench.errors",
 }
 __all__ = ["__version__", *_LAZY]

@@ -1,9 +1,14 @@
-"""Small fits over measured rows (pure Python: no torch)."""
+"""Small fits and summaries over measured rows (pure Python: no torch)."""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Sequence
+
+from attnbench.schema import Labeller, row_key
+
+NOT_FITTING = ("oom", "timeout", "crashed")
 
 
 def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float]:
@@ -32,36 +37,16 @@ def _float(value) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _text(value) -> str:
-    """128.0 read back from a CSV shows as 128."""
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-
-
 def _series(rows: list[dict]) -> dict[tuple, dict[int, dict]]:
     """ok rows grouped by method, parameters and set-up (everything but n), then by n."""
     groups: dict[tuple, dict[int, dict]] = {}
     for row in rows:
         if row.get("status") != "ok" or _float(row.get("time_ms_median")) is None:
             continue
-        params = tuple(sorted((k[6:], _text(v)) for k, v in row.items() if k.startswith("param_")
-                              and v not in (None, "") and str(v) != "nan"))
+        key = row_key({**row, "seq_len": 0})
         setup = tuple(str(row.get(k)) for k in ("batch", "heads", "head_dim", "dtype", "device", "mode"))
-        groups.setdefault((row["method"], params, setup), {})[int(float(row["seq_len"]))] = row
+        groups.setdefault((row["method"], key, setup), {})[int(float(row["seq_len"]))] = row
     return groups
-
-
-def _namer(keys) -> "callable":
-    """Names that show only the parameters varying among a method's own series."""
-    seen: dict[str, dict[str, set]] = {}
-    for method, params, _ in keys:
-        for k, v in params:
-            seen.setdefault(method, {}).setdefault(k, set()).add(v)
-
-    def name(key: tuple) -> str:
-        method, params, _ = key
-        varying = seen.get(method, {})
-        return " ".join([method, *(f"{k}={v}" for k, v in params if len(varying.get(k, ())) > 1)])
-    return name
 
 
 def _crossover(times: dict[int, float], reference: dict[int, float]) -> str:
@@ -74,14 +59,19 @@ def _crossover(times: dict[int, float], reference: dict[int, float]) -> str:
     for (n0, r0), (n1, r1) in zip(ratios, ratios[1:]):
         if r0 >= 1 > r1:  # interpolate log(ratio) against log(n)
             t = math.log(r0) / (math.log(r0) - math.log(r1))
-            return f"cheaper than the reference from n~{round(math.exp(math.log(n0) + t * (math.log(n1) - math.log(n0))))}"
+            crossing = round(math.exp(math.log(n0) + t * (math.log(n1) - math.log(n0))))
+            return f"cheaper than the reference from n~{crossing}"
     return f"not cheaper than the reference up to n={common[-1]}"
 
 
 def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
     """Scaling exponents, crossover against `reference`, and 'X ran r +/- s times faster' lines."""
     groups = _series(rows)
-    _name = _namer(groups)
+    label = Labeller([row for series in groups.values() for row in series.values()], with_length=False)
+
+    def _name(key: tuple) -> str:
+        return label(next(iter(groups[key].values())))
+
     refs = {key[2]: series for key, series in groups.items() if key[0] == reference}
     lines = []
     for key, series in groups.items():
@@ -114,4 +104,24 @@ def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
             ratio = tb / t if t <= tb else t / tb
             word = "faster" if t <= tb else "slower"
             lines.append(f"  {_name(key)} ran {ratio:.2f} +/- {ratio * spread:.2f} times {word} than {reference}")
+    return lines
+
+
+def status_lines(rows: list[dict]) -> list[str]:
+    """Counts by status, and where each method stopped fitting."""
+    if not rows:
+        return ["rows: none"]
+    counts = Counter(r["status"] for r in rows)
+    lines = ["rows: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
+    label = Labeller(rows, with_length=False)
+    by_series: dict[str, list[dict]] = {}
+    for row in rows:
+        by_series.setdefault(label(row), []).append(row)
+    for name, group in by_series.items():
+        ok = [int(r["seq_len"]) for r in group if r["status"] == "ok"]
+        failed = sorted((int(r["seq_len"]), r["status"]) for r in group if r["status"] in NOT_FITTING)
+        if failed:
+            n, status = failed[0]
+            fit = f"largest n that ran: {max(ok)}" if ok else "nothing ran"
+            lines.append(f"{name}: {fit}; {status} from n={n}")
     return lines

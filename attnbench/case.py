@@ -1,14 +1,19 @@
-"""A case is one measurement: a method with fixed parameters on one input shape and set-up."""
+"""A case is one measurement: a method with fixed parameters on one input shape and set-up.
+
+The defaults of every set-up value live here, on `Case`, and nowhere else: the command line and
+scenario files pass only what the user gave (None means "the default").
+"""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
 
+from attnbench.contract import Method, Shape
 from attnbench.errors import AttnbenchError
 from attnbench.options import parse_dtype, parse_mode
-from attnbench.registry import Method, Shape, create_method, get_method
+from attnbench.registry import check_names, create_method, get_method, list_methods
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,7 @@ class Case:
     device: str = "cpu"
     mode: str = "forward"  # "backward" times forward + backward
     seed: int = 0
-    threads: int = 1
+    threads: int | None = None  # CPU threads; None: torch's default, resolved by make_cases
     inputs: str = "random"  # random, pretrained or init (attnbench.inputs)
     input_scale: float = 1.0  # random inputs: standard deviation
     layer: int = 2  # pretrained/init inputs: the model layer whose q, k, v are taken
@@ -35,9 +40,17 @@ class Case:
     def instance(self) -> Method:
         return create_method(self.method, **self.params)
 
-    def label(self) -> str:
-        extra = "".join(f" {k}={v}" for k, v in self.params.items())
-        return f"{self.method}{extra} n={self.seq_len}"
+
+@dataclass(frozen=True)
+class Limits:
+    """What a case may use when it runs in a worker (attnbench sweep)."""
+
+    max_memory_bytes: int | None = 3 * 2**30  # added to the warmed-up worker's address space
+    timeout_s: float = 300.0
+
+
+SETUP = tuple(f.name for f in fields(Case) if f.name not in ("method", "params", "seq_len"))
+DEFAULTS = {f.name: f.default for f in fields(Case) if f.name in SETUP}
 
 
 def check_device(device: str) -> str:
@@ -58,6 +71,22 @@ def check_device(device: str) -> str:
     return str(dev)
 
 
+def expand_methods(names: Iterable[str]) -> list[str]:
+    """Method names with shell-style wildcards expanded ('*' = every known method), each once;
+    unknown names fail here, before any method (or torch) is imported."""
+    out: list[str] = []
+    for name in names:
+        if any(ch in name for ch in "*?[") and ":" not in name:
+            matched = list_methods(name)
+            if not matched:
+                raise AttnbenchError(f"no method matches {name!r}; run 'attnbench list' to see all methods")
+            out += matched
+        else:
+            check_names([name])
+            out.append(name)
+    return list(dict.fromkeys(out))
+
+
 def _param_grids(methods: Sequence[str], params: Mapping[str, Sequence[Any]]) -> dict[str, list[dict]]:
     """Per method, the cartesian product of the grids it declares (the rest do not apply to it)."""
     declared = {m: {p.name for p in get_method(m).params()} for m in methods}
@@ -72,30 +101,43 @@ def _param_grids(methods: Sequence[str], params: Mapping[str, Sequence[Any]]) ->
     return grids
 
 
-def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[str, Sequence[Any]] | None = None,
-               *, batch: int = 1, heads: int = 4, head_dim: int = 64, dtype: str = "float32",
-               device: str = "cpu", mode: str = "forward", seed: int = 0, threads: int | None = None,
-               inputs: str = "random", input_scale: float = 1.0, layer: int = 2) -> list[Case]:
-    """Validated cartesian product of methods x parameter grids x sequence lengths."""
+def _check_setup(setup: dict) -> dict:
+    """Validated set-up values, canonical (dtype names, device, threads resolved)."""
     import torch
 
-    methods, seq_lens = list(methods), list(seq_lens)
-    if not methods or not seq_lens:
-        raise AttnbenchError("give at least one method and one sequence length")
-    for what, value in (("batch", batch), ("heads", heads), ("head_dim", head_dim), *(("seq", n) for n in seq_lens)):
-        if not isinstance(value, int) or value <= 0:
+    for what in ("batch", "heads", "head_dim"):
+        value = setup[what]
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise AttnbenchError(f"{what} must be a positive whole number, not {value!r}")
     from attnbench.inputs import SOURCES, check_source
 
-    if inputs not in SOURCES:
-        raise AttnbenchError(f"--inputs must be one of {', '.join(SOURCES)}, not {inputs!r}")
-    check_source(inputs, heads, head_dim, layer)
-    if not input_scale > 0:
-        raise AttnbenchError(f"--input-scale must be positive, not {input_scale!r}")
-    common = dict(inputs=inputs, input_scale=float(input_scale), layer=layer,
-                  batch=batch, heads=heads, head_dim=head_dim, dtype=parse_dtype(dtype),
-                  device=check_device(device), mode=parse_mode(mode), seed=seed,
-                  threads=threads or torch.get_num_threads())
+    if setup["inputs"] not in SOURCES:
+        raise AttnbenchError(f"--inputs must be one of {', '.join(SOURCES)}, not {setup['inputs']!r}")
+    check_source(setup["inputs"], setup["heads"], setup["head_dim"], setup["layer"])
+    if not setup["input_scale"] > 0:
+        raise AttnbenchError(f"--input-scale must be positive, not {setup['input_scale']!r}")
+    return {**setup, "dtype": parse_dtype(setup["dtype"]), "device": check_device(setup["device"]),
+            "mode": parse_mode(setup["mode"]), "input_scale": float(setup["input_scale"]),
+            "threads": setup["threads"] or torch.get_num_threads()}
+
+
+def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[str, Sequence[Any]] | None = None,
+               **setup: Any) -> list[Case]:
+    """Validated cartesian product of methods x parameter grids x sequence lengths.
+
+    `setup` takes any field of Case (batch, heads, head_dim, dtype, device, mode, seed, threads,
+    inputs, input_scale, layer); a value left out or None keeps Case's default.
+    """
+    unknown = set(setup) - set(SETUP)
+    if unknown:
+        raise AttnbenchError(f"unknown set-up {', '.join(sorted(unknown))}; valid: {', '.join(SETUP)}")
+    methods, seq_lens = expand_methods(methods), list(seq_lens)
+    if not methods or not seq_lens:
+        raise AttnbenchError("give at least one method and one sequence length")
+    for n in seq_lens:
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise AttnbenchError(f"seq must be a positive whole number, not {n!r}")
+    common = _check_setup({**DEFAULTS, **{k: v for k, v in setup.items() if v is not None}})
     cases = []
     for method, grid in _param_grids(methods, params or {}).items():
         for chosen in grid:

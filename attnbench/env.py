@@ -16,6 +16,7 @@ import torch
 
 import attnbench
 from attnbench.allocator import current_policy
+from attnbench.schema import ENVIRONMENT
 
 UNAVAILABLE = "unavailable"
 NVML_FIELDS = ("gpu_name", "gpu_driver", "gpu_memory_bytes", "gpu_sm_clock_mhz", "gpu_max_sm_clock_mhz")
@@ -117,4 +118,4 @@ def environment(device: str = "cpu") -> dict[str, object]:
         env["cuda_version"] = ""
         env["tf32_matmul"] = ""
         env.update(dict.fromkeys(NVML_FIELDS, UNAVAILABLE))
-    return env
+    return {column: env[column] for column in ENVIRONMENT}  # the schema's columns, in its order

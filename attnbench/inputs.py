@@ -87,8 +87,8 @@ def _windows(count: int, start: int) -> torch.Tensor:
     return torch.cat([torch.full((count, 1), 101), body, torch.full((count, 1), 102)], dim=1)  # [CLS] .. [SEP]
 
 
-def transformer_qkv(source: str, batch: int, heads: int, seq_len: int, head_dim: int, *, layer: int = 2,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def transformer_qkv(source: str, batch: int, heads: int, seq_len: int, head_dim: int, *, layer: int,
+                    seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q, k, v (batch, heads, seq_len, 32) from layer `layer` of MiniLM over English text."""
     check_source(source, heads, head_dim, layer)
     model = _model(source == "pretrained", seed)

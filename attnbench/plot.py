@@ -1,8 +1,9 @@
 """Efficiency curves from a report: time, peak memory and FLOPs against sequence length.
 
-Log-log axes, one line per method and parameter set, the IQR as a band around the median time,
-and O(n) / O(n^2) guides. Rows that did not finish ('oom', 'error', ...) are left out, so a
-line stops where its method stopped fitting.
+Log-log axes, one panel per metric that declares one (attnbench.metric), one line per method
+and parameter set, the IQR as a band around the median time, and O(n) / O(n^2) guides. Rows
+that did not finish ('oom', 'error', ...) are left out, so a line stops where its method
+stopped fitting.
 """
 
 from __future__ import annotations
@@ -15,27 +16,7 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-PANELS = (("time_ms_median", "time per call (ms)"), ("peak_mem_bytes", "peak memory (bytes)"),
-          ("flops", "FLOPs (multiply-add = 2)"))
-SERIES_KEYS = ("method", "mode", "dtype", "device", "batch", "heads", "head_dim")
-
-
-def _value(v) -> str:
-    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-
-
-def _series_labels(ok: pd.DataFrame, keys: list[str]) -> dict[tuple, str]:
-    """Method name plus the parameters that vary among that method's own rows (and the set-up
-    columns that vary across the report)."""
-    setup = [k for k in keys if not k.startswith("param_") and k != "method" and ok[k].nunique() > 1]
-    labels = {}
-    for method, rows in ok.groupby("method", sort=False):
-        mine = [k for k in keys if k.startswith("param_") and rows[k].nunique() > 1]
-        for key, _ in rows.groupby(keys, sort=False):
-            named = dict(zip(keys, key))
-            labels[key] = " ".join([str(method)] + [f"{k.removeprefix('param_')}={_value(named[k])}"
-                                                   for k in (*mine, *setup)])
-    return labels
+from attnbench.schema import Labeller  # noqa: E402
 
 
 def _guides(ax, x: pd.Series, y: pd.Series) -> None:
@@ -49,28 +30,39 @@ def _guides(ax, x: pd.Series, y: pd.Series) -> None:
                 label=f"O(n{'' if power == 1 else '²'}) guide")
 
 
+def _panels(frame: pd.DataFrame) -> list:
+    """The efficiency panels of every metric with data in the report (time first if present)."""
+    from attnbench.metric import all_metrics
+
+    panels = [panel for metric in all_metrics() for panel in metric.panels]
+    panels.sort(key=lambda panel: panel.column != "time_ms_median")
+    with_data = [panel for panel in panels if panel.column in frame and frame[panel.column].notna().any()]
+    return with_data or panels[:1]
+
+
 def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure:
-    ok = frame[frame["status"] == "ok"].copy()
-    keys = [k for k in (*SERIES_KEYS, *sorted(c for c in frame if c.startswith("param_"))) if k in ok]
-    # A blank parameter (another method's) must group and compare equal: NaN does neither.
-    ok[keys] = ok[keys].astype(object).where(ok[keys].notna(), "")
-    labels = _series_labels(ok, keys)
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(6 * len(PANELS), 5.2), layout="constrained")
-    for ax, (column, ylabel) in zip(axes, PANELS):
-        data = ok[ok[column].notna()] if column in ok else ok.iloc[0:0]
-        for key, group in data.groupby(keys, sort=True):
+    """Each metric's panel (time, peak memory, FLOPs, ...) against n, one line per case series."""
+    ok = frame[frame["status"] == "ok"]
+    records = ok.to_dict("records")
+    label = Labeller(records, with_length=False)
+    ok = ok.assign(_series=[label(row) for row in records])
+    panels = _panels(frame)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.2), layout="constrained", squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        data = ok[ok[panel.column].notna()] if panel.column in ok else ok.iloc[0:0]
+        for name, group in data.groupby("_series", sort=True):
             group = group.sort_values("seq_len")
-            line, = ax.plot(group["seq_len"], group[column], marker="o", label=labels[key])
-            if column == "time_ms_median" and "time_ms_iqr" in group:
-                half = group["time_ms_iqr"].fillna(0) / 2
-                ax.fill_between(group["seq_len"], group[column] - half, group[column] + half,
+            line, = ax.plot(group["seq_len"], group[panel.column], marker="o", label=name)
+            if panel.band and panel.band in group:
+                half = group[panel.band].fillna(0) / 2
+                ax.fill_between(group["seq_len"], group[panel.column] - half, group[panel.column] + half,
                                 color=line.get_color(), alpha=0.2, lw=0)
         if not data.empty:
-            _guides(ax, data["seq_len"], data[column])
-        ax.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=ylabel,
-               title=ylabel.split(" (")[0])
+            _guides(ax, data["seq_len"], data[panel.column])
+        ax.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=panel.label,
+               title=panel.label.split(" (")[0])
         ax.grid(True, which="both", alpha=0.3)
-    handles, names = axes[0].get_legend_handles_labels()
+    handles, names = axes[0][0].get_legend_handles_labels()
     if handles:  # one legend for all panels, below them, so it never covers data
         fig.legend(handles, names, loc="outside lower center", ncol=min(4, len(handles)), fontsize=9)
     if title:
@@ -138,7 +130,7 @@ def pareto_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
     fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
     for method, rows in data.groupby("method"):
         ax.scatter(rows["time_ms_median"], rows["error_spectral"], label=method, s=25)
-    for n, rows in data.groupby("seq_len"):
+    for _, rows in data.groupby("seq_len"):
         front, best = [], float("inf")
         for _, row in rows.sort_values("time_ms_median").iterrows():
             if row["error_spectral"] < best:
@@ -161,7 +153,8 @@ def density_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
     keys = [c for c in ("param_density", "param_clusters", "mode") if c in data and data[c].nunique() > 1]
     for key, group in (data.groupby(keys) if keys else [((), data)]):
         group = group.sort_values("seq_len")
-        label = " ".join(f"{k.removeprefix('param_')}={v}" for k, v in zip(keys, key if isinstance(key, tuple) else (key,)))
+        values = key if isinstance(key, tuple) else (key,)
+        label = " ".join(f"{k.removeprefix('param_')}={v}" for k, v in zip(keys, values))
         ax.errorbar(group["seq_len"], group["density_mean"], yerr=group.get("density_std"), marker="o", capsize=3,
                     label=label or "sbm")
     ax.set(xscale="log", xlabel="sequence length n", ylabel="sampled mask density (mean over heads)",

@@ -12,37 +12,18 @@ import csv
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import IO, Sequence
 
 from attnbench.errors import AttnbenchError
+from attnbench.metric import SAMPLES_KEY
+from attnbench.schema import IDENTITY, row_key
 
 REPORTS_DIR = Path("reports")
-SAMPLES_KEY = "time_samples_ms"
-IDENTITY = ("method", "batch", "heads", "seq_len", "head_dim", "dtype", "device", "mode", "seed",
-            "inputs", "input_scale", "layer")
-IDENTITY_DEFAULTS = {"inputs": "random", "input_scale": "1.0", "layer": "2"}  # reports that predate them
-
-
-def row_key(row: dict) -> tuple:
-    """What identifies a case in a report: method, parameters, shape and set-up (as text)."""
-    params = sorted((k, str(v)) for k, v in row.items() if k.startswith("param_") and v not in (None, ""))
-    return tuple(str(row.get(k, IDENTITY_DEFAULTS.get(k))) for k in IDENTITY) + tuple(params)
 
 
 def sidecar_path(report: str | Path) -> Path:
     return Path(f"{report}.samples.jsonl")
-
-
-def default_report_path(directory: Path = REPORTS_DIR) -> Path:
-    """reports/run-YYYYmmdd-HHMMSS.csv, with a suffix if that name is taken."""
-    stem = f"run-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, n = directory / f"{stem}.csv", 1
-    while path.exists():
-        n += 1
-        path = directory / f"{stem}-{n}.csv"
-    return path
 
 
 def _cell(value: object) -> object:
@@ -145,7 +126,6 @@ def read_report(path: str | Path):
     if missing:
         raise AttnbenchError(f"{path} is not an attnbench report (missing columns: {', '.join(sorted(missing))})")
     return frame
-
 
 
 def read_samples(report: str | Path) -> dict[tuple, list[float]]:

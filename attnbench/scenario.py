@@ -16,85 +16,79 @@ override the file's.
 from __future__ import annotations
 
 import difflib
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import tomllib
+
+from attnbench.case import Case, Limits, make_cases
 from attnbench.errors import AttnbenchError
-from attnbench.options import parse_metrics, parse_sizes
+from attnbench.metric import MeasureOptions, parse_metrics
+from attnbench.options import parse_sizes
 
-# key: (description of the accepted type, default)
-KEYS: dict[str, tuple[str, Any]] = {
-    "name": ("a string", None),
-    "description": ("a string", ""),
-    "reproduces": ("a string: the table or figure it reproduces", ""),
-    "methods": ("a list of method names", None),
-    "seq": ("a length, a list of lengths, or a range string such as \"1k..16k\"", None),
-    "params": ("a table of parameter = value or [values]", {}),
-    "batch": ("a positive integer or a list of them", 1),
-    "heads": ("a positive integer or a list of them", 4),
-    "head_dim": ("a positive integer or a list of them", 64),
-    "dtype": ("a dtype name or a list of them", "float32"),
-    "device": ("\"cpu\", \"cuda\" or \"cuda:N\"", "cpu"),
-    "mode": ("\"forward\" or \"backward\", or a list of them", "forward"),
-    "seeds": ("a list of integers", [0]),
-    "threads": ("a positive integer", None),
-    "metrics": ("a list of metric names", ["time", "flops", "memory", "fvcore"]),
-    "inputs": ("\"random\", \"pretrained\" or \"init\", or a list of them", "random"),
-    "input_scale": ("a positive number (random inputs)", 1.0),
-    "layer": ("a model layer, 0-5 (pretrained/init inputs)", 2),
-    "reference": ("a method name (error metric)", "full"),
-    "repeats": ("a positive integer (error metric)", 1),
-    "min_time": ("seconds, a number", 0.5),
-    "max_time": ("seconds, a number", 5.0),
-    "max_memory": ("a size such as \"3GB\"", "3GB"),
-    "timeout": ("a duration such as \"300s\" or \"5m\"", "300s"),
-    "output": ("a CSV path", None),
+# key: the accepted type. Defaults come from Case (set-up), MeasureOptions (metrics and their
+# budgets) and Limits (worker limits): they are written once, there.
+KEYS: dict[str, str] = {
+    "name": "a string",
+    "description": "a string",
+    "reproduces": "a string: the table or figure it reproduces",
+    "methods": "a list of method names (wildcards allowed: [\"*\"] is every method)",
+    "seq": "a length, a list of lengths, or a range string such as \"1k..16k\"",
+    "params": "a table of parameter = value or [values]",
+    "batch": "a positive integer or a list of them",
+    "heads": "a positive integer or a list of them",
+    "head_dim": "a positive integer or a list of them",
+    "dtype": "a dtype name or a list of them",
+    "device": "\"cpu\", \"cuda\" or \"cuda:N\"",
+    "mode": "\"forward\" or \"backward\", or a list of them",
+    "seeds": "a list of integers",
+    "threads": "a positive integer",
+    "metrics": "a list of metric names",
+    "inputs": "\"random\", \"pretrained\" or \"init\", or a list of them",
+    "input_scale": "a positive number (random inputs)",
+    "layer": "a model layer, 0-5 (pretrained/init inputs)",
+    "reference": "a method name (error metric)",
+    "repeats": "a positive integer (error metric)",
+    "min_time": "seconds, a number",
+    "max_time": "seconds, a number",
+    "max_memory": "a size such as \"3GB\"",
+    "timeout": "a duration such as \"300s\" or \"5m\"",
+    "output": "a CSV path",
 }
-SHAPE_KEYS = ("batch", "heads", "head_dim", "dtype", "mode", "inputs")
+GRID_KEYS = ("batch", "heads", "head_dim", "dtype", "mode", "inputs")  # a value or a list (a grid axis)
 
 
 @dataclass
 class Scenario:
-    """A validated sweep: what to run (the grid) and how (limits and measurement budget)."""
+    """A validated sweep: what to run (the grid) and how (measurement options and limits)."""
 
     name: str
     methods: list[str]
     seq: list[int]
     params: dict[str, list[Any]] = field(default_factory=dict)
-    grid: dict[str, list[Any]] = field(default_factory=dict)  # batch, heads, head_dim, dtype, mode
-    device: str = "cpu"
-    seeds: list[int] = field(default_factory=lambda: [0])
-    threads: int | None = None
-    metrics: list[str] = field(default_factory=lambda: list(KEYS["metrics"][1]))
-    min_time: float = 0.5
-    max_time: float = 5.0
-    max_memory_bytes: int = 3 * 2**30
-    timeout_s: float = 300.0
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # GRID_KEYS -> values
+    seeds: list[int] = field(default_factory=lambda: [Case.seed])
+    setup: dict[str, Any] = field(default_factory=dict)  # device, threads, input_scale, layer (None: default)
+    options: MeasureOptions = field(default_factory=MeasureOptions)
+    limits: Limits = field(default_factory=Limits)
     output: str | None = None
     description: str = ""
     reproduces: str = ""
-    input_scale: float = 1.0
-    layer: int = 2
-    reference: str = "full"
-    repeats: int = 1
 
-    def cases(self):
+    def cases(self) -> list[Case]:
         """The cartesian product, validated against the registry."""
         import itertools
 
-        from attnbench.case import make_cases
         from attnbench.registry import get_method
 
-        get_method(self.reference)
+        get_method(self.options.reference)
         cases = []
-        for batch, heads, head_dim, dtype, mode, inputs in itertools.product(*(self.grid[k] for k in SHAPE_KEYS)):
+        axes = [self.grid.get(k, [None]) for k in GRID_KEYS]
+        for values in itertools.product(*axes):
             for seed in self.seeds:
-                cases += make_cases(self.methods, self.seq, self.params, batch=batch, heads=heads,
-                                    head_dim=head_dim, dtype=dtype, device=self.device, mode=mode, seed=seed,
-                                    threads=self.threads, inputs=inputs, input_scale=self.input_scale,
-                                    layer=self.layer)
+                cases += make_cases(self.methods, self.seq, self.params, seed=seed, **dict(zip(GRID_KEYS, values)),
+                                    **self.setup)
         return cases
 
 
@@ -129,29 +123,45 @@ def parse_seconds(text: str, what: str = "timeout") -> float:
 class _Checker:
     """Type checks that name the file, the key and the fix in one line."""
 
-    def __init__(self, source: str) -> None:
-        self.source = source
+    def __init__(self, source: str, data: dict[str, Any]) -> None:
+        self.source, self.data = source, data
 
     def fail(self, key: str, problem: str) -> AttnbenchError:
         return AttnbenchError(f"{self.source}: {key}: {problem}")
 
-    def expect(self, key: str, value: Any, ok: bool) -> Any:
+    def expect(self, key: str, ok: bool) -> Any:
+        value = self.data[key]
         if not ok:
-            raise self.fail(key, f"must be {KEYS[key][0]}, not {value!r}")
+            raise self.fail(key, f"must be {KEYS[key]}, not {value!r}")
         return value
 
-    def listed(self, key: str, value: Any, kind: type) -> list:
+    def listed(self, key: str, kind: type) -> list:
+        value = self.data[key]
         items = value if isinstance(value, list) else [value]
         good = bool(items) and all(isinstance(v, kind) and not isinstance(v, bool) for v in items)
         if kind is int:
             good = good and all(v > 0 for v in items)
-        self.expect(key, value, good)
+        self.expect(key, good)
         return items
+
+    def given(self, key: str, ok: Callable[[Any], bool]) -> Any:
+        """The value of an optional key (None when absent), checked."""
+        if key not in self.data:
+            return None
+        return self.expect(key, ok(self.data[key]))
+
+
+def _whole(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Scenario:
     """Validate a scenario's keys and types (not yet its methods: see Scenario.cases)."""
-    check = _Checker(source)
+    check = _Checker(source, data)
     for key in data:
         if key not in KEYS:
             close = difflib.get_close_matches(key, KEYS, n=1)
@@ -159,58 +169,49 @@ def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Sc
             raise check.fail(key, f"unknown key; {hint}valid keys: {', '.join(KEYS)}")
     for required in ("methods", "seq"):
         if required not in data:
-            raise check.fail(required, f"missing; give {KEYS[required][0]}")
-    methods = check.listed("methods", data["methods"], str)
-    seq_value = data["seq"]
-    if isinstance(seq_value, str):
+            raise check.fail(required, f"missing; give {KEYS[required]}")
+    methods = check.listed("methods", str)
+    if isinstance(data["seq"], str):
         try:
-            seq = parse_sizes(seq_value, "seq")
+            seq = parse_sizes(data["seq"], "seq")
         except AttnbenchError as exc:
             raise check.fail("seq", str(exc)) from None
     else:
-        seq = check.listed("seq", seq_value, int)
-    params = check.expect("params", data.get("params", {}), isinstance(data.get("params", {}), dict))
+        seq = check.listed("seq", int)
     grids = {}
-    for name, values in params.items():
+    for name, values in (check.given("params", lambda v: isinstance(v, dict)) or {}).items():
         values = values if isinstance(values, list) else [values]
         if not values or any(isinstance(v, (dict, list)) for v in values):
             raise check.fail(f"params.{name}", f"must be a value or a non-empty list of values, not {values!r}")
         grids[name] = values
-    shape = {k: data.get(k, KEYS[k][1]) for k in SHAPE_KEYS}
-    grid = {k: check.listed(k, v, int) for k, v in shape.items() if k in ("batch", "heads", "head_dim")}
-    grid.update({k: check.listed(k, v, str) for k, v in shape.items() if k in ("dtype", "mode", "inputs")})
-    seeds = data.get("seeds", KEYS["seeds"][1])
-    check.expect("seeds", seeds, isinstance(seeds, list) and bool(seeds)
-                 and all(isinstance(x, int) and not isinstance(x, bool) for x in seeds))
-    threads = data.get("threads")
-    if threads is not None:
-        check.expect("threads", threads, isinstance(threads, int) and not isinstance(threads, bool) and threads > 0)
-    number = lambda k: check.expect(k, data.get(k, KEYS[k][1]),  # noqa: E731
-                                    isinstance(data.get(k, KEYS[k][1]), (int, float)) and data.get(k, KEYS[k][1]) > 0)
-    text = lambda k: check.expect(k, data.get(k, KEYS[k][1]), isinstance(data.get(k, KEYS[k][1]), str))  # noqa: E731
-    metrics = check.listed("metrics", data.get("metrics", KEYS["metrics"][1]), str)
+    grid = {k: check.listed(k, int if k in ("batch", "heads", "head_dim") else str) for k in GRID_KEYS if k in data}
+    seeds = check.given("seeds", lambda v: isinstance(v, list) and bool(v) and all(_whole(x, -2**63) for x in v))
+    setup = {"device": check.given("device", lambda v: isinstance(v, str)),
+             "threads": check.given("threads", lambda v: _whole(v, 1)),
+             "input_scale": check.given("input_scale", _positive),
+             "layer": check.given("layer", lambda v: _whole(v, 0))}
+    options = {"min_time_s": check.given("min_time", _positive), "max_time_s": check.given("max_time", _positive),
+               "reference": check.given("reference", lambda v: isinstance(v, str)),
+               "repeats": check.given("repeats", lambda v: _whole(v, 1))}
+    if "metrics" in data:
+        try:
+            options["metrics"] = parse_metrics(check.listed("metrics", str), "metrics")
+        except AttnbenchError as exc:
+            raise check.fail("metrics", str(exc).removeprefix("metrics ")) from None
     try:
-        metrics = list(parse_metrics(metrics, "metrics"))
-    except AttnbenchError as exc:
-        raise check.fail("metrics", str(exc).removeprefix("metrics ")) from None
-    try:
-        max_memory = parse_bytes(data.get("max_memory", KEYS["max_memory"][1]))
-        timeout = parse_seconds(data.get("timeout", KEYS["timeout"][1]))
+        limits = {"max_memory_bytes": parse_bytes(data["max_memory"]) if "max_memory" in data else None,
+                  "timeout_s": parse_seconds(data["timeout"]) if "timeout" in data else None}
     except AttnbenchError as exc:
         raise AttnbenchError(f"{source}: {exc}") from None
-    output = data.get("output")
-    if output is not None:
-        text("output")
-    layer, repeats = data.get("layer", 2), data.get("repeats", 1)
-    check.expect("layer", layer, isinstance(layer, int) and not isinstance(layer, bool) and layer >= 0)
-    check.expect("repeats", repeats, isinstance(repeats, int) and not isinstance(repeats, bool) and repeats > 0)
-    return Scenario(name=text("name") if "name" in data else Path(source).stem, methods=methods, seq=seq,
-                    input_scale=float(number("input_scale")), layer=layer, reference=text("reference"),
-                    repeats=repeats,
-                    params=grids, grid=grid, device=text("device"), seeds=seeds, threads=threads,
-                    metrics=metrics, min_time=float(number("min_time")), max_time=float(number("max_time")),
-                    max_memory_bytes=max_memory, timeout_s=timeout, output=output,
-                    description=text("description"), reproduces=text("reproduces"))
+    text = {k: check.given(k, lambda v: isinstance(v, str)) for k in ("name", "description", "reproduces", "output")}
+
+    def given(values: dict) -> dict:
+        return {k: v for k, v in values.items() if v is not None}
+
+    return Scenario(name=text["name"] or Path(source).stem, methods=methods, seq=seq, params=grids, grid=grid,
+                    seeds=seeds or [Case.seed], setup=given(setup), options=MeasureOptions(**given(options)),
+                    limits=Limits(**given(limits)), output=text["output"],
+                    description=text["description"] or "", reproduces=text["reproduces"] or "")
 
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:

@@ -19,13 +19,17 @@ from pathlib import Path
 from attnbench import allocator
 from attnbench.analysis import loglog_slope
 from attnbench.case import make_cases
+from attnbench.engine import run_cases
+from attnbench.metric import MeasureOptions
 from attnbench.registry import list_methods
-from attnbench.report import CsvReport
-from attnbench.runner import Settings, columns_for, run_case
 
 LINEAR_ORDER = ("longformer", "bigbird", "sparse_transformer", "linformer", "performer", "linear", "nystromformer")
 PEERS = {"nystromformer": "peer-nystrom-attention", "performer": "peer-performer-pytorch",
          "linformer": "peer-linformer"}
+
+
+def show(row: dict) -> None:
+    print(f"{row['method']} n={row['seq_len']}: {row['status']} {row['time_ms_median'] or 0:.1f} ms", flush=True)
 
 
 def main() -> None:
@@ -41,13 +45,7 @@ def main() -> None:
     cases = make_cases(["full", *LINEAR_ORDER], lengths, **shape) + make_cases(peers, peer_lengths, **shape)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path("reports") / f"baseline-targets-{stamp}.csv"
-    rows = []
-    with CsvReport(out, columns_for(cases)) as report:
-        for case in cases:
-            row = run_case(case, Settings(metrics=("time",), **budget))
-            report.write(row)
-            rows.append(row)
-            print(f"{case.label()}: {row['status']} {row['time_ms_median'] or 0:.1f} ms", flush=True)
+    rows = run_cases(cases, MeasureOptions(metrics=("time",), **budget), output=out, on_row=show).rows
 
     def ms(method, n):
         return next(r["time_ms_median"] for r in rows if r["method"] == method and r["seq_len"] == n)

@@ -23,10 +23,11 @@ import torch
 from attnbench import allocator
 from attnbench.analysis import linear_fit, loglog_slope
 from attnbench.case import make_cases
+from attnbench.engine import run_cases
 from attnbench.measure.timing import time_call
 from attnbench.methods.smartbird import SmartBirdAttention
-from attnbench.report import CsvReport
-from attnbench.runner import Settings, columns_for, make_inputs, run_case
+from attnbench.metric import MeasureOptions
+from attnbench.runner import make_inputs
 
 
 def smartbird_split(case, budget: dict) -> dict:
@@ -51,6 +52,10 @@ def smartbird_split(case, budget: dict) -> dict:
                 for name, call in phases.items()}
 
 
+def show(row: dict) -> None:
+    print(f"{row['method']} n={row['seq_len']}: {row['status']} {row['time_ms_median'] or 0:.1f} ms", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
@@ -65,14 +70,10 @@ def main() -> None:
              + make_cases(["full-explicit", "smartbird"], [mid], **shape))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path("reports") / f"founding-targets-{stamp}.csv"
-    rows = []
-    with CsvReport(out, columns_for(cases)) as report:
-        for case in cases:
-            metrics = ("time", "memory") if case.seq_len == mid else ("time",)
-            row = run_case(case, Settings(metrics=metrics, **budget))
-            report.write(row)
-            rows.append(row)
-            print(f"{case.label()}: {row['status']} {row['time_ms_median'] or 0:.1f} ms", flush=True)
+    timed = [c for c in cases if c.seq_len != mid]
+    rows = run_cases(timed, MeasureOptions(metrics=("time",), **budget), output=out, on_row=show).rows
+    rows += run_cases([c for c in cases if c.seq_len == mid], MeasureOptions(metrics=("time", "memory"), **budget),
+                      output=out, append=True, on_row=show).rows
 
     def pick(method, n, **params):
         return next(r for r in rows if r["method"] == method and r["seq_len"] == n
@@ -89,7 +90,8 @@ def main() -> None:
         "| target | measured | goal |",
         "|---|---|---|",
         f"| skyformer / full time at n={big} | {sky[-1] / full:.3f} | <= 0.1 |",
-        f"| skyformer log-log slope of time, n={sky_lengths[0]}..{big} | {loglog_slope(sky_lengths, sky):.2f} | <= 1.2 |",
+        f"| skyformer log-log slope of time, n={sky_lengths[0]}..{big} | {loglog_slope(sky_lengths, sky):.2f} "
+        "| <= 1.2 |",
         *(f"| sbm / full time at n={big}, density {r['param_density']:.3g} "
           f"(measured {r['density_mean']:.4f}, {r['edges']:.0f} edges) | {r['time_ms_median'] / full:.3f} | "
           f"{'<= 1.0' if r['param_density'] == 0.01 else '<= 0.25' if r['param_density'] == 0.002 else '-'} |"
@@ -101,7 +103,8 @@ def main() -> None:
         f"| smartbird total / sampling floor at n={mid} | {split['total'] / split['floor']:.2f} | <= 1.5 |",
         "",
         f"Smart Bird split at n={mid} (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()),
-        f"full at n={big}: {full:.1f} ms; skyformer: " + ", ".join(f"{n}: {t:.1f} ms" for n, t in zip(sky_lengths, sky)),
+        f"full at n={big}: {full:.1f} ms; skyformer: "
+        + ", ".join(f"{n}: {t:.1f} ms" for n, t in zip(sky_lengths, sky)),
     ]
     summary = out.with_suffix(".md")
     summary.write_text("\n".join(lines) + "\n")

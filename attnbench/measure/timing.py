@@ -56,7 +56,7 @@ def warm_up(call: Callable[[], object], device: torch.device, *, min_calls: int 
 
 
 def time_call(call: Callable[[], object], device: torch.device, *, threads: int,
-              min_time_s: float = 0.5, max_time_s: float = 5.0) -> Timing:
+              min_time_s: float, max_time_s: float) -> Timing:
     """Median/IQR of `call` after warm-up; stops early once IQR/median < 10% past min_time_s."""
     warm_up(call, device)
     timer = Timer(stmt="call()", globals={"call": call}, num_threads=threads)

@@ -1,0 +1,176 @@
+"""The one case loop: `run` and `sweep` (and the Python API, and the benchmark scripts) all run
+cases through `run_cases`, with a launcher that decides where a case runs.
+
+- `InProcess` measures in this process (`attnbench run`): no isolation, no start-up cost.
+- `attnbench.workers.WorkerLauncher` gives every case a fresh worker process with a memory cap
+  and a time limit (`attnbench sweep`).
+Another launcher (a cluster, say) only needs `run(case, options) -> row` and `close()`.
+
+Every row is written (and flushed) the moment it exists. Resuming reads the report already on
+disk and runs only the cases it lacks (a failed case is a result too, so it is not rerun).
+`find_max_seq` doubles a case's length until it stops fitting, then bisects, and ends with one
+'max_seq' row per method and parameter set. Ctrl-C or SIGTERM stops after closing the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+from attnbench.case import Case
+from attnbench.errors import AttnbenchError
+from attnbench.metric import MeasureOptions
+from attnbench.report import REPORTS_DIR, CsvReport
+from attnbench.runner import run_case
+from attnbench.schema import columns_for, failure_row, identity, row_key
+
+NOT_FITTING = ("oom", "timeout", "crashed")
+
+
+class Launcher(Protocol):
+    def run(self, case: Case, options: MeasureOptions) -> dict: ...
+
+    def close(self) -> None: ...
+
+
+class InProcess:
+    """Measure each case in this process."""
+
+    def run(self, case: Case, options: MeasureOptions) -> dict:
+        return run_case(case, options)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclasses.dataclass
+class Outcome:
+    path: Path | None  # the report written, None when rows were only returned
+    rows: list[dict]
+    interrupted: bool
+
+
+def finished_keys(path: str | Path) -> set[tuple]:
+    """Keys of the cases a report on disk already holds (empty if there is none)."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return set()
+    with path.open(newline="") as f:
+        return {row_key(row) for row in csv.DictReader(f) if row.get("status") not in (None, "", "max_seq")}
+
+
+def _probe_lengths(start: int, fits: Callable[[int], bool], limit: int = 2**20) -> tuple[int | None, int | None]:
+    """Doubling, then bisection on multiples of 128: (longest that fits, shortest that failed)."""
+    step = 128
+    good, bad, n = None, None, max(step, start // step * step)
+    while n <= limit:
+        if fits(n):
+            good, n = n, n * 2
+        else:
+            bad = n
+            break
+    if good is None or bad is None:
+        return good, bad
+    while bad - good > max(step, good // 16):  # to within 1/16 of the boundary
+        middle = (good + bad) // 2 // step * step
+        if middle in (good, bad):
+            break
+        good, bad = (middle, bad) if fits(middle) else (good, middle)
+    return good, bad
+
+
+def _find_max_seq(cases: list[Case], options: MeasureOptions, launcher: Launcher,
+                  keep: Callable[[dict], None]) -> None:
+    """For each method/parameter/shape group: the longest sequence that runs under the limits."""
+    groups: dict[tuple, tuple[Case, int]] = {}  # every length of a group starts it at its shortest
+    for case in cases:
+        template = dataclasses.replace(case, seq_len=0)
+        key = row_key(identity(template))
+        groups[key] = (template, min(case.seq_len, groups.get(key, (None, case.seq_len))[1]))
+    for template, start in groups.values():
+        failures: dict[int, str] = {}
+
+        def fits(n: int, template: Case = template, failures: dict = failures) -> bool:
+            row = launcher.run(dataclasses.replace(template, seq_len=n), options)
+            keep(row)
+            if row["status"] != "ok":
+                failures[n] = f"{row['status']}: {row['status_detail']}"
+            return row["status"] == "ok"
+
+        good, bad = _probe_lengths(start, fits)
+        detail = f"first failure at n={bad} ({failures.get(bad, '')})" if bad else "no failure up to the probe limit"
+        keep(failure_row(dataclasses.replace(template, seq_len=good or 0), "max_seq",
+                         f"longest n that ran: {good}; {detail}" if good else f"nothing ran; {detail}"))
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def default_output(name: str, directory: Path = REPORTS_DIR) -> Path:
+    """reports/<name>-YYYYmmdd-HHMMSS.csv, with a suffix if that name is taken."""
+    stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = directory / f"{stem}.csv", 1
+    while path.exists():
+        n += 1
+        path = directory / f"{stem}-{n}.csv"
+    return path
+
+
+def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, launcher: Launcher | None = None,
+              output: str | Path | None = None, append: bool = False, resume: bool = False,
+              find_max_seq: bool = False, on_start: Callable[[int], None] | None = None,
+              on_row: Callable[[dict], None] | None = None) -> Outcome:
+    """Run cases through `launcher` (default: in this process), in order, into `output` (a CSV
+    path, '-' for stdout, or None to only return the rows). `on_start(total)` is called once
+    (0 when the number is not known ahead: find_max_seq) and `on_row(row)` as each row exists."""
+    cases, options, launcher = list(cases), options or MeasureOptions(), launcher or InProcess()
+    if resume:
+        if output is None or not Path(output).is_file():
+            raise AttnbenchError(f"--resume needs the report to complete, and {output} does not exist; give it with -o")
+        done = finished_keys(output)
+        cases = [c for c in cases if row_key(identity(c)) not in done]
+    rows: list[dict] = []
+    interrupted = False
+    with contextlib.ExitStack() as cleanup:
+        report = cleanup.enter_context(CsvReport(output, columns_for(cases) if cases else ["method"],
+                                                 append=append or resume)) if output else None
+        cleanup.callback(launcher.close)
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            cleanup.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, _interrupt))
+
+        def keep(row: dict) -> None:
+            if report:
+                report.write(row)
+            rows.append(row)
+            if on_row:
+                on_row(row)
+
+        if on_start:
+            on_start(0 if find_max_seq else len(cases))
+        try:
+            if find_max_seq:
+                _find_max_seq(cases, options, launcher, keep)
+            else:
+                for case in cases:
+                    keep(launcher.run(case, options))
+        except KeyboardInterrupt:
+            interrupted = True
+    return Outcome(Path(output) if output and output != "-" else None, rows, interrupted)
+
+
+def run(cases: Iterable[Case], options: MeasureOptions | None = None, **kwargs):
+    """Measure every case in this process and return a pandas DataFrame, one row per case
+    (keyword arguments as for run_cases: output=..., on_row=...)."""
+    import pandas as pd
+
+    from attnbench.metric import SAMPLES_KEY
+
+    rows = run_cases(cases, options, **kwargs).rows
+    return pd.DataFrame([{k: v for k, v in row.items() if k != SAMPLES_KEY} for row in rows])

@@ -1,0 +1,29 @@
+"""FLOPs counted by running one call under torch's FlopCounterMode (multiply-add = 2), beside
+the method's analytic formula; a count more than 10% away from the formula is flagged."""
+
+from attnbench.metric import Column, Exact, Metric, Panel, fmt_count
+
+TOLERANCE = 0.10  # counted vs analytic beyond this sets flops_mismatch
+
+
+def measure(ctx) -> dict:
+    from attnbench.measure.flops import count_flops
+
+    counted, by_op = count_flops(ctx.call)
+    analytic = ctx.row.get("flops_analytic")
+    return {"flops": counted, "flops_by_op": "; ".join(f"{op}={n}" for op, n in sorted(by_op.items())),
+            "flops_mismatch": None if analytic is None else abs(counted - analytic) > TOLERANCE * analytic}
+
+
+def _cell(row: dict) -> str:
+    text = fmt_count(row.get("flops"))
+    return f"[yellow]{text} (!)[/yellow]" if row.get("flops_mismatch") else text
+
+
+METRIC = Metric(
+    name="flops", order=20, columns=("flops", "flops_mismatch", "flops_by_op"), measure=measure,
+    help="FLOPs counted by execution (FlopCounterMode), '(!)' when >10% from the formula",
+    compare=Exact("flops"),
+    table=(Column("FLOPs", _cell),),
+    panels=(Panel("flops", "FLOPs (multiply-add = 2)"),),
+)

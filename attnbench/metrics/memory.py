@@ -1,0 +1,19 @@
+"""Peak memory one call allocates beyond its inputs: the CPU allocator's events under the
+profiler, or CUDA's max_memory_allocated on a GPU."""
+
+from attnbench.metric import Column, Metric, Panel, Tolerance, fmt_bytes
+
+
+def measure(ctx) -> dict:
+    from attnbench.measure.memory import peak_bytes
+
+    return {"peak_mem_bytes": peak_bytes(ctx.call, ctx.device)}
+
+
+METRIC = Metric(
+    name="memory", order=40, columns=("peak_mem_bytes",), measure=measure,
+    help="peak bytes allocated by one call beyond its inputs",
+    compare=Tolerance("peak_mem_bytes", rel=0.02, absolute=64 * 1024),
+    table=(Column("peak mem", lambda row: fmt_bytes(row.get("peak_mem_bytes"))),),
+    panels=(Panel("peak_mem_bytes", "peak memory (bytes)"),),
+)
