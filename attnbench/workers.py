@@ -1,8 +1,11 @@
 """Where cases run. A Launcher turns a case into a row, whatever happens to the case.
 
-`WorkerLauncher` runs every case in a fresh worker process (about 2 s to import torch), so no
-allocator, cache or thread-pool state carries over from one measured case to the next, and
-every case gets the same memory cap:
+`WorkerLauncher` runs every case in a fresh worker process, so no allocator, cache or
+thread-pool state carries over from one measured case to the next, and every case gets the
+same memory cap. Workers are forked from a template process (multiprocessing's forkserver) that
+has imported torch and attnbench and done nothing else (no CUDA, no thread pools), so a worker
+starts in milliseconds instead of paying the imports (about 2 s) again; if the template dies,
+multiprocessing starts a new one for the next worker.
 - memory cap: the worker first runs the case's passes on a tiny shape (lazy imports, the
   profiler and thread pools settle), then its address space may grow by at most
   `max_memory_bytes` (RLIMIT_AS), so an allocation past the cap fails inside the case and
@@ -11,7 +14,7 @@ every case gets the same memory cap:
 - a worker that dies (a signal, a segfault, the system's OOM killer) gives status 'crashed'.
 The worker inherits the runner's environment, so the allocator policy (attnbench.allocator)
 applies to it and is recorded in its rows.
-Another launcher (a cluster, say) only needs `run(case, settings) -> row` and `close()`.
+It is one of the launchers of attnbench.engine.
 """
 
 from __future__ import annotations
@@ -20,31 +23,29 @@ import multiprocessing
 import os
 import resource
 import signal
-import time
-from typing import Protocol
 
-from attnbench.case import Case
-from attnbench.runner import RESULT_COLUMNS, Settings, case_columns, run_case
+from attnbench.case import Case, Limits
+from attnbench.methods import BUILTIN
+from attnbench.metric import MeasureOptions
+from attnbench.runner import run_case
+from attnbench.schema import failure_row
 
-START_TIMEOUT_S = 180.0  # importing torch on a loaded machine
+START_TIMEOUT_S = 180.0  # starting the template (importing torch) on a loaded machine
+# What the template imports once for all workers: torch, the measuring code and the built-in
+# methods. Importing starts no thread and touches no GPU, so forking from it is safe.
+# FlopCounterMode imports torch._dynamo on first use (about 2.5 s): the template pays it once.
+PRELOAD = ["torch._dynamo", "torch.profiler", "attnbench.runner", "attnbench.measure.flops",
+           "attnbench.measure.memory", "attnbench.measure.timing", "attnbench.measure.error",
+           *(f"attnbench.methods.{where.split(':')[0]}" for where in BUILTIN.values())]
 
 
-class Launcher(Protocol):
-    def run(self, case: Case, settings: Settings) -> dict: ...
-
-    def close(self) -> None: ...
-
-
-def failure_row(case: Case, status: str, error: str) -> dict:
-    """A row for a case whose worker could not report one itself."""
-    from attnbench.env import environment
-    from attnbench.registry import get_method
-
-    row = {**case_columns(case), **dict.fromkeys(RESULT_COLUMNS),
-           **dict.fromkeys(get_method(case.method).extra_columns)}
-    row.update(status=status, error=error, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    row.update(environment(case.device))
-    return row
+def _context():
+    """The forkserver context with its template's imports (spawn where fork is unavailable)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
 
 
 def _virtual_memory_bytes() -> int:
@@ -55,34 +56,35 @@ def _virtual_memory_bytes() -> int:
     return 0
 
 
-def _warm_up(case: Case, settings: Settings) -> None:
+def _warm_up(case: Case, options: MeasureOptions) -> None:
     """Run the case's passes once on a tiny shape: lazy imports, the profiler and thread pools
     then take their memory before the cap is measured, so the cap is the case's alone."""
     import dataclasses
 
     tiny = dataclasses.replace(case, method="full", params={}, batch=1, heads=1, seq_len=16, head_dim=8,
                                inputs="random", mode=case.mode)
-    run_case(tiny, dataclasses.replace(settings, metrics=tuple(m for m in settings.metrics if m != "time"),
+    run_case(tiny, dataclasses.replace(options, metrics=tuple(m for m in options.metrics if m != "time"),
                                        min_time_s=0.0, max_time_s=0.0))
 
 
 def _worker_main(connection, max_memory_bytes: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
     connection.send("ready")
-    case, settings = connection.recv()
-    _warm_up(case, settings)
+    case, options = connection.recv()
+    _warm_up(case, options)
     if max_memory_bytes and os.path.exists("/proc/self/status"):
         limit = _virtual_memory_bytes() + max_memory_bytes
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    connection.send(run_case(case, settings))
+    connection.send(run_case(case, options))
 
 
 class WorkerLauncher:
     """Run each case in a fresh worker process with a memory cap and a time limit."""
 
-    def __init__(self, max_memory_bytes: int | None = 3 * 2**30, timeout_s: float = 300.0) -> None:
-        self.max_memory_bytes, self.timeout_s = max_memory_bytes, timeout_s
-        self._context = multiprocessing.get_context("spawn")
+    def __init__(self, limits: Limits | None = None) -> None:
+        limits = limits or Limits()
+        self.max_memory_bytes, self.timeout_s = limits.max_memory_bytes, limits.timeout_s
+        self._context = _context()
         self._process = self._connection = None
 
     def _start(self) -> None:
@@ -101,9 +103,9 @@ class WorkerLauncher:
             self._process.join(5)
         self._process = self._connection = None
 
-    def run(self, case: Case, settings: Settings) -> dict:
+    def run(self, case: Case, options: MeasureOptions) -> dict:
         self._start()
-        self._connection.send((case, settings))
+        self._connection.send((case, options))
         try:
             if self._connection.poll(self.timeout_s):
                 row = self._connection.recv()
