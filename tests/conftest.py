@@ -1,6 +1,9 @@
+import contextlib
+import io
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -22,11 +25,57 @@ def temp_method():
         REGISTRY.pop(name, None)
 
 
-def run_cli(*args: str, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m attnbench ARGS` in a subprocess, as a user would run it."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def run_cli(*args: str, cwd=None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m attnbench ARGS` in a subprocess, as a user would run it (exit codes, the
+    allocator restart, signals). Most tests use `cli` instead: the same, in this process."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([sys.executable, "-m", "attnbench", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str) -> Result:
+    """`attnbench ARGS` in this process through attnbench.cli.main: what a user sees on stdout and
+    stderr, and the exit code. The allocator restart (a re-exec) is what run_cli tests."""
+    from attnbench import allocator
+    from attnbench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    apply = allocator.apply
+    allocator.apply = lambda policy: None if policy in allocator.POLICIES else apply(policy)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        allocator.apply = apply
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+QUICK = ["--heads", "2", "--head-dim", "16", "--min-time", "0.02", "--max-time", "0.2", "--threads", "1"]
+
+
+@pytest.fixture(scope="session")
+def small_report(tmp_path_factory):
+    """One small timed report (full, full-explicit, skyformer at n = 128, 256), built once for the
+    suite through the public API, with its samples sidecar."""
+    from attnbench.case import make_cases
+    from attnbench.engine import run_cases
+    from attnbench.metric import MeasureOptions
+
+    path = tmp_path_factory.mktemp("reports") / "small.csv"
+    cases = make_cases(["full", "full-explicit", "skyformer"], [128, 256], heads=2, head_dim=16, threads=1)
+    run_cases(cases, MeasureOptions(metrics=("time", "flops", "memory", "sparsity"), min_time_s=0.1, max_time_s=0.3),
+              output=path)
+    return path
 
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

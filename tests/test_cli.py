@@ -1,4 +1,6 @@
-"""The command line as users run it: subprocesses, exit codes, one-line errors."""
+"""The command line as users see it: one-line errors, exit codes, reports, tables. Most tests
+run the CLI in this process (tests.conftest.cli); a few run it as a subprocess, for what only a
+real process shows (start-up time, the allocator restart)."""
 
 import io
 import subprocess
@@ -8,34 +10,36 @@ import time
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
-
-QUICK = ["--heads", "2", "--head-dim", "16", "--min-time", "0.02", "--max-time", "0.2", "--threads", "1"]
-
-
-def test_help_is_fast_and_does_not_import_torch():
-    probe = "import sys; from attnbench.cli import app; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", probe], check=True)
-    fastest = min(_seconds([sys.executable, "-m", "attnbench", "--help"]) for _ in range(3))
-    assert fastest < 1.0
+from tests.conftest import QUICK, cli, run_cli
 
 
 def _seconds(cmd):
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    subprocess.run(cmd, capture_output=True)
     return time.perf_counter() - start
+
+
+def test_help_and_bad_method_are_fast_and_do_not_import_torch():
+    probe = "import sys; from attnbench.cli import app; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", probe], check=True)
+    assert min(_seconds([sys.executable, "-m", "attnbench", "--help"]) for _ in range(3)) < 1.0
+    bad = [sys.executable, "-m", "attnbench", "run", "-m", "nosuch", "-n", "512"]
+    assert min(_seconds(bad) for _ in range(3)) < 1.0  # no torch import, no allocator restart
+    result = run_cli("run", "-m", "nosuch", "-n", "512")
+    assert result.returncode == 1 and result.stderr.startswith("Error: unknown method 'nosuch'")
 
 
 def test_version():
     from attnbench import __version__
 
-    result = run_cli("--version")
+    result = cli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"attnbench {__version__}"
 
 
 @pytest.mark.parametrize("args, message", [
     (["run", "-m", "skyformr"], "unknown method 'skyformr'"),
     (["run", "-m", "ful"], "did you mean full"),
+    (["run", "-m", "zz*"], "no method matches 'zz*'"),
     (["run", "-n", "0"], "--seq must be a positive whole number"),
     (["run", "-n", "-512"], "--seq must be a positive whole number"),
     (["run", "-n", "long"], "--seq must be a positive whole number"),
@@ -44,8 +48,12 @@ def test_version():
     (["run", "--device", "cuda"], "no CUDA device is visible"),
     (["run", "--heads", "0"], "--heads"),
     (["run", "--metrics", "speed"], "--metrics takes names from"),
+    (["run", "--dtype", "int4"], "unknown dtype 'int4'"),
+    (["run", "--mode", "sideways"], "--mode must be forward or backward"),
+    (["run", "--reference", "fulll"], "unknown method 'fulll'"),
     (["run", "--bogus"], "No such option"),
     (["plot", "no/such.csv"], "does not exist"),
+    (["compare", "a.csv", "b.csv", "--tolerance", "time"], "--tolerance takes METRIC=NUMBER"),
     (["frobnicate"], "No such command"),
 ])
 def test_bad_input_is_one_line_and_non_zero(args, message):
@@ -53,63 +61,76 @@ def test_bad_input_is_one_line_and_non_zero(args, message):
 
     if "cuda" in args and torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    result = run_cli(*args)
+    result = cli(*args)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_exit_codes_of_a_real_process():
+    bad_option = run_cli("run", "--bogus")
+    assert bad_option.returncode == 2 and bad_option.stderr.count("\n") == 1
+    bad_value = run_cli("run", "-n", "0")
+    assert bad_value.returncode == 1 and bad_value.stderr.startswith("Error: --seq")
+
+
 def test_run_writes_a_report_and_refuses_to_overwrite_it(tmp_path):
     out = tmp_path / "r.csv"
-    result = run_cli("run", "-m", "full,full-explicit", "-n", "64,128", "-o", str(out), *QUICK)
+    result = cli("run", "-m", "full,full-explicit", "-n", "64,128", "-o", str(out), *QUICK)
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(out)
     assert len(frame) == 4 and (frame["status"] == "ok").all()
     assert "full-explicit" in result.stdout and f"wrote 4 row(s) to {out}" in result.stdout
     before = out.read_bytes()
-    again = run_cli("run", "-n", "64", "-o", str(out), *QUICK)
+    again = cli("run", "-n", "64", "-o", str(out), *QUICK)
     assert again.returncode == 1 and "already exists" in again.stderr and out.read_bytes() == before
-    appended = run_cli("run", "-n", "32", "-o", str(out), "--append", *QUICK)
+    appended = cli("run", "-n", "32", "-o", str(out), "--append", *QUICK)
     assert appended.returncode == 0 and len(pd.read_csv(out)) == 5
 
 
 def test_csv_to_stdout_keeps_the_table_on_stderr():
-    result = run_cli("run", "-n", "64", "--mode", "backward", "-o", "-", *QUICK)
+    result = cli("run", "-n", "64", "--mode", "backward", "-o", "-", "--metrics", "flops,memory", *QUICK)
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(io.StringIO(result.stdout))
     assert frame.loc[0, "mode"] == "backward" and frame.loc[0, "status"] == "ok"
-    assert "time ms" in result.stderr
+    assert "FLOPs" in result.stderr and "peak mem" in result.stderr
 
 
 def test_list_and_info():
-    listed = run_cli("list")
+    listed = cli("list")
     assert listed.returncode == 0 and "full-explicit" in listed.stdout and "Vaswani" in listed.stdout
-    info = run_cli("info")
+    info = cli("info")
     assert info.returncode == 0 and "torch_version" in info.stdout and "gpu_name" in info.stdout
 
 
-def test_plot_draws_log_log_efficiency_curves(tmp_path):
+def test_help_keeps_bracketed_words_and_shows_defaults():
+    result = cli("run", "--help")
+    text = " ".join(result.stdout.split())
+    assert "attnbench[pretrained]" in text.replace("│", "").replace(" ", "")
+    for default in ("[default: 4]", "[default: torch's]", "[default: float32]"):
+        assert default in text
+
+
+def test_plot_draws_log_log_efficiency_curves(small_report, tmp_path):
     from attnbench.plot import efficiency_figure, plot_report
 
-    out = tmp_path / "r.csv"
-    assert run_cli("run", "-m", "full,full-explicit", "-n", "64,128,256", "-o", str(out), *QUICK).returncode == 0
-    result = run_cli("plot", str(out), "-o", str(tmp_path / "figs"))
+    result = cli("plot", str(small_report), "-o", str(tmp_path / "figs"))
     assert result.returncode == 0, result.stderr
     for ext in ("png", "svg"):
-        assert (tmp_path / "figs" / f"r-efficiency.{ext}").stat().st_size > 1000
-    frame = pd.read_csv(out)
+        assert (tmp_path / "figs" / f"small-efficiency.{ext}").stat().st_size > 1000
+    frame = pd.read_csv(small_report)
     frame.loc[frame["seq_len"] == 256, "status"] = "oom"  # a failure ends the line, not a zero
     fig = efficiency_figure(frame)
     time_ax = fig.axes[0]
     assert time_ax.get_xscale() == "log" and time_ax.get_yscale() == "log"
     assert "time" in time_ax.get_ylabel() and time_ax.get_xlabel() == "sequence length n"
     curves = {line.get_label(): list(line.get_xdata()) for line in time_ax.lines if "guide" not in line.get_label()}
-    assert curves == {"full": [64, 128], "full-explicit": [64, 128]}
+    assert curves == {"full": [128], "full-explicit": [128], "skyformer": [128]}
     assert plot_report(frame, tmp_path, "again")[0].exists()
 
 
-def test_plot_keeps_methods_whose_parameter_columns_are_blank(tmp_path):
+def test_plot_keeps_methods_whose_parameter_columns_are_blank():
     from attnbench.plot import efficiency_figure
 
     frame = pd.DataFrame({"method": ["full", "full", "toy", "toy", "toy", "toy"], "seq_len": [64, 128] * 3,
@@ -121,11 +142,11 @@ def test_plot_keeps_methods_whose_parameter_columns_are_blank(tmp_path):
 
 
 def test_allocator_policy_is_applied_and_recorded():
-    default = run_cli("run", "-n", "64", "-o", "-", "--metrics", "flops", *QUICK)
-    system = run_cli("run", "-n", "64", "-o", "-", "--metrics", "flops", "--allocator", "system", *QUICK)
+    default = run_cli("run", "-n", "64", "-o", "-", "--metrics", "flops", *QUICK)  # restarts itself
+    system = cli("run", "-n", "64", "-o", "-", "--metrics", "flops", "--allocator", "system", *QUICK)
     rows = [pd.read_csv(io.StringIO(r.stdout)).iloc[0] for r in (default, system)]
     assert rows[0]["allocator"] == "cache" and "MALLOC_MMAP_THRESHOLD_=4294967296" in rows[0]["malloc_env"]
     assert rows[1]["allocator"] == "system" and pd.isna(rows[1]["malloc_env"])
-    bad = run_cli("run", "--allocator", "jemalloc")
+    bad = cli("run", "--allocator", "jemalloc")
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         "Error: --allocator must be one of cache, system, not 'jemalloc'"]

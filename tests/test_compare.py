@@ -5,20 +5,13 @@ import json
 
 import pytest
 
-from attnbench.case import make_cases
-from attnbench.report import CsvReport, sidecar_path
-from attnbench.runner import Settings, columns_for, run_case
-from tests.conftest import run_cli
+from attnbench.report import sidecar_path
+from tests.conftest import cli
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    path = tmp_path_factory.mktemp("reports") / "base.csv"
-    cases = make_cases(["full", "full-explicit", "skyformer"], [128, 256], heads=2, head_dim=16, threads=1)
-    with CsvReport(path, columns_for(cases)) as report:
-        for case in cases:
-            report.write(run_case(case, Settings(metrics=("time", "flops", "memory"), min_time_s=0.1, max_time_s=0.3)))
-    return path
+@pytest.fixture
+def base(small_report):
+    return small_report
 
 
 def copy_report(base, target, edit_row=None, edit_samples=None):
@@ -36,7 +29,7 @@ def copy_report(base, target, edit_row=None, edit_samples=None):
 
 def test_identical_reports_pass(base, tmp_path):
     same = copy_report(base, tmp_path / "same.csv")
-    result = run_cli("compare", str(base), str(same))
+    result = cli("compare", str(base), str(same))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 regression(s)" in result.stdout
 
@@ -53,10 +46,10 @@ def test_doubled_time_samples_of_one_method_fail_naming_it(base, tmp_path):
         return entry
 
     new = copy_report(base, tmp_path / "slow.csv", slower, doubled)
-    result = run_cli("compare", str(base), str(new))
+    result = cli("compare", str(base), str(new))
     assert result.returncode == 1, result.stdout
     regressed = [line for line in result.stdout.splitlines() if "REGRESSION" in line]
-    assert len(regressed) == 2 and all(line.startswith("skyformer") and "time" not in line.split()[0] for line in regressed)
+    assert len(regressed) == 2 and all(line.startswith("skyformer n=") for line in regressed)
     assert all("slower 2.00x" in line for line in regressed)
 
 
@@ -66,16 +59,16 @@ def test_changed_flops_fail(base, tmp_path):
             row["flops"] = str(int(row["flops"]) + 1)
         return row
 
-    result = run_cli("compare", str(base), str(copy_report(base, tmp_path / "flops.csv", more_flops)),
+    result = cli("compare", str(base), str(copy_report(base, tmp_path / "flops.csv", more_flops)),
                      "--metrics", "flops,sparsity")
-    assert result.returncode == 1 and "full n=128 forward  REGRESSION  slower" in result.stdout
+    assert result.returncode == 1 and "full n=128  REGRESSION  slower" in result.stdout
 
 
 def test_missing_rows_are_reported_and_fail_only_when_asked(base, tmp_path):
     new = copy_report(base, tmp_path / "fewer.csv", lambda r: None if r["method"] == "full-explicit" else r)
-    lenient = run_cli("compare", str(base), str(new), "--metrics", "flops")
+    lenient = cli("compare", str(base), str(new), "--metrics", "flops")
     assert lenient.returncode == 0 and "2 missing" in lenient.stdout
-    strict = run_cli("compare", str(base), str(new), "--metrics", "flops", "--fail-on-missing")
+    strict = cli("compare", str(base), str(new), "--metrics", "flops", "--fail-on-missing")
     assert strict.returncode == 1
 
 
@@ -84,7 +77,7 @@ def test_other_hardware_is_warned_and_markdown_is_a_table(base, tmp_path):
         row["cpu_model"] = "Some Other CPU"
         return row
 
-    result = run_cli("compare", str(base), str(copy_report(base, tmp_path / "other.csv", elsewhere)),
+    result = cli("compare", str(base), str(copy_report(base, tmp_path / "other.csv", elsewhere)),
                      "--format", "markdown", "--metrics", "flops")
     assert result.returncode == 0 and "differ in cpu_model" in result.stderr
     assert result.stdout.splitlines()[-1].startswith("0 regression(s)")
@@ -92,8 +85,10 @@ def test_other_hardware_is_warned_and_markdown_is_a_table(base, tmp_path):
 
 def test_compare_bad_input_is_one_line(base, tmp_path):
     (tmp_path / "junk.csv").write_text("a,b\n1,2\n")
-    for args, message in ((["no.csv", str(base)], "does not exist"), ([str(tmp_path / "junk.csv"), str(base)], "not an attnbench report"),
-                          ([str(base), str(base), "--metrics", "speed"], "--metrics takes names")):
-        result = run_cli("compare", *args)
+    for args, message in ((["no.csv", str(base)], "does not exist"),
+                          ([str(tmp_path / "junk.csv"), str(base)], "not an attnbench report"),
+                          ([str(base), str(base), "--metrics", "speed"], "--metrics takes names"),
+                          ([str(base), str(base), "--tolerance", "flops=0.1"], "has no threshold to set")):
+        result = cli("compare", *args)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1 and len(lines) == 1 and message in lines[0], result.stderr

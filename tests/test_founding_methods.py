@@ -9,8 +9,9 @@ import torch
 from attnbench.case import make_cases
 from attnbench.methods.kernelized import kernelized_attention
 from attnbench.methods.sbm import edge_attention, fastrg_edges
+from attnbench.metric import MeasureOptions
 from attnbench.registry import Shape
-from attnbench.runner import Settings, run_case
+from attnbench.runner import run_case
 from tests.conftest import build, qkv
 
 F64 = torch.float64
@@ -131,7 +132,7 @@ def test_sbm_backward_reaches_cluster_embeddings_and_mlp():
 
 
 def test_sbm_peak_memory_grows_linearly_with_edges():
-    rows = [run_case(case, Settings(metrics=("memory",))) for d in (0.02, 0.04, 0.08)
+    rows = [run_case(case, MeasureOptions(metrics=("memory",))) for d in (0.02, 0.04, 0.08)
             for case in make_cases(["sbm"], [1024], {"density": [str(d)]}, heads=2, head_dim=32, threads=1)]
     edges = [r["edges"] for r in rows]
     peaks = [r["peak_mem_bytes"] for r in rows]
@@ -174,5 +175,5 @@ def test_smartbird_sketch_memory_is_chunked():
     assert chunk_rows(Shape(1, 4, 65536, 64), 0) * 4 * 65536 <= 2**24
     cases = make_cases(["smartbird", "full-explicit"], [2048], {"chunk": ["128", "2048"]}, heads=2, head_dim=32,
                        threads=1)
-    chunked, whole, explicit = (run_case(c, Settings(metrics=("memory",)))["peak_mem_bytes"] for c in cases)
+    chunked, whole, explicit = (run_case(c, MeasureOptions(metrics=("memory",)))["peak_mem_bytes"] for c in cases)
     assert chunked < whole / 4 and chunked < explicit / 4

@@ -45,7 +45,7 @@ def test_sparse_matmuls_count_stored_entries_not_dense():
     nnz = int((dense != 0).sum())
     x = torch.randn(128, 32, generator=g)
     for sparse in (dense.to_sparse(), dense.to_sparse_csr()):
-        counted, by_op = count_flops(lambda: torch.sparse.mm(sparse, x))
+        counted, by_op = count_flops(lambda sparse=sparse: torch.sparse.mm(sparse, x))
         assert counted == 2 * nnz * 32, by_op
     counted, _ = count_flops(lambda: dense.to_sparse_csr() @ x)
     assert counted == 2 * nnz * 32

@@ -2,11 +2,14 @@
 
 import io
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from tests.conftest import run_cli
+from attnbench.registry import REGISTRY
+from tests.conftest import cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -18,27 +21,25 @@ def example_module() -> str:
     return blocks[0]
 
 
-def run_with_path(path: Path, *args: str):
-    import os
-
-    env_path = os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH", "")]))
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = env_path
-    try:
-        return run_cli(*args)
-    finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
+@pytest.fixture
+def on_path(tmp_path, monkeypatch):
+    """tmp_path on sys.path (as PYTHONPATH would put it), and the registry, modules and path as
+    they were afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(REGISTRY)
+    yield tmp_path
+    for name in set(REGISTRY) - before:
+        del REGISTRY[name]
+    for module in ("my_attention", "not_a_method"):
+        sys.modules.pop(module, None)
 
 
 QUICK = ["-n", "64", "--heads", "2", "--head-dim", "16", "--min-time", "0.02", "--max-time", "0.1", "--threads", "1"]
 
 
-def test_readme_example_runs_by_module_and_attribute(tmp_path):
-    (tmp_path / "my_attention.py").write_text(example_module())
-    result = run_with_path(tmp_path, "run", "-m", "my_attention:CosineAttention,full", "-p", "temperature=5,20",
+def test_readme_example_runs_by_module_and_attribute(on_path):
+    (on_path / "my_attention.py").write_text(example_module())
+    result = cli("run", "-m", "my_attention:CosineAttention,full", "-p", "temperature=5,20",
                            "-o", "-", *QUICK)
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(io.StringIO(result.stdout))
@@ -47,23 +48,23 @@ def test_readme_example_runs_by_module_and_attribute(tmp_path):
     assert (mine["flops"] == mine["flops_analytic"]).all()
 
 
-def test_readme_example_registers_through_an_entry_point(tmp_path):
-    (tmp_path / "my_attention.py").write_text(example_module())
-    dist = tmp_path / "my_attention-0.1.dist-info"
+def test_readme_example_registers_through_an_entry_point(on_path):
+    (on_path / "my_attention.py").write_text(example_module())
+    dist = on_path / "my_attention-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-attention\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[attnbench.methods]\ncosine = my_attention:CosineAttention\n")
-    listed = run_with_path(tmp_path, "list", "cos*")
+    listed = cli("list", "cos*")
     assert listed.returncode == 0 and "cosine" in listed.stdout and "temperature" in listed.stdout
-    result = run_with_path(tmp_path, "run", "-m", "cosine", "-o", "-", *QUICK)
+    result = cli("run", "-m", "cosine", "-o", "-", *QUICK)
     assert result.returncode == 0, result.stderr
     assert pd.read_csv(io.StringIO(result.stdout)).loc[0, "status"] == "ok"
 
 
-def test_bad_references_are_one_line_errors(tmp_path):
-    (tmp_path / "not_a_method.py").write_text("def thing():\n    return 42\n")
+def test_bad_references_are_one_line_errors(on_path):
+    (on_path / "not_a_method.py").write_text("def thing():\n    return 42\n")
     for name, message in (("no_such_module:X", "cannot load method"), ("not_a_method:missing", "cannot load method"),
                           ("not_a_method:thing", "is not a method")):
-        result = run_with_path(tmp_path, "run", "-m", name, *QUICK)
+        result = cli("run", "-m", name, *QUICK)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1 and len(lines) == 1 and message in lines[0], result.stderr

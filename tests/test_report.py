@@ -2,8 +2,9 @@ import csv
 
 import pytest
 
+from attnbench.engine import default_output
 from attnbench.errors import AttnbenchError
-from attnbench.report import CsvReport, default_report_path, read_report
+from attnbench.report import CsvReport, read_report
 
 
 def rows_of(path):
@@ -34,9 +35,9 @@ def test_append_with_new_columns_keeps_every_old_row(tmp_path):
 
 
 def test_default_paths_do_not_collide(tmp_path):
-    first = default_report_path(tmp_path)
+    first = default_output("run", tmp_path)
     first.write_text("x")
-    assert default_report_path(tmp_path) != first
+    assert default_output("run", tmp_path) != first
 
 
 def test_unreadable_reports_are_one_line_errors(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 from attnbench.analysis import summary_lines
 from attnbench.plot import density_figure, error_figure, pareto_figure
-from tests.conftest import run_cli
+from tests.conftest import cli
 
 
 def rows(method, times, ns=(1024, 2048, 4096), iqr=0.0, **extra):
@@ -44,7 +44,7 @@ def test_error_pareto_and_density_figures_have_their_axes():
                                             ("skyformer", [])])
 def test_show_pattern_draws_a_picture(tmp_path, method, params):
     out = tmp_path / f"{method}.png"
-    result = run_cli("show-pattern", "-m", method, "-n", "128", "--heads", "2", *params, "-o", str(out))
+    result = cli("show-pattern", "-m", method, "-n", "128", "--heads", "2", *params, "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert out.stat().st_size > 5000
 
@@ -52,5 +52,5 @@ def test_show_pattern_draws_a_picture(tmp_path, method, params):
 def test_summary_command_reads_a_report(tmp_path):
     path = tmp_path / "r.csv"
     pd.DataFrame(rows("full", [10, 40, 160]) + rows("fast", [20, 40, 80])).to_csv(path, index=False)
-    result = run_cli("summary", str(path))
+    result = cli("summary", str(path))
     assert result.returncode == 0 and "fast ran 2.00" in result.stdout

@@ -4,23 +4,26 @@ import pytest
 import torch
 
 from attnbench.case import Case, make_cases
+from attnbench.contract import Capabilities, Method
+from attnbench.engine import run
 from attnbench.errors import AttnbenchError
-from attnbench.registry import Capabilities, Method, register
-from attnbench.runner import Settings, columns_for, run, run_case
+from attnbench.metric import MeasureOptions
+from attnbench.registry import register
+from attnbench.runner import run_case
+from attnbench.schema import columns_for
 
-QUICK = Settings(min_time_s=0.02, max_time_s=0.2)
+QUICK = MeasureOptions(min_time_s=0.02, max_time_s=0.2)
 CONTRACT = ["method", "batch", "heads", "seq_len", "head_dim", "dtype", "device", "mode", "seed", "status",
-            "error", "time_ms_median", "time_ms_iqr", "time_samples", "flops", "flops_analytic",
+            "status_detail", "time_ms_median", "time_ms_iqr", "time_samples", "flops", "flops_analytic",
             "peak_mem_bytes", "peak_mem_analytic_bytes", "sparsity", "achieved_flops_per_s"]
 
 
 def test_a_run_gives_contract_rows_with_consistent_figures():
     cases = make_cases(["full", "full-explicit"], [128, 256], heads=2, head_dim=16, threads=1)
     frame = run(cases, QUICK)
-    assert [c for c in frame.columns if c != "time_samples_ms"] == columns_for(cases)  # samples: the sidecar's
-    assert (frame["time_samples_ms"].map(len) == frame["time_samples"]).all()
+    assert list(frame.columns) == columns_for(cases)  # raw samples go to the sidecar, not the rows
     assert set(CONTRACT) <= set(frame.columns)
-    assert (frame["status"] == "ok").all(), frame["error"].tolist()
+    assert (frame["status"] == "ok").all(), frame["status_detail"].tolist()
     assert (frame["flops"] == 4 * 2 * frame["seq_len"] ** 2 * 16).all()
     assert (frame["flops_fvcore"] == frame["flops"]).all()
     assert not frame["flops_mismatch"].any()
@@ -32,13 +35,13 @@ def test_a_run_gives_contract_rows_with_consistent_figures():
 
 def test_backward_mode_counts_forward_and_backward():
     (case,) = make_cases(["full-explicit"], [128], heads=2, head_dim=16, mode="backward", threads=1)
-    row = run_case(case, Settings(metrics=("flops", "memory")))
+    row = run_case(case, MeasureOptions(metrics=("flops", "memory")))
     assert row["status"] == "ok" and row["flops"] == 3 * 4 * 2 * 128**2 * 16
     assert row["flops_fvcore"] is None  # fvcore traces the forward only
 
 
 def test_full_explicit_peak_memory_sees_the_square_buffers_and_full_does_not():
-    rows = {c.method: run_case(c, Settings(metrics=("memory",)))
+    rows = {c.method: run_case(c, MeasureOptions(metrics=("memory",)))
             for c in make_cases(["full-explicit", "full"], [2048], heads=2, head_dim=32, threads=1)}
     explicit, fused = rows["full-explicit"], rows["full"]
     assert explicit["peak_mem_bytes"] == pytest.approx(explicit["peak_mem_analytic_bytes"], rel=0.10)
@@ -56,7 +59,7 @@ def test_failures_become_rows(temp_method):
         def flops(self, shape):
             return 1
 
-        def scores(self, shape):
+        def scores_computed(self, shape):
             return 1
 
     @register(temp_method("toy-broken"))
@@ -82,7 +85,7 @@ def test_failures_become_rows(temp_method):
 
     cases = make_cases(["toy-nan", "toy-broken", "toy-oom", "toy-blocks"], [100], heads=1, head_dim=4)
     cases += make_cases(["toy-blocks"], [128], heads=1, head_dim=4, mode="backward")
-    status = [(r["method"], r["status"], r["error"]) for r in map(run_case, cases)]
+    status = [(r["method"], r["status"], r["status_detail"]) for r in map(run_case, cases)]
     assert status == [
         ("toy-nan", "nan", "the output holds NaN or Inf"),
         ("toy-broken", "error", "ValueError: boom"),
@@ -110,7 +113,7 @@ def test_cuda_without_a_gpu_is_refused():
 
 
 def test_cases_are_the_cartesian_product_with_defaults_filled(temp_method):
-    from attnbench.registry import param
+    from attnbench.contract import param
 
     @register(temp_method("toy-grid"))
     @dataclass(frozen=True)

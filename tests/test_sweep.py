@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import cli, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ["--heads", "1", "--head-dim", "8", "--min-time", "0.02", "--max-time", "0.1", "--threads", "1"]
@@ -21,19 +21,22 @@ def rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_failures_become_rows_with_their_status_and_the_sweep_goes_on(tmp_path):
     out = tmp_path / "faults.csv"
-    methods = ",".join(["full", *(f"tests.sweep_faults:{m}" for m in ("Hog", "Hang", "Suicide", "NaNs")), "full-explicit"])
-    result = run_cli("sweep", "-m", methods, "-n", "64", "--metrics", "time", "--max-memory", "1GB",
-                     "--timeout", "10s", "-o", str(out), "-q", *QUICK, cwd=ROOT)
+    faults = (f"tests.sweep_faults:{m}" for m in ("Hog", "Hang", "Suicide", "NaNs"))
+    methods = ",".join(["full", *faults, "full-explicit"])
+    result = cli("sweep", "-m", methods, "-n", "64", "--metrics", "time", "--max-memory", "1GB",
+                 "--timeout", "5s", "-o", str(out), "-q", *QUICK)
     assert result.returncode == 0, result.stderr
-    status = {r["method"].removeprefix("tests.sweep_faults:"): (r["status"], r["error"]) for r in rows(out)}
+    status = {r["method"].removeprefix("tests.sweep_faults:"): (r["status"], r["status_detail"]) for r in rows(out)}
     assert {m: s for m, (s, _) in status.items()} == {
         "full": "ok", "Hog": "oom", "Hang": "timeout", "Suicide": "crashed", "NaNs": "nan", "full-explicit": "ok"}
-    assert "SIGKILL" in status["Suicide"][1] and "10 s" in status["Hang"][1]
-    assert "6 row" in result.stderr and "1 oom" in result.stderr
+    assert "SIGKILL" in status["Suicide"][1] and "5 s" in status["Hang"][1]
+    assert "6 row" in result.stdout and "1 oom" in result.stdout
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_runner_then_resume_gives_each_case_once(tmp_path):
     out = tmp_path / "sweep.csv"
     args = ["sweep", "-m", "full,full-explicit", "-n", "32,64,128,256,512", "--metrics", "time", "-o", str(out),
@@ -61,14 +64,16 @@ BAD_SCENARIOS = {
     "unknown key": ('methods = ["full"]\nseq = 64\nhead = 4\n', "head: unknown key; did you mean 'heads'"),
     "wrong type": ('methods = ["full"]\nseq = 64\nheads = "four"\n', "heads: must be a positive integer"),
     "unknown method": ('methods = ["fulll"]\nseq = 64\n', "unknown method 'fulll'"),
-    "unknown parameter": ('methods = ["full"]\nseq = 64\nparams = { features = [1] }\n', "no selected method has a parameter"),
+    "unknown parameter": ('methods = ["full"]\nseq = 64\nparams = { features = [1] }\n',
+                          "no selected method has a parameter"),
     "empty grid": ('methods = []\nseq = 64\n', "methods: must be a list of method names"),
     "bad length": ('methods = ["full"]\nseq = "0..8"\n', "seq must be a positive whole number"),
     "not TOML": ('methods = ["full"\n', "not valid TOML"),
     "missing key": ('seq = 64\n', "methods: missing"),
     "bad memory": ('methods = ["full"]\nseq = 64\nmax_memory = "lots"\n', "max_memory must be a size"),
     "bad metric": ('methods = ["full"]\nseq = 64\nmetrics = ["speed"]\n', "metrics"),
-    "impossible parameter": ('methods = ["skyformer"]\nseq = 64\nparams = { features = 0 }\n', "features=0 is impossible"),
+    "impossible parameter": ('methods = ["skyformer"]\nseq = 64\nparams = { features = 0 }\n',
+                             "features=0 is impossible"),
 }
 
 
@@ -77,7 +82,7 @@ def test_malformed_scenarios_are_one_line_errors_and_write_nothing(tmp_path, kin
     text, message = BAD_SCENARIOS[kind]
     scenario = tmp_path / "bad.toml"
     scenario.write_text(text + 'output = "' + str(tmp_path / "out.csv") + '"\n' if kind != "not TOML" else text)
-    result = run_cli("sweep", str(scenario))
+    result = cli("sweep", str(scenario))
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out.csv").exists()
@@ -87,21 +92,34 @@ def test_dry_run_lists_the_grid(tmp_path):
     scenario = tmp_path / "grid.toml"
     scenario.write_text('methods = ["full", "skyformer"]\nseq = "256..1k"\nheads = [1, 2]\n'
                         'params = { features = [16, 32] }\nseeds = [0, 1]\n')
-    result = run_cli("sweep", str(scenario), "--dry-run")
+    result = cli("sweep", str(scenario), "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("36 case(s)")  # (1 + 2) x 3 x 2 x 2
 
 
+@pytest.mark.slow
 def test_find_max_seq_reports_the_boundary(tmp_path):
     out = tmp_path / "max.csv"
-    result = run_cli("sweep", "-m", "full-explicit", "-n", "512", "--find-max-seq", "--metrics", "memory",
-                     "--max-memory", "300MB", "-o", str(out), "-q", "--heads", "1", "--head-dim", "8",
-                     "--threads", "1", cwd=ROOT)
+    result = cli("sweep", "-m", "full-explicit", "-n", "512", "--find-max-seq", "--metrics", "memory",
+                 "--max-memory", "300MB", "-o", str(out), "-q", "--heads", "1", "--head-dim", "8", "--threads", "1")
     assert result.returncode == 0, result.stderr
     boundary = [r for r in rows(out) if r["status"] == "max_seq"]
     assert len(boundary) == 1
     # Two n x n float32 buffers alive at once must fit in 300 MiB: n <= sqrt(300 * 2**20 / 8) ~ 6270.
     # The cap counts address space, and glibc reserves 64 MiB per thread arena, so up to ~130 MiB of
     # it can go to arenas: n >= sqrt(170 * 2**20 / 8) ~ 4700.
-    assert 4600 <= int(boundary[0]["seq_len"]) <= 6270, boundary[0]["error"]
-    assert "first failure" in boundary[0]["error"]
+    assert 4600 <= int(boundary[0]["seq_len"]) <= 6270, boundary[0]["status_detail"]
+    assert "first failure" in boundary[0]["status_detail"]
+
+
+@pytest.mark.slow
+def test_run_and_sweep_of_one_grid_give_the_same_columns(tmp_path):
+    grid = ["-m", "full,skyformer", "-n", "64", "-p", "features=16,32", "--metrics", "flops,memory,sparsity", *QUICK]
+    ran, swept = tmp_path / "run.csv", tmp_path / "sweep.csv"
+    assert cli("run", *grid, "-o", str(ran)).returncode == 0
+    assert cli("sweep", *grid, "-o", str(swept), "-q").returncode == 0
+    run_rows, sweep_rows = rows(ran), rows(swept)
+    assert list(run_rows[0]) == list(sweep_rows[0]) and len(run_rows) == len(sweep_rows) == 3
+    for a, b in zip(run_rows, sweep_rows):  # deterministic passes agree value for value
+        assert {k: a[k] for k in ("method", "param_features", "status", "flops", "sparsity")} == \
+               {k: b[k] for k in ("method", "param_features", "status", "flops", "sparsity")}

@@ -1,0 +1,74 @@
+"""The metric registry: every built-in metric is found, and a new metric declared in one file's
+worth of code shows up in `run --metrics`, the CSV, the table and `compare`, touching nothing else."""
+
+import csv
+import importlib.util
+
+import pytest
+
+from attnbench.metric import Exact, Tolerance, all_metrics, get_metric, register_metric, unregister_metric
+from tests.conftest import QUICK, cli
+
+TOY_METRIC = '''
+from attnbench.metric import Column, Metric, Tolerance
+
+
+def measure(ctx):
+    out = ctx.call()
+    return {"toy_output_norm": float(out.norm()) if ctx.case.mode == "forward" else None}
+
+
+METRIC = Metric(
+    name="toy", help="Frobenius norm of the output", columns=("toy_output_norm",), measure=measure,
+    order=60, default=False, compare=Tolerance("toy_output_norm", rel=0.01),
+    table=(Column("toy norm", lambda row: f"{row['toy_output_norm']:.3f}"),),
+)
+'''
+
+
+@pytest.fixture
+def toy_metric(tmp_path):
+    path = tmp_path / "toy_metric.py"
+    path.write_text(TOY_METRIC)
+    spec = importlib.util.spec_from_file_location("toy_metric", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    register_metric(module.METRIC)
+    yield module.METRIC
+    unregister_metric("toy")
+
+
+def test_builtin_metrics_are_found_in_pass_order():
+    names = [m.name for m in all_metrics()]
+    assert set(names) >= {"sparsity", "flops", "fvcore", "memory", "error", "time"}
+    assert names[-1] == "time"  # timed last, after every pass that could disturb it
+    assert isinstance(get_metric("flops").compare, Exact) and isinstance(get_metric("memory").compare, Tolerance)
+
+
+def test_a_toy_metric_shows_up_in_run_the_csv_the_table_and_compare(toy_metric, tmp_path):
+    base = tmp_path / "base.csv"
+    result = cli("run", "-m", "full,linear", "-n", "64", "--metrics", "flops,toy", "-o", str(base), *QUICK)
+    assert result.returncode == 0, result.stderr
+    assert "toy norm" in result.stdout  # the table
+    with open(base, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(r["toy_output_norm"]) > 0 for r in rows)  # the CSV
+    same = cli("compare", str(base), str(base), "--metrics", "toy")
+    assert same.returncode == 0 and "0 regression(s)" in same.stdout
+    for row in rows:
+        if row["method"] == "linear":
+            row["toy_output_norm"] = str(2 * float(row["toy_output_norm"]))
+    changed = tmp_path / "changed.csv"
+    with open(changed, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    judged = cli("compare", str(base), str(changed), "--metrics", "toy", "--tolerance", "toy=0.5")
+    assert judged.returncode == 1 and "linear" in judged.stdout and "REGRESSION" in judged.stdout
+    unknown = cli("run", "-n", "64", "--metrics", "toys")
+    assert unknown.returncode == 1 and "toy" in unknown.stderr  # the vocabulary lists it
+
+
+def test_a_metric_name_can_be_registered_once():
+    with pytest.raises(ValueError, match="twice"):
+        register_metric(get_metric("flops"))
