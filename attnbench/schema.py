@@ -92,11 +92,15 @@ def _canonical(value: object) -> object:
         return text
 
 
+def _setup(row: dict, column: str) -> object:
+    """A row's identity value; a column an older report lacks counts as Case's default."""
+    return row[column] if column in row else getattr(Case, column, None)
+
+
 def row_key(row: dict) -> tuple:
     """What identifies a case in a report, compared by value: method, parameters, shape and
-    set-up. A column an older report lacks counts as Case's default."""
-    defaults = {name: getattr(Case, name, None) for name in IDENTITY}
-    fixed = tuple(_canonical(row[k] if k in row else defaults.get(k)) for k in IDENTITY)
+    set-up."""
+    fixed = tuple(_canonical(_setup(row, k)) for k in IDENTITY)
     params = tuple(sorted((k, _canonical(v)) for k, v in row.items()
                           if k.startswith("param_") and _canonical(v) is not None))
     return fixed + params
@@ -117,20 +121,19 @@ class Labeller:
     def __init__(self, rows: Iterable[dict], *, with_length: bool = True) -> None:
         rows = list(rows)
         self.with_length = with_length
-        self.varying_params: dict[str, list[str]] = {}
+        seen: dict[str, dict[str, set[str]]] = {}  # method -> parameter column -> values
         for row in rows:
             for key, value in row.items():
                 if key.startswith("param_") and _text(value):
-                    self.varying_params.setdefault(row["method"], {}).setdefault(key, set()).add(_text(value))
-        self.varying_params = {m: [k for k, seen in params.items() if len(seen) > 1]
-                               for m, params in self.varying_params.items()}
-        self.varying_setup = [k for k in SETUP if len({_text(r.get(k)) for r in rows}) > 1]
+                    seen.setdefault(row["method"], {}).setdefault(key, set()).add(_text(value))
+        self.varying_params = {m: [k for k, values in params.items() if len(values) > 1] for m, params in seen.items()}
+        self.varying_setup = [k for k in SETUP if len({_text(_setup(r, k)) for r in rows}) > 1]
 
     def __call__(self, row: dict) -> str:
         parts = [str(row["method"])]
         parts += [f"{k.removeprefix('param_')}={_text(row.get(k))}" for k in self.varying_params.get(row["method"], [])
                   if _text(row.get(k))]
-        parts += [f"{k}={_text(row.get(k))}" for k in self.varying_setup]
+        parts += [f"{k}={_text(_setup(row, k))}" for k in self.varying_setup]
         if self.with_length:
             parts.append(f"n={_text(row.get('seq_len'))}")
         return " ".join(parts)
