@@ -15,6 +15,7 @@ import os
 import sys
 
 POLICIES = ("cache", "system")
+DEFAULT = "cache"
 CACHING_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 _MARK = "ATTNBENCH_ALLOCATOR"
 

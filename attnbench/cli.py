@@ -14,6 +14,7 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 import attnbench
+from attnbench.allocator import DEFAULT as DEFAULT_POLICY
 from attnbench.case import Case, Limits
 from attnbench.errors import AttnbenchError
 from attnbench.metric import MeasureOptions, parse_metrics
@@ -129,19 +130,19 @@ def _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threa
     return {key: value for key, value in given.items() if value is not None}
 
 
-def _execute(plan, *, launcher_name: str, allocator: str, append: bool, resume: bool = False,
+def _execute(plan, *, isolated: bool, allocator: str, append: bool, resume: bool = False,
              find_max_seq: bool = False, quiet: bool = False, dry_run: bool = False) -> None:
-    """Shared by run and sweep: check, measure through the engine, render."""
-    from pathlib import Path as _Path
-
+    """Shared by run (in this process) and sweep (isolated workers): check, measure through the
+    engine, render. Whatever can be checked without torch is checked first, so bad input fails
+    before the import and before the allocator restart."""
     from attnbench.case import expand_methods
-
-    expand_methods(plan.methods)  # an unknown method fails here, before torch or a restart
     from attnbench.registry import check_names
 
+    expand_methods(plan.methods)
     check_names([plan.options.reference])
     output = plan.output
-    if output and output != "-" and _Path(output).exists() and _Path(output).stat().st_size and not (append or resume):
+    taken = output and output != "-" and Path(output).is_file() and Path(output).stat().st_size
+    if taken and not (append or resume):
         raise AttnbenchError(f"{output} already exists; pass --append to add rows to it, or choose another -o/--output")
     if not dry_run:
         from attnbench import allocator as allocator_policy
@@ -166,7 +167,7 @@ def _execute(plan, *, launcher_name: str, allocator: str, append: bool, resume: 
 
     output = output or default_output(plan.name)
     screen = console(stderr=output == "-")
-    if launcher_name == "workers":
+    if isolated:
         from attnbench.workers import WorkerLauncher
 
         launcher = WorkerLauncher(plan.limits)
@@ -196,7 +197,8 @@ def run_command(
     threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None,
     max_time: MaxTimeOpt = None, inputs: InputsOpt = None, input_scale: InputScaleOpt = None, layer: LayerOpt = None,
     reference: ReferenceOpt = None, repeats: RepeatsOpt = None,
-    output: OutputOpt = None, append: AppendOpt = False, quiet: QuietOpt = False, allocator: AllocatorOpt = "cache",
+    output: OutputOpt = None, append: AppendOpt = False, quiet: QuietOpt = False,
+    allocator: AllocatorOpt = DEFAULT_POLICY,
 ) -> None:
     """Measure METHODs over sequence lengths in this process: one CSV row per case and a table.
 
@@ -211,9 +213,9 @@ def run_command(
 
     given = _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threads, metrics, min_time,
                   max_time, inputs, input_scale, layer, reference, repeats, output)
-    plan = scenario_from_dict({"name": "run", "methods": ["full"], "seq": "1024", **given,
+    plan = scenario_from_dict({"name": "run", "methods": ["full"], "seq": [Case.seq_len], **given,
                                **({"seeds": [seed]} if seed is not None else {})})
-    _execute(plan, launcher_name="in-process", allocator=allocator, append=append, quiet=quiet)
+    _execute(plan, isolated=False, allocator=allocator, append=append, quiet=quiet)
 
 
 @app.command("sweep")
@@ -241,7 +243,7 @@ def sweep_command(
     find_max_seq: Annotated[bool, typer.Option(
         "--find-max-seq", help="Per method: double the length until a case stops fitting, then bisect; "
         "a 'max_seq' row gives the boundary.")] = False,
-    quiet: QuietOpt = False, allocator: AllocatorOpt = "cache",
+    quiet: QuietOpt = False, allocator: AllocatorOpt = DEFAULT_POLICY,
 ) -> None:
     """Run a grid of cases, each in a worker process with a memory cap and a time limit.
 
@@ -260,7 +262,7 @@ def sweep_command(
     if scenario is None and not given.get("methods"):
         raise AttnbenchError("give a scenario file (see scenarios/) or the grid itself with --method and --seq")
     plan = load_scenario(scenario, given) if scenario else scenario_from_dict({"name": "sweep", **given})
-    _execute(plan, launcher_name="workers", allocator=allocator, append=append, resume=resume,
+    _execute(plan, isolated=True, allocator=allocator, append=append, resume=resume,
              find_max_seq=find_max_seq, quiet=quiet, dry_run=dry_run)
 
 

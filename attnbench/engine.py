@@ -133,7 +133,8 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
     cases, options, launcher = list(cases), options or MeasureOptions(), launcher or InProcess()
     if resume:
         if output is None or not Path(output).is_file():
-            raise AttnbenchError(f"--resume needs the report to complete, and {output} does not exist; give it with -o")
+            where = f"{output} does not exist" if output else "no report was named"
+            raise AttnbenchError(f"--resume needs the report to complete, and {where}; give it with -o")
         done = finished_keys(output)
         cases = [c for c in cases if row_key(identity(c)) not in done]
     rows: list[dict] = []
