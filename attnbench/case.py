@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from attnbench.contract import Method, Shape
 from attnbench.errors import AttnbenchError
+from attnbench.model_shape import MODEL_HEAD_DIM, MODEL_HEADS, SCOPES, ModelShape
 from attnbench.options import parse_dtype, parse_mode
 from attnbench.registry import check_names, create_method, get_method, list_methods
 
@@ -26,7 +27,12 @@ class Case:
     head_dim: int = 64
     dtype: str = "float32"
     device: str = "cpu"
-    mode: str = "forward"  # "backward" times forward + backward
+    mode: str = "forward"  # "backward": forward + backward; "train": an optimizer step (layer, model scope)
+    scope: str = "attention"  # attention (the bare op), layer (an encoder layer) or model (the LRA encoder)
+    layers: int | None = None  # layer/model scope: encoder layers (None at attention scope)
+    ffn_dim: int | None = None  # layer/model scope: FFN hidden width
+    vocab: int | None = None  # model scope: token vocabulary
+    task: str = ""  # a scenario's task label (e.g. the LRA task a length stands for)
     seed: int = 0
     threads: int | None = None  # CPU threads; None: torch's default, resolved by make_cases
     inputs: str = "random"  # random, pretrained or init (attnbench.inputs)
@@ -118,7 +124,34 @@ def _check_setup(setup: dict) -> dict:
         raise AttnbenchError(f"--input-scale must be positive, not {setup['input_scale']!r}")
     return {**setup, "dtype": parse_dtype(setup["dtype"]), "device": check_device(setup["device"]),
             "mode": parse_mode(setup["mode"]), "input_scale": float(setup["input_scale"]),
-            "threads": setup["threads"] or torch.get_num_threads()}
+            "threads": setup["threads"] or torch.get_num_threads(), **_check_scope(setup)}
+
+
+def _check_scope(setup: dict) -> dict:
+    """Scope, mode and the model's shape must fit together; returns the model fields as recorded."""
+    scope, mode = setup["scope"], setup["mode"]
+    if scope not in SCOPES:
+        raise AttnbenchError(f"--scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    given = {k: setup[k] for k in ("layers", "ffn_dim", "vocab") if setup[k] is not None}
+    if scope == "attention":
+        if mode == "train":
+            raise AttnbenchError("--mode train needs a model to train: add --scope layer or --scope model")
+        if given:
+            raise AttnbenchError(f"--{'/--'.join(k.replace('_', '-') for k in given)} describe a layer or model: "
+                                 "add --scope layer or --scope model")
+        return {}
+    if setup["inputs"] != "random":
+        raise AttnbenchError(f"--inputs {setup['inputs']} gives q, k, v, but at --scope {scope} they come from the "
+                             "layer's own projections of its input; use --scope attention for real q, k, v")
+    for name, value in given.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise AttnbenchError(f"--{name.replace('_', '-')} must be a positive whole number, not {value!r}")
+    if scope == "layer" and (given.get("layers", 1) != 1 or "vocab" in given):
+        raise AttnbenchError("--scope layer is one layer on real-valued inputs: --layers and --vocab are for "
+                             "--scope model")
+    shape = ModelShape(**given)
+    return {"layers": 1 if scope == "layer" else shape.layers, "ffn_dim": shape.ffn(setup["heads"] * setup["head_dim"]),
+            "vocab": shape.vocab if scope == "model" else None}
 
 
 def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[str, Sequence[Any]] | None = None,
@@ -137,7 +170,10 @@ def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[
     for n in seq_lens:
         if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
             raise AttnbenchError(f"seq must be a positive whole number, not {n!r}")
-    common = _check_setup({**DEFAULTS, **{k: v for k, v in setup.items() if v is not None}})
+    given = {k: v for k, v in setup.items() if v is not None}
+    if given.get("scope") == "model":  # the LRA configuration unless heads/head_dim are given
+        given = {"heads": MODEL_HEADS, "head_dim": MODEL_HEAD_DIM, **given}
+    common = _check_setup({**DEFAULTS, **given})
     cases = []
     for method, grid in _param_grids(methods, params or {}).items():
         for chosen in grid:

@@ -18,6 +18,7 @@ from attnbench.allocator import DEFAULT as DEFAULT_POLICY
 from attnbench.case import Case, Limits
 from attnbench.errors import AttnbenchError
 from attnbench.metric import MeasureOptions, parse_metrics
+from attnbench.model_shape import ModelShape
 from attnbench.options import parse_dtype, parse_ints, parse_mode, parse_names, parse_param, parse_sizes
 
 app = typer.Typer(
@@ -71,7 +72,18 @@ DtypeOpt = Annotated[Optional[str], typer.Option(
     "--dtype", help="float32, float64, float16 or bfloat16." + _default(_CASE["dtype"]))]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N." + _default(_CASE["device"]))]
 ModeOpt = Annotated[Optional[str], typer.Option(
-    "--mode", help="forward, or backward (= forward + backward)." + _default(_CASE["mode"]))]
+    "--mode", help="forward; backward (= forward + backward); train (layer/model scope: forward, cross-entropy, "
+    "backward and an AdamW step)." + _default(_CASE["mode"]))]
+ScopeOpt = Annotated[Optional[str], typer.Option(
+    "--scope", help="What is measured around the attention: attention (the bare op), layer (one pre-LN encoder "
+    "layer) or model (the LRA encoder of the papers' code: 2 layers, width 64, 2 heads x 32 unless --heads/"
+    "--head-dim say otherwise)." + _default(_CASE["scope"]))]
+LayersOpt = Annotated[Optional[int], typer.Option(
+    "--layers", min=1, help="Model scope: encoder layers." + _default(ModelShape.layers))]
+FfnDimOpt = Annotated[Optional[int], typer.Option(
+    "--ffn-dim", min=1, help="Layer/model scope: FFN hidden width." + _default("2 x heads x head_dim"))]
+VocabOpt = Annotated[Optional[int], typer.Option(
+    "--vocab", min=1, help="Model scope: token vocabulary." + _default(ModelShape.vocab))]
 ThreadsOpt = Annotated[Optional[int], typer.Option(
     "--threads", min=1, help="CPU threads for the measured calls." + _default("torch's"))]
 MinTimeOpt = Annotated[Optional[float], typer.Option(
@@ -116,7 +128,7 @@ MetricsOpt = Annotated[Optional[str], typer.Option("--metrics", help=_metrics_he
 
 
 def _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threads, metrics, min_time, max_time,
-          inputs, input_scale, layer, reference, repeats, output) -> dict:
+          inputs, input_scale, layer, reference, repeats, output, scope, layers, ffn_dim, vocab) -> dict:
     """The values the user gave, under their scenario keys (checked where it costs no torch)."""
     given = {
         "methods": parse_names(method) if method else None, "seq": parse_sizes(seq, "--seq") if seq else None,
@@ -126,7 +138,8 @@ def _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threa
         "metrics": list(parse_metrics(parse_names(metrics))) if metrics else None, "min_time": min_time,
         "max_time": max_time,
         "inputs": parse_names(inputs) if inputs else None, "input_scale": input_scale, "layer": layer,
-        "reference": reference, "repeats": repeats, "output": output}
+        "reference": reference, "repeats": repeats, "output": output, "scope": scope, "layers": layers,
+        "ffn_dim": ffn_dim, "vocab": vocab}
     return {key: value for key, value in given.items() if value is not None}
 
 
@@ -191,7 +204,8 @@ def _execute(plan, *, isolated: bool, allocator: str, append: bool, resume: bool
 def run_command(
     method: MethodOpt = None, seq: SeqOpt = None, param: ParamOpt = None, batch: BatchOpt = None,
     heads: HeadsOpt = None, head_dim: HeadDimOpt = None, dtype: DtypeOpt = None, device: DeviceOpt = None,
-    mode: ModeOpt = None,
+    mode: ModeOpt = None, scope: ScopeOpt = None, layers: LayersOpt = None, ffn_dim: FfnDimOpt = None,
+    vocab: VocabOpt = None,
     seed: Annotated[Optional[int], typer.Option(
         "--seed", help="Seed for inputs and every random draw of a method." + _default(_CASE["seed"]))] = None,
     threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None,
@@ -212,7 +226,7 @@ def run_command(
     from attnbench.scenario import scenario_from_dict
 
     given = _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threads, metrics, min_time,
-                  max_time, inputs, input_scale, layer, reference, repeats, output)
+                  max_time, inputs, input_scale, layer, reference, repeats, output, scope, layers, ffn_dim, vocab)
     plan = scenario_from_dict({"name": "run", "methods": ["full"], "seq": [Case.seq_len], **given,
                                **({"seeds": [seed]} if seed is not None else {})})
     _execute(plan, isolated=False, allocator=allocator, append=append, quiet=quiet)
@@ -224,7 +238,8 @@ def sweep_command(
         help="Scenario file (TOML); see scenarios/. Omit it to give the grid as options.")] = None,
     method: MethodOpt = None, seq: SeqOpt = None, param: ParamOpt = None, batch: BatchOpt = None,
     heads: HeadsOpt = None, head_dim: HeadDimOpt = None, dtype: DtypeOpt = None, device: DeviceOpt = None,
-    mode: ModeOpt = None,
+    mode: ModeOpt = None, scope: ScopeOpt = None, layers: LayersOpt = None, ffn_dim: FfnDimOpt = None,
+    vocab: VocabOpt = None,
     seeds: Annotated[Optional[str], typer.Option(
         "--seeds", help="Seeds, comma separated: each case runs once per seed." + _default(_CASE["seed"]))] = None,
     threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None, max_time: MaxTimeOpt = None,
@@ -256,7 +271,7 @@ def sweep_command(
     from attnbench.scenario import load_scenario, scenario_from_dict
 
     given = _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threads, metrics, min_time,
-                  max_time, inputs, input_scale, layer, reference, repeats, output)
+                  max_time, inputs, input_scale, layer, reference, repeats, output, scope, layers, ffn_dim, vocab)
     given.update({k: v for k, v in {"seeds": parse_ints(seeds, "--seeds") if seeds else None,
                                     "max_memory": max_memory, "timeout": timeout}.items() if v is not None})
     if scenario is None and not given.get("methods"):
@@ -302,18 +317,38 @@ def show_pattern_command(
 def summary_command(
     report: Annotated[Path, typer.Argument(help="CSV report written by 'attnbench run' or 'sweep'.")],
     reference: Annotated[str, typer.Option("--reference", help="The method others are compared with.")] = "full",
+    relative_to: Annotated[Optional[str], typer.Option(
+        "--relative-to", help="Print time, peak memory and FLOPs relative to this method, methods x tasks (or "
+        "lengths), as the papers' tables are laid out.")] = None,
+    paper: Annotated[Optional[str], typer.Option(
+        "--paper", help="With --relative-to: put a paper's own ratios beside ours, and whether the ordering of "
+        "methods agrees: skyformer-table2 or sbm-table3.")] = None,
 ) -> None:
     """Scaling exponents of time and memory in n, where each method becomes cheaper than the
-    reference, and how many times faster or slower each ran at the largest common n.
+    reference, and how many times faster or slower each ran at the largest common n; or, with
+    --relative-to, the ratio tables of the papers.
 
-    Example: [bold]attnbench summary reports/run-20260101-120000.csv --reference full-explicit[/bold]
+    Example: [bold]attnbench summary reports/sbm-table3.csv --relative-to full-explicit --paper sbm-table3[/bold]
     """
-    from attnbench.analysis import summary_lines
     from attnbench.report import read_report
 
-    frame = read_report(report)
-    lines = summary_lines(frame.to_dict("records"), reference)
-    for line in lines or ["no ok rows with times to summarise"]:
+    if paper and not relative_to:
+        raise AttnbenchError("--paper puts a paper's ratios beside ours: give --relative-to too (its baseline: "
+                             "full-explicit, the materialized attention the papers measured)")
+    if paper:
+        from attnbench.papers import paper_table
+
+        paper_table(paper)  # an unknown name fails before the report is read
+    rows = read_report(report).to_dict("records")
+    if relative_to:
+        from attnbench.papers import relative_lines
+
+        lines = relative_lines(rows, relative_to, paper)
+    else:
+        from attnbench.analysis import summary_lines
+
+        lines = summary_lines(rows, reference) or ["no ok rows with times to summarise"]
+    for line in lines:
         typer.echo(line)
 
 

@@ -10,7 +10,7 @@ DTYPES = {
     "float16": "float16", "fp16": "float16", "half": "float16",
     "bfloat16": "bfloat16", "bf16": "bfloat16",
 }
-MODES = ("forward", "backward")
+MODES = ("forward", "backward", "train")
 METRICS = ("time", "flops", "memory", "fvcore", "error")  # measurement passes a run can select
 
 
@@ -80,5 +80,5 @@ def parse_dtype(text: str) -> str:
 
 def parse_mode(text: str) -> str:
     if text not in MODES:
-        raise AttnbenchError(f"--mode must be forward or backward, not {text!r}")
+        raise AttnbenchError(f"--mode must be forward, backward or train, not {text!r}")
     return text

@@ -20,19 +20,24 @@ from attnbench.schema import new_row, stamp
 
 @dataclass
 class PassContext:
-    """What a metric's pass sees (attnbench.metric.Metric.measure)."""
+    """What a metric's pass sees (attnbench.metric.Metric.measure). At attention scope `fn` is
+    the method's attention function and `inputs` are q, k, v; at layer and model scope `fn` is
+    the network and `inputs` its input (q, k, v are then None)."""
 
     case: Case
     options: MeasureOptions
     method: Any
     fn: Callable
+    inputs: tuple
     call: Callable[[], object]
-    q: torch.Tensor
-    k: torch.Tensor
-    v: torch.Tensor
+    q: torch.Tensor | None
+    k: torch.Tensor | None
+    v: torch.Tensor | None
     device: torch.device
     itemsize: int
     row: dict
+    fresh_state: Callable[[], None]  # drop gradients and optimizer state before a measured call
+    attentions: list  # layer/model scope: the network's Attention modules (attnbench.model)
 
 
 def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
@@ -85,35 +90,64 @@ def _finite(result: object) -> bool:
 
 
 def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
-    """The method's formulas for this case; `scores` is the realized count for data-dependent methods."""
+    """The method's formulas for this case; `scores` is the realized count for data-dependent
+    methods (per attention call). At layer and model scope, each layer's attention plus the
+    matmuls around it (attnbench.model.dense_flops); a backward or training step costs the
+    forward plus two matmuls per matmul of the dense part."""
+    from attnbench.model import dense_flops
+    from attnbench.model_shape import ModelShape
+
     shape = case.shape
     forward = method.flops(shape, scores)
-    backward = method.backward_flops(shape, scores) if case.mode == "backward" else 0
+    backward = method.backward_flops(shape, scores) if case.mode != "forward" else 0
     scores = method.scores_computed(shape) if scores is None else scores
-    return {"flops_analytic": None if forward is None or backward is None else forward + backward,
-            "scores_computed": scores,
-            "peak_mem_analytic_bytes": method.memory_bytes(shape, itemsize, case.mode, scores)}
+    attention = None if forward is None or backward is None else forward + backward
+    if case.scope == "attention":
+        return {"flops_analytic": attention, "scores_computed": scores,
+                "peak_mem_analytic_bytes": method.memory_bytes(shape, itemsize, case.mode, scores)}
+    model = ModelShape(layers=case.layers, ffn_dim=case.ffn_dim)
+    dense = dense_flops(case.batch, case.seq_len, case.heads, case.head_dim, model, case.scope)
+    dense *= 1 if case.mode == "forward" else 3
+    return {"flops_analytic": None if attention is None else case.layers * attention + dense,
+            "scores_computed": scores, "peak_mem_analytic_bytes": None}
+
+
+def _prepare(case: Case, method, device, dtype):
+    """(fn, inputs, call, fresh_state, diagnostics, attention modules) for the case's scope."""
+    if case.scope == "attention":
+        q, k, v, generator = make_inputs(case)
+        fn = method.build(case.shape, device=device, dtype=dtype, generator=generator)
+
+        def diagnostics() -> dict:
+            with torch.no_grad():
+                return method.diagnostics(fn, q, k, v)
+        return fn, (q, k, v), make_call(fn, q, k, v, case.mode), lambda: None, diagnostics, []
+    from attnbench.model import attention_diagnostics, prepare_network
+
+    prepared = prepare_network(case, method, device=device, dtype=dtype,
+                               generator=torch.Generator().manual_seed(case.seed))
+    return (prepared.fn, prepared.inputs, prepared.call, prepared.fresh_state,
+            lambda: attention_diagnostics(method, prepared.attentions, prepared.call), prepared.attentions)
 
 
 def _measure(case: Case, options: MeasureOptions, row: dict) -> None:
     method, shape, device = case.instance(), case.shape, torch.device(case.device)
     dtype = getattr(torch, case.dtype)
-    reason = method.unsupported(shape, case.mode)
+    reason = method.unsupported(shape, "backward" if case.mode == "train" else case.mode)
     if reason:
         row.update(status="unsupported", status_detail=reason)
         return
-    q, k, v, generator = make_inputs(case)
-    fn = method.build(shape, device=device, dtype=dtype, generator=generator)
-    call = make_call(fn, q, k, v, case.mode)
+    fn, inputs, call, fresh_state, diagnostics, attentions = _prepare(case, method, device, dtype)
     if not _finite(call()):  # also the warm-up the memory pass needs
         row.update(status="nan", status_detail="the output holds NaN or Inf")
         return
-    with torch.no_grad():
-        extras = method.diagnostics(fn, q, k, v)  # method-specific figures, e.g. an inverse's residual
+    extras = diagnostics()  # method-specific figures, e.g. an inverse's residual
     row.update(extras)
     itemsize = torch.empty((), dtype=dtype).element_size()
     row.update(_analytic(method, case, itemsize, extras.get("scores_computed")))
-    context = PassContext(case, options, method, fn, call, q, k, v, device, itemsize, row)
+    q, k, v = inputs if case.scope == "attention" else (None, None, None)
+    context = PassContext(case, options, method, fn, inputs, call, q, k, v, device, itemsize, row, fresh_state,
+                          attentions)
     for metric in sorted((get_metric(name) for name in options.metrics), key=lambda m: (m.order, m.name)):
         row.update(metric.measure(context))
     row["status"] = "ok"

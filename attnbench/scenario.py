@@ -41,7 +41,13 @@ KEYS: dict[str, str] = {
     "head_dim": "a positive integer or a list of them",
     "dtype": "a dtype name or a list of them",
     "device": "\"cpu\", \"cuda\" or \"cuda:N\"",
-    "mode": "\"forward\" or \"backward\", or a list of them",
+    "mode": "\"forward\", \"backward\" or \"train\", or a list of them",
+    "scope": "\"attention\", \"layer\" or \"model\", or a list of them",
+    "layers": "a positive integer (model scope)",
+    "ffn_dim": "a positive integer (layer and model scope)",
+    "vocab": "a positive integer (model scope)",
+    "tasks": "a list of tables { name = \"TC\", seq = 4096, batch = 1, params = { ... } }: each task runs the "
+             "grid at its own length(s), batch and parameter values, and its name is the rows' task",
     "seeds": "a list of integers",
     "threads": "a positive integer",
     "metrics": "a list of metric names",
@@ -56,7 +62,7 @@ KEYS: dict[str, str] = {
     "timeout": "a duration such as \"300s\" or \"5m\"",
     "output": "a CSV path",
 }
-GRID_KEYS = ("batch", "heads", "head_dim", "dtype", "mode", "inputs")  # a value or a list (a grid axis)
+GRID_KEYS = ("batch", "heads", "head_dim", "dtype", "mode", "scope", "inputs")  # a value or a list (a grid axis)
 
 
 @dataclass
@@ -69,7 +75,8 @@ class Scenario:
     params: dict[str, list[Any]] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)  # GRID_KEYS -> values
     seeds: list[int] = field(default_factory=lambda: [Case.seed])
-    setup: dict[str, Any] = field(default_factory=dict)  # device, threads, input_scale, layer (None: default)
+    setup: dict[str, Any] = field(default_factory=dict)  # device, threads, input_scale, layer... (None: default)
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # {name, seq, batch: [sizes], params: {grids}}
     options: MeasureOptions = field(default_factory=MeasureOptions)
     limits: Limits = field(default_factory=Limits)
     output: str | None = None
@@ -83,12 +90,19 @@ class Scenario:
         from attnbench.registry import get_method
 
         get_method(self.options.reference)
+        if "error" in self.options.metrics and any(s != "attention" for s in self.grid.get("scope", [])):
+            from attnbench.metrics.error import SCOPE_ONLY
+
+            raise AttnbenchError(SCOPE_ONLY)
         cases = []
-        axes = [self.grid.get(k, [None]) for k in GRID_KEYS]
-        for values in itertools.product(*axes):
-            for seed in self.seeds:
-                cases += make_cases(self.methods, self.seq, self.params, seed=seed, **dict(zip(GRID_KEYS, values)),
-                                    **self.setup)
+        tasks = self.tasks or [{"name": "", "seq": self.seq}]
+        for task in tasks:
+            grid = {**self.grid, **({"batch": task["batch"]} if task.get("batch") else {})}
+            for values in itertools.product(*(grid.get(k, [None]) for k in GRID_KEYS)):
+                for seed in self.seeds:
+                    params = {**self.params, **task.get("params", {})}
+                    cases += make_cases(self.methods, task["seq"], params, seed=seed, task=task["name"],
+                                        **dict(zip(GRID_KEYS, values)), **self.setup)
         return cases
 
 
@@ -151,6 +165,48 @@ class _Checker:
         return self.expect(key, ok(self.data[key]))
 
 
+def _nonempty_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value)
+
+
+def _lengths(check: _Checker, key: str, value: Any) -> list[int]:
+    """A length, a list of lengths or a range string, as a list."""
+    if isinstance(value, str):
+        try:
+            return parse_sizes(value, key)
+        except AttnbenchError as exc:
+            raise check.fail(key, str(exc)) from None
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(_whole(v, 1) for v in items):
+        raise check.fail(key, f"must be {KEYS['seq']}, not {value!r}")
+    return items
+
+
+def _grids(check: _Checker, where: str, params: dict) -> dict[str, list]:
+    """{name: value or [values]} -> {name: [values]}."""
+    grids = {}
+    for name, values in params.items():
+        values = values if isinstance(values, list) else [values]
+        if not values or any(isinstance(v, (dict, list)) for v in values):
+            raise check.fail(f"{where}.{name}", f"must be a value or a non-empty list of values, not {values!r}")
+        grids[name] = values
+    return grids
+
+
+def _task(check: _Checker, index: int, task: Any) -> dict[str, Any]:
+    where = f"tasks[{index}]"
+    if not isinstance(task, dict) or not isinstance(task.get("name"), str) or "seq" not in task \
+            or set(task) - {"name", "seq", "batch", "params"} or not isinstance(task.get("params", {}), dict):
+        raise check.fail(where, f"must be a table {{ name = \"...\", seq = ..., batch = ..., params = {{...}} }}, "
+                                f"not {task!r}")
+    batch = task.get("batch")
+    batches = batch if isinstance(batch, list) else [batch] if batch is not None else []
+    if not all(_whole(b, 1) for b in batches):
+        raise check.fail(f"{where}.batch", f"must be a positive integer or a list of them, not {batch!r}")
+    return {"name": task["name"], "seq": _lengths(check, f"{where}.seq", task["seq"]), "batch": batches,
+            "params": _grids(check, f"{where}.params", task.get("params", {}))}
+
+
 def _whole(value: Any, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
@@ -168,28 +224,19 @@ def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Sc
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise check.fail(key, f"unknown key; {hint}valid keys: {', '.join(KEYS)}")
     for required in ("methods", "seq"):
-        if required not in data:
+        if required not in data and not (required == "seq" and "tasks" in data):
             raise check.fail(required, f"missing; give {KEYS[required]}")
     methods = check.listed("methods", str)
-    if isinstance(data["seq"], str):
-        try:
-            seq = parse_sizes(data["seq"], "seq")
-        except AttnbenchError as exc:
-            raise check.fail("seq", str(exc)) from None
-    else:
-        seq = check.listed("seq", int)
-    grids = {}
-    for name, values in (check.given("params", lambda v: isinstance(v, dict)) or {}).items():
-        values = values if isinstance(values, list) else [values]
-        if not values or any(isinstance(v, (dict, list)) for v in values):
-            raise check.fail(f"params.{name}", f"must be a value or a non-empty list of values, not {values!r}")
-        grids[name] = values
+    seq = _lengths(check, "seq", data["seq"]) if "seq" in data else []
+    tasks = [_task(check, i, task) for i, task in enumerate(check.given("tasks", _nonempty_list) or [])]
+    grids = _grids(check, "params", check.given("params", lambda v: isinstance(v, dict)) or {})
     grid = {k: check.listed(k, int if k in ("batch", "heads", "head_dim") else str) for k in GRID_KEYS if k in data}
     seeds = check.given("seeds", lambda v: isinstance(v, list) and bool(v) and all(_whole(x, -2**63) for x in v))
     setup = {"device": check.given("device", lambda v: isinstance(v, str)),
              "threads": check.given("threads", lambda v: _whole(v, 1)),
              "input_scale": check.given("input_scale", _positive),
-             "layer": check.given("layer", lambda v: _whole(v, 0))}
+             "layer": check.given("layer", lambda v: _whole(v, 0)),
+             **{k: check.given(k, lambda v: _whole(v, 1)) for k in ("layers", "ffn_dim", "vocab")}}
     options = {"min_time_s": check.given("min_time", _positive), "max_time_s": check.given("max_time", _positive),
                "reference": check.given("reference", lambda v: isinstance(v, str)),
                "repeats": check.given("repeats", lambda v: _whole(v, 1))}
@@ -209,6 +256,7 @@ def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Sc
         return {k: v for k, v in values.items() if v is not None}
 
     return Scenario(name=text["name"] or Path(source).stem, methods=methods, seq=seq, params=grids, grid=grid,
+                    tasks=tasks,
                     seeds=seeds or [Case.seed], setup=given(setup), options=MeasureOptions(**given(options)),
                     limits=Limits(**given(limits)), output=text["output"],
                     description=text["description"] or "", reproduces=text["reproduces"] or "")

@@ -106,6 +106,12 @@ def row_key(row: dict) -> tuple:
     return fixed + params
 
 
+def context_key(row: dict) -> tuple:
+    """The set-up a row shares with the rows it is compared to: its identity without the method and
+    its parameters (shape, dtype, device, mode, scope, task, ...)."""
+    return tuple(_canonical(_setup(row, k)) for k in IDENTITY if k != "method")
+
+
 # ---- one name for a case, everywhere ----
 
 def _text(value: object) -> str:

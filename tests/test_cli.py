@@ -49,7 +49,7 @@ def test_version():
     (["run", "--heads", "0"], "--heads"),
     (["run", "--metrics", "speed"], "--metrics takes names from"),
     (["run", "--dtype", "int4"], "unknown dtype 'int4'"),
-    (["run", "--mode", "sideways"], "--mode must be forward or backward"),
+    (["run", "--mode", "sideways"], "--mode must be forward, backward or train"),
     (["run", "--reference", "fulll"], "unknown method 'fulll'"),
     (["run", "--bogus"], "No such option"),
     (["plot", "no/such.csv"], "does not exist"),

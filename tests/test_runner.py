@@ -98,7 +98,7 @@ def test_failures_become_rows(temp_method):
 def test_case_validation_is_one_line():
     for kwargs, message in (({"methods": ["nope"]}, "unknown method"), ({"seq_lens": [0]}, "positive"),
                             ({"params": {"features": ["1"]}}, "no selected method has a parameter 'features'"),
-                            ({"device": "tpu"}, "device"), ({"mode": "sideways"}, "forward or backward"),
+                            ({"device": "tpu"}, "device"), ({"mode": "sideways"}, "forward, backward or train"),
                             ({"dtype": "int4"}, "dtype")):
         args = {"methods": ["full"], "seq_lens": [64], **kwargs}
         with pytest.raises(AttnbenchError, match=message) as err:

@@ -90,30 +90,30 @@ class _Traced(torch.nn.Module):
         super().__init__()
         self.fn = fn
 
-    def forward(self, q, k, v):
-        return self.fn(q, k, v)
+    def forward(self, *inputs):
+        return self.fn(*inputs)
 
 
-def fvcore_flops(fn: Callable, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int | None, str]:
+def fvcore_flops(fn: Callable, *inputs: torch.Tensor) -> tuple[int | None, str]:
     """fvcore's forward count x2, and the ops it skipped ('aten::softmax x1; ...').
 
     A cross-check must not sink the case: if fvcore cannot trace the call (sparse tensors,
     for one), the count is None and the second value says why.
     """
     try:
-        return _fvcore_flops(fn, q, k, v)
+        return _fvcore_flops(fn, inputs)
     except Exception as exc:  # fvcore/TorchScript raise many kinds on code they cannot trace
         return None, f"fvcore could not trace this method: {type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
-def _fvcore_flops(fn, q, k, v):
+def _fvcore_flops(fn, inputs):
     with warnings.catch_warnings():
         # `import fvcore.nn` runs torch.jit.script, deprecated in torch >= 2.11.
         warnings.simplefilter("ignore")
         from fvcore.nn import FlopCountAnalysis
 
         logging.getLogger("fvcore").setLevel(logging.ERROR)
-        analysis = FlopCountAnalysis(_Traced(fn), (q, k, v))
+        analysis = FlopCountAnalysis(_Traced(fn), tuple(inputs))
         analysis.set_op_handle("aten::scaled_dot_product_attention", _fvcore_sdpa)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
         total = 2 * int(analysis.total())

@@ -8,6 +8,17 @@ normalise M~ = D^(-1/2) (M + gamma I) D^(-1/2) with D = diag((M + gamma I) 1), i
 the Newton-Schulz iteration, and assemble out = C_Q D^(-1/2) Z D^(-1/2) (C_K^T V) right to left,
 so nothing n x n is ever formed.
 
+`target=softmax` approximates softmax attention instead, as the paper's Fig. 1 does ("we use the
+algorithm behind Skyformer, mainly Eq. (5), to approximate the raw attention score matrix A ...
+then approximate D, as Performer does"): Eq. (5)'s symmetrized Nystrom is applied to the lifted
+matrix B = exp(X X^T / sqrt(p)) of X = [Q; K], whose query-key block is the raw scores
+A = exp(Q K^T / sqrt(p)), and the output is D~^(-1) A~ V with D~ = A~ 1, the approximated row
+sums. It is computed through the Gaussian kernel above: exp(x.y / sqrt(p)) =
+k(x, y) e^(|x|^2 / 2 sqrt(p)) e^(|y|^2 / 2 sqrt(p)), and diagonal factors pass through the
+Nystrom formula unchanged (exactly so when gamma = 0), so A~ = E_Q C_Q M~^+ C_K^T E_K; E_Q cancels in
+the row normalisation and E_K (shifted by its max, which cancels too) weights V and the ones
+vector the denominator is made from. Its exact target is then `full` (softmax).
+
 Departures of the official code, as options: `sampling=half` (64 landmarks from Q rows and 64
 from K rows instead of uniform over all 2n rows), `normalizer=32` (the hard-coded 32^(-1/4)
 scale, equal to p^(-1/4) only for p = 32), `init=original` (Newton-Schulz start scaled by a max
@@ -39,9 +50,9 @@ class SkyformerAttention:
     """fn(q, k, v) with landmarks fixed at build time; `diagnostics` reports the inverse's residual."""
 
     def __init__(self, idx: torch.Tensor, gamma: float, iters: int, init: str, normalizer: int,
-                 inverse: str) -> None:
+                 inverse: str, target: str = "kernelized") -> None:
         self.idx, self.gamma, self.iters, self.init = idx, gamma, iters, init
-        self.normalizer, self.inverse = normalizer, inverse
+        self.normalizer, self.inverse, self.target = normalizer, inverse, target
 
     def _inverse(self, m_norm: torch.Tensor) -> torch.Tensor:
         if self.inverse == "pinv":  # exact pseudo-inverse (SVD), to check the approximation limit
@@ -62,9 +73,14 @@ class SkyformerAttention:
     def __call__(self, q, k, v):
         c_q, c_k, d_inv_sqrt, m_norm = self._factors(q, k)
         z = self._inverse(m_norm)
+        if self.target == "softmax":  # weight V and a ones column by E_K: numerator and row sums at once
+            half_sq_norm = (k * (self.normalizer or k.shape[-1]) ** -0.25).square().sum(-1, keepdim=True) / 2
+            e_k = (half_sq_norm - half_sq_norm.amax(-2, keepdim=True)).exp()
+            v = torch.cat([v * e_k, e_k], dim=-1)
         context = d_inv_sqrt.unsqueeze(-1) * (c_k.transpose(-1, -2) @ v)  # D^-1/2 C_K^T V: (d, p)
         context = d_inv_sqrt.unsqueeze(-1) * (z @ context)
-        return c_q @ context
+        out = c_q @ context
+        return out[..., :-1] / out[..., -1:] if self.target == "softmax" else out
 
     def diagnostics(self, q, k, v) -> dict[str, float]:
         """Worst spectral norm of I - Z M~ over batch and heads (the inverse's residual)."""
@@ -80,7 +96,6 @@ class Skyformer(Method):
     """Symmetrized Nystrom approximation of kernelized attention, linear in n."""
 
     paper = PAPER
-    exact_target = "kernelized"
     extra_columns = ("inverse_residual",)
 
     features: int = param(128, "landmarks sampled from the stacked [Q; K] rows", low=1)
@@ -93,10 +108,17 @@ class Skyformer(Method):
     inverse: str = param("newton", "newton (Newton-Schulz, as the paper) or pinv (exact SVD, for checking)",
                          choices=("newton", "pinv"))
     normalizer: int = param(0, "q, k scale p^(-1/4); 0 uses head_dim, 32 reproduces the official code", low=0)
+    target: str = param("kernelized", "what is approximated: kernelized (the paper's method) or softmax "
+                        "(Fig. 1: Nystrom on exp(QK^T/sqrt(p)), rows normalised by the approximated sums)",
+                        choices=("kernelized", "softmax"))
 
     def build(self, shape, *, device, dtype, generator):
         idx = _landmark_rows(shape.seq_len, self.features, self.sampling, generator).to(device)
-        return SkyformerAttention(idx, self.gamma, self.iters, self.init, self.normalizer, self.inverse)
+        return SkyformerAttention(idx, self.gamma, self.iters, self.init, self.normalizer, self.inverse, self.target)
+
+    @property
+    def exact_target(self) -> str:  # what this instance approximates (Method.exact_target)
+        return "kernelized" if self.target == "kernelized" else "full"
 
     def diagnostics(self, fn, q, k, v):
         return fn.diagnostics(q, k, v)
@@ -104,7 +126,8 @@ class Skyformer(Method):
     def flops(self, shape: Shape, scores=None) -> float:
         n, d, p = shape.seq_len, self.features, shape.head_dim
         kernel = 2 * (2 * n) * d * p  # AS = k([Q; K], L)
-        assemble = 2 * n * d * p + 2 * d * d * p + 2 * n * d * p  # C_K^T V, Z (.), C_Q (.)
+        width = p + (self.target == "softmax")  # softmax: V and the ones column of the row sums
+        assemble = 2 * n * d * width + 2 * d * d * width + 2 * n * d * width  # C_K^T V, Z (.), C_Q (.)
         inverse = inverse_flops(d, self.iters) if self.inverse == "newton" else 0  # SVD: not matmul-class
         return shape.rows * (kernel + inverse + assemble)
 

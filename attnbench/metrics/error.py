@@ -5,8 +5,12 @@ kernelized attention), the error against that target; mean and std over `--repea
 
 from attnbench.metric import Column, Metric, Tolerance, fmt_number
 
+SCOPE_ONLY = "the error metric compares attention outputs with exact attention: use it at --scope attention"
+
 
 def measure(ctx) -> dict:
+    if ctx.case.scope != "attention":
+        raise ValueError(SCOPE_ONLY)
     import torch
 
     from attnbench.measure.error import case_errors

@@ -1,5 +1,6 @@
 """FLOPs counted by running one call under torch's FlopCounterMode (multiply-add = 2), beside
-the method's analytic formula; a count more than 10% away from the formula is flagged."""
+the method's analytic formula; a count more than 10% away from the formula is flagged.
+`flops_attention` is the part inside the attention calls (all of it at attention scope)."""
 
 from attnbench.metric import Column, Exact, Metric, Panel, fmt_count
 
@@ -11,7 +12,14 @@ def measure(ctx) -> dict:
 
     counted, by_op = count_flops(ctx.call)
     analytic = ctx.row.get("flops_analytic")
-    return {"flops": counted, "flops_by_op": "; ".join(f"{op}={n}" for op, n in sorted(by_op.items())),
+    if ctx.case.scope == "attention":
+        attention = counted
+    else:
+        from attnbench.model import attention_flops
+
+        attention = attention_flops(ctx.attentions, ctx.call, ctx.case.mode)
+    return {"flops": counted, "flops_attention": attention,
+            "flops_by_op": "; ".join(f"{op}={n}" for op, n in sorted(by_op.items())),
             "flops_mismatch": None if analytic is None else abs(counted - analytic) > TOLERANCE * analytic}
 
 
@@ -21,7 +29,7 @@ def _cell(row: dict) -> str:
 
 
 METRIC = Metric(
-    name="flops", order=20, columns=("flops", "flops_mismatch", "flops_by_op"), measure=measure,
+    name="flops", order=20, columns=("flops", "flops_attention", "flops_mismatch", "flops_by_op"), measure=measure,
     help="FLOPs counted by execution (FlopCounterMode), '(!)' when >10% from the formula",
     compare=Exact("flops"),
     table=(Column("FLOPs", _cell),),

@@ -9,7 +9,7 @@ def measure(ctx) -> dict:
         return {}
     from attnbench.measure.flops import fvcore_flops
 
-    counted, skipped = fvcore_flops(ctx.fn, ctx.q, ctx.k, ctx.v)
+    counted, skipped = fvcore_flops(ctx.fn, *ctx.inputs)
     return {"flops_fvcore": counted, "flops_fvcore_skipped": skipped}
 
 

@@ -1,5 +1,7 @@
 """Peak memory one call allocates beyond its inputs: the CPU allocator's events under the
-profiler, or CUDA's max_memory_allocated on a GPU."""
+profiler, or CUDA's max_memory_allocated on a GPU. For a layer or model the weights count as
+inputs; a backward or training step is measured from no gradients and (train) a fresh AdamW, so
+its gradients and optimizer state are in the peak."""
 
 from attnbench.metric import Column, Metric, Panel, Tolerance, fmt_bytes
 
@@ -7,6 +9,7 @@ from attnbench.metric import Column, Metric, Panel, Tolerance, fmt_bytes
 def measure(ctx) -> dict:
     from attnbench.measure.memory import peak_bytes
 
+    ctx.fresh_state()  # a training step allocates its gradients and optimizer state anew
     return {"peak_mem_bytes": peak_bytes(ctx.call, ctx.device)}
 
 

@@ -1,0 +1,223 @@
+"""Attention inside a model: the `layer` and `model` scopes.
+
+- `layer`: one pre-LN Transformer encoder layer, x + out(attention(q(LN x), k(LN x), v(LN x))),
+  then x + FFN(LN x) with a GELU; width = heads x head_dim.
+- `model`: the LRA encoder all three founding papers' code uses (the mlpen LRA harness): token
+  embedding (vocab 512) plus learned positions (std 0.02), `layers` (2) such layers of width 64,
+  FFN 128, 2 heads of 32, a final LayerNorm, mean pooling and a linear classifier (10 classes).
+  Dropout (0.1 in the papers) is off while measuring, so every method sees the same arithmetic.
+
+Every registered method plugs in unchanged: each layer builds its own attention function (its
+own draws and weights) and calls it on (batch, heads, n, head_dim) q, k, v. The attention runs
+inside an `Attention` module, so FLOPs inside it are counted apart (`flops_attention`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attnbench.model_shape import ModelShape
+
+
+class Attention(nn.Module):
+    """The method's attention function as a module (its own weights, if any, are trained).
+    With `keep` set, it keeps the q, k, v of its next call (for the method's diagnostics)."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+        self.keep, self.kept = False, None
+
+    def forward(self, q, k, v):
+        if self.keep:
+            self.kept = (q.detach(), k.detach(), v.detach())
+        return self.fn(q, k, v)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, attention_fn, heads: int, head_dim: int, ffn_dim: int) -> None:
+        super().__init__()
+        width = heads * head_dim
+        self.heads, self.head_dim = heads, head_dim
+        self.norm_attention, self.norm_ffn = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.q, self.k, self.v, self.out = (nn.Linear(width, width) for _ in range(4))
+        self.attention = Attention(attention_fn)
+        self.ffn = nn.Sequential(nn.Linear(width, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, width))
+
+    def _split(self, x):
+        b, n, _ = x.shape
+        return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x):
+        h = self.norm_attention(x)
+        attended = self.attention(self._split(self.q(h)), self._split(self.k(h)), self._split(self.v(h)))
+        b, _, n, _ = attended.shape
+        x = x + self.out(attended.transpose(1, 2).reshape(b, n, -1))
+        return x + self.ffn(self.norm_ffn(x))
+
+
+class Encoder(nn.Module):
+    """The LRA classifier: embeddings, encoder layers, final LayerNorm, mean pooling, linear head."""
+
+    def __init__(self, attention_fns, heads: int, head_dim: int, seq_len: int, shape: ModelShape) -> None:
+        super().__init__()
+        width = heads * head_dim
+        self.tokens = nn.Embedding(shape.vocab, width)
+        self.positions = nn.Embedding(seq_len, width)
+        nn.init.normal_(self.positions.weight, std=0.02)
+        self.layers = nn.ModuleList(EncoderLayer(fn, heads, head_dim, shape.ffn(width)) for fn in attention_fns)
+        self.norm = nn.LayerNorm(width)
+        self.classifier = nn.Linear(width, shape.classes)
+
+    def forward(self, ids):
+        x = self.tokens(ids) + self.positions.weight[: ids.shape[1]]
+        for layer in self.layers:
+            x = layer(x)
+        return self.classifier(self.norm(x).mean(dim=1))
+
+
+def parameter_count(heads: int, head_dim: int, seq_len: int, shape: ModelShape, scope: str) -> int:
+    """Parameters of the layer or model around the attention (a method's own weights excluded)."""
+    width, ffn = heads * head_dim, shape.ffn(heads * head_dim)
+    layer = 2 * 2 * width + 4 * (width * width + width) + (width * ffn + ffn) + (ffn * width + width)
+    if scope == "layer":
+        return layer
+    return (shape.vocab + seq_len) * width + shape.layers * layer + 2 * width + width * shape.classes + shape.classes
+
+
+def dense_flops(batch: int, seq_len: int, heads: int, head_dim: int, shape: ModelShape, scope: str) -> int:
+    """Forward FLOPs of the matmuls around the attention (multiply-add = 2): q, k, v and output
+    projections and the FFN per layer, and the classifier at model scope."""
+    width = heads * head_dim
+    tokens = batch * seq_len
+    layer = 2 * tokens * width * (4 * width + 2 * shape.ffn(width))
+    if scope == "layer":
+        return layer
+    return shape.layers * layer + 2 * batch * width * shape.classes
+
+
+def build_network(method, case_shape, scope: str, shape: ModelShape, *, device, dtype, generator) -> nn.Module:
+    """The layer or model around `method`, its weights drawn from `generator` (through torch's
+    global generator, forked so the caller's stream is left alone)."""
+    layers = 1 if scope == "layer" else shape.layers
+    fns = [method.build(case_shape, device=device, dtype=dtype, generator=generator) for _ in range(layers)]
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if scope == "layer":
+            network = EncoderLayer(fns[0], case_shape.heads, case_shape.head_dim, shape.ffn(case_shape.heads
+                                                                                            * case_shape.head_dim))
+        else:
+            network = Encoder(fns, case_shape.heads, case_shape.head_dim, case_shape.seq_len, shape)
+    return network.to(device, dtype).eval()  # dropout off while measuring
+
+
+@dataclass
+class Prepared:
+    """One case ready to measure: `fn(*inputs)` is what runs, `call()` runs it in the case's mode,
+    `fresh_state()` drops what lives across calls (gradients, optimizer state) so a measured call
+    allocates it anew."""
+
+    fn: object
+    inputs: tuple
+    call: object
+    fresh_state: object
+    attentions: list  # the network's Attention modules (empty at attention scope)
+
+
+def _token_loss(network_output, labels):
+    """Layer scope: each token's output read as logits over `width` classes; model scope: the classifier's."""
+    return nn.functional.cross_entropy(network_output.reshape(-1, network_output.shape[-1]), labels.reshape(-1))
+
+
+def prepare_network(case, method, *, device, dtype, generator) -> Prepared:
+    """The case's layer or model, its seeded inputs (real-valued at layer scope, token ids at model
+    scope) and random labels, and its call: forward (no_grad; inference_mode at model scope, as SBM's
+    Table 3), backward (forward, cross-entropy, backward) or train (that, then an AdamW step on an
+    optimizer whose state the warm-up call creates)."""
+    from attnbench.contract import Shape
+
+    shape = ModelShape(layers=case.layers, ffn_dim=case.ffn_dim, vocab=case.vocab or ModelShape.vocab)
+    attention_shape = Shape(case.batch, case.heads, case.seq_len, case.head_dim)
+    network = build_network(method, attention_shape, case.scope, shape, device=device, dtype=dtype,
+                            generator=generator)
+    width = case.heads * case.head_dim
+    if case.scope == "layer":
+        inputs = (torch.randn(case.batch, case.seq_len, width, generator=generator).to(device, dtype),)
+        labels = torch.randint(0, width, (case.batch, case.seq_len), generator=generator).to(device)
+    else:
+        inputs = (torch.randint(0, shape.vocab, (case.batch, case.seq_len), generator=generator).to(device),)
+        labels = torch.randint(0, shape.classes, (case.batch,), generator=generator).to(device)
+    attentions = [m for m in network.modules() if isinstance(m, Attention)]
+    if case.mode == "forward":
+        context = torch.inference_mode if case.scope == "model" else torch.no_grad
+
+        def forward():
+            with context():
+                return network(*inputs)
+        return Prepared(network, inputs, forward, lambda: None, attentions)
+    if case.scope == "layer":
+        inputs[0].requires_grad_()
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, eps=1e-6) if case.mode == "train" else None
+
+    def step():
+        network.zero_grad(set_to_none=True)
+        if case.scope == "layer":
+            inputs[0].grad = None
+        loss = _token_loss(network(*inputs), labels)
+        loss.backward()
+        if optimizer is not None:
+            optimizer.step()
+        return loss.detach()
+
+    def fresh_state():
+        network.zero_grad(set_to_none=True)
+        if optimizer is not None:
+            optimizer.state.clear()  # AdamW allocates its two moments on the next step
+
+    return Prepared(network, inputs, step, fresh_state, attentions)
+
+
+def kept_inputs(attentions, call) -> list[tuple]:
+    """Run `call` once; the q, k, v each Attention module saw, in layer order."""
+    for module in attentions:
+        module.keep = True
+    try:
+        call()
+    finally:
+        for module in attentions:
+            module.keep = False
+    kept = [module.kept for module in attentions]
+    for module in attentions:
+        module.kept = None
+    return kept
+
+
+def attention_diagnostics(method, attentions, call) -> dict:
+    """The method's diagnostics of each layer's attention call: `scores_computed` averaged over
+    layers (so sparsity stays per attention call), the method's other figures from the first."""
+    kept = kept_inputs(attentions, call)  # the call in its own mode (a training step needs gradients)
+    with torch.no_grad():
+        found = [method.diagnostics(module.fn, *qkv) for module, qkv in zip(attentions, kept)]
+    out = dict(found[0]) if found else {}
+    scores = [d["scores_computed"] for d in found if "scores_computed" in d]
+    if scores:
+        out["scores_computed"] = sum(scores) / len(scores)
+    return out
+
+
+def attention_flops(attentions, call, mode: str) -> int:
+    """FLOPs of the attention calls alone: each layer's attention function counted on the q, k, v
+    it saw, forward, or forward and backward when the step has a backward pass. (FlopCounterMode's
+    module hierarchy places backward ops only roughly, so the calls are counted by themselves.)"""
+    from attnbench.measure.flops import count_flops
+    from attnbench.runner import make_call
+
+    total = 0
+    for module, qkv in zip(attentions, kept_inputs(attentions, call)):
+        q, k, v = (t.clone() for t in qkv)
+        total += count_flops(make_call(module.fn, q, k, v, "forward" if mode == "forward" else "backward"))[0]
+    return total

@@ -1,0 +1,104 @@
+"""The founding papers' efficiency tables (attnbench/data/papers.toml) and the side-by-side view
+`attnbench summary --relative-to REF [--paper NAME]` prints: each method's time, peak memory and
+FLOPs relative to REF, per task (or length), in the papers' layout (methods x tasks), and the
+paper's own ratios beside ours with whether the ordering of methods agrees."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import tomllib
+
+from attnbench.errors import AttnbenchError
+from attnbench.metric import number
+from attnbench.schema import Labeller, context_key
+
+COLUMNS = {"time": "time_ms_median", "memory": "peak_mem_bytes", "flops": "flops"}
+
+
+def paper_tables() -> dict[str, dict]:
+    return tomllib.loads(resources.files("attnbench").joinpath("data/papers.toml").read_text())
+
+
+def paper_table(name: str) -> dict:
+    tables = paper_tables()
+    if name not in tables:
+        raise AttnbenchError(f"unknown paper table {name!r}; use one of {', '.join(tables)}")
+    return tables[name]
+
+
+def _task(row: dict) -> str:
+    task = row.get("task")
+    return str(task) if isinstance(task, str) and task else f"n={int(float(row['seq_len']))}"
+
+
+def relative(rows: list[dict], reference: str, metric: str) -> dict[str, dict[str, float]]:
+    """{case label: {task: value / the reference's value on the same task and set-up}}."""
+    column = COLUMNS[metric]
+    ok = [r for r in rows if r.get("status") == "ok" and number(r, column) is not None]
+    base = {context_key(r): number(r, column) for r in ok if r["method"] == reference}
+    label = Labeller(ok, with_length=False)
+    out: dict[str, dict[str, float]] = {}
+    for row in ok:
+        denominator = base.get(context_key(row))
+        if denominator:
+            out.setdefault(label(row), {})[_task(row)] = number(row, column) / denominator
+    return out
+
+
+def _kendall(pairs: list[tuple[float, float]]) -> float | None:
+    """Kendall's tau-a of two rankings (ties count as discordant halves); None below 2 pairs."""
+    if len(pairs) < 2:
+        return None
+    score, total = 0.0, 0
+    for i in range(len(pairs)):
+        for j in range(i + 1, len(pairs)):
+            a, b = pairs[i][0] - pairs[j][0], pairs[i][1] - pairs[j][1]
+            score += 1 if a * b > 0 else -1 if a * b < 0 else 0
+            total += 1
+    return score / total
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}" if value >= 0.01 else f"{value:.1e}"
+
+
+def relative_lines(rows: list[dict], reference: str, paper: str | None = None) -> list[str]:
+    """The ratio tables as text lines (Markdown tables, readable as they are)."""
+    table = paper_table(paper) if paper else None
+    lines = []
+    if table:
+        lines += [f"Paper: {table['citation']}.",
+                  f"Its baseline row, {table['baseline']}, stands for {reference} here; cells are ours | paper's."]
+    for metric in COLUMNS:
+        ours = relative(rows, reference, metric)
+        if not ours:
+            continue
+        tasks = table["tasks"] if table else sorted({t for values in ours.values() for t in values},
+                                                   key=lambda t: (len(t), t))
+        theirs = _paper_ratios(table, metric) if table else {}
+        lines += ["", f"{metric} relative to {reference}" + (" (ours | paper)" if theirs else ""),
+                  "| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+        for label, values in ours.items():
+            method = label.split(" ")[0]
+            cells = [_fmt(values.get(t)) + (f" \\| {_fmt(theirs[method][i])}" if method in theirs else "")
+                     for i, t in enumerate(tasks)]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if theirs:
+            agree = []
+            for i, task in enumerate(tasks):
+                pairs = [(values[task], theirs[label.split(' ')[0]][i]) for label, values in ours.items()
+                         if task in values and label.split(" ")[0] in theirs]
+                tau = _kendall(pairs)
+                agree.append("-" if tau is None else "yes" if tau == 1 else f"no (tau {tau:.2f})")
+            lines.append("| ordering agrees | " + " | ".join(agree) + " |")
+    return lines or [f"no ok rows with a {reference} row on the same set-up to divide by"]
+
+
+def _paper_ratios(table: dict, metric: str) -> dict[str, list[float]]:
+    """{attnbench method: the paper's value / its baseline's, per task}."""
+    rows = table["rows"]
+    base = rows[table["baseline"]].get(metric)
+    if base is None:
+        return {}
+    return {row["method"]: [v / b for v, b in zip(row[metric], base)] for row in rows.values() if metric in row}
