@@ -13,7 +13,10 @@ from attnbench.errors import AttnbenchError
 from attnbench.metric import number
 from attnbench.schema import Labeller, context_key
 
-COLUMNS = {"time": "time_ms_median", "memory": "peak_mem_bytes", "flops": "flops"}
+# Our tables and their columns; a paper's "flops" sits beside both FLOP tables (SBM's Table 3 counted
+# by hand, and its ratios match attention-only counts: compare it with "attention flops").
+COLUMNS = {"time": "time_ms_median", "memory": "peak_mem_bytes", "flops": "flops",
+           "attention flops": "flops_attention"}
 
 
 def paper_tables() -> dict[str, dict]:
@@ -32,17 +35,31 @@ def _task(row: dict) -> str:
     return str(task) if isinstance(task, str) and task else f"n={int(float(row['seq_len']))}"
 
 
+def _without_task(rows: list[dict]) -> list[dict]:
+    """Rows as one method x tasks table names them: without what a task sets (its length, batch,
+    and parameters that take one value per task, like SBM's density per LRA task)."""
+    seen: dict[tuple, set] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith("param_"):
+                seen.setdefault((row["method"], key, _task(row)), set()).add(str(value))
+    within = {(method, key) for (method, key, _), values in seen.items() if len(values) > 1}
+    return [{k: ("" if k in ("task", "seq_len", "batch") or k.startswith("param_") and (r["method"], k) not in within
+                 else v) for k, v in r.items()} for r in rows]
+
+
 def relative(rows: list[dict], reference: str, metric: str) -> dict[str, dict[str, float]]:
     """{case label: {task: value / the reference's value on the same task and set-up}}."""
     column = COLUMNS[metric]
     ok = [r for r in rows if r.get("status") == "ok" and number(r, column) is not None]
     base = {context_key(r): number(r, column) for r in ok if r["method"] == reference}
-    label = Labeller(ok, with_length=False)
+    named = _without_task(ok)
+    label = Labeller(named, with_length=False)
     out: dict[str, dict[str, float]] = {}
-    for row in ok:
+    for row, name in zip(ok, named):
         denominator = base.get(context_key(row))
         if denominator:
-            out.setdefault(label(row), {})[_task(row)] = number(row, column) / denominator
+            out.setdefault(label(name), {})[_task(row)] = number(row, column) / denominator
     return out
 
 
@@ -76,7 +93,7 @@ def relative_lines(rows: list[dict], reference: str, paper: str | None = None) -
             continue
         tasks = table["tasks"] if table else sorted({t for values in ours.values() for t in values},
                                                    key=lambda t: (len(t), t))
-        theirs = _paper_ratios(table, metric) if table else {}
+        theirs = _paper_ratios(table, metric, reference) if table else {}
         lines += ["", f"{metric} relative to {reference}" + (" (ours | paper)" if theirs else ""),
                   "| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
         for label, values in ours.items():
@@ -95,10 +112,13 @@ def relative_lines(rows: list[dict], reference: str, paper: str | None = None) -
     return lines or [f"no ok rows with a {reference} row on the same set-up to divide by"]
 
 
-def _paper_ratios(table: dict, metric: str) -> dict[str, list[float]]:
-    """{attnbench method: the paper's value / its baseline's, per task}."""
+def _paper_ratios(table: dict, metric: str, reference: str) -> dict[str, list[float]]:
+    """{attnbench method: the paper's value / its baseline's, per task}; the baseline row stands
+    for `reference`, whatever method it names."""
+    metric = metric.split()[-1]  # "attention flops" is compared with the paper's "flops"
     rows = table["rows"]
     base = rows[table["baseline"]].get(metric)
     if base is None:
         return {}
-    return {row["method"]: [v / b for v, b in zip(row[metric], base)] for row in rows.values() if metric in row}
+    return {(reference if name == table["baseline"] else row["method"]): [v / b for v, b in zip(row[metric], base)]
+            for name, row in rows.items() if metric in row}

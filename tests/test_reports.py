@@ -54,3 +54,42 @@ def test_summary_command_reads_a_report(tmp_path):
     pd.DataFrame(rows("full", [10, 40, 160]) + rows("fast", [20, 40, 80])).to_csv(path, index=False)
     result = cli("summary", str(path))
     assert result.returncode == 0 and "fast ran 2.00" in result.stdout
+
+
+def test_relative_tables_follow_the_papers_layout_with_the_paper_beside(tmp_path):
+    def row(method, task, n, flops, memory, **params):
+        return {"method": method, "task": task, "seq_len": n, "status": "ok", "flops": flops,
+                "peak_mem_bytes": memory, "scope": "model", "mode": "forward", **params}
+
+    rows = [row("full-explicit", "L", 2048, 100.0, 10.0), row("linear", "L", 2048, 2.0, 1.8),
+            row("sbm", "L", 2048, 7.0, 1.9, param_density=0.0115),
+            row("full-explicit", "T", 3072, 100.0, 10.0), row("linear", "T", 3072, 1.0, 1.6),
+            row("sbm", "T", 3072, 50.0, 1.0, param_density=0.1062)]
+    path = tmp_path / "table3.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    result = cli("summary", str(path), "--relative-to", "full-explicit", "--paper", "sbm-table3")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "Table 3" in text and "| method | L | T | R | I | P |" in text
+    assert "| linear | 0.02 \\| 0.02 | 0.01 \\| 0.01 | - \\| 0.02 |" in text  # ours | paper's, per task
+    memory, flops = text[text.index("memory relative"):text.index("flops relative")], text[text.index("flops relative"):]
+    assert "| ordering agrees | yes | yes | - | - | - |" in flops
+    # T: ours sbm 0.10 < linear 0.16 < full; the paper's SBM used 1.01x full's memory: 2 of 3 pairs swap
+    assert "| ordering agrees | yes | no (tau -0.33) | - | - | - |" in memory
+
+
+def test_scenario_tasks_set_lengths_batches_and_parameters(tmp_path):
+    scenario = tmp_path / "tasks.toml"
+    scenario.write_text('methods = ["full", "sbm"]\nscope = "model"\nmode = "forward"\n'
+                        'tasks = [{ name = "L", seq = 2048, params = { density = 0.01 } },\n'
+                        '         { name = "I", seq = 1024, batch = 2, params = { density = 0.02 } }]\n')
+    from attnbench.scenario import load_scenario
+
+    cases = load_scenario(scenario).cases()
+    assert [(c.method, c.task, c.seq_len, c.batch, c.params.get("density")) for c in cases] == [
+        ("full", "L", 2048, 1, None), ("sbm", "L", 2048, 1, 0.01),
+        ("full", "I", 1024, 2, None), ("sbm", "I", 1024, 2, 0.02)]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('methods = ["full"]\ntasks = [{ name = "L" }]\n')
+    result = cli("sweep", str(bad))
+    assert result.returncode == 1 and "tasks[0]: must be a table" in result.stderr
