@@ -143,16 +143,50 @@ def _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threa
     return {key: value for key, value in given.items() if value is not None}
 
 
-def _execute(plan, *, isolated: bool, allocator: str, append: bool, resume: bool = False,
-             find_max_seq: bool = False, quiet: bool = False, dry_run: bool = False) -> None:
-    """Shared by run (in this process) and sweep (isolated workers): check, measure through the
-    engine, render. Whatever can be checked without torch is checked first, so bad input fails
-    before the import and before the allocator restart."""
+EXECUTORS = ("local", "ray")
+
+
+def _check_executor(plan, executor: str, jobs: int, address: str | None, find_max_seq: bool) -> None:
+    if executor not in EXECUTORS:
+        raise AttnbenchError(f"--executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+    if address and executor != "ray":
+        raise AttnbenchError("--address names a Ray cluster: add --executor ray")
+    if jobs > 1 and "time" in plan.options.metrics:
+        raise AttnbenchError("--jobs runs cases at the same time, which would disturb their timings: take time "
+                             "out of --metrics (flops, memory, fvcore, sparsity and error are deterministic) or "
+                             "use --jobs 1")
+    if jobs > 1 and (find_max_seq or executor == "ray"):
+        raise AttnbenchError("--jobs is for local sweeps of a grid: --find-max-seq probes one length after "
+                             "another, and on Ray the cluster's resources decide how many cases run at once")
+
+
+def _launcher(executor: str, plan, jobs: int, address: str | None):
+    if executor == "in-process":
+        from attnbench.engine import InProcess
+
+        return InProcess()
+    if executor == "ray":
+        from attnbench.ray_launcher import RayLauncher
+
+        return RayLauncher(plan.limits, address)
+    from attnbench.workers import WorkerLauncher
+
+    return WorkerLauncher(plan.limits, jobs=jobs)
+
+
+def _execute(plan, *, executor: str, allocator: str, append: bool, resume: bool = False,
+             find_max_seq: bool = False, quiet: bool = False, dry_run: bool = False, jobs: int = 1,
+             address: str | None = None) -> None:
+    """Shared by run (in this process) and sweep (isolated workers, here or on Ray): check, measure
+    through the engine, render. Whatever can be checked without torch is checked first, so bad
+    input fails before the import and before the allocator restart."""
     from attnbench.case import expand_methods
     from attnbench.registry import check_names
 
     expand_methods(plan.methods)
     check_names([plan.options.reference])
+    if executor != "in-process":
+        _check_executor(plan, executor, jobs, address, find_max_seq)
     output = plan.output
     taken = output and output != "-" and Path(output).is_file() and Path(output).stat().st_size
     if taken and not (append or resume):
@@ -161,6 +195,10 @@ def _execute(plan, *, isolated: bool, allocator: str, append: bool, resume: bool
         from attnbench import allocator as allocator_policy
 
         allocator_policy.apply(allocator)  # may restart this process once, before anything is measured
+        if executor == "local":
+            from attnbench.workers import start_template
+
+            start_template()  # the workers' template imports torch while this process does too
     cases = plan.cases()
     if dry_run:
         from attnbench.schema import Labeller, identity
@@ -174,18 +212,13 @@ def _execute(plan, *, isolated: bool, allocator: str, append: bool, resume: bool
                    f"{limits.timeout_s:g} s per case")
         return
     from attnbench.analysis import status_lines, summary_lines
-    from attnbench.engine import InProcess, default_output, run_cases
+    from attnbench.engine import default_output, run_cases
     from attnbench.render import Progress, console, rows_table
     from attnbench.schema import identity
 
     output = output or default_output(plan.name)
     screen = console(stderr=output == "-")
-    if isolated:
-        from attnbench.workers import WorkerLauncher
-
-        launcher = WorkerLauncher(plan.limits)
-    else:
-        launcher = InProcess()
+    launcher = _launcher(executor, plan, jobs, address)
     with Progress(screen, [identity(c) for c in cases], quiet=quiet) as show:
         outcome = run_cases(cases, plan.options, launcher=launcher, output=output, append=append, resume=resume,
                             find_max_seq=find_max_seq, on_start=show.start, on_row=show.row)
@@ -229,7 +262,7 @@ def run_command(
                   max_time, inputs, input_scale, layer, reference, repeats, output, scope, layers, ffn_dim, vocab)
     plan = scenario_from_dict({"name": "run", "methods": ["full"], "seq": [Case.seq_len], **given,
                                **({"seeds": [seed]} if seed is not None else {})})
-    _execute(plan, isolated=False, allocator=allocator, append=append, quiet=quiet)
+    _execute(plan, executor="in-process", allocator=allocator, append=append, quiet=quiet)
 
 
 @app.command("sweep")
@@ -258,6 +291,15 @@ def sweep_command(
     find_max_seq: Annotated[bool, typer.Option(
         "--find-max-seq", help="Per method: double the length until a case stops fitting, then bisect; "
         "a 'max_seq' row gives the boundary.")] = False,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", min=1, help="Cases at once, each in its own worker; only when no time is measured "
+        "(flops, memory, fvcore, sparsity and error are deterministic for a seed).")] = 1,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="local (worker processes on this machine) or ray (each case a Ray task, isolated the "
+        "same way; needs pip install 'attnbench\\[ray]').")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        "--address", help="--executor ray: auto, or HOST:PORT of a running cluster." + _default(
+            "a Ray instance started on this machine"))] = None,
     quiet: QuietOpt = False, allocator: AllocatorOpt = DEFAULT_POLICY,
 ) -> None:
     """Run a grid of cases, each in a worker process with a memory cap and a time limit.
@@ -265,6 +307,9 @@ def sweep_command(
     Out of memory, timeouts, crashed workers, NaN outputs and errors become rows with their
     status, and the sweep goes on. Every row is written the moment its case ends, so an
     interrupted sweep keeps every finished case; --resume completes it.
+
+    With --jobs N, N cases run at once (no timing); with --executor ray, each case is a task on a
+    Ray cluster, isolated the same way.
 
     Example: [bold]attnbench sweep scenarios/smartbird_fig3.toml --max-memory 4GB[/bold]
     """
@@ -277,8 +322,8 @@ def sweep_command(
     if scenario is None and not given.get("methods"):
         raise AttnbenchError("give a scenario file (see scenarios/) or the grid itself with --method and --seq")
     plan = load_scenario(scenario, given) if scenario else scenario_from_dict({"name": "sweep", **given})
-    _execute(plan, isolated=True, allocator=allocator, append=append, resume=resume,
-             find_max_seq=find_max_seq, quiet=quiet, dry_run=dry_run)
+    _execute(plan, executor=executor, allocator=allocator, append=append, resume=resume,
+             find_max_seq=find_max_seq, quiet=quiet, dry_run=dry_run, jobs=jobs, address=address)
 
 
 @app.command("show-pattern")

@@ -3,8 +3,11 @@ cases through `run_cases`, with a launcher that decides where a case runs.
 
 - `InProcess` measures in this process (`attnbench run`): no isolation, no start-up cost.
 - `attnbench.workers.WorkerLauncher` gives every case a fresh worker process with a memory cap
-  and a time limit (`attnbench sweep`).
-Another launcher (a cluster, say) only needs `run(case, options) -> row` and `close()`.
+  and a time limit (`attnbench sweep`); with `jobs` > 1 it runs that many at once.
+- `attnbench.ray_launcher.RayLauncher` runs each case as a Ray task on a cluster, under the
+  same isolation, as many at once as the cluster's resources allow.
+Another launcher (Slurm, say) only needs `run(case, options) -> row`, `close()` and
+`concurrency` (how many `run` calls may be in flight at once; each returns one row).
 
 Every row is written (and flushed) the moment it exists. Resuming reads the report already on
 disk and runs only the cases it lacks (a failed case is a result too, so it is not rerun).
@@ -20,6 +23,7 @@ import dataclasses
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
@@ -34,6 +38,8 @@ NOT_FITTING = ("oom", "timeout", "crashed")
 
 
 class Launcher(Protocol):
+    concurrency: int
+
     def run(self, case: Case, options: MeasureOptions) -> dict: ...
 
     def close(self) -> None: ...
@@ -41,6 +47,8 @@ class Launcher(Protocol):
 
 class InProcess:
     """Measure each case in this process."""
+
+    concurrency = 1
 
     def run(self, case: Case, options: MeasureOptions) -> dict:
         return run_case(case, options)
@@ -109,6 +117,19 @@ def _find_max_seq(cases: list[Case], options: MeasureOptions, launcher: Launcher
                          f"longest n that ran: {good}; {detail}" if good else f"nothing ran; {detail}"))
 
 
+def _run_concurrently(cases: list[Case], options: MeasureOptions, launcher: Launcher,
+                      keep: Callable[[dict], None]) -> None:
+    """Up to `launcher.concurrency` cases in flight; rows are kept (written) in the order they end,
+    by this thread only. On Ctrl-C the cases not started are dropped and the launcher's close()
+    stops those running."""
+    pool = ThreadPoolExecutor(max_workers=min(launcher.concurrency, max(1, len(cases))))
+    try:
+        for future in as_completed([pool.submit(launcher.run, case, options) for case in cases]):
+            keep(future.result())
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -158,6 +179,8 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
         try:
             if find_max_seq:
                 _find_max_seq(cases, options, launcher, keep)
+            elif launcher.concurrency > 1:
+                _run_concurrently(cases, options, launcher, keep)
             else:
                 for case in cases:
                     keep(launcher.run(case, options))

@@ -8,6 +8,7 @@ runs last. A failing case becomes a row with a status ('oom', 'nan', 'unsupporte
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -161,6 +162,7 @@ def run_case(case: Case, options: MeasureOptions | None = None) -> dict:
     row = new_row(case)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(case.threads)
+    start = time.perf_counter()
     try:
         _measure(case, options, row)
     except Exception as exc:  # failures are data: record and go on
@@ -168,4 +170,5 @@ def run_case(case: Case, options: MeasureOptions | None = None) -> dict:
                    status_detail=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
     finally:
         torch.set_num_threads(previous_threads)
+    row["case_seconds"] = time.perf_counter() - start  # building, warm-up and every pass
     return stamp(row, case)

@@ -17,7 +17,7 @@ from attnbench.case import SETUP, Case
 from attnbench.metric import result_columns
 
 STATUSES = ("ok", "oom", "timeout", "crashed", "nan", "unsupported", "error", "max_seq")
-CORE = ("status", "status_detail")
+CORE = ("status", "status_detail", "case_seconds")  # case_seconds: wall time of the whole case where it ran
 ANALYTIC = ("flops_analytic", "scores_computed", "peak_mem_analytic_bytes")  # the method's formulas
 ENVIRONMENT = (
     "attnbench_version", "git_sha", "torch_version", "python_version", "hostname", "cpu_model", "cpu_count",

@@ -23,11 +23,11 @@ import multiprocessing
 import os
 import resource
 import signal
+import threading
 
 from attnbench.case import Case, Limits
 from attnbench.methods import BUILTIN
 from attnbench.metric import MeasureOptions
-from attnbench.runner import run_case
 from attnbench.schema import failure_row
 
 START_TIMEOUT_S = 180.0  # starting the template (importing torch) on a loaded machine
@@ -48,6 +48,17 @@ def _context():
     return context
 
 
+def start_template() -> None:
+    """Start the workers' template now, in the background: it imports torch and attnbench while
+    the caller does its own imports and builds its cases (a sweep's first worker then waits for
+    what is left of it, not for all of it)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        from multiprocessing import forkserver
+
+        _context()
+        threading.Thread(target=forkserver.ensure_running, name="attnbench-template", daemon=True).start()
+
+
 def _virtual_memory_bytes() -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -61,13 +72,27 @@ def _warm_up(case: Case, options: MeasureOptions) -> None:
     then take their memory before the cap is measured, so the cap is the case's alone."""
     import dataclasses
 
+    from attnbench.runner import run_case
+
     tiny = dataclasses.replace(case, method="full", params={}, batch=1, heads=1, seq_len=16, head_dim=8,
                                inputs="random", mode=case.mode)
     run_case(tiny, dataclasses.replace(options, metrics=tuple(m for m in options.metrics if m != "time"),
                                        min_time_s=0.0, max_time_s=0.0))
 
 
+def _die_with_parent() -> None:
+    """Linux: this worker gets SIGKILL when its parent (the template) exits, which the template does
+    when the runner that owns it dies: a killed runner or Ray worker leaves no orphan measuring."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_main(connection, max_memory_bytes: int | None) -> None:
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
     connection.send("ready")
     case, options = connection.recv()
@@ -75,50 +100,71 @@ def _worker_main(connection, max_memory_bytes: int | None) -> None:
     if max_memory_bytes and os.path.exists("/proc/self/status"):
         limit = _virtual_memory_bytes() + max_memory_bytes
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from attnbench.runner import run_case  # preloaded by the template: no import cost here
+
     connection.send(run_case(case, options))
 
 
 class WorkerLauncher:
-    """Run each case in a fresh worker process with a memory cap and a time limit."""
+    """Run each case in a fresh worker process with a memory cap and a time limit.
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    `run` may be called from several threads at once (`jobs` cases in parallel, for passes that
+    measure no time); `close` stops every worker still running.
+    """
+
+    def __init__(self, limits: Limits | None = None, jobs: int = 1) -> None:
         limits = limits or Limits()
         self.max_memory_bytes, self.timeout_s = limits.max_memory_bytes, limits.timeout_s
+        self.concurrency = jobs
         self._context = _context()
-        self._process = self._connection = None
+        self._running: set = set()
+        self._lock = threading.Lock()
 
-    def _start(self) -> None:
-        self._connection, child = self._context.Pipe()
-        self._process = self._context.Process(target=_worker_main, args=(child, self.max_memory_bytes), daemon=True)
-        self._process.start()
+    def _start(self):
+        """A started worker and its connection; raises if none could be started."""
+        connection, child = self._context.Pipe()
+        process = self._context.Process(target=_worker_main, args=(child, self.max_memory_bytes), daemon=True)
+        process.start()
         child.close()
-        if not self._connection.poll(START_TIMEOUT_S) or self._connection.recv() != "ready":
-            self._stop()
-            raise RuntimeError("the measurement worker did not start")
+        with self._lock:
+            self._running.add(process)
+        try:
+            if connection.poll(START_TIMEOUT_S) and connection.recv() == "ready":
+                return process, connection
+        except (EOFError, OSError):
+            pass
+        self._stop(process)
+        raise RuntimeError("the measurement worker did not start")
 
-    def _stop(self) -> None:
-        if self._process is not None:
-            if self._process.is_alive():
-                self._process.kill()
-            self._process.join(5)
-        self._process = self._connection = None
+    def _stop(self, process) -> None:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        with self._lock:
+            self._running.discard(process)
 
     def run(self, case: Case, options: MeasureOptions) -> dict:
-        self._start()
-        self._connection.send((case, options))
+        for attempt in (1, 2):  # a dead template is restarted by multiprocessing: retry once
+            try:
+                process, connection = self._start()
+                break
+            except (RuntimeError, OSError, EOFError) as exc:
+                if attempt == 2:
+                    return failure_row(case, "crashed", f"no worker could be started, twice: {exc}")
         try:
-            if self._connection.poll(self.timeout_s):
-                row = self._connection.recv()
-                self._stop()
+            connection.send((case, options))
+            if connection.poll(self.timeout_s):
+                row = connection.recv()
+                self._stop(process)
                 return row
-        except (EOFError, ConnectionResetError):
+        except (EOFError, ConnectionResetError, BrokenPipeError):
             pass  # the worker died mid-case
         else:
-            self._stop()
+            self._stop(process)
             return failure_row(case, "timeout", f"still running after {self.timeout_s:g} s; the worker was stopped")
-        self._process.join(5)
-        code = self._process.exitcode
-        self._stop()
+        process.join(5)
+        code = process.exitcode
+        self._stop(process)
         if code is not None and code < 0:
             name = signal.Signals(-code).name
             hint = " (perhaps the system's out-of-memory killer)" if name == "SIGKILL" else ""
@@ -126,5 +172,7 @@ class WorkerLauncher:
         return failure_row(case, "crashed", f"the worker exited with code {code}")
 
     def close(self) -> None:
-        self._stop()
-
+        with self._lock:
+            running = list(self._running)
+        for process in running:
+            self._stop(process)

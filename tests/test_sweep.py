@@ -125,3 +125,33 @@ def test_run_and_sweep_of_one_grid_give_the_same_columns(tmp_path):
     for a, b in zip(run_rows, sweep_rows):  # deterministic passes agree value for value
         assert {k: a[k] for k in ("method", "param_features", "status", "flops", "sparsity")} == \
                {k: b[k] for k in ("method", "param_features", "status", "flops", "sparsity")}
+
+
+def test_jobs_run_deterministic_passes_in_parallel_and_refuse_timing(tmp_path):
+    grid = ["-m", "full,linear", "-n", "64,128", "--heads", "1", "--head-dim", "8", "--threads", "1", "-q"]
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    assert cli("sweep", *grid, "--metrics", "flops", "-o", str(one)).returncode == 0
+    assert cli("sweep", *grid, "--metrics", "flops", "--jobs", "2", "-o", str(two)).returncode == 0
+    flops = [sorted((r["method"], r["seq_len"], r["status"], r["flops"]) for r in rows(p)) for p in (one, two)]
+    assert flops[0] == flops[1] and len(flops[0]) == 4
+    refused = cli("sweep", *grid, "--metrics", "flops,time", "--jobs", "2")
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 1 and len(lines) == 1 and "would disturb their timings" in lines[0]
+
+
+@pytest.mark.slow
+def test_a_dead_template_is_restarted_and_the_case_still_runs():
+    from multiprocessing import forkserver
+
+    from attnbench.case import make_cases
+    from attnbench.metric import MeasureOptions
+    from attnbench.workers import WorkerLauncher
+
+    (case,) = make_cases(["full"], [32], heads=1, head_dim=8, threads=1)
+    launcher, options = WorkerLauncher(), MeasureOptions(metrics=("flops",))
+    assert launcher.run(case, options)["status"] == "ok"
+    template = forkserver._forkserver._forkserver_pid
+    os.kill(template, signal.SIGKILL)
+    time.sleep(0.2)
+    assert launcher.run(case, options)["status"] == "ok"
+    assert forkserver._forkserver._forkserver_pid not in (None, template)
