@@ -433,6 +433,8 @@ def compare_command(
         "(repeatable). Defaults: time=0.01 (ms), memory=65536 (bytes), error=1e-6.")] = None,
     fail_on_missing: Annotated[bool, typer.Option(
         "--fail-on-missing", help="Exit 1 also when a BASE row is missing from NEW.")] = False,
+    allow_disjoint: Annotated[bool, typer.Option(
+        "--allow-disjoint", help="List two reports that share no case instead of failing (exit 2) on them.")] = False,
     format: Annotated[str, typer.Option("--format", help="text or markdown (for a pull-request comment).")] = "text",
 ) -> None:
     """Judge NEW against BASE row by row; exit 1 on any confirmed regression.
@@ -451,7 +453,10 @@ def compare_command(
     if format not in ("text", "markdown"):
         raise AttnbenchError(f"--format must be text or markdown, not {format!r}")
     result = compare_reports(base, new, chosen, tolerances=_thresholds(tolerance, "--tolerance"),
-                             floors=_thresholds(floor, "--floor"))
+                             floors=_thresholds(floor, "--floor"), allow_disjoint=allow_disjoint)
+    for report in result.without_samples:
+        print(f"Note: {report} has no raw timing samples beside it ({report}.samples.jsonl); its time intervals "
+              "come from the IQRs instead of a bootstrap", file=sys.stderr)
     if result.hardware_differs:
         print(f"Warning: the reports differ in {', '.join(result.hardware_differs)}; "
               "time and memory may not be comparable", file=sys.stderr)
@@ -530,7 +535,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except AttnbenchError as exc:
         print(f"Error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         print("Interrupted.", file=sys.stderr)
         sys.exit(130)

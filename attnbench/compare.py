@@ -16,10 +16,10 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attnbench.errors import AttnbenchError
+from attnbench.errors import AttnbenchError, NothingToCompare
 from attnbench.metric import Judgement, get_metric, metric_names
-from attnbench.report import read_samples
-from attnbench.schema import Labeller, row_key
+from attnbench.report import read_samples, sidecar_path
+from attnbench.schema import IDENTITY, REQUIRED, Labeller, row_key
 
 HARDWARE = ("cpu_model", "device_name", "gpu_name", "torch_version", "threads", "allocator")
 
@@ -40,6 +40,7 @@ class RowComparison:
 class Comparison:
     rows: list[RowComparison]
     hardware_differs: list[str]
+    without_samples: list[str] = field(default_factory=list)  # reports whose time had no raw samples
 
     @property
     def regressions(self) -> list[RowComparison]:
@@ -60,7 +61,22 @@ def _load(path: Path) -> list[dict]:
         raise AttnbenchError(f"cannot read report {path}: {exc}") from None
     if not rows or not {"method", "seq_len", "status"} <= set(rows[0]):
         raise AttnbenchError(f"{path} is not an attnbench report (no rows, or no method/seq_len/status columns)")
+    missing = [c for c in REQUIRED if c not in rows[0]]
+    if missing:
+        raise AttnbenchError(f"{path} lacks the attnbench columns {', '.join(missing)}; compare reports written by "
+                             "'attnbench run' or 'sweep' (a filtered copy must keep every column)")
     return rows
+
+
+def _differences(base_rows: list[dict], new_rows: list[dict]) -> str:
+    """Which identity columns take different values in the two reports, e.g. 'threads (2 vs 3)'."""
+    out = []
+    columns = list(IDENTITY) + sorted({k for r in base_rows + new_rows for k in r if k.startswith("param_")})
+    for column in columns:
+        values = [sorted({str(r.get(column, "")) for r in rows}, key=str) for rows in (base_rows, new_rows)]
+        if values[0] != values[1]:
+            out.append(f"{column} ({', '.join(values[0][:4]) or '-'} vs {', '.join(values[1][:4]) or '-'})")
+    return "; ".join(out[:4]) or "nothing in their identity columns (check the status column)"
 
 
 def policies(metrics, tolerances: dict[str, float] | None = None, floors: dict[str, float] | None = None) -> dict:
@@ -80,13 +96,17 @@ def policies(metrics, tolerances: dict[str, float] | None = None, floors: dict[s
 
 def compare_reports(base_path: str | Path, new_path: str | Path, metrics=None, *,
                     tolerances: dict[str, float] | None = None, floors: dict[str, float] | None = None,
-                    seed: int = 0) -> Comparison:
-    """Join BASE and NEW on their row keys and judge every metric in `metrics` (default: all)."""
+                    seed: int = 0, allow_disjoint: bool = False) -> Comparison:
+    """Join BASE and NEW on their row keys and judge every metric in `metrics` (default: all).
+    Two reports that share no case are an error unless `allow_disjoint`."""
     judges = policies(metrics or metric_names(comparable=True), tolerances, floors)
     base_rows, new_rows = _load(Path(base_path)), _load(Path(new_path))
     base_samples, new_samples = read_samples(base_path), read_samples(new_path)
     base_by_key = {row_key(r): r for r in base_rows if r["status"] != "max_seq"}
     new_by_key = {row_key(r): r for r in new_rows if r["status"] != "max_seq"}
+    if not allow_disjoint and not set(base_by_key) & set(new_by_key):
+        raise NothingToCompare(f"{base_path} and {new_path} share no case: they differ in "
+                               f"{_differences(base_rows, new_rows)}; pass --allow-disjoint to list them anyway")
     label = Labeller([*base_by_key.values(), *new_by_key.values()])
     rng = random.Random(seed)
     out = []
@@ -107,4 +127,5 @@ def compare_reports(base_path: str | Path, new_path: str | Path, metrics=None, *
         out.append(result)
     differs = [c for c in HARDWARE if c in base_rows[0] and c in new_rows[0]
                and {r[c] for r in base_rows} != {r[c] for r in new_rows}]
-    return Comparison(out, differs)
+    no_samples = [str(path) for path in (base_path, new_path) if not sidecar_path(path).is_file()]
+    return Comparison(out, differs, no_samples if "time" in judges else [])

@@ -113,8 +113,10 @@ def comparison_lines(comparison, metrics, markdown: bool) -> list[str]:
     if markdown:
         lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    else:
-        lines += ["  ".join(cells) for cells in body]
+    elif body:  # aligned columns under a header
+        widths = [max(len(cells[i]) for cells in [columns, *body]) for i in range(len(columns))]
+        lines += ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+                  for cells in [columns, *body]]
     same = len(comparison.rows) - len(changed)
     lines.append(f"{len(comparison.regressions)} regression(s), {len(comparison.missing)} missing, "
                  f"{sum(r.presence == 'new' for r in comparison.rows)} new, {same} unchanged row(s)")

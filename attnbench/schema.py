@@ -25,6 +25,8 @@ ENVIRONMENT = (
     "gpu_name", "gpu_driver", "gpu_memory_bytes", "gpu_sm_clock_mhz", "gpu_max_sm_clock_mhz",
 )
 IDENTITY = ("method", "seq_len", *SETUP)  # plus a param_<name> column per method parameter
+# Columns every attnbench report has had since the first one; later ones default to Case's values.
+REQUIRED = ("method", "seq_len", "status", "batch", "heads", "head_dim", "dtype", "device", "mode", "seed")
 _FIELD_TYPES = {f.name: f.type for f in fields(Case)}
 
 

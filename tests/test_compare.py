@@ -92,3 +92,66 @@ def test_compare_bad_input_is_one_line(base, tmp_path):
         result = cli("compare", *args)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_identity_is_by_value_so_a_report_that_went_through_pandas_still_matches(base, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    frame = pd.read_csv(base)  # skyformer's param_features etc. come back as 128.0, blanks as NaN
+    frame.loc[frame["method"] == "skyformer", "flops"] *= 2
+    edited = tmp_path / "pandas.csv"
+    frame.to_csv(edited, index=False)
+    shutil.copy(sidecar_path(base), sidecar_path(edited))
+    result = cli("compare", str(base), str(edited), "--metrics", "flops")
+    assert result.returncode == 1 and "0 missing, 0 new" in result.stdout
+    assert sum("REGRESSION" in line for line in result.stdout.splitlines()) == 2
+
+
+def test_threads_are_part_of_a_case_s_identity(base, tmp_path):
+    def other_threads(row):
+        row["threads"] = str(int(row["threads"]) + 1)
+        return row
+
+    result = cli("compare", str(base), str(copy_report(base, tmp_path / "threads.csv", other_threads)),
+                 "--metrics", "flops", "--allow-disjoint")
+    assert "6 missing, 6 new" in result.stdout
+
+
+def test_reports_that_share_no_case_are_an_error_naming_what_differs(base, tmp_path):
+    def other_dtype(row):
+        row["dtype"] = "float64"
+        return row
+
+    disjoint = copy_report(base, tmp_path / "f64.csv", other_dtype)
+    result = cli("compare", str(base), str(disjoint), "--metrics", "flops")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "share no case" in lines[0]
+    assert "dtype (float32 vs float64)" in lines[0] and "--allow-disjoint" in lines[0]
+    listed = cli("compare", str(base), str(disjoint), "--metrics", "flops", "--allow-disjoint")
+    assert listed.returncode == 0 and "6 missing, 6 new" in listed.stdout
+
+
+def test_a_report_missing_attnbench_columns_is_a_one_line_error(base, tmp_path):
+    import pandas as pd
+
+    pd.read_csv(base).drop(columns=["mode"]).to_csv(tmp_path / "no-mode.csv", index=False)
+    result = cli("compare", str(base), str(tmp_path / "no-mode.csv"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "lacks the attnbench columns mode" in lines[0]
+
+
+def test_text_output_has_headers_and_a_missing_sidecar_is_said(base, tmp_path):
+    def more_flops(row):
+        if row["method"] == "full":
+            row["flops"] = str(int(row["flops"]) + 1)
+        return row
+
+    new = copy_report(base, tmp_path / "flops.csv", more_flops)
+    sidecar_path(new).unlink()
+    result = cli("compare", str(base), str(new))
+    header = result.stdout.splitlines()[0].split()
+    assert header[:2] == ["case", "verdict"] and set(header[2:]) == {"time", "flops", "memory", "sparsity", "error"}
+    notes = [line for line in result.stderr.splitlines() if line.startswith("Note:")]
+    assert len(notes) == 1 and str(new) in notes[0] and "IQRs" in notes[0]
