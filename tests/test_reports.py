@@ -94,3 +94,41 @@ def test_scenario_tasks_set_lengths_batches_and_parameters(tmp_path):
     bad.write_text('methods = ["full"]\ntasks = [{ name = "L" }]\n')
     result = cli("sweep", str(bad))
     assert result.returncode == 1 and "tasks[0]: must be a table" in result.stderr
+
+
+def test_pareto_places_a_method_with_its_own_target_by_that_error():
+    frame = pd.DataFrame({"method": ["skyformer", "full"], "seq_len": [512, 512], "status": "ok",
+                          "time_ms_median": [1.0, 2.0], "error_spectral": [2.9, 1e-7],
+                          "error_target_spectral": [0.05, None]})
+    fig = pareto_figure(frame)
+    points = {c.get_label(): c.get_offsets()[0][1] for c in fig.axes[0].collections}
+    assert points["skyformer"] == pytest.approx(0.05) and points["full"] == pytest.approx(1e-7)
+
+
+def test_scenarios_read_on_python_3_10_through_tomli(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    import attnbench.scenario
+
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # as on 3.10: importing it fails
+    module = importlib.reload(attnbench.scenario)
+    try:
+        assert module.tomllib.__name__ == "tomli"
+        scenario = tmp_path / "s.toml"
+        scenario.write_text('methods = ["full"]\nseq = 64\n')
+        assert module.load_scenario(scenario).seq == [64]
+    finally:
+        monkeypatch.undo()
+        importlib.reload(attnbench.scenario)
+
+
+def test_method_descriptions_say_what_stands_in_for_what():
+    from attnbench.registry import get_method
+
+    def helps(name):
+        return " ".join(p.help for p in get_method(name).params())
+
+    assert "fixed seeded Gaussian projection" in helps("smartbird") and "trained tiny Transformer" in helps("smartbird")
+    assert "realised density is lower" in helps("sbm") and "not the released clipping" in helps("sbm")
+    assert cli("list", "s*").returncode == 0  # attnbench list shows these texts

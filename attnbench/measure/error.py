@@ -104,14 +104,14 @@ def case_errors(case, method, q, k, v, *, reference: str, repeats: int) -> dict:
     shape, wide = case.shape, torch.float64
     exact_inputs = (q.to(wide), k.to(wide), v.to(wide))
 
-    def exact(name):
-        target = create_method(name)
+    def exact(name, **params):
+        target = create_method(name, **params)
         return frozen_draws(target, target.build(shape, device=q.device, dtype=wide,
                                                  generator=torch.Generator().manual_seed(case.seed)))
 
     references = {"": exact(reference)}
     if method.exact_target:
-        references["target_"] = exact(method.exact_target)
+        references["target_"] = exact(method.exact_target, **method.exact_target_params())
     exact_outputs = {key: ref(*exact_inputs) for key, ref in references.items()}
     found: dict[str, list[float]] = {}
     first = None

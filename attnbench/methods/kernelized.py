@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.contract import Method, Shape
+from attnbench.contract import Method, Shape, param
 from attnbench.methods._linalg import gaussian_kernel
 
 PAPER = "Chen et al. 2021, Skyformer: Remodel Self-Attention with Gaussian Kernel and Nystrom Method, arXiv:2111.00035"
 
 
-def kernelized_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    scale = q.shape[-1] ** -0.25
+def kernelized_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normalizer: int = 0) -> torch.Tensor:
+    """exp(-|q - k|^2 / (2 sqrt(p))) V, with p = `normalizer` or the head dimension."""
+    scale = (normalizer or q.shape[-1]) ** -0.25
     return gaussian_kernel(q * scale, k * scale) @ v
 
 
@@ -29,9 +30,12 @@ class Kernelized(Method):
     """Exact Gaussian-kernel attention C V (Skyformer's O(n^2) target)."""
 
     paper = PAPER
+    normalizer: int = param(0, "q, k scale p^(-1/4); 0 uses head_dim (Skyformer's normalizer, matched)", low=0)
 
     def build(self, shape, *, device, dtype, generator):
-        return kernelized_attention
+        if not self.normalizer:
+            return kernelized_attention
+        return lambda q, k, v: kernelized_attention(q, k, v, self.normalizer)
 
     def flops(self, shape: Shape, scores=None) -> float:
         return 4 * shape.rows * shape.seq_len**2 * shape.head_dim  # q k^T and C V

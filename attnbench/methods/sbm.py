@@ -237,9 +237,11 @@ class SBM(SampledHooks, Method):
 
     clusters: int = param(128, "k, cluster embeddings per head", low=1)
     delta: float = param(0.01, "exploration probability added to every pair", low=0, high=1)
-    density: float = param(0.0, "target mean mask density (scales the expected adjacency); 0 = as initialised",
-                           low=0, high=1)
-    variant: str = param("fastrg", "fastrg (paper, sparse) or bernoulli (released code, dense)",
+    density: float = param(0.0, "target mean density: scales the expected edge count to density x n^2; the merged "
+                           "(binary) mask's realised density is lower where edges repeat, i.e. close to the target "
+                           "only at low density (rows record density_mean); 0 = as initialised", low=0, high=1)
+    variant: str = param("fastrg", "fastrg (paper, sparse) or bernoulli (the released code's dense forward; its "
+                         "backward here is eq. 9's straight-through, not the released clipping)",
                          choices=("fastrg", "bernoulli"))
     multi_edges: bool = param(False, "keep repeated sampled edges (official fastRG) instead of a binary mask")
 

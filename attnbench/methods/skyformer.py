@@ -120,6 +120,15 @@ class Skyformer(Method):
     def exact_target(self) -> str:  # what this instance approximates (Method.exact_target)
         return "kernelized" if self.target == "kernelized" else "full"
 
+    def exact_target_params(self) -> dict:
+        return {"normalizer": self.normalizer} if self.target == "kernelized" else {}
+
+    def unsupported(self, shape, mode):
+        if self.target == "softmax" and self.normalizer not in (0, shape.head_dim):
+            return ("target=softmax approximates softmax(QK^T / sqrt(head_dim)): leave normalizer at 0 "
+                    f"(it is {self.normalizer}, head_dim {shape.head_dim})")
+        return super().unsupported(shape, mode)
+
     def diagnostics(self, fn, q, k, v):
         return fn.diagnostics(q, k, v)
 
