@@ -26,6 +26,26 @@ def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     return linear_fit([math.log(x) for x in xs], [math.log(y) for y in ys])[1]
 
 
+def loglog_slope_se(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float | None]:
+    """The scaling exponent and its standard error from the fit (None from two points)."""
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    a, b, _ = linear_fit(lx, ly)
+    if len(lx) < 3:
+        return b, None
+    mx = sum(lx) / len(lx)
+    residual = sum((y - a - b * x) ** 2 for x, y in zip(lx, ly))
+    return b, math.sqrt(residual / (len(lx) - 2) / sum((x - mx) ** 2 for x in lx))
+
+
+def _exponent(what: str, xs: list[float], ys: list[float]) -> str:
+    slope, se = loglog_slope_se(xs, ys)
+    return f"{what} ~ n^{slope:.2f}" + ("" if se is None else f" +/- {se:.2f}")
+
+
+def _noisy(row: dict) -> bool:
+    return str(row.get("time_noisy")).lower() == "true"
+
+
 IQR_TO_SIGMA = 1.349  # IQR of a normal distribution, in standard deviations
 
 
@@ -77,17 +97,20 @@ def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
     for key, series in groups.items():
         ns = sorted(series)
         parts = []
+        noisy = [n for n in ns if _noisy(series[n])]
         if len(ns) >= 2:
-            parts.append(f"time ~ n^{loglog_slope(ns, [float(series[n]['time_ms_median']) for n in ns]):.2f}")
+            parts.append(_exponent("time", ns, [float(series[n]["time_ms_median"]) for n in ns])
+                         + (f" (noisy at n={','.join(map(str, noisy))})" if noisy else ""))
             memory = [_float(series[n].get("peak_mem_bytes")) for n in ns]
             if all(m and m > 0 for m in memory):
-                parts.append(f"memory ~ n^{loglog_slope(ns, memory):.2f}")
+                parts.append(_exponent("memory", ns, memory))
         ref = refs.get(key[2])
         if ref and key[0] != reference:
             crossing = _crossover({n: float(series[n]["time_ms_median"]) for n in ns},
                                   {n: float(r["time_ms_median"]) for n, r in ref.items()})
             if crossing:
-                parts.append(crossing)
+                shaky = noisy or [n for n in ref if _noisy(ref[n])]
+                parts.append(crossing + (" (from noisy points)" if shaky else ""))
         if parts:
             lines.append(f"{_name(key)}: " + ", ".join(parts))
     for setup, ref in refs.items():

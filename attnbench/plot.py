@@ -53,6 +53,11 @@ def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure:
         for name, group in data.groupby("_series", sort=True):
             group = group.sort_values("seq_len")
             line, = ax.plot(group["seq_len"], group[panel.column], marker="o", label=name)
+            if panel.column == "time_ms_median" and "time_noisy" in group:  # noisy timings drawn hollow
+                noisy = group[group["time_noisy"].astype(str).str.lower() == "true"]
+                if not noisy.empty:
+                        ax.plot(noisy["seq_len"], noisy[panel.column], linestyle="none", marker="o",
+                            markerfacecolor="white", markeredgecolor=line.get_color(), zorder=3)
             if panel.band and panel.band in group:
                 half = group[panel.band].fillna(0) / 2
                 ax.fill_between(group["seq_len"], group[panel.column] - half, group[panel.column] + half,

@@ -66,7 +66,8 @@ def test_timing_statistics():
     assert t.median_ms == pytest.approx(3.0)
     assert t.iqr_ms == pytest.approx(2.0)
     assert t.noisy
-    assert not Timing((0.010, 0.0101, 0.0102), 1).noisy
+    assert not Timing((0.010, 0.0101, 0.0102, 0.0101, 0.0100), 1).noisy
+    assert Timing((0.010, 0.0101, 0.0102), 1).noisy  # too few samples to show a spread
 
 
 def test_time_call_measures_and_restores_threads():

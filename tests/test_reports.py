@@ -17,8 +17,8 @@ def rows(method, times, ns=(1024, 2048, 4096), iqr=0.0, **extra):
 def test_summary_fits_exponents_finds_the_crossover_and_states_ratios():
     report = rows("full", [10, 40, 160], iqr=1.0) + rows("fast", [20, 40, 80], iqr=2.0)
     lines = summary_lines(report)
-    assert lines[0] == "full: time ~ n^2.00, memory ~ n^2.00"
-    assert lines[1] == "fast: time ~ n^1.00, memory ~ n^1.00, cheaper than the reference from n~2048"
+    assert lines[0] == "full: time ~ n^2.00 +/- 0.00, memory ~ n^2.00 +/- 0.00"
+    assert lines[1] == "fast: time ~ n^1.00 +/- 0.00, memory ~ n^1.00 +/- 0.00, cheaper than the reference from n~2048"
     assert lines[-1].startswith("  fast ran 2.00 +/- ") and lines[-1].endswith("times faster than full")
     never = summary_lines(rows("full", [10, 20, 40]) + rows("slow", [30, 60, 120]))
     assert "not cheaper than the reference up to n=4096" in never[1]
@@ -132,3 +132,20 @@ def test_method_descriptions_say_what_stands_in_for_what():
     assert "fixed seeded Gaussian projection" in helps("smartbird") and "trained tiny Transformer" in helps("smartbird")
     assert "realised density is lower" in helps("sbm") and "not the released clipping" in helps("sbm")
     assert cli("list", "s*").returncode == 0  # attnbench list shows these texts
+
+
+def test_noisy_timings_are_marked_in_the_summary_and_drawn_hollow():
+    from attnbench.analysis import loglog_slope_se
+    from attnbench.measure.timing import Timing
+    from attnbench.plot import efficiency_figure
+
+    assert Timing((0.010, 0.010), 1).noisy and not Timing((0.010,) * 5, 1).noisy  # 2 samples cannot be quiet
+    slope, se = loglog_slope_se([1024, 2048, 4096], [10, 38, 170])
+    assert 1.9 < slope < 2.2 and 0 < se < 0.2
+    report = rows("full", [10, 40, 160]) + rows("fast", [20, 40, 80], time_noisy=False)
+    report[4]["time_noisy"] = True  # fast at n=2048
+    lines = summary_lines(report)
+    assert "(noisy at n=2048)" in lines[1] and "(from noisy points)" in lines[1]
+    fig = efficiency_figure(pd.DataFrame(report))
+    hollow = [line for line in fig.axes[0].lines if line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [2048]

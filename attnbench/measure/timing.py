@@ -17,6 +17,7 @@ import torch
 from torch.utils.benchmark import Timer
 
 NOISY_IQR_FRACTION = 0.10  # torch.utils.benchmark's own threshold for a noisy measurement
+MIN_QUIET_SAMPLES = 5  # fewer samples than this cannot show a spread: the timing counts as noisy
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Timing:
 
     @property
     def noisy(self) -> bool:
-        return self.iqr_ms > NOISY_IQR_FRACTION * self.median_ms
+        return len(self.samples_s) < MIN_QUIET_SAMPLES or self.iqr_ms > NOISY_IQR_FRACTION * self.median_ms
 
 
 def _synchronize(device: torch.device) -> None:
