@@ -33,9 +33,11 @@ def _cpu_model() -> str:
 
 
 @functools.cache
-def git_sha() -> str:
-    """The commit of the attnbench source in use ('+dirty' with local edits), '' outside git."""
-    where = Path(attnbench.__file__).resolve().parent.parent
+def git_sha(where: Path | None = None) -> str:
+    """The commit of the git work tree holding `where` (default: the attnbench source in use),
+    '+dirty' with local edits to tracked files, '' outside git."""
+    where = where or Path(attnbench.__file__).resolve().parent.parent
+
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, timeout=5)
 
@@ -48,6 +50,37 @@ def git_sha() -> str:
         return ""
     sha = head.stdout.strip()
     return f"{sha}+dirty" if dirty else sha
+
+
+def method_provenance(name: str) -> dict[str, str]:
+    """Whose code a method is: its module's file, the version of the installed package that ships it,
+    and the commit of the git work tree it sits in ('' for what cannot be told). For a built-in
+    method that is attnbench itself."""
+    from attnbench.registry import get_method
+
+    return _provenance(get_method(name))
+
+
+@functools.cache
+def _provenance(cls: type) -> dict[str, str]:
+    import inspect
+    import sys
+    from importlib import metadata
+
+    module = sys.modules.get(cls.__module__)
+    source = inspect.getsourcefile(module) if module else None
+    top = (module.__name__ if module else "").split(".")[0]
+    if top == "attnbench":  # a built-in: attnbench's own version and commit (no package scan per worker)
+        return {"method_source": source or "", "method_version": attnbench.__version__, "method_git_sha": git_sha()}
+    version = ""
+    for distribution in metadata.packages_distributions().get(top, []):
+        try:
+            version = metadata.version(distribution)
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    return {"method_source": source or "", "method_version": version,
+            "method_git_sha": git_sha(Path(source).resolve().parent) if source else ""}
 
 
 def nvml_info(device_index: int = 0, uuid: str | None = None) -> dict[str, object]:

@@ -24,6 +24,7 @@ ENVIRONMENT = (
     "allocator", "malloc_env", "ld_preload", "device_name", "cuda_version", "tf32_matmul",
     "gpu_name", "gpu_driver", "gpu_memory_bytes", "gpu_sm_clock_mhz", "gpu_max_sm_clock_mhz",
 )
+PROVENANCE = ("method_source", "method_version", "method_git_sha")  # whose code the method is
 IDENTITY = ("method", "seq_len", *SETUP)  # plus a param_<name> column per method parameter
 # Columns every attnbench report has had since the first one; later ones default to Case's values.
 REQUIRED = ("method", "seq_len", "status", "batch", "heads", "head_dim", "dtype", "device", "mode", "seed")
@@ -48,20 +49,21 @@ def columns_for(cases: Iterable[Case]) -> list[str]:
     cases = list(cases)
     ident = dict.fromkeys(c for case in cases for c in identity(case))
     extras = dict.fromkeys(c for case in cases for c in _extra_columns(case))
-    return [*ident, *CORE, *ANALYTIC, *result_columns(), *extras, "timestamp", *ENVIRONMENT]
+    return [*ident, *CORE, *ANALYTIC, *result_columns(), *extras, "timestamp", *PROVENANCE, *ENVIRONMENT]
 
 
 def new_row(case: Case) -> dict:
     """A row with the case's identity and every other column empty."""
-    blank = [*CORE, *ANALYTIC, *result_columns(), *_extra_columns(case), "timestamp", *ENVIRONMENT]
+    blank = [*CORE, *ANALYTIC, *result_columns(), *_extra_columns(case), "timestamp", *PROVENANCE, *ENVIRONMENT]
     return {**identity(case), **dict.fromkeys(blank)}
 
 
 def stamp(row: dict, case: Case) -> dict:
-    """Close a row: when it ended and the environment it ran in."""
-    from attnbench.env import environment
+    """Close a row: when it ended, whose code the method is and the environment it ran in."""
+    from attnbench.env import environment, method_provenance
 
     row["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    row.update(method_provenance(case.method))
     row.update(environment(case.device))
     return row
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import attnbench
 from attnbench.registry import REGISTRY
 from tests.conftest import cli
 
@@ -38,7 +39,14 @@ QUICK = ["-n", "64", "--heads", "2", "--head-dim", "16", "--min-time", "0.02", "
 
 
 def test_readme_example_runs_by_module_and_attribute(on_path):
+    import subprocess
+
     (on_path / "my_attention.py").write_text(example_module())
+    git = ["git", "-C", str(on_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "my_attention.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "mine"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = cli("run", "-m", "my_attention:CosineAttention,full", "-p", "temperature=5,20",
                            "-o", "-", *QUICK)
     assert result.returncode == 0, result.stderr
@@ -46,6 +54,9 @@ def test_readme_example_runs_by_module_and_attribute(on_path):
     mine = frame[frame["method"] == "my_attention:CosineAttention"]
     assert sorted(mine["param_temperature"]) == [5.0, 20.0] and (frame["status"] == "ok").all()
     assert (mine["flops"] == mine["flops_analytic"]).all()
+    # whose code was measured: the plugin's file and the commit of its work tree, beside attnbench's
+    assert mine["method_source"].str.endswith("my_attention.py").all() and (mine["method_git_sha"] == commit).all()
+    assert frame.loc[frame["method"] == "full", "method_version"].iloc[0] == attnbench.__version__
 
 
 def test_readme_example_registers_through_an_entry_point(on_path):
@@ -54,11 +65,13 @@ def test_readme_example_registers_through_an_entry_point(on_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-attention\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[attnbench.methods]\ncosine = my_attention:CosineAttention\n")
+    (dist / "top_level.txt").write_text("my_attention\n")
     listed = cli("list", "cos*")
     assert listed.returncode == 0 and "cosine" in listed.stdout and "temperature" in listed.stdout
     result = cli("run", "-m", "cosine", "-o", "-", *QUICK)
     assert result.returncode == 0, result.stderr
-    assert pd.read_csv(io.StringIO(result.stdout)).loc[0, "status"] == "ok"
+    row = pd.read_csv(io.StringIO(result.stdout)).iloc[0]
+    assert row["status"] == "ok" and str(row["method_version"]) == "0.1"  # the plugin package's version
 
 
 def test_bad_references_are_one_line_errors(on_path):
