@@ -111,6 +111,10 @@ RepeatsOpt = Annotated[Optional[int], typer.Option(
     "--repeats", min=1, help="Error metric: independent draws of a stochastic method (mean and std)."
     + _default(_OPTIONS["repeats"]))]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Plain progress lines, no progress bar.")]
+SeedOpt = Annotated[Optional[str], typer.Option(
+    "--seed", "--seeds", help="Seed(s) for the inputs and every random draw of a method, comma separated: each case "
+    "runs once per seed." + _default(_CASE["seed"]))]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="List the cases and exit.")]
 AllocatorOpt = Annotated[str, typer.Option(
     "--allocator", help="CPU allocator policy: cache (keep freed memory, as CUDA does) or system (glibc "
     "defaults). Your own MALLOC_*/LD_PRELOAD always win.")]
@@ -239,12 +243,11 @@ def run_command(
     heads: HeadsOpt = None, head_dim: HeadDimOpt = None, dtype: DtypeOpt = None, device: DeviceOpt = None,
     mode: ModeOpt = None, scope: ScopeOpt = None, layers: LayersOpt = None, ffn_dim: FfnDimOpt = None,
     vocab: VocabOpt = None,
-    seed: Annotated[Optional[int], typer.Option(
-        "--seed", help="Seed for inputs and every random draw of a method." + _default(_CASE["seed"]))] = None,
+    seed: SeedOpt = None,
     threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None,
     max_time: MaxTimeOpt = None, inputs: InputsOpt = None, input_scale: InputScaleOpt = None, layer: LayerOpt = None,
     reference: ReferenceOpt = None, repeats: RepeatsOpt = None,
-    output: OutputOpt = None, append: AppendOpt = False, quiet: QuietOpt = False,
+    output: OutputOpt = None, append: AppendOpt = False, quiet: QuietOpt = False, dry_run: DryRunOpt = False,
     allocator: AllocatorOpt = DEFAULT_POLICY,
 ) -> None:
     """Measure METHODs over sequence lengths in this process: one CSV row per case and a table.
@@ -260,9 +263,10 @@ def run_command(
 
     given = _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threads, metrics, min_time,
                   max_time, inputs, input_scale, layer, reference, repeats, output, scope, layers, ffn_dim, vocab)
-    plan = scenario_from_dict({"name": "run", "methods": ["full"], "seq": [Case.seq_len], **given,
-                               **({"seeds": [seed]} if seed is not None else {})})
-    _execute(plan, executor="in-process", allocator=allocator, append=append, quiet=quiet)
+    if seed:
+        given["seeds"] = parse_ints(seed, "--seed")
+    plan = scenario_from_dict({"name": "run", "methods": ["full"], "seq": [Case.seq_len], **given})
+    _execute(plan, executor="in-process", allocator=allocator, append=append, quiet=quiet, dry_run=dry_run)
 
 
 @app.command("sweep")
@@ -273,8 +277,7 @@ def sweep_command(
     heads: HeadsOpt = None, head_dim: HeadDimOpt = None, dtype: DtypeOpt = None, device: DeviceOpt = None,
     mode: ModeOpt = None, scope: ScopeOpt = None, layers: LayersOpt = None, ffn_dim: FfnDimOpt = None,
     vocab: VocabOpt = None,
-    seeds: Annotated[Optional[str], typer.Option(
-        "--seeds", help="Seeds, comma separated: each case runs once per seed." + _default(_CASE["seed"]))] = None,
+    seeds: SeedOpt = None,
     threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None, max_time: MaxTimeOpt = None,
     inputs: InputsOpt = None, input_scale: InputScaleOpt = None, layer: LayerOpt = None,
     reference: ReferenceOpt = None, repeats: RepeatsOpt = None,
@@ -287,7 +290,7 @@ def sweep_command(
     output: OutputOpt = None, append: AppendOpt = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Run only the cases the report lacks (needs -o or the scenario's output).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cases and exit.")] = False,
+    dry_run: DryRunOpt = False,
     find_max_seq: Annotated[bool, typer.Option(
         "--find-max-seq", help="Per method: double the length until a case stops fitting, then bisect; "
         "a 'max_seq' row gives the boundary.")] = False,
@@ -317,7 +320,7 @@ def sweep_command(
 
     given = _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threads, metrics, min_time,
                   max_time, inputs, input_scale, layer, reference, repeats, output, scope, layers, ffn_dim, vocab)
-    given.update({k: v for k, v in {"seeds": parse_ints(seeds, "--seeds") if seeds else None,
+    given.update({k: v for k, v in {"seeds": parse_ints(seeds, "--seed") if seeds else None,
                                     "max_memory": max_memory, "timeout": timeout}.items() if v is not None})
     if scenario is None and not given.get("methods"):
         raise AttnbenchError("give a scenario file (see scenarios/) or the grid itself with --method and --seq")
@@ -352,8 +355,14 @@ def show_pattern_command(
         raise AttnbenchError(f"--seq {n} is too large to draw (n x n per head); use 4096 or less")
     from attnbench.plot import pattern_figure
 
-    params = {name: values[0] for name, values in (parse_param(p) for p in param or [])}
+    grids = dict(parse_param(p) for p in param or [])
+    several = [f"{name}={','.join(values)}" for name, values in grids.items() if len(values) > 1]
+    if several:
+        raise AttnbenchError(f"show-pattern draws one value set; {several[0]} gives several: run it once per value")
+    params = {name: values[0] for name, values in grids.items()}
     path = output or Path("reports") / f"pattern-{method.replace(':', '-')}-{n}.png"
+    if not path.suffix:  # a bare name gets .png; any other path is written exactly as given
+        path = path.with_suffix(".png")
     pattern_figure(method, n, params, heads=heads, head_dim=head_dim, seed=seed, path=path)
     typer.echo(f"wrote {path}")
 
@@ -508,11 +517,11 @@ def info_command(device: Annotated[str, typer.Option("--device", help="cpu, cuda
 def plot_command(
     report: Annotated[Path, typer.Argument(help="CSV report written by 'attnbench run'.")],
     out_dir: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Folder for the figures." + _default("the report's folder"))] = None,
+        "--out-dir", "--output", "-o", help="Folder for the figures." + _default("the report's folder"))] = None,
 ) -> None:
     """Plot time, peak memory and FLOPs against sequence length (log-log), PNG and SVG.
 
-    Example: [bold]attnbench plot reports/run-20260101-120000.csv -o reports/[/bold]
+    Example: [bold]attnbench plot reports/run-20260101-120000.csv --out-dir reports/[/bold]
     """
     from attnbench.plot import plot_report
     from attnbench.report import read_report

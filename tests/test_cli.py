@@ -151,3 +151,21 @@ def test_allocator_policy_is_applied_and_recorded():
     bad = cli("run", "--allocator", "jemalloc")
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         "Error: --allocator must be one of cache, system, not 'jemalloc'"]
+
+
+def test_options_mean_the_same_on_every_command(tmp_path):
+    listed = cli("run", "-m", "linear", "-n", "64", "--seed", "0,1,2", "--dry-run")
+    assert listed.returncode == 0 and listed.stdout.strip().splitlines()[-1].startswith("3 case(s)")
+    assert [line.split()[-1] for line in listed.stdout.splitlines()[:3]] == ["seed=0", "seed=1", "seed=2"]
+    swept = cli("sweep", "-m", "linear", "-n", "64", "--seed", "0,1", "--dry-run")
+    assert swept.stdout.strip().splitlines()[-1].startswith("2 case(s)")
+    many = cli("show-pattern", "-m", "bigbird", "-n", "256", "-p", "block_size=16,32")
+    lines = many.stderr.strip().splitlines()
+    assert many.returncode == 1 and len(lines) == 1 and "block_size=16,32 gives several" in lines[0]
+    drawn = cli("show-pattern", "-m", "longformer", "-n", "64", "-p", "window=16", "--heads", "1",
+                "-o", str(tmp_path / "pat"))
+    assert drawn.returncode == 0 and (tmp_path / "pat.png").is_file()
+    assert f"wrote {tmp_path / 'pat.png'}" in drawn.stdout
+    exact = cli("show-pattern", "-m", "longformer", "-n", "64", "-p", "window=16", "--heads", "1",
+                "-o", str(tmp_path / "pat.svg"))
+    assert exact.returncode == 0 and (tmp_path / "pat.svg").is_file()
