@@ -149,6 +149,15 @@ class Method:
         """Analytic peak bytes allocated by one call beyond its inputs (None: no formula)."""
         return None
 
+    def too_large(self, name: str, largest: int, why: str) -> str | None:
+        """For `unsupported`: a parameter above what the shape allows is refused, never clamped in
+        silence (a row's parameters are what ran); None when it fits."""
+        value = getattr(self, name)
+        if value <= largest:
+            return None
+        return (f"{self.name}: {name}={value} is more than this shape allows ({why}); "
+                f"the largest {name} here is {largest}")
+
     def unsupported(self, shape: Shape, mode: str) -> str | None:
         """Why this case cannot run (None if it can)."""
         caps = self.capabilities

@@ -127,3 +127,23 @@ def test_cases_are_the_cartesian_product_with_defaults_filled(temp_method):
         ("toy-grid", {"a": 3, "b": "x"}, 64), ("toy-grid", {"a": 3, "b": "x"}, 128),
         ("full", {}, 64), ("full", {}, 128)]
     assert isinstance(cases[0], Case)
+
+
+@pytest.mark.parametrize("name, params, n, message", [
+    ("smartbird", {"k": 100000}, 64, "the largest k here is 64"),
+    ("nystromformer", {"landmarks": 100}, 64, "the largest landmarks here is 64"),
+    ("longformer", {"window": 200}, 64, "the largest window here is 128"),
+    ("longformer", {"window": 16, "global_tokens": 65}, 64, "the largest global_tokens here is 64"),
+    ("sparse_transformer", {"pattern": "fixed", "stride": 16, "summary": 17}, 64, "the largest summary here is 16"),
+])
+def test_a_parameter_the_shape_cannot_hold_is_refused_not_clamped(name, params, n, message):
+    (case,) = make_cases([name], [n], {k: [v] for k, v in params.items()}, heads=1, head_dim=8, threads=1)
+    row = run_case(case, MeasureOptions(metrics=("flops",)))
+    assert row["status"] == "unsupported" and message in row["status_detail"], row["status_detail"]
+
+
+def test_bigbird_records_how_many_random_blocks_it_could_draw():
+    cases = make_cases(["bigbird"], [64, 256], {"block_size": [16]}, heads=1, head_dim=8, threads=1)
+    few, enough = (run_case(c, MeasureOptions(metrics=("flops",))) for c in cases)
+    assert few["status"] == enough["status"] == "ok" and few["param_random_blocks"] == 3
+    assert few["random_blocks_drawn"] == 0.0 and enough["random_blocks_drawn"] == 3.0  # 4 blocks leave none

@@ -23,9 +23,10 @@ PAPER = "Zaheer et al. 2020, Big Bird: Transformers for Longer Sequences, arXiv:
 
 
 def block_pattern(blocks: int, heads: int, random_blocks: int,
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Key blocks of each middle query block, per head: (heads, blocks - 2, 5 + r) ids and a
-    validity mask that drops repeats (the window can reach a global block) and missing draws."""
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Key blocks of each middle query block, per head: (heads, blocks - 2, 5 + r) ids, a validity
+    mask that drops repeats (the window can reach a global block) and missing draws, and the mean
+    number of random blocks really drawn (fewer than r when few blocks are left to draw from)."""
     rows = torch.arange(1, blocks - 1)
     fixed = torch.stack([rows - 1, rows, rows + 1, torch.zeros_like(rows), torch.full_like(rows, blocks - 1)], -1)
     taken = torch.zeros(blocks - 2, blocks, dtype=torch.bool).scatter_(1, fixed, True)
@@ -33,16 +34,17 @@ def block_pattern(blocks: int, heads: int, random_blocks: int,
     chosen = draw.topk(min(random_blocks, blocks), dim=-1)
     ids = torch.cat([fixed.expand(heads, -1, -1), chosen.indices], dim=-1)
     valid = torch.cat([torch.ones(heads, blocks - 2, 5, dtype=torch.bool), chosen.values >= 0], dim=-1)
+    drawn = float((chosen.values >= 0).sum(-1).double().mean())
     ids, order = ids.sort(dim=-1, stable=True)  # a repeat then follows its first, valid copy
     valid = valid.gather(-1, order)
     repeat = torch.cat([torch.zeros_like(ids[..., :1], dtype=torch.bool), ids[..., 1:] == ids[..., :-1]], -1)
-    return ids, valid & ~repeat
+    return ids, valid & ~repeat, drawn
 
 
 class BigBirdAttention:
     def __init__(self, method: "BigBird", shape: Shape, device, generator) -> None:
         self.size, blocks = method.block_size, shape.seq_len // method.block_size
-        ids, valid = block_pattern(blocks, shape.heads, method.random_blocks, generator)
+        ids, valid, self.random_blocks_drawn = block_pattern(blocks, shape.heads, method.random_blocks, generator)
         offsets = torch.arange(self.size)
         self.key_index = (ids.unsqueeze(-1) * self.size + offsets).flatten(-2).to(device)  # (h, blocks-2, K)
         self.valid = valid.repeat_interleave(self.size, dim=-1).unsqueeze(-2).to(device)  # (h, blocks-2, 1, K)
@@ -72,8 +74,10 @@ class BigBird(Method):
     """Block-sparse attention: sliding window, global and random blocks."""
 
     paper = PAPER
+    extra_columns = ("random_blocks_drawn",)
     block_size: int = param(64, "tokens per block", low=1)
-    random_blocks: int = param(3, "random key blocks per query block", low=0)
+    random_blocks: int = param(3, "random key blocks per query block; where fewer blocks are left to draw from, "
+                               "fewer are drawn and the row's random_blocks_drawn says how many (a mean)", low=0)
 
     def unsupported(self, shape, mode):
         if shape.seq_len % self.block_size or shape.seq_len < 3 * self.block_size:
@@ -82,6 +86,9 @@ class BigBird(Method):
 
     def build(self, shape, *, device, dtype, generator):
         return BigBirdAttention(self, shape, device, generator)
+
+    def diagnostics(self, fn, q, k, v):
+        return {"random_blocks_drawn": fn.random_blocks_drawn}
 
     def mask(self, fn, q, k):
         return fn.mask(q.shape[-2]).to(q.device).expand(q.shape[0], -1, -1, -1)

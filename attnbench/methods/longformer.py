@@ -53,8 +53,15 @@ class Longformer(Method):
     """Sliding-window attention with global tokens, computed blockwise."""
 
     paper = PAPER
-    window: int = param(512, "attention window: window / 2 keys each side (HF attention_window)", low=2)
-    global_tokens: int = param(1, "leading positions with global attention (e.g. [CLS])", low=0)
+    window: int = param(512, "attention window: window / 2 keys each side (HF attention_window); at most 2n, "
+                        "which already reaches every key: a larger window is refused", low=2)
+    global_tokens: int = param(1, "leading positions with global attention (e.g. [CLS]); at most n: more are refused",
+                               low=0)
+
+    def unsupported(self, shape, mode):
+        n = shape.seq_len
+        return (self.too_large("window", 2 * n, "window / 2 = n keys each side reach every key")
+                or self.too_large("global_tokens", n, "there are n positions") or super().unsupported(shape, mode))
 
     def build(self, shape, *, device, dtype, generator):
         return LongformerAttention(self, shape, device)

@@ -65,12 +65,15 @@ class Nystromformer(Method):
     """Nystrom approximation of softmax attention with segment-mean landmarks."""
 
     paper = PAPER
-    landmarks: int = param(64, "m, segment-mean landmarks (official LRA: 64)", low=1)
+    landmarks: int = param(64, "m, segment-mean landmarks (official LRA: 64); at most n: more are refused", low=1)
     iters: int = param(6, "Newton-Schulz iterations for the pseudo-inverse", low=0)
     init: str = param("razavi", "iteration start: razavi (paper), original (official code), exact", choices=INIT_RULES)
     inverse: str = param("newton", "newton (as the paper) or pinv (exact SVD, for checking)",
                          choices=("newton", "pinv"))
     conv: int = param(0, "depthwise convolution of V along the sequence, kernel size (LRA: 35); 0 = off", low=0)
+
+    def unsupported(self, shape, mode):
+        return self.too_large("landmarks", shape.seq_len, "segment means of n rows") or super().unsupported(shape, mode)
 
     def build(self, shape, *, device, dtype, generator):
         return NystromAttention(self, shape, device, dtype, generator)

@@ -128,9 +128,13 @@ class SmartBird(SampledHooks, Method):
 
     sketch_dim: int = param(4, "d of the single-head sketch attention; its Q/K come from a fixed seeded Gaussian "
                             "projection standing in for the paper's trained tiny Transformer", low=1)
-    k: int = param(20, "keys attended per query (top-k of the sampling scores)", low=1)
+    k: int = param(20, "keys attended per query (top-k of the sampling scores); at most n: a larger k is refused",
+                   low=1)
     rule: str = param("inverse_log_sq", "sampling rule: the paper's (1/log a)^2 or a Fig. 4 ablation", choices=RULES)
     chunk: int = param(0, "query rows per block of the sketch and sampling; 0 = auto (64 MiB of scores)", low=0)
+
+    def unsupported(self, shape, mode):
+        return self.too_large("k", shape.seq_len, "a query has n keys") or super().unsupported(shape, mode)
 
     def build(self, shape, *, device, dtype, generator):
         return SmartBirdAttention(self, shape, device, dtype, generator)

@@ -68,11 +68,16 @@ class SparseTransformer(Method):
     pattern: str = param("strided", "strided (block + every l-th position; Smart Bird's comparison) or fixed "
                          "(block + summary columns)", choices=("strided", "fixed"))
     stride: int = param(128, "l, block length", low=1)
-    summary: int = param(8, "c, summary positions at the end of each block (fixed pattern)", low=1)
+    summary: int = param(8, "c, summary positions at the end of each block (fixed pattern); at most the stride: "
+                         "more are refused", low=1)
 
     def unsupported(self, shape, mode):
         if shape.seq_len % self.stride:
             return f"sparse_transformer needs seq_len a multiple of stride={self.stride}"
+        if self.pattern == "fixed":
+            too_many = self.too_large("summary", self.stride, "a block has stride positions")
+            if too_many:
+                return too_many
         return super().unsupported(shape, mode)
 
     def build(self, shape, *, device, dtype, generator):
