@@ -35,12 +35,17 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+def _root(version: Annotated[bool, _flag("--version", callback=_version, is_eager=True,
                                                 help="Print the version and exit.")] = False) -> None:
     """Benchmark and profile attention implementations: FLOPs, peak memory, wall time, sparsity.
 
     Example: [bold]attnbench run --method full,full-explicit --seq 1k,2k,4k[/bold]
     """
+
+
+def _flag(*names: str, **kwargs):
+    """A boolean flag: no '<bool>' beside it in the help (it takes no value)."""
+    return typer.Option(*names, metavar="", **kwargs)
 
 
 def _default(text: object) -> str:
@@ -93,7 +98,7 @@ MaxTimeOpt = Annotated[Optional[float], typer.Option(
     "--max-time", min=0.0, help="Seconds of timing at most, per case." + _default(_OPTIONS["max_time"]))]
 OutputOpt = Annotated[Optional[str], typer.Option(
     "--output", "-o", help="CSV report path; '-' writes CSV to stdout." + _default("reports/<name>-<time>.csv"))]
-AppendOpt = Annotated[bool, typer.Option(
+AppendOpt = Annotated[bool, _flag(
     "--append", help="Add rows to an existing report instead of refusing to touch it.")]
 InputsOpt = Annotated[Optional[str], typer.Option(
     "--inputs", help="q, k, v: random (Gaussian), pretrained (a real MiniLM layer over English text) or init "
@@ -110,11 +115,11 @@ ReferenceOpt = Annotated[Optional[str], typer.Option(
 RepeatsOpt = Annotated[Optional[int], typer.Option(
     "--repeats", min=1, help="Error metric: independent draws of a stochastic method (mean and std)."
     + _default(_OPTIONS["repeats"]))]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Plain progress lines, no progress bar.")]
+QuietOpt = Annotated[bool, _flag("--quiet", "-q", help="Plain progress lines, no progress bar.")]
 SeedOpt = Annotated[Optional[str], typer.Option(
     "--seed", "--seeds", help="Seed(s) for the inputs and every random draw of a method, comma separated: each case "
     "runs once per seed." + _default(_CASE["seed"]))]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="List the cases and exit.")]
+DryRunOpt = Annotated[bool, _flag("--dry-run", help="List the cases and exit.")]
 AllocatorOpt = Annotated[str, typer.Option(
     "--allocator", help="CPU allocator policy: cache (keep freed memory, as CUDA does) or system (glibc "
     "defaults). Your own MALLOC_*/LD_PRELOAD always win.")]
@@ -288,10 +293,10 @@ def sweep_command(
         "--timeout", help="Time limit per case, e.g. 300s or 5m; past it the case is 'timeout'."
         + _default(_LIMITS["timeout"]))] = None,
     output: OutputOpt = None, append: AppendOpt = False,
-    resume: Annotated[bool, typer.Option(
+    resume: Annotated[bool, _flag(
         "--resume", help="Run only the cases the report lacks (needs -o or the scenario's output).")] = False,
     dry_run: DryRunOpt = False,
-    find_max_seq: Annotated[bool, typer.Option(
+    find_max_seq: Annotated[bool, _flag(
         "--find-max-seq", help="Per method: double the length until a case stops fitting, then bisect; "
         "a 'max_seq' row gives the boundary.")] = False,
     jobs: Annotated[int, typer.Option(
@@ -440,9 +445,9 @@ def compare_command(
     floor: Annotated[Optional[list[str]], typer.Option(
         "--floor", help="Smallest absolute change that counts, as METRIC=NUMBER in the metric's unit "
         "(repeatable). Defaults: time=0.01 (ms), memory=65536 (bytes), error=1e-6.")] = None,
-    fail_on_missing: Annotated[bool, typer.Option(
+    fail_on_missing: Annotated[bool, _flag(
         "--fail-on-missing", help="Exit 1 also when a BASE row is missing from NEW.")] = False,
-    allow_disjoint: Annotated[bool, typer.Option(
+    allow_disjoint: Annotated[bool, _flag(
         "--allow-disjoint", help="List two reports that share no case instead of failing (exit 2) on them.")] = False,
     format: Annotated[str, typer.Option("--format", help="text or markdown (for a pull-request comment).")] = "text",
 ) -> None:

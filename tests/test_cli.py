@@ -110,6 +110,8 @@ def test_help_keeps_bracketed_words_and_shows_defaults():
     assert "attnbench[pretrained]" in text.replace("│", "").replace(" ", "")
     for default in ("[default: 4]", "[default: torch's]", "[default: float32]"):
         assert default in text
+    flags = [line for line in cli("sweep", "--help").stdout.splitlines() if "<bool>" in line]
+    assert all("--help" in line for line in flags), flags  # flags take no value (Typer's own --help aside)
 
 
 def test_plot_draws_log_log_efficiency_curves(small_report, tmp_path):
