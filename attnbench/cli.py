@@ -276,8 +276,9 @@ def run_command(
 
 @app.command("sweep")
 def sweep_command(
-    scenario: Annotated[Optional[Path], typer.Argument(
-        help="Scenario file (TOML); see scenarios/. Omit it to give the grid as options.")] = None,
+    scenario: Annotated[Optional[str], typer.Argument(
+        help="Scenario file (TOML), or the name of a bundled one (see 'attnbench scenarios'). Omit it to give "
+        "the grid as options.")] = None,
     method: MethodOpt = None, seq: SeqOpt = None, param: ParamOpt = None, batch: BatchOpt = None,
     heads: HeadsOpt = None, head_dim: HeadDimOpt = None, dtype: DtypeOpt = None, device: DeviceOpt = None,
     mode: ModeOpt = None, scope: ScopeOpt = None, layers: LayersOpt = None, ffn_dim: FfnDimOpt = None,
@@ -332,6 +333,29 @@ def sweep_command(
     plan = load_scenario(scenario, given) if scenario else scenario_from_dict({"name": "sweep", **given})
     _execute(plan, executor=executor, allocator=allocator, append=append, resume=resume,
              find_max_seq=find_max_seq, quiet=quiet, dry_run=dry_run, jobs=jobs, address=address)
+
+
+@app.command("scenarios")
+def scenarios_command() -> None:
+    """List the scenarios shipped with attnbench: the name to give 'attnbench sweep', what each
+    reproduces, and its grid.
+
+    Example: [bold]attnbench sweep skyformer_table2 -o table2.csv[/bold]
+    """
+    from rich.table import Table
+
+    from attnbench.render import console
+    from attnbench.scenario import bundled_scenarios
+
+    table = Table(title="attnbench scenarios ('attnbench sweep NAME')", title_justify="left")
+    for column in ("name", "reproduces", "grid"):
+        table.add_column(column)
+    for name, data in bundled_scenarios():
+        seq = data.get("seq") or ", ".join(f"{t.get('name')} {t.get('seq')}" for t in data.get("tasks", []))
+        grid = f"{', '.join(data.get('methods', []))}; n = {seq}; {data.get('scope', 'attention')} scope"
+        table.add_row(name, escape(data.get("reproduces", "") or data.get("description", "").strip().split("\n")[0]),
+                      escape(grid))
+    console().print(table)
 
 
 @app.command("show-pattern")

@@ -265,13 +265,46 @@ def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Sc
                     description=text["description"] or "", reproduces=text["reproduces"] or "")
 
 
+def _bundled():
+    """The scenarios shipped in the package (the project's scenarios/ folder)."""
+    from importlib import resources
+
+    return resources.files("attnbench").joinpath("scenarios")
+
+
+def bundled_scenarios() -> list[tuple[str, dict[str, Any]]]:
+    """(name to give `sweep`, the file's keys) for every bundled scenario, sorted by name."""
+    folder = _bundled()
+    if not folder.is_dir():
+        return []
+    found = [(entry.name.removesuffix(".toml"), tomllib.loads(entry.read_text()))
+             for entry in folder.iterdir() if entry.name.endswith(".toml")]
+    return sorted(found, key=lambda item: item[0])
+
+
+def resolve_scenario(reference: str | Path) -> Path:
+    """A scenario file's path: `reference` itself when it exists, else the bundled scenario of that
+    name (`skyformer_table2`, `skyformer-table2` and `skyformer_table2.toml` are one)."""
+    path = Path(reference)
+    if path.exists() or len(path.parts) > 1:
+        return path
+    stem = path.name.removesuffix(".toml").replace("-", "_")
+    bundled = _bundled().joinpath(f"{stem}.toml")
+    if bundled.is_file():
+        return Path(str(bundled))
+    known = ", ".join(name for name, _ in bundled_scenarios())
+    raise AttnbenchError(f"no scenario file or bundled scenario {str(reference)!r}; bundled: {known} "
+                         "('attnbench scenarios' describes them)")
+
+
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
-    """Read, merge command-line overrides into, and validate a scenario file."""
-    path = Path(path)
+    """Read, merge command-line overrides into, and validate a scenario file (a path, or the name
+    of a bundled scenario)."""
+    path = resolve_scenario(path)
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise AttnbenchError(f"scenario {path} does not exist; see scenarios/ for examples") from None
+        raise AttnbenchError(f"scenario {path} does not exist; 'attnbench scenarios' lists the bundled ones") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AttnbenchError(f"cannot read scenario {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:

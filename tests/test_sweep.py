@@ -155,3 +155,14 @@ def test_a_dead_template_is_restarted_and_the_case_still_runs():
     time.sleep(0.2)
     assert launcher.run(case, options)["status"] == "ok"
     assert forkserver._forkserver._forkserver_pid not in (None, template)
+
+
+def test_bundled_scenarios_run_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no scenarios/ folder here
+    listed = cli("scenarios")
+    assert listed.returncode == 0 and "skyformer_table2" in listed.stdout and "sbm_table3" in listed.stdout
+    for name in ("skyformer_table2", "skyformer-table2", "skyformer_table2.toml"):
+        result = cli("sweep", name, "--dry-run")
+        assert result.returncode == 0 and result.stdout.strip().splitlines()[-1].startswith("50 case(s)"), name
+    unknown = cli("sweep", "no_such_scenario")
+    assert unknown.returncode == 1 and "bundled: ci, sbm_table3" in unknown.stderr
