@@ -547,16 +547,21 @@ def plot_command(
     report: Annotated[Path, typer.Argument(help="CSV report written by 'attnbench run'.")],
     out_dir: Annotated[Optional[Path], typer.Option(
         "--out-dir", "--output", "-o", help="Folder for the figures." + _default("the report's folder"))] = None,
+    format: Annotated[str, typer.Option(
+        "--format", help="File formats, comma separated: png, svg, pdf." + _default("png,svg"))] = "png,svg",
 ) -> None:
     """Plot time, peak memory and FLOPs against sequence length (log-log), PNG and SVG.
 
     Example: [bold]attnbench plot reports/run-20260101-120000.csv --out-dir reports/[/bold]
     """
-    from attnbench.plot import plot_report
+    from attnbench.plot import FORMATS, plot_report
     from attnbench.report import read_report
 
+    formats = tuple(parse_names(format))
+    if not formats or set(formats) - set(FORMATS):
+        raise AttnbenchError(f"--format takes formats from {','.join(FORMATS)}, not {format!r}")
     frame = read_report(report)
-    for path in plot_report(frame, out_dir or report.parent, report.stem):
+    for path in plot_report(frame, out_dir or report.parent, report.stem, formats):
         typer.echo(f"wrote {path}")
 
 

@@ -30,6 +30,50 @@ def _guides(ax, x: pd.Series, y: pd.Series) -> None:
                 label=f"O(n{'' if power == 1 else '²'}) guide")
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+STYLES = ("-", "--", ":", "-.")
+SETUP = (("batch", "b={}"), ("heads", "h={}"), ("head_dim", "d={}"), ("dtype", "{}"), ("device", "{}"),
+         ("scope", "{} scope"), ("mode", "{}"))
+
+
+def method_styles(frame: pd.DataFrame) -> dict[str, dict]:
+    """One colour and one marker per method, the same in every figure of a report (methods sorted)."""
+    methods = sorted(str(m) for m in frame["method"].dropna().unique()) if "method" in frame else []
+    return {m: {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)]} for i, m in enumerate(methods)}
+
+
+def describe(frame: pd.DataFrame) -> str:
+    """What the figures show, for their title: shape, dtype, device, scope and mode (a value per
+    column, or the values it takes)."""
+    parts = []
+    for column, spec in SETUP:
+        if column in frame:
+            values = [str(v) for v in frame[column].dropna().unique()]
+            if values:
+                parts.append(spec.format("/".join(sorted(values))))
+    return ", ".join(parts)
+
+
+def _length_axis(ax, lengths) -> None:
+    """Ticks at the measured lengths, written 512, 1k, 2k, 4k."""
+    from matplotlib.ticker import NullLocator
+
+    ticks = sorted({int(n) for n in lengths})
+    ax.set_xticks(ticks, [f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n) for n in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+def _bytes_axis(ax) -> None:
+    """Ticks at powers of 4 bytes, written 1 MiB, 4 MiB, 16 MiB (decades of bytes read badly)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    from attnbench.metric import fmt_bytes
+
+    ax.yaxis.set_major_locator(LogLocator(base=4))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: fmt_bytes(value).replace(".0 ", " ")))
+
+
 def _panels(frame: pd.DataFrame) -> list:
     """The efficiency panels of every metric with data in the report (time first if present)."""
     from attnbench.metric import all_metrics
@@ -46,17 +90,22 @@ def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure:
     records = ok.to_dict("records")
     label = Labeller(records, with_length=False)
     ok = ok.assign(_series=[label(row) for row in records])
-    panels = _panels(frame)
+    panels, styles = _panels(frame), method_styles(frame)
+    variants: dict[str, list[str]] = {}  # a method's series, in order: each gets its own line style
+    for name, method in sorted(set(zip(ok["_series"], ok["method"]))):
+        variants.setdefault(method, []).append(name)
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.2), layout="constrained", squeeze=False)
     for ax, panel in zip(axes[0], panels):
         data = ok[ok[panel.column].notna()] if panel.column in ok else ok.iloc[0:0]
         for name, group in data.groupby("_series", sort=True):
             group = group.sort_values("seq_len")
-            line, = ax.plot(group["seq_len"], group[panel.column], marker="o", label=name)
+            method = group["method"].iloc[0]
+            style = STYLES[variants[method].index(name) % len(STYLES)]
+            line, = ax.plot(group["seq_len"], group[panel.column], linestyle=style, label=name, **styles[method])
             if panel.column == "time_ms_median" and "time_noisy" in group:  # noisy timings drawn hollow
                 noisy = group[group["time_noisy"].astype(str).str.lower() == "true"]
                 if not noisy.empty:
-                        ax.plot(noisy["seq_len"], noisy[panel.column], linestyle="none", marker="o",
+                    ax.plot(noisy["seq_len"], noisy[panel.column], linestyle="none", marker=styles[method]["marker"],
                             markerfacecolor="white", markeredgecolor=line.get_color(), zorder=3)
             if panel.band and panel.band in group:
                 half = group[panel.band].fillna(0) / 2
@@ -64,8 +113,13 @@ def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure:
                                 color=line.get_color(), alpha=0.2, lw=0)
         if not data.empty:
             _guides(ax, data["seq_len"], data[panel.column])
-        ax.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=panel.label,
+        ax.set(xscale="log", yscale="log", xlabel="sequence length n",
+               ylabel=panel.label.replace(" (bytes)", "") if panel.column.endswith("_bytes") else panel.label,
                title=panel.label.split(" (")[0])
+        if not data.empty:
+            _length_axis(ax, data["seq_len"])
+        if panel.column.endswith("_bytes"):
+            _bytes_axis(ax)
         ax.grid(True, which="both", alpha=0.3)
     handles, names = axes[0][0].get_legend_handles_labels()
     if handles:  # one legend for all panels, below them, so it never covers data
@@ -109,13 +163,12 @@ def error_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
     if not any(lines for _, lines in panels):
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.2), layout="constrained", squeeze=False)
-    methods = sorted({line[0] for _, lines in panels for line in lines})
+    styles = method_styles(frame)
     lengths = sorted({line[2] for _, lines in panels for line in lines})
     for ax, (source, lines) in zip(axes[0], panels):
-        for method, label, n, group, size, column in lines:  # colour: method; line style: length
-            ax.errorbar(group[size], group[column], yerr=group.get(f"{column}_std"), marker="o", capsize=3,
-                        label=label, color=f"C{methods.index(method) % 10}",
-                        linestyle=("-", "--", ":", "-.")[lengths.index(n) % 4])
+        for method, label, n, group, size, column in lines:  # colour and marker: method; line style: length
+            ax.errorbar(group[size], group[column], yerr=group.get(f"{column}_std"), capsize=3, label=label,
+                        linestyle=STYLES[lengths.index(n) % len(STYLES)], **styles[method])
         ax.set(xscale="log", yscale="log", xlabel="features / landmarks / projection size",
                ylabel="relative spectral-norm error ||O^ - O||2 / ||O||2",
                title=f"{source} inputs" if source else "approximation error")
@@ -138,8 +191,9 @@ def pareto_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
         data["error_spectral"] = data["error_target_spectral"].where(data["error_target_spectral"].notna(),
                                                                      data["error_spectral"])
     fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    styles = method_styles(frame)
     for method, rows in data.groupby("method"):
-        ax.scatter(rows["time_ms_median"], rows["error_spectral"], label=method, s=25)
+        ax.scatter(rows["time_ms_median"], rows["error_spectral"], label=method, s=25, **styles[method])
     for _, rows in data.groupby("seq_len"):
         front, best = [], float("inf")
         for _, row in rows.sort_values("time_ms_median").iterrows():
@@ -161,30 +215,37 @@ def density_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
     keys = [c for c in ("param_density", "param_clusters", "mode") if c in data and data[c].nunique() > 1]
-    for key, group in (data.groupby(keys) if keys else [((), data)]):
+    sbm = method_styles(frame).get("sbm", {"color": "C0", "marker": "o"})  # its colour in the other figures
+    groups = list(data.groupby(keys) if keys else [((), data)])
+    for index, (key, group) in enumerate(groups):
         group = group.sort_values("seq_len")
         values = key if isinstance(key, tuple) else (key,)
         label = " ".join(f"{k.removeprefix('param_')}={v}" for k, v in zip(keys, values))
-        ax.errorbar(group["seq_len"], group["density_mean"], yerr=group.get("density_std"), marker="o", capsize=3,
-                    label=label or "sbm")
+        ax.errorbar(group["seq_len"], group["density_mean"], yerr=group.get("density_std"), capsize=3,
+                    label=label or "sbm", linestyle=STYLES[index % len(STYLES)], **sbm)
     ax.set(xscale="log", xlabel="sequence length n", ylabel="sampled mask density (mean over heads)",
            title=title or "SBM mask density per head (bars: spread over heads)")
+    _length_axis(ax, data["seq_len"])
     ax.grid(True, which="both", alpha=0.3)
     fig.legend(loc="outside lower center", ncol=3, fontsize=8)
     return fig
 
 
-def plot_report(frame: pd.DataFrame, out_dir: Path, stem: str) -> list[Path]:
+FORMATS = ("png", "svg", "pdf")
+
+
+def plot_report(frame: pd.DataFrame, out_dir: Path, stem: str, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
     """Write <stem>-efficiency (and, when the report has their columns, -error, -pareto and
-    -density) as PNG and SVG into out_dir; returns the paths."""
+    -density) in each of `formats` into out_dir, titled with what they show; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = {"efficiency": efficiency_figure(frame, title=stem), "error": error_figure(frame, stem),
-               "pareto": pareto_figure(frame, stem), "density": density_figure(frame, stem)}
+    title = describe(frame)
+    figures = {"efficiency": efficiency_figure(frame, title=title), "error": error_figure(frame, title),
+               "pareto": pareto_figure(frame, title), "density": density_figure(frame, title)}
     paths = []
     for kind, fig in figures.items():
         if fig is None:
             continue
-        for ext in ("png", "svg"):
+        for ext in formats:
             paths.append(out_dir / f"{stem}-{kind}.{ext}")
             fig.savefig(paths[-1], dpi=120)
         plt.close(fig)

@@ -149,3 +149,34 @@ def test_noisy_timings_are_marked_in_the_summary_and_drawn_hollow():
     fig = efficiency_figure(pd.DataFrame(report))
     hollow = [line for line in fig.axes[0].lines if line.get_markerfacecolor() == "white"]
     assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [2048]
+
+
+def test_figures_a_paper_can_use(small_report, tmp_path):
+    from attnbench.plot import efficiency_figure, method_styles, pareto_figure, plot_report
+
+    frame = pd.read_csv(small_report)
+    fig = efficiency_figure(frame, title="t")
+    time_ax, memory_ax = fig.axes[0], next(ax for ax in fig.axes if "memory" in ax.get_title())
+    assert [t.get_text() for t in time_ax.get_xticklabels()] == ["128", "256"]
+    wide = pd.DataFrame({"method": "full", "seq_len": [512, 1024, 4096], "status": "ok",
+                         "time_ms_median": [1.0, 2.0, 4.0], "peak_mem_bytes": [2**20, 2**22, 2**24]})
+    wide_fig = efficiency_figure(wide)
+    assert [t.get_text() for t in wide_fig.axes[0].get_xticklabels()] == ["512", "1k", "4k"]
+    memory = wide_fig.axes[1]
+    memory.figure.canvas.draw()
+    assert {"1 MiB", "4 MiB", "16 MiB"} <= {t.get_text() for t in memory.get_yticklabels()}
+    assert memory_ax.get_ylabel() == "peak memory"
+    colours = method_styles(frame)
+    lines = {line.get_label(): line for line in time_ax.lines}
+    assert lines["full"].get_color() == colours["full"]["color"]
+    assert lines["full"].get_marker() != lines["full-explicit"].get_marker()  # overlapping lines stay apart
+    errors = frame.assign(error_spectral=0.1, time_ms_median=1.0)
+    scatter = {c.get_label(): c for c in pareto_figure(errors).axes[0].collections}
+    from matplotlib.colors import to_rgb
+
+    assert tuple(scatter["skyformer"].get_facecolor()[0][:3]) == pytest.approx(to_rgb(colours["skyformer"]["color"]))
+    paths = plot_report(frame, tmp_path, "r", formats=("pdf",))
+    assert paths[0].suffix == ".pdf" and paths[0].stat().st_size > 1000
+    from attnbench.plot import describe
+
+    assert describe(frame) == "b=1, h=2, d=16, float32, cpu, attention scope, forward"
