@@ -172,6 +172,9 @@ def error_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
         ax.set(xscale="log", yscale="log", xlabel="features / landmarks / projection size",
                ylabel="relative spectral-norm error ||O^ - O||2 / ||O||2",
                title=f"{source} inputs" if source else "approximation error")
+        sizes = [value for line in lines for value in line[3][line[4]].dropna()]
+        if sizes:
+            _length_axis(ax, sizes)  # ticks at the measured sizes
         ax.grid(True, which="both", alpha=0.3)
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=3, fontsize=8)
