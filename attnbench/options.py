@@ -11,14 +11,6 @@ DTYPES = {
     "bfloat16": "bfloat16", "bf16": "bfloat16",
 }
 MODES = ("forward", "backward", "train")
-METRICS = ("time", "flops", "memory", "fvcore", "error")  # measurement passes a run can select
-
-
-def parse_metrics(names: list[str], what: str = "--metrics") -> tuple[str, ...]:
-    unknown = [m for m in names if m not in METRICS]
-    if unknown or not names:
-        raise AttnbenchError(f"{what} takes names from {','.join(METRICS)}, not {','.join(names) or 'nothing'}")
-    return tuple(dict.fromkeys(names))
 
 
 def parse_size(text: str, what: str = "value") -> int:
