@@ -148,9 +148,10 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
               output: str | Path | None = None, append: bool = False, resume: bool = False,
               find_max_seq: bool = False, on_start: Callable[[int], None] | None = None,
               on_row: Callable[[dict], None] | None = None) -> Outcome:
-    """Run cases through `launcher` (default: in this process), in order, into `output` (a CSV
-    path, '-' for stdout, or None to only return the rows). `on_start(total)` is called once
-    (0 when the number is not known ahead: find_max_seq) and `on_row(row)` as each row exists."""
+    """Run cases through `launcher` (default: in this process) into `output` (a CSV
+    path, '-' for stdout, or None to only return the rows), in order, or in the order they end when
+    the launcher runs several at once. `on_start(total)` is called once (0 when the number is not
+    known ahead: find_max_seq) and `on_row(row)` as each row exists."""
     cases, options, launcher = list(cases), options or MeasureOptions(), launcher or InProcess()
     if resume:
         if output is None or not Path(output).is_file():
