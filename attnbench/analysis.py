@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from typing import Sequence
 
+from attnbench.metric import number
 from attnbench.schema import Labeller, row_key
 
 NOT_FITTING = ("oom", "timeout", "crashed")
@@ -49,19 +50,11 @@ def _noisy(row: dict) -> bool:
 IQR_TO_SIGMA = 1.349  # IQR of a normal distribution, in standard deviations
 
 
-def _float(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
 def _series(rows: list[dict]) -> dict[tuple, dict[int, dict]]:
     """ok rows grouped by method, parameters and set-up (everything but n), then by n."""
     groups: dict[tuple, dict[int, dict]] = {}
     for row in rows:
-        if row.get("status") != "ok" or _float(row.get("time_ms_median")) is None:
+        if row.get("status") != "ok" or number(row, "time_ms_median") is None:
             continue
         key = row_key({**row, "seq_len": 0})
         setup = tuple(str(row.get(k)) for k in ("batch", "heads", "head_dim", "dtype", "device", "mode"))
@@ -101,7 +94,7 @@ def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
         if len(ns) >= 2:
             parts.append(_exponent("time", ns, [float(series[n]["time_ms_median"]) for n in ns])
                          + (f" (noisy at n={','.join(map(str, noisy))})" if noisy else ""))
-            memory = [_float(series[n].get("peak_mem_bytes")) for n in ns]
+            memory = [number(series[n], "peak_mem_bytes") for n in ns]
             if all(m and m > 0 for m in memory):
                 parts.append(_exponent("memory", ns, memory))
         ref = refs.get(key[2])
@@ -122,8 +115,8 @@ def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
         lines.append(f"at n={largest}, {reference} took {float(base['time_ms_median']):.3g} ms; relative to it:")
         for key, row in sorted(others, key=lambda item: float(item[1]["time_ms_median"])):
             t, tb = float(row["time_ms_median"]), float(base["time_ms_median"])
-            spread = math.hypot((_float(row.get("time_ms_iqr")) or 0) / IQR_TO_SIGMA / t,
-                                (_float(base.get("time_ms_iqr")) or 0) / IQR_TO_SIGMA / tb)
+            spread = math.hypot((number(row, "time_ms_iqr") or 0) / IQR_TO_SIGMA / t,
+                                (number(base, "time_ms_iqr") or 0) / IQR_TO_SIGMA / tb)
             ratio = tb / t if t <= tb else t / tb
             word = "faster" if t <= tb else "slower"
             lines.append(f"  {_name(key)} ran {ratio:.2f} +/- {ratio * spread:.2f} times {word} than {reference}")

@@ -34,8 +34,6 @@ from attnbench.report import REPORTS_DIR, CsvReport
 from attnbench.runner import run_case
 from attnbench.schema import columns_for, failure_row, identity, row_key
 
-NOT_FITTING = ("oom", "timeout", "crashed")
-
 
 class Launcher(Protocol):
     concurrency: int

@@ -10,13 +10,11 @@ every report has the same columns whatever happened and whichever metrics were c
 from __future__ import annotations
 
 import time
-from dataclasses import fields
 from typing import Iterable
 
 from attnbench.case import SETUP, Case
 from attnbench.metric import result_columns
 
-STATUSES = ("ok", "oom", "timeout", "crashed", "nan", "unsupported", "error", "max_seq")
 CORE = ("status", "status_detail", "case_seconds")  # case_seconds: wall time of the whole case where it ran
 ANALYTIC = ("flops_analytic", "scores_computed", "peak_mem_analytic_bytes")  # the method's formulas
 ENVIRONMENT = (
@@ -28,7 +26,6 @@ PROVENANCE = ("method_source", "method_version", "method_git_sha")  # whose code
 IDENTITY = ("method", "seq_len", *SETUP)  # plus a param_<name> column per method parameter
 # Columns every attnbench report has had since the first one; later ones default to Case's values.
 REQUIRED = ("method", "seq_len", "status", "batch", "heads", "head_dim", "dtype", "device", "mode", "seed")
-_FIELD_TYPES = {f.name: f.type for f in fields(Case)}
 
 
 def identity(case: Case) -> dict:
