@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean gpu-check
 
 $(BIN)/attnbench: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv --system-site-packages $(VENV)
@@ -29,6 +29,20 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The GPU acceptance run (README, "On a GPU"): the CUDA tests, the gpu_check grid, compiled and
+# CUDA-graph cases (their own report: same cases, other timing), a sweep under a small device-memory
+# cap that must give 'oom' rows (its own report too), and the plots.
+GPU_REPORT ?= reports/gpu-check-$(shell date +%Y%m%d-%H%M%S).csv
+gpu-check: setup
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check needs a CUDA GPU')"
+	$(BIN)/python -m pytest tests/test_gpu.py -v
+	$(BIN)/attnbench sweep scenarios/gpu_check.toml -o $(GPU_REPORT) --quiet
+	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full,flex,skyformer,bigbird -n 4k --dtype float16 --mode forward --compile -o $(GPU_REPORT) --append --quiet
+	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full,sdpa-flash,skyformer -n 4k --dtype float16 --mode forward --cuda-graphs -o $(GPU_REPORT:.csv=-graphs.csv) --quiet
+	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full-explicit,sdpa-math -n 8k,16k --dtype float32 --mode forward --max-memory 256MB -o $(GPU_REPORT:.csv=-oom.csv) --quiet
+	$(BIN)/python -c "import csv, sys; rows = list(csv.DictReader(open('$(GPU_REPORT:.csv=-oom.csv)'))); sys.exit(0 if any(r['status'] == 'oom' for r in rows) else 'no oom row under --max-memory 256MB')"
+	$(BIN)/attnbench plot $(GPU_REPORT) -o reports
 
 lint: setup
 	$(BIN)/ruff check .

@@ -77,8 +77,33 @@ def _crossover(times: dict[int, float], reference: dict[int, float]) -> str:
     return f"not cheaper than the reference up to n={common[-1]}"
 
 
-def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
-    """Scaling exponents, crossover against `reference`, and 'X ran r +/- s times faster' lines."""
+def _ratio_spread(row: dict, base: dict, ratio: float, samples: dict) -> tuple[float, bool]:
+    """(standard deviation of `ratio`, whether it holds the variance between processes). From a
+    two-stage bootstrap over both rows' raw samples when each was timed in several processes;
+    otherwise from their IQRs (one process's own spread)."""
+    mine, theirs = samples.get(row_key(row)), samples.get(row_key(base))
+    if mine and theirs and len(mine) > 1 and len(theirs) > 1:
+        from attnbench.bootstrap import ratio_spread
+        from attnbench.metric import random_source
+
+        faster = float(row["time_ms_median"]) <= float(base["time_ms_median"])
+        numerator, denominator = (theirs, mine) if faster else (mine, theirs)
+        return ratio_spread(numerator, denominator, random_source(0)), True
+    t, tb = float(row["time_ms_median"]), float(base["time_ms_median"])
+    relative = math.hypot((number(row, "time_ms_iqr") or 0) / IQR_TO_SIGMA / t,
+                          (number(base, "time_ms_iqr") or 0) / IQR_TO_SIGMA / tb)
+    return ratio * relative, False
+
+
+def _processes(row: dict) -> int:
+    return int(number(row, "time_processes") or 1)
+
+
+def summary_lines(rows: list[dict], reference: str = "full", samples: dict | None = None) -> list[str]:
+    """Scaling exponents, crossover against `reference`, and 'X ran r +/- s times faster' lines.
+    `samples` (row key -> one list of ms per process, as attnbench.report.read_samples gives)
+    puts the variance between processes into the +/- of rows timed in several processes."""
+    samples = samples or {}
     groups = _series(rows)
     label = Labeller([row for series in groups.values() for row in series.values()], with_length=False)
 
@@ -115,11 +140,16 @@ def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
         lines.append(f"at n={largest}, {reference} took {float(base['time_ms_median']):.3g} ms; relative to it:")
         for key, row in sorted(others, key=lambda item: float(item[1]["time_ms_median"])):
             t, tb = float(row["time_ms_median"]), float(base["time_ms_median"])
-            spread = math.hypot((number(row, "time_ms_iqr") or 0) / IQR_TO_SIGMA / t,
-                                (number(base, "time_ms_iqr") or 0) / IQR_TO_SIGMA / tb)
             ratio = tb / t if t <= tb else t / tb
             word = "faster" if t <= tb else "slower"
-            lines.append(f"  {_name(key)} ran {ratio:.2f} +/- {ratio * spread:.2f} times {word} than {reference}")
+            spread, between = _ratio_spread(row, base, ratio, samples)
+            within = "" if between else " (one process's spread)"
+            lines.append(f"  {_name(key)} ran {ratio:.2f} +/- {spread:.2f} times {word} than {reference}{within}")
+    timed = [row for series in groups.values() for row in series.values()]
+    if timed and all(_processes(row) < 2 for row in timed):
+        lines.append("times come from one process per case: on a CPU, separate processes of one case can differ by "
+                     "1.3x or more, each with a quiet IQR, and no +/- here can show it; --processes 3 or more "
+                     "measures it")
     return lines
 
 

@@ -38,6 +38,7 @@ class Case:
     inputs: str = "random"  # random, pretrained or init (attnbench.inputs)
     input_scale: float = 1.0  # random inputs: standard deviation
     layer: int = 2  # pretrained/init inputs: the model layer whose q, k, v are taken
+    compile: str = "off"  # off, or the torch.compile mode the method's function is compiled with
 
     @property
     def shape(self) -> Shape:
@@ -52,9 +53,10 @@ class Limits:
     """What a case may use when it runs in a worker (attnbench sweep)."""
 
     max_memory_bytes: int | None = 3 * 2**30  # added to the warmed-up worker's address space
-    timeout_s: float = 300.0
+    timeout_s: float | None = 300.0  # None: no limit
 
 
+COMPILE = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile modes
 SETUP = tuple(f.name for f in fields(Case) if f.name not in ("method", "params", "seq_len"))
 DEFAULTS = {f.name: f.default for f in fields(Case) if f.name in SETUP}
 
@@ -122,6 +124,8 @@ def _check_setup(setup: dict) -> dict:
     check_source(setup["inputs"], setup["heads"], setup["head_dim"], setup["layer"])
     if not setup["input_scale"] > 0:
         raise AttnbenchError(f"--input-scale must be positive, not {setup['input_scale']!r}")
+    if setup["compile"] not in COMPILE:
+        raise AttnbenchError(f"--compile-mode must be one of {', '.join(COMPILE[1:])}, not {setup['compile']!r}")
     return {**setup, "dtype": parse_dtype(setup["dtype"]), "device": check_device(setup["device"]),
             "mode": parse_mode(setup["mode"]), "input_scale": float(setup["input_scale"]),
             "threads": setup["threads"] or torch.get_num_threads(), **_check_scope(setup)}

@@ -115,6 +115,24 @@ ReferenceOpt = Annotated[Optional[str], typer.Option(
 RepeatsOpt = Annotated[Optional[int], typer.Option(
     "--repeats", min=1, help="Error metric: independent draws of a stochastic method (mean and std)."
     + _default(_OPTIONS["repeats"]))]
+SWEEP_PROCESSES = 3  # sweep's default: reports meant for compare (run's is MeasureOptions' 1, a quick look)
+ProcessesOpt = Annotated[Optional[int], typer.Option(
+    "--processes", min=1, help="Time each case in N separate processes, interleaved (every case once, then every "
+    "case again, ...): the row gets the median of their medians and their spread, and compare knows the variance "
+    "between processes, which one process cannot show. FLOPs, memory and error are measured once."
+    + _default(f"{MeasureOptions.processes} for run, {SWEEP_PROCESSES} for sweep"))]
+CompileOpt = Annotated[bool, _flag(
+    "--compile", help="Run each method's attention function through torch.compile (attention scope); the first "
+    "call, which compiles, is reported as compile_s and left out of the timing.")]
+CompileModeOpt = Annotated[Optional[str], typer.Option(
+    "--compile-mode", help="torch.compile mode for --compile: default, reduce-overhead, max-autotune or "
+    "max-autotune-no-cudagraphs (implies --compile)." + _default("default"))]
+L2Opt = Annotated[Optional[str], typer.Option(
+    "--l2", help="CUDA timing: cold (flush the L2 cache before every timed call, as between a model's layers) "
+    "or warm (inputs may stay cached from the previous call)." + _default(MeasureOptions.l2))]
+CudaGraphsOpt = Annotated[bool, _flag(
+    "--cuda-graphs", help="CUDA timing: capture the call once in a CUDA graph and time its replays (no launch "
+    "overhead); a method that cannot be captured is 'unsupported'.")]
 QuietOpt = Annotated[bool, _flag("--quiet", "-q", help="Plain progress lines, no progress bar.")]
 SeedOpt = Annotated[Optional[str], typer.Option(
     "--seed", "--seeds", help="Seed(s) for the inputs and every random draw of a method, comma separated: each case "
@@ -152,6 +170,13 @@ def _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threa
     return {key: value for key, value in given.items() if value is not None}
 
 
+def _timing_given(processes, compile, compile_mode, l2, cuda_graphs) -> dict:
+    """The scenario keys of the timing and compilation options the user gave."""
+    given = {"processes": processes, "l2": l2, "cuda_graphs": cuda_graphs or None,
+             "compile": [compile_mode or "default"] if compile or compile_mode else None}
+    return {key: value for key, value in given.items() if value is not None}
+
+
 EXECUTORS = ("local", "ray")
 
 
@@ -170,10 +195,14 @@ def _check_executor(plan, executor: str, jobs: int, address: str | None, find_ma
 
 
 def _launcher(executor: str, plan, jobs: int, address: str | None):
-    if executor == "in-process":
+    if executor == "in-process" and plan.options.processes == 1:
         from attnbench.engine import InProcess
 
         return InProcess()
+    if executor == "in-process":  # run --processes N: worker processes, without a sweep's limits
+        from attnbench.workers import WorkerLauncher
+
+        return WorkerLauncher(Limits(max_memory_bytes=None, timeout_s=None))
     if executor == "ray":
         from attnbench.ray_launcher import RayLauncher
 
@@ -204,7 +233,7 @@ def _execute(plan, *, executor: str, allocator: str, append: bool, resume: bool 
         from attnbench import allocator as allocator_policy
 
         allocator_policy.apply(allocator)  # may restart this process once, before anything is measured
-        if executor == "local":
+        if executor == "local" or plan.options.processes > 1:
             from attnbench.workers import start_template
 
             start_template()  # the workers' template imports torch while this process does too
@@ -217,23 +246,29 @@ def _execute(plan, *, executor: str, allocator: str, append: bool, resume: bool 
             typer.echo(f"{i:4d}  {label(identity(case))}  batch={case.batch} heads={case.heads} "
                        f"head_dim={case.head_dim} {case.dtype} {case.mode} seed={case.seed}")
         limits = plan.limits
-        typer.echo(f"{len(cases)} case(s); limits: {limits.max_memory_bytes / 2**30:g} GiB, "
+        where = (f"timed in {plan.options.processes} processes each" if plan.options.processes > 1
+                 and "time" in plan.options.metrics else "timed in one process each" if "time" in plan.options.metrics
+                 else "no timing")
+        typer.echo(f"{len(cases)} case(s), {where}; limits: {limits.max_memory_bytes / 2**30:g} GiB, "
                    f"{limits.timeout_s:g} s per case")
         return
     from attnbench.analysis import status_lines, summary_lines
     from attnbench.engine import default_output, run_cases
+    from attnbench.metric import SAMPLES_KEY, sample_groups
     from attnbench.render import Progress, console, rows_table
-    from attnbench.schema import identity
+    from attnbench.schema import identity, row_key
 
     output = output or default_output(plan.name)
     screen = console(stderr=output == "-")
     launcher = _launcher(executor, plan, jobs, address)
-    with Progress(screen, [identity(c) for c in cases], quiet=quiet) as show:
+    processes = plan.options.processes if "time" in plan.options.metrics and not find_max_seq else 1
+    with Progress(screen, [identity(c) for c in cases], quiet=quiet, processes=processes) as show:
         outcome = run_cases(cases, plan.options, launcher=launcher, output=output, append=append, resume=resume,
-                            find_max_seq=find_max_seq, on_start=show.start, on_row=show.row)
+                            find_max_seq=find_max_seq, on_start=show.start, on_row=show.row, on_step=show.step)
     if outcome.rows:
         screen.print(rows_table(outcome.rows))
-    for line in status_lines(outcome.rows) + summary_lines(outcome.rows):
+    samples = {row_key(r): sample_groups(r[SAMPLES_KEY]) for r in outcome.rows if r.get(SAMPLES_KEY)}
+    for line in status_lines(outcome.rows) + summary_lines(outcome.rows, samples=samples):
         screen.print(line, markup=False, highlight=False)
     if outcome.interrupted:
         screen.print(f"interrupted: {len(outcome.rows)} row(s) kept in {output}; finish with --resume -o {output}")
@@ -251,7 +286,9 @@ def run_command(
     seed: SeedOpt = None,
     threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None,
     max_time: MaxTimeOpt = None, inputs: InputsOpt = None, input_scale: InputScaleOpt = None, layer: LayerOpt = None,
-    reference: ReferenceOpt = None, repeats: RepeatsOpt = None,
+    reference: ReferenceOpt = None, repeats: RepeatsOpt = None, processes: ProcessesOpt = None,
+    compile: CompileOpt = False, compile_mode: CompileModeOpt = None, l2: L2Opt = None,
+    cuda_graphs: CudaGraphsOpt = False,
     output: OutputOpt = None, append: AppendOpt = False, quiet: QuietOpt = False, dry_run: DryRunOpt = False,
     allocator: AllocatorOpt = DEFAULT_POLICY,
 ) -> None:
@@ -270,6 +307,7 @@ def run_command(
                   max_time, inputs, input_scale, layer, reference, repeats, output, scope, layers, ffn_dim, vocab)
     if seed:
         given["seeds"] = parse_ints(seed, "--seed")
+    given.update(_timing_given(processes, compile, compile_mode, l2, cuda_graphs))
     plan = scenario_from_dict({"name": "run", "methods": ["full"], "seq": [Case.seq_len], **given})
     _execute(plan, executor="in-process", allocator=allocator, append=append, quiet=quiet, dry_run=dry_run)
 
@@ -286,7 +324,9 @@ def sweep_command(
     seeds: SeedOpt = None,
     threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None, max_time: MaxTimeOpt = None,
     inputs: InputsOpt = None, input_scale: InputScaleOpt = None, layer: LayerOpt = None,
-    reference: ReferenceOpt = None, repeats: RepeatsOpt = None,
+    reference: ReferenceOpt = None, repeats: RepeatsOpt = None, processes: ProcessesOpt = None,
+    compile: CompileOpt = False, compile_mode: CompileModeOpt = None, l2: L2Opt = None,
+    cuda_graphs: CudaGraphsOpt = False,
     max_memory: Annotated[Optional[str], typer.Option(
         "--max-memory", help="Memory a case may add to its worker, e.g. 3GB; past it the case is 'oom'."
         + _default(_LIMITS["max_memory"]))] = None,
@@ -328,9 +368,12 @@ def sweep_command(
                   max_time, inputs, input_scale, layer, reference, repeats, output, scope, layers, ffn_dim, vocab)
     given.update({k: v for k, v in {"seeds": parse_ints(seeds, "--seed") if seeds else None,
                                     "max_memory": max_memory, "timeout": timeout}.items() if v is not None})
+    given.update(_timing_given(processes, compile, compile_mode, l2, cuda_graphs))
     if scenario is None and not given.get("methods"):
         raise AttnbenchError("give a scenario file (see scenarios/) or the grid itself with --method and --seq")
-    plan = load_scenario(scenario, given) if scenario else scenario_from_dict({"name": "sweep", **given})
+    defaults = {"processes": SWEEP_PROCESSES}
+    plan = (load_scenario(scenario, given, defaults) if scenario
+            else scenario_from_dict({"name": "sweep", **defaults, **given}))
     _execute(plan, executor=executor, allocator=allocator, append=append, resume=resume,
              find_max_seq=find_max_seq, quiet=quiet, dry_run=dry_run, jobs=jobs, address=address)
 
@@ -429,8 +472,9 @@ def summary_command(
         lines = relative_lines(rows, relative_to, paper)
     else:
         from attnbench.analysis import summary_lines
+        from attnbench.report import read_samples
 
-        lines = summary_lines(rows, reference) or ["no ok rows with times to summarise"]
+        lines = summary_lines(rows, reference, read_samples(report)) or ["no ok rows with times to summarise"]
     for line in lines:
         typer.echo(line)
 
@@ -484,7 +528,7 @@ def compare_command(
     Example: [bold]attnbench compare reports/baselines/ci.csv new.csv --metrics flops,sparsity[/bold]
     """
     from attnbench.compare import compare_reports
-    from attnbench.metric import metric_names
+    from attnbench.metric import get_metric, metric_names
     from attnbench.render import comparison_lines
 
     chosen = parse_metrics(parse_names(metrics), comparable=True) if metrics else tuple(metric_names(comparable=True))
@@ -495,6 +539,11 @@ def compare_command(
     for report in result.without_samples:
         print(f"Note: {report} has no raw timing samples beside it ({report}.samples.jsonl); its time intervals "
               "come from the IQRs instead of a bootstrap", file=sys.stderr)
+    if result.one_process:
+        beyond = 1 + get_metric("time").compare.one_process_rel
+        print(f"Note: {' and '.join(result.one_process)} timed cases in one process each, so the intervals lack the "
+              f"variance between processes: a time change counts only beyond {beyond:.2f}x; measure with "
+              "--processes 3 or more to judge smaller ones", file=sys.stderr)
     if result.hardware_differs:
         print(f"Warning: the reports differ in {', '.join(result.hardware_differs)}; "
               "time and memory may not be comparable", file=sys.stderr)
@@ -506,10 +555,13 @@ def compare_command(
 
 @app.command("list")
 def list_command(pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'full*'.")] = "*") -> None:
-    """List registered methods with their parameters, defaults and paper."""
+    """List registered methods with their parameters, defaults and paper; peers whose package is
+    missing are listed with what to install."""
+    import fnmatch
+
     from rich.table import Table
 
-    from attnbench.registry import get_method, list_methods
+    from attnbench.registry import get_method, list_methods, missing_peers
     from attnbench.render import console
 
     table = Table(title="attnbench methods", title_justify="left")
@@ -524,6 +576,9 @@ def list_command(pattern: Annotated[str, typer.Argument(help="Shell-style filter
             flags += f", n % {caps.seq_multiple} == 0"
         params = "\n".join(f"{p.describe()}: {p.help}" for p in cls.params()) or "-"
         table.add_row(name, params, flags, cls.paper)
+    for name, why in missing_peers().items():
+        if fnmatch.fnmatch(name, pattern):
+            table.add_row(name, "-", escape(f"not installed: {why}"), "-")
     console().print(table)
 
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from attnbench.errors import AttnbenchError, NothingToCompare
-from attnbench.metric import Judgement, get_metric, metric_names
+from attnbench.metric import Judgement, get_metric, metric_names, number, random_source
 from attnbench.report import read_samples, sidecar_path
 from attnbench.schema import IDENTITY, REQUIRED, Labeller, row_key
 
@@ -41,6 +40,7 @@ class Comparison:
     rows: list[RowComparison]
     hardware_differs: list[str]
     without_samples: list[str] = field(default_factory=list)  # reports whose time had no raw samples
+    one_process: list[str] = field(default_factory=list)  # reports with a case timed in one process only
 
     @property
     def regressions(self) -> list[RowComparison]:
@@ -108,7 +108,7 @@ def compare_reports(base_path: str | Path, new_path: str | Path, metrics=None, *
         raise NothingToCompare(f"{base_path} and {new_path} share no case: they differ in "
                                f"{_differences(base_rows, new_rows)}; pass --allow-disjoint to list them anyway")
     label = Labeller([*base_by_key.values(), *new_by_key.values()])
-    rng = random.Random(seed)
+    rng = random_source(seed)
     out = []
     for key in list(base_by_key) + [k for k in new_by_key if k not in base_by_key]:
         base, new = base_by_key.get(key), new_by_key.get(key)
@@ -128,4 +128,16 @@ def compare_reports(base_path: str | Path, new_path: str | Path, metrics=None, *
     differs = [c for c in HARDWARE if c in base_rows[0] and c in new_rows[0]
                and {r[c] for r in base_rows} != {r[c] for r in new_rows}]
     no_samples = [str(path) for path in (base_path, new_path) if not sidecar_path(path).is_file()]
-    return Comparison(out, differs, no_samples if "time" in judges else [])
+    if "time" not in judges:
+        return Comparison(out, differs)
+    one_process = [str(path) for path, rows, samples in ((base_path, base_rows, base_samples),
+                                                         (new_path, new_rows, new_samples))
+                   if any(_timed_in_one_process(r, samples) for r in rows)]
+    return Comparison(out, differs, no_samples, one_process)
+
+
+def _timed_in_one_process(row: dict, samples: dict) -> bool:
+    if row.get("status") != "ok" or number(row, "time_ms_median") is None:
+        return False
+    groups = samples.get(row_key(row))
+    return len(groups) < 2 if groups else (number(row, "time_processes") or 1) < 2

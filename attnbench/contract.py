@@ -26,6 +26,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, ClassVar
 
 
+class Unsupported(Exception):
+    """Raised by `build` when the case cannot run here (a kernel that does not take this device,
+    dtype or head_dim; no compiler for a compiled kernel): the row's status is 'unsupported' with
+    the message. A method never falls back to another computation instead."""
+
+
 @dataclass(frozen=True)
 class Shape:
     """What one attention call works on: q, k, v are (batch, heads, seq_len, head_dim)."""
@@ -149,6 +155,14 @@ class Method:
         """Analytic peak bytes allocated by one call beyond its inputs (None: no formula)."""
         return None
 
+    def bytes_moved(self, shape: Shape, itemsize: int, mode: str, scores: float | None = None) -> float | None:
+        """Analytic bytes one call moves to and from memory (achieved_bandwidth_bytes_per_s is
+        against it). This default is the compulsory traffic: q, k, v read and the output written;
+        a backward also reads q, k, v, the output and its gradient and writes dq, dk, dv. A method
+        that writes and rereads large intermediates (n x n scores) adds them."""
+        vector = shape.rows * shape.seq_len * shape.head_dim * itemsize
+        return 4 * vector if mode == "forward" else 12 * vector
+
     def too_large(self, name: str, largest: int, why: str) -> str | None:
         """For `unsupported`: a parameter above what the shape allows is refused, never clamped in
         silence (a row's parameters are what ran); None when it fits."""
@@ -180,6 +194,16 @@ class Method:
     def sampler(self, fn: AttentionFn) -> Any | None:
         """The torch.Generator `fn` draws from on every call, or None."""
         return None
+
+    def compiled(self) -> bool:
+        """Whether `fn` compiles its kernel on its first call (FlexAttention): the runner then
+        reports that call as compile_s and leaves it out of the timing."""
+        return False
+
+    def flops_countable(self) -> bool:
+        """Whether torch's FlopCounterMode can run `fn` (FlexAttention's operator has no rule in
+        torch 2.13, and a failed attempt breaks its compiled kernel): if not, `flops` stays empty."""
+        return True
 
     def exact_target_params(self) -> dict[str, Any]:
         """Parameters of `exact_target` that this instance's own parameters fix (e.g. a scale)."""

@@ -9,6 +9,10 @@ cases through `run_cases`, with a launcher that decides where a case runs.
 Another launcher (Slurm, say) only needs `run(case, options) -> row`, `close()` and
 `concurrency` (how many `run` calls may be in flight at once; each returns one row).
 
+With `MeasureOptions.processes` > 1 each case is timed in that many separate processes,
+interleaved (every case once, then every case again, ...), and its row is written when its last
+process ends (`attnbench.metrics.time.combine` merges them).
+
 Every row is written (and flushed) the moment it exists. Resuming reads the report already on
 disk and runs only the cases it lacks (a failed case is a result too, so it is not rerun).
 `find_max_seq` doubles a case's length until it stops fitting, then bisects, and ends with one
@@ -25,9 +29,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
-from attnbench.case import Case
+from attnbench.case import Case, Limits
 from attnbench.errors import AttnbenchError
 from attnbench.metric import MeasureOptions
 from attnbench.report import REPORTS_DIR, CsvReport
@@ -115,17 +119,50 @@ def _find_max_seq(cases: list[Case], options: MeasureOptions, launcher: Launcher
                          f"longest n that ran: {good}; {detail}" if good else f"nothing ran; {detail}"))
 
 
-def _run_concurrently(cases: list[Case], options: MeasureOptions, launcher: Launcher,
-                      keep: Callable[[dict], None]) -> None:
-    """Up to `launcher.concurrency` cases in flight; rows are kept (written) in the order they end,
-    by this thread only. On Ctrl-C the cases not started are dropped and the launcher's close()
-    stops those running."""
-    pool = ThreadPoolExecutor(max_workers=min(launcher.concurrency, max(1, len(cases))))
+def _each(cases: list[Case], options: MeasureOptions, launcher: Launcher) -> Iterator[tuple[int, dict]]:
+    """(index, row) for every case: in order, or as they end when the launcher runs several at once
+    (up to `launcher.concurrency` in flight). When the caller stops early (Ctrl-C), the cases not
+    started are dropped and the launcher's close() stops those running."""
+    if launcher.concurrency <= 1 or len(cases) <= 1:
+        for index, case in enumerate(cases):
+            yield index, launcher.run(case, options)
+        return
+    pool = ThreadPoolExecutor(max_workers=min(launcher.concurrency, len(cases)))
     try:
-        for future in as_completed([pool.submit(launcher.run, case, options) for case in cases]):
-            keep(future.result())
+        futures = {pool.submit(launcher.run, case, options): index for index, case in enumerate(cases)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _interleaved(cases: list[Case], options: MeasureOptions, launcher: Launcher, keep: Callable[[dict], None],
+                 step: Callable[[dict], None]) -> None:
+    """Time every case in `options.processes` separate processes, interleaved: every case once
+    (every pass), then every case again (time only), and so on, so that a slow period of the
+    machine falls on all cases alike. A case's row is kept when its last process ends (merged by
+    attnbench.metrics.time.combine); a case that fails in its first process is kept at once.
+    `step(row)` sees each process's row before that."""
+    from attnbench.metrics.time import combine
+
+    first: dict[int, dict] = {}
+    for index, row in _each(cases, options, launcher):
+        if row["status"] == "ok":
+            first[index] = row
+            step(row)
+        else:
+            keep(row)
+    later: dict[int, list[dict]] = {index: [] for index in first}
+    for process in range(1, options.processes):
+        timing_only = dataclasses.replace(options, metrics=("time",), process_index=process)
+        todo = sorted(first)
+        for position, row in _each([cases[i] for i in todo], timing_only, launcher):
+            index = todo[position]
+            later[index].append(row)
+            if process < options.processes - 1:
+                step(row)
+            else:
+                keep(combine(first[index], later[index]))
 
 
 def _interrupt(signum, frame):
@@ -145,12 +182,25 @@ def default_output(name: str, directory: Path = REPORTS_DIR) -> Path:
 def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, launcher: Launcher | None = None,
               output: str | Path | None = None, append: bool = False, resume: bool = False,
               find_max_seq: bool = False, on_start: Callable[[int], None] | None = None,
-              on_row: Callable[[dict], None] | None = None) -> Outcome:
-    """Run cases through `launcher` (default: in this process) into `output` (a CSV
-    path, '-' for stdout, or None to only return the rows), in order, or in the order they end when
-    the launcher runs several at once. `on_start(total)` is called once (0 when the number is not
-    known ahead: find_max_seq) and `on_row(row)` as each row exists."""
-    cases, options, launcher = list(cases), options or MeasureOptions(), launcher or InProcess()
+              on_row: Callable[[dict], None] | None = None, on_step: Callable[[dict], None] | None = None) -> Outcome:
+    """Run cases through `launcher` into `output` (a CSV path, '-' for stdout, or None to only
+    return the rows), in order, or in the order they end when the launcher runs several at once.
+    The default launcher measures in this process, or, when `options.processes` > 1, in worker
+    processes without limits. `on_start(total)` is called once (0 when the number is not known
+    ahead: find_max_seq), `on_row(row)` as each row exists, and `on_step(row)` for each process of
+    a case timed in several but its last (find_max_seq probes each length in one process)."""
+    cases, options = list(cases), options or MeasureOptions()
+    interleave = options.processes > 1 and "time" in options.metrics and not find_max_seq
+    if launcher is None:
+        if options.processes > 1:
+            from attnbench.workers import WorkerLauncher
+
+            launcher = WorkerLauncher(Limits(max_memory_bytes=None, timeout_s=None))
+        else:
+            launcher = InProcess()
+    if interleave and isinstance(launcher, InProcess):
+        raise AttnbenchError("timing in several processes needs a launcher that starts them: use "
+                             "attnbench.workers.WorkerLauncher, or leave the launcher to run_cases")
     if resume:
         if output is None or not Path(output).is_file():
             where = f"{output} does not exist" if output else "no report was named"
@@ -178,11 +228,11 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
         try:
             if find_max_seq:
                 _find_max_seq(cases, options, launcher, keep)
-            elif launcher.concurrency > 1:
-                _run_concurrently(cases, options, launcher, keep)
+            elif interleave:
+                _interleaved(cases, options, launcher, keep, on_step or (lambda row: None))
             else:
-                for case in cases:
-                    keep(launcher.run(case, options))
+                for _, row in _each(cases, options, launcher):
+                    keep(row)
         except KeyboardInterrupt:
             interrupted = True
     return Outcome(Path(output) if output and output != "-" else None, rows, interrupted)

@@ -6,6 +6,7 @@ import or NVML error yields "unavailable" for its fields, never an exception.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -83,42 +84,95 @@ def _provenance(cls: type) -> dict[str, str]:
             "method_git_sha": git_sha(Path(source).resolve().parent) if source else ""}
 
 
-def nvml_info(device_index: int = 0, uuid: str | None = None) -> dict[str, object]:
-    """Name, driver, memory and clocks of one NVIDIA GPU; every field 'unavailable' on failure."""
-    info: dict[str, object] = dict.fromkeys(NVML_FIELDS, UNAVAILABLE)
+@contextlib.contextmanager
+def _nvml(device_index: int, uuid: str | None):
+    """(pynvml, handle) of one GPU while NVML is initialised, or None when NVML cannot tell."""
     try:
         import pynvml
     except ImportError:
-        return info
+        yield None
+        return
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError:
-        return info
+        yield None
+        return
     try:
         # NVML numbers GPUs in PCI order and CUDA may not; the UUID names the same board in both.
-        handle = (pynvml.nvmlDeviceGetHandleByUUID(uuid) if uuid
-                  else pynvml.nvmlDeviceGetHandleByIndex(device_index))
-        queries = {
-            "gpu_name": lambda: pynvml.nvmlDeviceGetName(handle),
-            "gpu_driver": pynvml.nvmlSystemGetDriverVersion,
-            "gpu_memory_bytes": lambda: pynvml.nvmlDeviceGetMemoryInfo(handle).total,
-            "gpu_sm_clock_mhz": lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
-            "gpu_max_sm_clock_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
-        }
-        for name, query in queries.items():
-            try:
-                value = query()
-                info[name] = value.decode() if isinstance(value, bytes) else value
-            except pynvml.NVMLError:
-                pass
-    except pynvml.NVMLError:
-        pass
+        try:
+            handle = (pynvml.nvmlDeviceGetHandleByUUID(uuid) if uuid
+                      else pynvml.nvmlDeviceGetHandleByIndex(device_index))
+        except pynvml.NVMLError:
+            handle = None
+        yield (pynvml, handle) if handle is not None else None
     finally:
         try:
             pynvml.nvmlShutdown()
         except pynvml.NVMLError:
             pass
+
+
+def _query(nvml, queries: dict) -> dict[str, object]:
+    """Each query's answer, or 'unavailable' where NVML does not give it."""
+    pynvml, _ = nvml
+    info = {}
+    for name, query in queries.items():
+        try:
+            value = query()
+            info[name] = value.decode() if isinstance(value, bytes) else value
+        except pynvml.NVMLError:
+            info[name] = UNAVAILABLE
     return info
+
+
+def nvml_info(device_index: int = 0, uuid: str | None = None) -> dict[str, object]:
+    """Name, driver, memory and clocks of one NVIDIA GPU; every field 'unavailable' on failure."""
+    with _nvml(device_index, uuid) as nvml:
+        if nvml is None:
+            return dict.fromkeys(NVML_FIELDS, UNAVAILABLE)
+        pynvml, handle = nvml
+        return _query(nvml, {
+            "gpu_name": lambda: pynvml.nvmlDeviceGetName(handle),
+            "gpu_driver": pynvml.nvmlSystemGetDriverVersion,
+            "gpu_memory_bytes": lambda: pynvml.nvmlDeviceGetMemoryInfo(handle).total,
+            "gpu_sm_clock_mhz": lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            "gpu_max_sm_clock_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
+        })
+
+
+# NVML's clock-event ("throttle") reason bits, and which of them mean the GPU was slowed by heat or power.
+THROTTLE_REASONS = {0x1: "gpu_idle", 0x2: "applications_clocks", 0x4: "sw_power_cap", 0x8: "hw_slowdown",
+                    0x10: "sync_boost", 0x20: "sw_thermal", 0x40: "hw_thermal", 0x80: "hw_power_brake",
+                    0x100: "display_clocks"}
+SLOWED = {"sw_power_cap", "hw_slowdown", "sw_thermal", "hw_thermal", "hw_power_brake"}
+
+
+def _device_ids(device: str) -> tuple[int, str | None]:
+    """(CUDA index, NVML UUID) of a device; without CUDA here, the index it names and no UUID."""
+    dev = torch.device(device)
+    try:
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    except (RuntimeError, AssertionError):  # torch without CUDA: NVML may still answer by index
+        return dev.index or 0, None
+    return index, f"GPU-{uuid}" if uuid else None
+
+
+def gpu_clock_state(device: str) -> dict[str, object]:
+    """The SM clock (MHz) of the case's GPU now, and why its clocks are held down (reason names,
+    comma separated, '' for none); 'unavailable' for what NVML cannot tell."""
+    with _nvml(*_device_ids(device)) as nvml:
+        if nvml is None:
+            return {"sm_clock_mhz": UNAVAILABLE, "throttle_reasons": UNAVAILABLE}
+        pynvml, handle = nvml
+        reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
+            pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        state = _query(nvml, {"sm_clock_mhz": lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+                              "throttle_reasons": lambda: reasons(handle)})
+    bits = state["throttle_reasons"]
+    if isinstance(bits, int):
+        state["throttle_reasons"] = ",".join(name for bit, name in THROTTLE_REASONS.items() if bits & bit)
+    return state
 
 
 @functools.cache
@@ -139,13 +193,11 @@ def environment(device: str = "cpu") -> dict[str, object]:
         "ld_preload": os.environ.get("LD_PRELOAD", ""),
     }
     if dev.type == "cuda":
-        index = dev.index if dev.index is not None else torch.cuda.current_device()
-        props = torch.cuda.get_device_properties(index)
-        uuid = getattr(props, "uuid", None)
-        env["device_name"] = props.name
+        index, uuid = _device_ids(device)
+        env["device_name"] = torch.cuda.get_device_properties(index).name
         env["cuda_version"] = torch.version.cuda or ""
         env["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
-        env.update(nvml_info(index, f"GPU-{uuid}" if uuid else None))
+        env.update(nvml_info(index, uuid))
     else:
         env["device_name"] = env["cpu_model"]
         env["cuda_version"] = ""

@@ -16,15 +16,25 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import random
-import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from attnbench.errors import AttnbenchError
 
 ENTRY_POINT_GROUP = "attnbench.metrics"
-SAMPLES_KEY = "time_samples_ms"  # a pass may return raw samples under this key: they go to the sidecar
+# A pass may return raw samples under this key, one list per process that measured them (a flat
+# list counts as one process): they go to the report's sidecar, where compare resamples them.
+SAMPLES_KEY = "time_samples_ms"
+
+
+def sample_groups(samples: object) -> list[list[float]]:
+    """Raw samples as one list per process: [[...], [...]] as given, a flat list as one process."""
+    if not samples:
+        return []
+    samples = list(samples)
+    if all(isinstance(group, list | tuple) for group in samples):
+        return [[float(x) for x in group] for group in samples if group]
+    return [[float(x) for x in samples]]
 
 
 def number(row: dict, column: str) -> float | None:
@@ -64,10 +74,14 @@ def fmt_number(n: object, spec: str = ".4g") -> str:
 
 @dataclass(frozen=True)
 class Column:
-    """One column of the on-screen table: a header and how a row's cell reads."""
+    """One column of the on-screen table: a header (or a function of the rows shown that gives it)
+    and how a row's cell reads."""
 
-    header: str
+    header: str | Callable[[list[dict]], str]
     cell: Callable[[dict], str]
+
+    def title(self, rows: list[dict]) -> str:
+        return self.header(rows) if callable(self.header) else self.header
 
 
 @dataclass(frozen=True)
@@ -82,13 +96,20 @@ class Panel:
 
 # ---- how compare judges a metric: each returns (state, detail) or None when it cannot judge ----
 
+def random_source(seed: int = 0):
+    import numpy as np
+
+    return np.random.default_rng(seed)
+
+
 @dataclass(frozen=True)
 class Judgement:
-    """What a policy may need beyond the two rows: raw samples and a random source."""
+    """What a policy may need beyond the two rows: raw samples (one list per process) and a
+    random source (a numpy Generator)."""
 
-    base_samples: list[float] | None = None
-    new_samples: list[float] | None = None
-    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    base_samples: list[list[float]] | None = None
+    new_samples: list[list[float]] | None = None
+    rng: Any = field(default_factory=random_source)
 
 
 @dataclass(frozen=True)
@@ -120,25 +141,40 @@ class Tolerance:
         return state, "" if state == "same" else f"{b:.4g} -> {n:.4g}"
 
 
+def _processes(row: dict) -> int:
+    """How many processes a row's time came from (reports from before the column: one)."""
+    return int(number(row, "time_processes") or 1)
+
+
 @dataclass(frozen=True)
 class Bootstrap:
-    """Ratio of medians new/base with a bootstrap interval; a change must clear `rel` (relative)
-    and `absolute` (in the column's unit) to count, and an interval that straddles the threshold
-    is 'ambiguous'. Without raw samples, the IQRs stand in for the interval."""
+    """Ratio new/base of the medians (of the per-process medians) with a bootstrap interval that
+    resamples processes, then samples within them (attnbench.bootstrap). A change must clear
+    `rel` and `absolute` (in the column's unit) to count; an interval that straddles the
+    threshold is 'ambiguous'.
+
+    When a side was timed in one process its interval cannot hold the variance between
+    processes, so a change counts only beyond `one_process_rel` (a ratio beyond 1 + that, or
+    below 1 / (1 + that)); in between it is 'ambiguous'. Without raw samples the interval comes
+    from the per-process extremes (several processes) or the IQRs (one)."""
 
     column: str
     spread_column: str
     rel: float = 0.05
     absolute: float = 0.01
+    one_process_rel: float = 0.5
     confidence: float = 0.95
     resamples: int = 2000
     tunable: bool = True
 
-    def _interval(self, base: list[float], new: list[float], rng: random.Random) -> tuple[float, float]:
-        ratios = sorted(statistics.median(rng.choices(new, k=len(new)))
-                        / statistics.median(rng.choices(base, k=len(base))) for _ in range(self.resamples))
-        tail = (1 - self.confidence) / 2
-        return ratios[int(tail * len(ratios))], ratios[min(len(ratios) - 1, int((1 - tail) * len(ratios)))]
+    def _from_rows(self, base: dict, new: dict) -> tuple[float, float, float]:
+        mb, mn = number(base, self.column), number(new, self.column)
+        lows = [number(r, "time_ms_process_min") for r in (base, new)]
+        highs = [number(r, "time_ms_process_max") for r in (base, new)]
+        if min(_processes(base), _processes(new)) > 1 and None not in lows + highs:
+            return mn / mb, lows[1] / highs[0], highs[1] / max(lows[0], 1e-12)
+        ib, inew = number(base, self.spread_column) or 0, number(new, self.spread_column) or 0
+        return mn / mb, (mn - inew / 2) / (mb + ib / 2), (mn + inew / 2) / max(mb - ib / 2, 1e-12)
 
     def judge(self, base: dict, new: dict, context: Judgement) -> tuple[str, str] | None:
         mb, mn = number(base, self.column), number(new, self.column)
@@ -147,16 +183,21 @@ class Bootstrap:
         if abs(mn - mb) <= self.absolute:
             return "same", f"{mn / mb:.2f}x (within {self.absolute:g})"
         bs, ns = context.base_samples, context.new_samples
-        if bs and ns and len(bs) > 1 and len(ns) > 1:
-            ratio = statistics.median(ns) / statistics.median(bs)
-            low, high = self._interval(bs, ns, context.rng)
+        if bs and ns:
+            from attnbench.bootstrap import ratio_interval
+
+            ratio, low, high = ratio_interval(bs, ns, context.rng, self.confidence, self.resamples)
+            one_process = min(len(bs), len(ns)) < 2
         else:
-            ib, inew = number(base, self.spread_column) or 0, number(new, self.spread_column) or 0
-            ratio, low, high = mn / mb, (mn - inew / 2) / (mb + ib / 2), (mn + inew / 2) / max(mb - ib / 2, 1e-12)
+            ratio, low, high = self._from_rows(base, new)
+            one_process = min(_processes(base), _processes(new)) < 2
         detail = f"{ratio:.2f}x [{low:.2f}, {high:.2f}]"
-        if low > 1 + self.rel:
+        counts = max(self.rel, self.one_process_rel) if one_process else self.rel
+        if one_process and (low > 1 + self.rel or high < 1 - self.rel):
+            detail += f" one process: counts beyond {1 + counts:.2f}x"
+        if low > 1 + counts:
             return "slower", detail
-        if high < 1 - self.rel:
+        if high < (1 / (1 + counts) if one_process else 1 - self.rel):
             return "faster", detail
         if 1 - self.rel <= low and high <= 1 + self.rel:
             return "same", detail
@@ -263,6 +304,10 @@ class MeasureOptions:
     max_time_s: float = 5.0  # ... or when this much time was spent measuring
     reference: str = "full"  # error metric: the exact attention outputs are compared with
     repeats: int = 1  # error metric: independent draws of a stochastic method
+    l2: str = "cold"  # time on CUDA: flush the L2 cache before every timed call (cold) or not (warm)
+    cuda_graphs: bool = False  # time on CUDA: capture the call in a CUDA graph and time its replays
+    processes: int = 1  # time: each case is timed in this many separate processes, interleaved
+    process_index: int = 0  # set by the engine: which of those processes this is (0 runs every pass)
 
 
 def result_columns() -> list[str]:

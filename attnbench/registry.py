@@ -48,7 +48,7 @@ def _index() -> dict[str, str]:
     from attnbench.methods import BUILTIN, PEERS
 
     known = {name: f"attnbench.methods.{where}" for name, where in BUILTIN.items()}
-    known.update({name: f"attnbench.methods.{where}" for name, (package, where) in PEERS.items()
+    known.update({name: f"attnbench.methods.{where}" for name, (package, where, _) in PEERS.items()
                   if importlib.util.find_spec(package) is not None})
     for point in entry_points(group=ENTRY_POINT_GROUP):
         known.setdefault(point.name, point.value)
@@ -61,10 +61,20 @@ def list_methods(pattern: str = "*") -> list[str]:
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
 
+def missing_peers() -> dict[str, str]:
+    """Peers whose package is not installed: name -> what to install."""
+    from attnbench.methods import PEERS
+
+    return {name: f"{package} is not installed: {hint}" for name, (package, _, hint) in PEERS.items()
+            if importlib.util.find_spec(package) is None}
+
+
 def check_names(names: list[str]) -> None:
     """Fail on an unknown name without importing any method (a `module:Class` is checked on load)."""
     known = set(_index()) | set(REGISTRY)
     for name in names:
+        if name in missing_peers():
+            raise AttnbenchError(f"{name} runs another package's kernel, and {missing_peers()[name]}")
         if name not in known and ":" not in name:
             close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
             hint = f"did you mean {', '.join(close)}? " if close else ""

@@ -27,7 +27,7 @@ def rows_table(rows: Iterable[dict], title: str = "attnbench") -> Table:
     table.add_column("case")
     table.add_column("n", justify="right")
     for column in shown:
-        table.add_column(column.header, justify="right")
+        table.add_column(column.title(rows), justify="right")
     table.add_column("status")
     for row in rows:
         ok = row.get("status") == "ok"
@@ -49,13 +49,15 @@ def console(stderr: bool = False):
 class Progress:
     """Progress of a run or sweep: a rich bar with ETA and the current case, or plain lines.
 
-    Use as a context manager; `start(total)` once, `row(row)` as each row arrives.
+    Use as a context manager; `start(total)` once, `row(row)` as each row arrives, and `step(row)`
+    for each process of a case timed in `processes` but its last (the bar moves a share of a case).
     """
 
-    def __init__(self, screen, cases_rows: list[dict], quiet: bool = False) -> None:
+    def __init__(self, screen, cases_rows: list[dict], quiet: bool = False, processes: int = 1) -> None:
         self.screen, self.plain = screen, quiet or not screen.is_terminal
         self.label = Labeller(cases_rows)
         self.done, self.total, self.bar, self.task = 0, 0, None, None
+        self.processes, self.steps = processes, {}  # row key -> processes of that case already done
 
     def __enter__(self) -> "Progress":
         return self
@@ -75,7 +77,23 @@ class Progress:
             self.bar.start()
             self.task = self.bar.add_task("cases", total=total or None)
 
+    def step(self, row: dict) -> None:
+        from attnbench.schema import row_key
+
+        key = row_key(row)
+        self.steps[key] = self.steps.get(key, 0) + 1
+        time_ms = row.get("time_ms_median")
+        line = (f"[{self.done + 1}/{self.total}] {self.label(row)}: process {self.steps[key]}/{self.processes} "
+                + (f"{time_ms:.2f} ms" if isinstance(time_ms, float) else row["status"]))
+        if self.plain:
+            self.screen.print(line, markup=False, highlight=False)
+        else:
+            self.bar.update(self.task, advance=1 / self.processes, description=line[:80])
+
     def row(self, row: dict) -> None:
+        from attnbench.schema import row_key
+
+        share = 1 - self.steps.pop(row_key(row), 0) / self.processes  # what its steps did not move
         self.done += 1
         time_ms = row.get("time_ms_median")
         result = row["status"] if row["status"] != "ok" or time_ms is None else f"ok {time_ms:.2f} ms"
@@ -86,7 +104,7 @@ class Progress:
         if self.plain:
             self.screen.print(line, markup=False, highlight=False)
         else:
-            self.bar.update(self.task, advance=1, description=line[:80])
+            self.bar.update(self.task, advance=share, description=line[:80])
             if row["status"] != "ok":
                 self.bar.console.print(line, markup=False, highlight=False)
 

@@ -3,7 +3,9 @@
 A report already on disk is never replaced: writing to an existing file needs `append=True`,
 and appending rows with new columns rewrites the file atomically with the union of columns.
 Raw timing samples would make the CSV untidy, so they go to a JSON-lines sidecar beside it,
-`<report>.samples.jsonl`: one object per timed row, its identity columns and `time_samples_ms`.
+`<report>.samples.jsonl`: one object per timed row, its identity columns, `time_samples_ms`
+(every sample, in ms) and `time_sample_process` (for each sample, the index of the process that
+measured it, from 0; sidecars without it hold one process).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from pathlib import Path
 from typing import IO, Sequence
 
 from attnbench.errors import AttnbenchError
-from attnbench.metric import SAMPLES_KEY
+from attnbench.metric import SAMPLES_KEY, sample_groups
 from attnbench.schema import IDENTITY, row_key
 
 REPORTS_DIR = Path("reports")
+PROCESS_KEY = "time_sample_process"
 
 
 def sidecar_path(report: str | Path) -> Path:
@@ -92,14 +95,16 @@ class CsvReport:
         return self
 
     def write(self, row: dict) -> None:
-        samples = row.get(SAMPLES_KEY)
+        groups = sample_groups(row.get(SAMPLES_KEY))
         self._writer.writerow({k: _cell(v) for k, v in row.items() if k != SAMPLES_KEY})
         self._file.flush()  # a killed run keeps every finished row
-        if samples and not self.to_stdout:
+        if groups and not self.to_stdout:
             if self._samples is None:
                 self._samples = sidecar_path(self.target).open("a")
             identity = {k: v for k, v in row.items() if k in IDENTITY or k.startswith("param_")}
-            self._samples.write(json.dumps({**identity, SAMPLES_KEY: samples}) + "\n")
+            samples = {SAMPLES_KEY: [x for g in groups for x in g],
+                       PROCESS_KEY: [i for i, g in enumerate(groups) for _ in g]}
+            self._samples.write(json.dumps({**identity, **samples}) + "\n")
             self._samples.flush()
         self.rows_written += 1
 
@@ -128,8 +133,9 @@ def read_report(path: str | Path):
     return frame
 
 
-def read_samples(report: str | Path) -> dict[tuple, list[float]]:
-    """Raw timing samples (ms) by row key, from the report's sidecar (empty if there is none)."""
+def read_samples(report: str | Path) -> dict[tuple, list[list[float]]]:
+    """Raw timing samples (ms) by row key, one list per process, from the report's sidecar
+    (empty if there is none)."""
     path = sidecar_path(report)
     if not path.is_file():
         return {}
@@ -139,7 +145,11 @@ def read_samples(report: str | Path) -> dict[tuple, list[float]]:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a killed run
-        values = entry.pop(SAMPLES_KEY, None)
-        if values:
-            samples[row_key({k: v for k, v in entry.items()})] = [float(v) for v in values]
+        values, processes = entry.pop(SAMPLES_KEY, None), entry.pop(PROCESS_KEY, None)
+        if not values:
+            continue
+        groups: dict[int, list[float]] = {}
+        for value, process in zip(values, processes or [0] * len(values)):
+            groups.setdefault(int(process), []).append(float(value))
+        samples[row_key(entry)] = [groups[p] for p in sorted(groups)]
     return samples

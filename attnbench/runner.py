@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 
 from attnbench.case import Case
+from attnbench.contract import Unsupported
 from attnbench.metric import MeasureOptions, get_metric
 from attnbench.schema import new_row, stamp
 
@@ -105,28 +106,45 @@ def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
     attention = None if forward is None or backward is None else forward + backward
     if case.scope == "attention":
         return {"flops_analytic": attention, "scores_computed": scores,
-                "peak_mem_analytic_bytes": method.memory_bytes(shape, itemsize, case.mode, scores)}
+                "peak_mem_analytic_bytes": method.memory_bytes(shape, itemsize, case.mode, scores),
+                "bytes_moved_analytic": method.bytes_moved(shape, itemsize, case.mode, scores)}
     model = ModelShape(layers=case.layers, ffn_dim=case.ffn_dim)
     dense = dense_flops(case.batch, case.seq_len, case.heads, case.head_dim, model, case.scope)
     dense *= 1 if case.mode == "forward" else 3
     return {"flops_analytic": None if attention is None else case.layers * attention + dense,
-            "scores_computed": scores, "peak_mem_analytic_bytes": None}
+            "scores_computed": scores, "peak_mem_analytic_bytes": None, "bytes_moved_analytic": None}
 
 
-def _prepare(case: Case, method, device, dtype):
-    """(fn, inputs, call, fresh_state, diagnostics, attention modules) for the case's scope."""
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _prepare(case: Case, method, device, dtype, row: dict):
+    """(fn, inputs, call, fresh_state, diagnostics, attention modules) for the case's scope; the
+    build's wall time goes to row['build_ms']. With case.compile, the call runs the method's
+    function through torch.compile (the hooks keep the function itself)."""
     if case.scope == "attention":
         q, k, v, generator = make_inputs(case)
+        start = time.perf_counter()
         fn = method.build(case.shape, device=device, dtype=dtype, generator=generator)
+        _synchronize(device)
+        row["build_ms"] = (time.perf_counter() - start) * 1e3
+        timed = fn if case.compile == "off" else torch.compile(fn, mode=case.compile)
 
         def diagnostics() -> dict:
             with torch.no_grad():
                 return method.diagnostics(fn, q, k, v)
-        return fn, (q, k, v), make_call(fn, q, k, v, case.mode), lambda: None, diagnostics, []
+        return fn, (q, k, v), make_call(timed, q, k, v, case.mode), lambda: None, diagnostics, []
+    if case.compile != "off":
+        raise Unsupported("--compile compiles the method's attention function: it applies at attention scope")
     from attnbench.model import attention_diagnostics, prepare_network
 
+    start = time.perf_counter()
     prepared = prepare_network(case, method, device=device, dtype=dtype,
                                generator=torch.Generator().manual_seed(case.seed))
+    _synchronize(device)
+    row["build_ms"] = (time.perf_counter() - start) * 1e3
     return (prepared.fn, prepared.inputs, prepared.call, prepared.fresh_state,
             lambda: attention_diagnostics(method, prepared.attentions, prepared.call), prepared.attentions)
 
@@ -138,8 +156,13 @@ def _measure(case: Case, options: MeasureOptions, row: dict) -> None:
     if reason:
         row.update(status="unsupported", status_detail=reason)
         return
-    fn, inputs, call, fresh_state, diagnostics, attentions = _prepare(case, method, device, dtype)
-    if not _finite(call()):  # also the warm-up the memory pass needs
+    fn, inputs, call, fresh_state, diagnostics, attentions = _prepare(case, method, device, dtype, row)
+    start = time.perf_counter()
+    first = call()  # also the warm-up the memory pass needs; under --compile, the compilation
+    _synchronize(device)
+    if case.compile != "off" or method.compiled():
+        row["compile_s"] = time.perf_counter() - start
+    if not _finite(first):
         row.update(status="nan", status_detail="the output holds NaN or Inf")
         return
     extras = diagnostics()  # method-specific figures, e.g. an inverse's residual
@@ -165,6 +188,8 @@ def run_case(case: Case, options: MeasureOptions | None = None) -> dict:
     start = time.perf_counter()
     try:
         _measure(case, options, row)
+    except Unsupported as exc:
+        row.update(status="unsupported", status_detail=str(exc).splitlines()[0][:500])
     except Exception as exc:  # failures are data: record and go on
         row.update(status="oom" if _is_oom(exc) else "error",
                    status_detail=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])

@@ -55,17 +55,22 @@ KEYS: dict[str, str] = {
     "threads": "a positive integer",
     "metrics": "a list of metric names",
     "inputs": "\"random\", \"pretrained\" or \"init\", or a list of them",
+    "compile": "\"off\" or a torch.compile mode (\"default\", \"max-autotune\", ...), or a list of them",
     "input_scale": "a positive number (random inputs)",
     "layer": "a model layer, 0-5 (pretrained/init inputs)",
     "reference": "a method name (error metric)",
     "repeats": "a positive integer (error metric)",
+    "processes": "a positive integer: separate processes each case is timed in",
+    "l2": "\"cold\" or \"warm\": CUDA timing flushes the L2 cache before every call, or not",
+    "cuda_graphs": "true or false: CUDA timing replays the call captured in a CUDA graph",
     "min_time": "seconds, a number",
     "max_time": "seconds, a number",
     "max_memory": "a size such as \"3GB\"",
     "timeout": "a duration such as \"300s\" or \"5m\"",
     "output": "a CSV path",
 }
-GRID_KEYS = ("batch", "heads", "head_dim", "dtype", "mode", "scope", "inputs")  # a value or a list (a grid axis)
+# a value or a list (a grid axis)
+GRID_KEYS = ("batch", "heads", "head_dim", "dtype", "mode", "scope", "inputs", "compile")
 
 
 @dataclass
@@ -242,7 +247,10 @@ def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Sc
              **{k: check.given(k, lambda v: _whole(v, 1)) for k in ("layers", "ffn_dim", "vocab")}}
     options = {"min_time_s": check.given("min_time", _positive), "max_time_s": check.given("max_time", _positive),
                "reference": check.given("reference", lambda v: isinstance(v, str)),
-               "repeats": check.given("repeats", lambda v: _whole(v, 1))}
+               "repeats": check.given("repeats", lambda v: _whole(v, 1)),
+               "processes": check.given("processes", lambda v: _whole(v, 1)),
+               "l2": check.given("l2", lambda v: v in ("cold", "warm")),
+               "cuda_graphs": check.given("cuda_graphs", lambda v: isinstance(v, bool))}
     if "metrics" in data:
         try:
             options["metrics"] = parse_metrics(check.listed("metrics", str), "metrics")
@@ -297,9 +305,10 @@ def resolve_scenario(reference: str | Path) -> Path:
                          "('attnbench scenarios' describes them)")
 
 
-def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None,
+                  defaults: dict[str, Any] | None = None) -> Scenario:
     """Read, merge command-line overrides into, and validate a scenario file (a path, or the name
-    of a bundled scenario)."""
+    of a bundled scenario); `defaults` fill keys neither gives."""
     path = resolve_scenario(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -309,4 +318,4 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         raise AttnbenchError(f"cannot read scenario {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise AttnbenchError(f"{path}: not valid TOML: {exc}") from None
-    return scenario_from_dict({**data, **(overrides or {})}, source=str(path))
+    return scenario_from_dict({**(defaults or {}), **data, **(overrides or {})}, source=str(path))

@@ -15,8 +15,11 @@ from typing import Iterable
 from attnbench.case import SETUP, Case
 from attnbench.metric import result_columns
 
-CORE = ("status", "status_detail", "case_seconds")  # case_seconds: wall time of the whole case where it ran
-ANALYTIC = ("flops_analytic", "scores_computed", "peak_mem_analytic_bytes")  # the method's formulas
+# case_seconds: wall time of the whole case where it ran; build_ms: the method's build (weights,
+# masks, landmarks, block masks), or the network's at layer/model scope; compile_s: the first call
+# under torch.compile (--compile), which the timing leaves out.
+CORE = ("status", "status_detail", "case_seconds", "build_ms", "compile_s")
+ANALYTIC = ("flops_analytic", "scores_computed", "peak_mem_analytic_bytes", "bytes_moved_analytic")  # formulas
 ENVIRONMENT = (
     "attnbench_version", "git_sha", "torch_version", "python_version", "hostname", "cpu_model", "cpu_count",
     "allocator", "malloc_env", "ld_preload", "device_name", "cuda_version", "tf32_matmul",

@@ -9,7 +9,11 @@ multiprocessing starts a new one for the next worker.
 - memory cap: the worker first runs the case's passes on a tiny shape (lazy imports, the
   profiler and thread pools settle), then its address space may grow by at most
   `max_memory_bytes` (RLIMIT_AS), so an allocation past the cap fails inside the case and
-  becomes status 'oom' (on CUDA, torch's OutOfMemoryError does the same);
+  becomes status 'oom'. On a CUDA case the cap is on device memory instead
+  (torch.cuda.set_per_process_memory_fraction: the caching allocator refuses to hold more than
+  what it held after the warm-up plus the cap, and torch's OutOfMemoryError makes the row 'oom');
+  the address-space cap then also leaves room for the device's whole memory, which CUDA maps
+  into the process's address space, so that only host allocations can trip it;
 - time limit: a case still running after `timeout_s` is killed: status 'timeout';
 - a worker that dies (a signal, a segfault, the system's OOM killer) gives status 'crashed'.
 The worker inherits the runner's environment, so the allocator policy (attnbench.allocator)
@@ -75,9 +79,22 @@ def _warm_up(case: Case, options: MeasureOptions) -> None:
     from attnbench.runner import run_case
 
     tiny = dataclasses.replace(case, method="full", params={}, batch=1, heads=1, seq_len=16, head_dim=8,
-                               inputs="random", mode=case.mode)
+                               inputs="random", mode=case.mode, compile="off")
     run_case(tiny, dataclasses.replace(options, metrics=tuple(m for m in options.metrics if m != "time"),
                                        min_time_s=0.0, max_time_s=0.0))
+
+
+def _cap_device_memory(device: str, max_memory_bytes: int) -> int:
+    """Let this process's CUDA caching allocator hold at most what it holds now plus
+    `max_memory_bytes` on `device`; returns the device's total memory."""
+    import torch
+
+    dev = torch.device(device)
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(dev).total_memory
+    allowed = torch.cuda.memory_reserved(dev) + max_memory_bytes
+    torch.cuda.set_per_process_memory_fraction(min(1.0, allowed / total), dev)
+    return total
 
 
 def _die_with_parent() -> None:
@@ -97,8 +114,11 @@ def _worker_main(connection, max_memory_bytes: int | None) -> None:
     connection.send("ready")
     case, options = connection.recv()
     _warm_up(case, options)
-    if max_memory_bytes and os.path.exists("/proc/self/status"):
-        limit = _virtual_memory_bytes() + max_memory_bytes
+    host_cap = max_memory_bytes
+    if max_memory_bytes and case.device.startswith("cuda"):
+        host_cap = max_memory_bytes + _cap_device_memory(case.device, max_memory_bytes)
+    if host_cap and os.path.exists("/proc/self/status"):
+        limit = _virtual_memory_bytes() + host_cap
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from attnbench.runner import run_case  # preloaded by the template: no import cost here
 

@@ -19,7 +19,9 @@ def test_summary_fits_exponents_finds_the_crossover_and_states_ratios():
     lines = summary_lines(report)
     assert lines[0] == "full: time ~ n^2.00 +/- 0.00, memory ~ n^2.00 +/- 0.00"
     assert lines[1] == "fast: time ~ n^1.00 +/- 0.00, memory ~ n^1.00 +/- 0.00, cheaper than the reference from n~2048"
-    assert lines[-1].startswith("  fast ran 2.00 +/- ") and lines[-1].endswith("times faster than full")
+    assert lines[-2].startswith("  fast ran 2.00 +/- ")
+    assert lines[-2].endswith("times faster than full (one process's spread)")
+    assert lines[-1].startswith("times come from one process per case")  # said once, at the end
     never = summary_lines(rows("full", [10, 20, 40]) + rows("slow", [30, 60, 120]))
     assert "not cheaper than the reference up to n=4096" in never[1]
 

@@ -3,7 +3,9 @@
 CPU: the running sum of the profiler's allocator events (exact bytes requested, including an
 op's workspaces and never-touched allocations; unaffected by glibc caching, unlike RSS). The
 event API is semi-private in torch 2.13; the public event list drops op-attributed allocations.
-CUDA: reset_peak_memory_stats, then max_memory_allocated minus the baseline.
+CUDA: reset_peak_memory_stats on the case's device, then max_memory_allocated minus the
+baseline (the inputs, allocated before); also the caching allocator's reserved peak above its
+baseline (what the process really took from the GPU, fragmentation included).
 Call after a warm-up so lazy one-off allocations are not counted.
 """
 
@@ -45,16 +47,23 @@ def cpu_peak_bytes(call: Callable[[], object]) -> int:
     return peak
 
 
-def cuda_peak_bytes(call: Callable[[], object], device: torch.device) -> int:
-    torch.cuda.synchronize(device)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device)
-    call()
-    torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_allocated(device) - base
+def cuda_peak_bytes(call: Callable[[], object], device: torch.device) -> tuple[int, int]:
+    """(allocated, reserved) peak bytes of `call` on `device` above their levels at entry."""
+    with torch.cuda.device(device):
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base, base_reserved = torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
+        call()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base,
+                torch.cuda.max_memory_reserved(device) - base_reserved)
 
 
-def peak_bytes(call: Callable[[], object], device: torch.device) -> int:
-    """Peak bytes allocated during `call` on its device, above the level at entry."""
-    return cuda_peak_bytes(call, device) if device.type == "cuda" else cpu_peak_bytes(call)
+def peak_bytes(call: Callable[[], object], device: torch.device) -> dict[str, int | None]:
+    """Peak bytes allocated during `call` on its device above the level at entry, and on CUDA
+    the reserved peak (None on the CPU, whose allocator reserves nothing apart)."""
+    if device.type == "cuda":
+        allocated, reserved = cuda_peak_bytes(call, device)
+        return {"peak_mem_bytes": allocated, "peak_mem_reserved_bytes": reserved}
+    return {"peak_mem_bytes": cpu_peak_bytes(call), "peak_mem_reserved_bytes": None}

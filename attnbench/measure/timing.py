@@ -1,8 +1,15 @@
-"""Wall time with torch.utils.benchmark: warm-up, then adaptive blocks until IQR/median < 10%.
+"""Time per call.
 
-Timer pins the thread count for the measurement (we always pass it explicitly) and synchronizes
-the accelerator at block edges, so CUDA work is waited for. Samples are seconds per call, one per
-block; a block repeats the call enough times that timer overhead is negligible.
+CPU: torch.utils.benchmark's Timer (it pins the thread count, which we always pass) after a
+warm-up, in adaptive blocks until IQR/median < 10%; a sample is one block, which repeats the call
+enough times that the timer's overhead is negligible.
+
+CUDA: CUDA events around every call, on the case's own device and stream (so `cuda:1` times
+device 1), after a warm-up. By default the L2 cache is flushed before every timed call (a buffer
+of twice the device's L2 is zeroed; the events exclude it), so a call does not find its inputs
+cached by the previous one, as in a model where other layers run in between; `l2="warm"` skips
+the flush. With `cuda_graphs` the call is captured once in a CUDA graph and its replays are
+timed (launch overhead gone); a call that cannot be captured raises Unsupported.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from typing import Callable
 
 import torch
 from torch.utils.benchmark import Timer
+
+from attnbench.contract import Unsupported
 
 NOISY_IQR_FRACTION = 0.10  # torch.utils.benchmark's own threshold for a noisy measurement
 MIN_QUIET_SAMPLES = 5  # fewer samples than this cannot show a spread: the timing counts as noisy
@@ -56,9 +65,73 @@ def warm_up(call: Callable[[], object], device: torch.device, *, min_calls: int 
     _synchronize(device)
 
 
+def _quiet(samples: list[float]) -> bool:
+    timing = Timing(tuple(samples), 1)
+    return len(samples) >= MIN_QUIET_SAMPLES and not timing.noisy
+
+
+def l2_flusher(device: torch.device) -> Callable[[], object]:
+    """A call that evicts the device's L2 cache: zero a buffer of twice its size (256 MiB when
+    torch does not give the size)."""
+    size = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 128 * 2**20
+    buffer = torch.empty(2 * size, dtype=torch.int8, device=device)
+    return buffer.zero_
+
+
+def captured(call: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """`call` captured in a CUDA graph: returns the graph's replay. Warmed up on a side stream first,
+    as capture requires."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    try:
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                call()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            call()
+    except RuntimeError as exc:  # capture forbids syncs, CPU work and new allocations from outside its pool
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Unsupported(f"cannot be captured in a CUDA graph: {first}") from None
+    return graph.replay
+
+
+def time_cuda(call: Callable[[], object], device: torch.device, *, min_time_s: float, max_time_s: float,
+              l2: str = "cold", cuda_graphs: bool = False) -> Timing:
+    """Seconds per call from CUDA events, one sample per call, until IQR/median < 10% past
+    min_time_s (or max_time_s is spent)."""
+    with torch.cuda.device(device):
+        run = captured(call, device) if cuda_graphs else call
+        warm_up(run, device)
+        flush = l2_flusher(device) if l2 == "cold" else None
+        samples: list[float] = []
+        start = time.perf_counter()
+        while True:
+            events = []
+            for _ in range(10):  # calls queued between synchronizations
+                if flush is not None:
+                    flush()
+                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                begin.record()
+                run()
+                end.record()
+                events.append((begin, end))
+            torch.cuda.synchronize(device)
+            samples += [begin.elapsed_time(end) / 1e3 for begin, end in events]
+            spent = time.perf_counter() - start
+            if spent >= max_time_s or (spent >= min_time_s and _quiet(samples)):
+                return Timing(tuple(samples), 1)
+
+
 def time_call(call: Callable[[], object], device: torch.device, *, threads: int,
-              min_time_s: float, max_time_s: float) -> Timing:
-    """Median/IQR of `call` after warm-up; stops early once IQR/median < 10% past min_time_s."""
+              min_time_s: float, max_time_s: float, l2: str = "cold", cuda_graphs: bool = False) -> Timing:
+    """Median/IQR of `call` after warm-up; stops early once IQR/median < 10% past min_time_s.
+    On CUDA, events (see time_cuda); `l2` and `cuda_graphs` apply there only."""
+    if device.type == "cuda":
+        return time_cuda(call, device, min_time_s=min_time_s, max_time_s=max_time_s, l2=l2, cuda_graphs=cuda_graphs)
+    if cuda_graphs:
+        raise Unsupported("--cuda-graphs captures CUDA work; this case runs on the CPU")
     warm_up(call, device)
     timer = Timer(stmt="call()", globals={"call": call}, num_threads=threads)
     measurement = timer.adaptive_autorange(threshold=NOISY_IQR_FRACTION, min_run_time=min_time_s,

@@ -18,11 +18,19 @@ BUILTIN = {
     "longformer": "longformer:Longformer",
     "sparse_transformer": "sparse_transformer:SparseTransformer",
     "informer": "informer:Informer",
+    "sdpa-flash": "sdpa:SdpaFlash",
+    "sdpa-efficient": "sdpa:SdpaEfficient",
+    "sdpa-cudnn": "sdpa:SdpaCudnn",
+    "sdpa-math": "sdpa:SdpaMath",
+    "flex": "flex:Flex",
 }
 
-# Public implementations, known only when their package is installed: name -> (package, "module:Class").
+# Public implementations, runnable when their package is installed:
+# name -> (package to import, "module:Class", how to install it).
 PEERS = {
-    "peer-nystrom-attention": ("nystrom_attention", "peers:PeerNystrom"),
-    "peer-performer-pytorch": ("performer_pytorch", "peers:PeerPerformer"),
-    "peer-linformer": ("linformer", "peers:PeerLinformer"),
+    "peer-nystrom-attention": ("nystrom_attention", "peers:PeerNystrom", "pip install 'attnbench[peers]'"),
+    "peer-performer-pytorch": ("performer_pytorch", "peers:PeerPerformer", "pip install 'attnbench[peers]'"),
+    "peer-linformer": ("linformer", "peers:PeerLinformer", "pip install 'attnbench[peers]'"),
+    "peer-flash-attn": ("flash_attn", "kernels:PeerFlashAttn", "pip install flash-attn --no-build-isolation (CUDA)"),
+    "peer-xformers": ("xformers", "kernels:PeerXformers", "pip install xformers (matching your torch build)"),
 }

@@ -18,6 +18,7 @@ import torch
 
 from attnbench.contract import Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops, dense_rows
+from attnbench.methods._flex import BACKEND_HELP, FlexAttention, block_mask, flex_flops, flex_memory_bytes, tile_scores
 
 PAPER = "Zaheer et al. 2020, Big Bird: Transformers for Longer Sequences, arXiv:2007.14062"
 
@@ -56,6 +57,17 @@ class BigBirdAttention:
         ends = dense_rows(torch.cat([q[:, :, :s], q[:, :, n - s:]], dim=2), k, v)
         return torch.cat([ends[:, :, :s], middle.reshape(b, h, n - 2 * s, -1), ends[:, :, s:]], dim=2)
 
+    def block_table(self) -> torch.Tensor:
+        """(h, blocks, blocks) bool: True where a query block attends a key block."""
+        s = self.size
+        ids, ok = self.key_index[..., ::s] // s, self.valid[..., 0, ::s]
+        heads, blocks = ids.shape[0], ids.shape[1] + 2
+        table = torch.zeros(heads, blocks, blocks, dtype=torch.bool, device=ids.device)
+        table[:, [0, -1]] = True
+        # an invalid entry (a repeat, a missing draw) points at block 0, which every row attends anyway
+        table[:, 1:-1].scatter_(-1, torch.where(ok, ids, 0), True)
+        return table
+
     def mask(self, n: int) -> torch.Tensor:
         """(h, n, n) pattern: True where a query attends a key."""
         h, s = self.key_index.shape[0], self.size
@@ -69,6 +81,25 @@ class BigBirdAttention:
         return mask
 
 
+class BigBirdFlex:
+    """The same drawn pattern as a FlexAttention block mask: a table lookup per block pair."""
+
+    def __init__(self, name: str, reference: BigBirdAttention, shape: Shape, device) -> None:
+        self.reference, self.random_blocks_drawn, s = reference, reference.random_blocks_drawn, reference.size
+        table = reference.block_table()
+
+        def attends(b, h, q, k):
+            return table[h, q // s, k // s]
+        self.block_mask = block_mask(attends, shape, device, per_head=True)
+        self.attend = FlexAttention(name, self.block_mask)
+
+    def mask(self, n: int) -> torch.Tensor:
+        return self.reference.mask(n)
+
+    def __call__(self, q, k, v):
+        return self.attend(q, k, v)
+
+
 @dataclass(frozen=True)
 class BigBird(Method):
     """Block-sparse attention: sliding window, global and random blocks."""
@@ -78,6 +109,7 @@ class BigBird(Method):
     block_size: int = param(64, "tokens per block", low=1)
     random_blocks: int = param(3, "random key blocks per query block; where fewer blocks are left to draw from, "
                                "fewer are drawn and the row's random_blocks_drawn says how many (a mean)", low=0)
+    backend: str = param("reference", BACKEND_HELP, choices=("reference", "flex"))
 
     def unsupported(self, shape, mode):
         if shape.seq_len % self.block_size or shape.seq_len < 3 * self.block_size:
@@ -85,10 +117,18 @@ class BigBird(Method):
         return super().unsupported(shape, mode)
 
     def build(self, shape, *, device, dtype, generator):
-        return BigBirdAttention(self, shape, device, generator)
+        attention = BigBirdAttention(self, shape, device, generator)
+        return BigBirdFlex(self.name, attention, shape, device) if self.backend == "flex" else attention
+
+    def compiled(self) -> bool:
+        return self.backend == "flex"
+
+    def flops_countable(self) -> bool:
+        return self.backend != "flex"
 
     def diagnostics(self, fn, q, k, v):
-        return {"random_blocks_drawn": fn.random_blocks_drawn}
+        flex = {"scores_computed": tile_scores(fn.block_mask, Shape(*q.shape))} if self.backend == "flex" else {}
+        return {"random_blocks_drawn": fn.random_blocks_drawn, **flex}
 
     def mask(self, fn, q, k):
         return fn.mask(q.shape[-2]).to(q.device).expand(q.shape[0], -1, -1, -1)
@@ -96,16 +136,27 @@ class BigBird(Method):
     def _keys(self, blocks: int) -> int:
         return (5 + min(self.random_blocks, blocks)) * self.block_size
 
-    def flops(self, shape: Shape, scores=None) -> float:
+    def flops(self, shape: Shape, scores=None) -> float | None:
+        if self.backend == "flex":
+            return flex_flops(shape, scores)
         s, n = self.block_size, shape.seq_len
         blocks = n // s
         return block_flops(shape, blocks - 2, s, self._keys(blocks)) + 4 * shape.rows * 2 * s * n * shape.head_dim
 
-    def scores_computed(self, shape: Shape) -> float:
+    def backward_flops(self, shape: Shape, scores=None) -> float | None:
+        if self.backend == "flex":
+            return flex_flops(shape, scores, "backward")
+        return super().backward_flops(shape, scores)
+
+    def scores_computed(self, shape: Shape) -> float | None:
+        if self.backend == "flex":
+            return None  # the tiles of the block mask: diagnostics counts them
         s, n = self.block_size, shape.seq_len
         return shape.rows * ((n - 2 * s) * self._keys(n // s) + 2 * s * n)
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
+        if self.backend == "flex":
+            return flex_memory_bytes(shape, itemsize, mode)
         s, n, p = self.block_size, shape.seq_len, shape.head_dim
         keys = self._keys(n // s)
         per_head = (n // s) * (2 * keys * p + s * keys * 2) + 2 * s * n + 4 * n * p

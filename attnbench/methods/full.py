@@ -70,6 +70,12 @@ class FullExplicit(Method):
     def scores_computed(self, shape: Shape) -> float:
         return shape.rows * shape.seq_len**2
 
+    def bytes_moved(self, shape, itemsize, mode, scores=None):
+        # Scores written, read by softmax; probabilities written, read by P V. Backward: P read,
+        # dP written and read, dS written and read.
+        square = shape.rows * shape.seq_len**2 * itemsize
+        return super().bytes_moved(shape, itemsize, mode) + (4 if mode == "forward" else 9) * square
+
     def memory_bytes(self, shape, itemsize, mode, scores=None):
         square = shape.rows * shape.seq_len**2 * itemsize
         vectors = _vector_bytes(shape, itemsize)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from attnbench.contract import Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops, dense_rows
+from attnbench.methods._flex import BACKEND_HELP, FlexAttention, block_mask, flex_flops, flex_memory_bytes, tile_scores
 
 PAPER = "Beltagy et al. 2020, Longformer: The Long-Document Transformer, arXiv:2004.05150"
 
@@ -57,6 +58,7 @@ class Longformer(Method):
                         "which already reaches every key: a larger window is refused", low=2)
     global_tokens: int = param(1, "leading positions with global attention (e.g. [CLS]); at most n: more are refused",
                                low=0)
+    backend: str = param("reference", BACKEND_HELP, choices=("reference", "flex"))
 
     def unsupported(self, shape, mode):
         n = shape.seq_len
@@ -64,7 +66,22 @@ class Longformer(Method):
                 or self.too_large("global_tokens", n, "there are n positions") or super().unsupported(shape, mode))
 
     def build(self, shape, *, device, dtype, generator):
-        return LongformerAttention(self, shape, device)
+        if self.backend == "reference":
+            return LongformerAttention(self, shape, device)
+        half, globals_ = self.window // 2, self.global_tokens
+
+        def attends(b, h, q, k):
+            return ((q - k).abs() <= half) | (k < globals_) | (q < globals_)
+        return FlexAttention(self.name, block_mask(attends, shape, device, per_head=False))
+
+    def compiled(self) -> bool:
+        return self.backend == "flex"
+
+    def flops_countable(self) -> bool:
+        return self.backend != "flex"
+
+    def diagnostics(self, fn, q, k, v):
+        return {"scores_computed": tile_scores(fn.block_mask, Shape(*q.shape))} if self.backend == "flex" else {}
 
     def mask(self, fn, q, k):
         i = torch.arange(q.shape[-2], device=q.device)
@@ -72,17 +89,28 @@ class Longformer(Method):
         glob = i < self.global_tokens
         return (near | glob.view(1, -1) | glob.view(-1, 1)).expand(*q.shape[:2], -1, -1)
 
-    def flops(self, shape: Shape, scores=None) -> float:
+    def flops(self, shape: Shape, scores=None) -> float | None:
+        if self.backend == "flex":
+            return flex_flops(shape, scores)
         size, n = self.window // 2, shape.seq_len
         blocks, g = -(-n // size), min(self.global_tokens, n)
         return block_flops(shape, blocks, size, 3 * size + g) + 4 * shape.rows * g * n * shape.head_dim
 
-    def scores_computed(self, shape: Shape) -> float:
+    def backward_flops(self, shape: Shape, scores=None) -> float | None:
+        if self.backend == "flex":
+            return flex_flops(shape, scores, "backward")
+        return super().backward_flops(shape, scores)
+
+    def scores_computed(self, shape: Shape) -> float | None:
+        if self.backend == "flex":
+            return None  # the tiles of the block mask: diagnostics counts them
         size, n = self.window // 2, shape.seq_len
         g = min(self.global_tokens, n)
         return shape.rows * (-(-n // size) * size * (3 * size + g) + g * n)
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
+        if self.backend == "flex":
+            return flex_memory_bytes(shape, itemsize, mode)
         size, n, p = self.window // 2, shape.seq_len, shape.head_dim
         keys = 3 * size + min(self.global_tokens, n)
         per_head = -(-n // size) * (2 * keys * p + 2 * size * keys) + 4 * n * p

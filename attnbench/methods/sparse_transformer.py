@@ -17,6 +17,7 @@ import torch
 
 from attnbench.contract import Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops
+from attnbench.methods._flex import BACKEND_HELP, FlexAttention, block_mask, flex_flops, flex_memory_bytes, tile_scores
 
 PAPER = "Child et al. 2019, Generating Long Sequences with Sparse Transformers, arXiv:1904.10509"
 
@@ -70,6 +71,7 @@ class SparseTransformer(Method):
     stride: int = param(128, "l, block length", low=1)
     summary: int = param(8, "c, summary positions at the end of each block (fixed pattern); at most the stride: "
                          "more are refused", low=1)
+    backend: str = param("reference", BACKEND_HELP, choices=("reference", "flex"))
 
     def unsupported(self, shape, mode):
         if shape.seq_len % self.stride:
@@ -81,30 +83,58 @@ class SparseTransformer(Method):
         return super().unsupported(shape, mode)
 
     def build(self, shape, *, device, dtype, generator):
+        if self.backend == "flex":
+            return FlexAttention(self.name, block_mask(self._attends(), shape, device, per_head=False))
         if self.pattern == "strided":
             return lambda q, k, v: strided_attention(q, k, v, self.stride)
         return FixedPattern(shape.seq_len, self.stride, self.summary, device)
 
+    def _attends(self):
+        """mask_mod(b, h, q, k): whether query q attends key k (tensors of positions broadcast)."""
+        stride, summary = self.stride, min(self.summary, self.stride)
+
+        def attends(b, h, q, k):
+            same_block = (q // stride) == (k // stride)
+            if self.pattern == "strided":
+                return same_block | ((q - k) % stride == 0)
+            return same_block | (k % stride >= stride - summary)
+        return attends
+
+    def compiled(self) -> bool:
+        return self.backend == "flex"
+
+    def flops_countable(self) -> bool:
+        return self.backend != "flex"
+
+    def diagnostics(self, fn, q, k, v):
+        return {"scores_computed": tile_scores(fn.block_mask, Shape(*q.shape))} if self.backend == "flex" else {}
+
     def mask(self, fn, q, k):
         i = torch.arange(q.shape[-2], device=q.device)
-        same_block = (i.view(-1, 1) // self.stride) == (i.view(1, -1) // self.stride)
-        if self.pattern == "strided":
-            mask = same_block | ((i.view(-1, 1) - i.view(1, -1)) % self.stride == 0)
-        else:
-            mask = same_block | (i.view(1, -1) % self.stride >= self.stride - min(self.summary, self.stride))
-        return mask.expand(*q.shape[:2], -1, -1)
+        return self._attends()(None, None, i.view(-1, 1), i.view(1, -1)).expand(*q.shape[:2], -1, -1)
 
     def _keys(self, shape: Shape) -> int:
         blocks = shape.seq_len // self.stride
         return self.stride + (blocks if self.pattern == "strided" else blocks * min(self.summary, self.stride))
 
-    def flops(self, shape: Shape, scores=None) -> float:
+    def flops(self, shape: Shape, scores=None) -> float | None:
+        if self.backend == "flex":
+            return flex_flops(shape, scores)
         return block_flops(shape, shape.seq_len // self.stride, self.stride, self._keys(shape))
 
-    def scores_computed(self, shape: Shape) -> float:
+    def backward_flops(self, shape: Shape, scores=None) -> float | None:
+        if self.backend == "flex":
+            return flex_flops(shape, scores, "backward")
+        return super().backward_flops(shape, scores)
+
+    def scores_computed(self, shape: Shape) -> float | None:
+        if self.backend == "flex":
+            return None  # the tiles of the block mask: diagnostics counts them
         return shape.rows * shape.seq_len * self._keys(shape)
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
+        if self.backend == "flex":
+            return flex_memory_bytes(shape, itemsize, mode)
         n, p, keys = shape.seq_len, shape.head_dim, self._keys(shape)
         gathered = 2 * n // self.stride * keys * p if self.pattern == "fixed" else 0
         per_head = 3 * n * keys + gathered + 2 * n * p

@@ -1,5 +1,6 @@
 """Peak memory one call allocates beyond its inputs: the CPU allocator's events under the
-profiler, or CUDA's max_memory_allocated on a GPU. For a layer or model the weights count as
+profiler, or CUDA's max_memory_allocated on a GPU (and max_memory_reserved, as
+peak_mem_reserved_bytes). For a layer or model the weights count as
 inputs; a backward or training step is measured from no gradients and (train) a fresh AdamW, so
 its gradients and optimizer state are in the peak."""
 
@@ -10,11 +11,11 @@ def measure(ctx) -> dict:
     from attnbench.measure.memory import peak_bytes
 
     ctx.fresh_state()  # a training step allocates its gradients and optimizer state anew
-    return {"peak_mem_bytes": peak_bytes(ctx.call, ctx.device)}
+    return peak_bytes(ctx.call, ctx.device)
 
 
 METRIC = Metric(
-    name="memory", order=40, columns=("peak_mem_bytes",), measure=measure,
+    name="memory", order=40, columns=("peak_mem_bytes", "peak_mem_reserved_bytes"), measure=measure,
     help="peak bytes allocated by one call beyond its inputs",
     compare=Tolerance("peak_mem_bytes", rel=0.02, absolute=64 * 1024),
     table=(Column("peak mem", lambda row: fmt_bytes(row.get("peak_mem_bytes"))),),

@@ -1,0 +1,95 @@
+"""FlexAttention (torch.nn.attention.flex_attention) as the sparse methods' second backend.
+
+A pattern is a `mask_mod(b, h, q_idx, kv_idx) -> bool`; `create_block_mask` turns it into the
+block-sparse layout FlexAttention skips empty blocks with (built once, in `build`, so its cost
+is in build_ms). The kernel is only fast compiled: eager flex_attention materializes the scores,
+which would misreport every figure, so an environment that cannot compile it (no C++ compiler on
+CPU, no Triton on GPU) makes the case 'unsupported' instead.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from attnbench.contract import Unsupported
+
+BLOCK = 128  # FlexAttention's default block: a block mask skips work in 128 x 128 tiles
+
+
+@functools.cache
+def compiled_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def block_mask(mask_mod, shape, device, per_head: bool):
+    """The BlockMask of `mask_mod` for (batch, heads, n, n); heads share one unless `per_head`."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    n = shape.seq_len
+    return create_block_mask(mask_mod, B=None, H=shape.heads if per_head else None, Q_LEN=n, KV_LEN=n,
+                             device=device, BLOCK_SIZE=min(BLOCK, n))
+
+
+def _compile_errors() -> tuple[type, ...]:
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    try:
+        from torch._inductor.exc import InductorError
+    except ImportError:
+        return (BackendCompilerFailed,)
+    return (BackendCompilerFailed, InductorError)
+
+
+class FlexAttention:
+    """fn(q, k, v): compiled FlexAttention over a block mask (None: every pair, exact attention).
+    The first call compiles (the runner reports it as compile_s); if this environment cannot
+    compile it, or FlexAttention does not run the case here (float64, or a backward, on CPU), that
+    call raises Unsupported with the first line of the reason."""
+
+    def __init__(self, name: str, mask=None) -> None:
+        self.name, self.block_mask, self.compiled = name, mask, False
+
+    def __call__(self, q, k, v):
+        if self.compiled:
+            return compiled_flex()(q, k, v, block_mask=self.block_mask)
+        try:
+            out = compiled_flex()(q, k, v, block_mask=self.block_mask)
+        except NotImplementedError as exc:  # e.g. no backward on CPU
+            raise Unsupported(f"{self.name}: {str(exc).strip().splitlines()[0]}") from None
+        except _compile_errors() as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise Unsupported(f"{self.name}: FlexAttention does not compile here ({first})") from None
+        self.compiled = True
+        return out
+
+
+def tile_scores(mask, shape) -> float:
+    """Query-key scores FlexAttention computes over the batch with this block mask: every pair of
+    each tile the mask does not skip (a partly masked tile is computed whole)."""
+    tiles = mask.kv_num_blocks.sum() + (mask.full_kv_num_blocks.sum() if mask.full_kv_num_blocks is not None else 0)
+    q_block, kv_block = mask.BLOCK_SIZE
+    shared = shape.rows // (mask.kv_num_blocks.shape[0] * mask.kv_num_blocks.shape[1])  # broadcast over b, h
+    return float(tiles) * q_block * kv_block * shared
+
+
+def flex_memory_bytes(shape, itemsize: int, mode: str) -> float:
+    """Like SDPA's fused kernels: the output and float32 row statistics (dq, dk, dv in backward)."""
+    vectors = shape.rows * shape.seq_len * shape.head_dim * itemsize
+    logsumexp = shape.rows * shape.seq_len * 4
+    return (vectors if mode == "forward" else 4 * vectors) + logsumexp
+
+
+def flex_flops(shape, scores: float | None, mode: str = "forward") -> float | None:
+    """FLOPs of FlexAttention over `scores` computed pairs: Q K^T and P V forward; the backward
+    recomputes the scores and adds four gradient matmuls (2.5x the forward, as SDPA's)."""
+    if scores is None:
+        return None
+    return (4 if mode == "forward" else 10) * scores * shape.head_dim
+
+
+BACKEND_HELP = ("reference (blockwise, gathering the keys each query block attends) or flex (the same pattern as a "
+                "FlexAttention block mask, compiled; FLOPs count the 128 x 128 tiles it computes)")

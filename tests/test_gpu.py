@@ -1,0 +1,84 @@
+"""The CUDA paths: events on the case's own device, the L2 flush, CUDA graphs, device memory
+(peak, reserved, the sweep's cap giving 'oom'), NVML clock columns and pinned kernels. Skipped
+without a GPU; `make gpu-check` runs them on one."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from attnbench.case import Case, Limits, make_cases
+from attnbench.measure.memory import cuda_peak_bytes
+from attnbench.measure.timing import time_cuda
+from attnbench.metric import MeasureOptions
+from attnbench.runner import run_case
+from tests.conftest import requires_cuda
+
+pytestmark = [requires_cuda, pytest.mark.cuda]
+QUICK = MeasureOptions(metrics=("memory", "time"), min_time_s=0.05, max_time_s=0.3)
+
+
+def test_peak_sees_a_known_allocation_and_reserved_covers_it():
+    dev = torch.device("cuda")
+    peak, reserved = cuda_peak_bytes(lambda: torch.ones(4096, 4096, device=dev).sum(), dev)
+    assert peak == pytest.approx(64 * 2**20, rel=0.01) and reserved >= peak
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_events_time_the_cases_own_device_not_the_current_one():
+    torch.cuda.set_device(0)
+    a = torch.randn(2048, 2048, device="cuda:1")
+    timing = time_cuda(lambda: a @ a, torch.device("cuda:1"), min_time_s=0.05, max_time_s=0.3)
+    assert timing.median_ms > 0 and torch.cuda.current_device() == 0
+    row = run_case(make_cases(["full"], [1024], device="cuda:1")[0], QUICK)
+    assert row["status"] == "ok" and row["peak_mem_bytes"] > 0, row["status_detail"]
+
+
+def test_a_cold_l2_makes_a_cache_sized_read_slower():
+    size = torch.cuda.get_device_properties(0).L2_cache_size // 4  # fits in L2 when warm
+    x = torch.ones(size // 4, device="cuda")
+    dev = torch.device("cuda")
+    cold = time_cuda(x.sum, dev, min_time_s=0.1, max_time_s=0.5, l2="cold").median_ms
+    warm = time_cuda(x.sum, dev, min_time_s=0.1, max_time_s=0.5, l2="warm").median_ms
+    assert cold > 1.1 * warm
+
+
+def test_cuda_graph_replays_are_timed_and_rows_say_how():
+    case = make_cases(["full"], [1024], device="cuda")[0]
+    row = run_case(case, dataclasses.replace(QUICK, cuda_graphs=True))
+    assert row["status"] == "ok" and row["time_cuda_graphs"] is True and row["time_l2"] == "cold"
+
+
+def test_device_memory_cap_makes_an_oom_row():
+    from attnbench.workers import WorkerLauncher
+
+    case = make_cases(["full-explicit"], [16384], device="cuda")[0]  # 4 GiB of scores per copy
+    row = WorkerLauncher(Limits(max_memory_bytes=256 * 2**20)).run(case, QUICK)
+    assert row["status"] == "oom", row["status_detail"]
+
+
+def test_nvml_clock_columns_are_filled_or_unavailable():
+    row = run_case(make_cases(["full"], [1024], device="cuda")[0], QUICK)
+    assert row["status"] == "ok"
+    for column in ("gpu_sm_clock_mhz_start", "gpu_sm_clock_mhz_end"):
+        assert isinstance(row[column], int) or row[column] == "unavailable"
+    assert isinstance(row["gpu_throttle_reasons"], str)
+    assert row["peak_source"] in ("spec", "measured") and row["peak_mem_reserved_bytes"] >= 0
+
+
+@pytest.mark.parametrize("method", ["sdpa-flash", "sdpa-efficient", "sdpa-math", "flex"])
+def test_pinned_kernels_run_half_precision_and_match_exact_attention(method):
+    from attnbench.contract import Shape
+    from attnbench.methods.full import explicit_softmax_attention
+    from attnbench.registry import create_method
+
+    dev = torch.device("cuda")
+    fn = create_method(method).build(Shape(1, 4, 1024, 64), device=dev, dtype=torch.float16, generator=None)
+    q, k, v = (torch.randn(1, 4, 1024, 64, device=dev, dtype=torch.float16) for _ in range(3))
+    reference = explicit_softmax_attention(q.float(), k.float(), v.float())
+    assert (fn(q, k, v).float() - reference).abs().max() < 1e-2
+
+
+def test_flash_refuses_float32_instead_of_falling_back():
+    row = run_case(Case("sdpa-flash", seq_len=1024, device="cuda", dtype="float32", threads=1), QUICK)
+    assert row["status"] == "unsupported" and "FLASH_ATTENTION" in row["status_detail"]

@@ -1,0 +1,180 @@
+"""Real kernels as methods (pinned SDPA backends, FlexAttention, the sparse methods' flex backend,
+other packages' kernels), torch.compile, set-up cost columns, peak rates and GPU bookkeeping that
+can be checked without a GPU. Every compiled case here is small (FlexAttention compiles once per
+pattern and shape; inductor caches it)."""
+
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnbench import env
+from attnbench.case import Case, make_cases
+from attnbench.contract import Shape
+from attnbench.metric import MeasureOptions
+from attnbench.metrics.time import clock_noisy
+from attnbench.peaks import gpu_spec, gpu_table, spec_peak
+from attnbench.registry import create_method
+from attnbench.runner import run_case
+from tests.conftest import cli
+
+SHAPE = Shape(1, 2, 256, 16)
+
+
+def _inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(1, 2, 256, 16, generator=g) for _ in range(3)]
+
+
+def _fn(name, **params):
+    return create_method(name, **params).build(SHAPE, device=torch.device("cpu"), dtype=torch.float32,
+                                               generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", ["sdpa-math", "flex"])
+def test_exact_kernels_equal_sdpa(name):
+    q, k, v = _inputs()
+    assert torch.allclose(_fn(name)(q, k, v), F.scaled_dot_product_attention(q, k, v), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["sdpa-efficient", "sdpa-cudnn"])
+def test_a_backend_that_cannot_run_on_cpu_is_unsupported_with_torchs_reason(name):
+    row = run_case(Case(name, seq_len=256, heads=2, head_dim=16, threads=1), MeasureOptions(metrics=("flops",)))
+    assert row["status"] == "unsupported" and "torch has no" in row["status_detail"]
+
+
+@pytest.mark.parametrize("name, params", [
+    ("bigbird", {"block_size": 32, "random_blocks": 2}),
+    ("longformer", {"window": 64, "global_tokens": 3}),
+    ("sparse_transformer", {"pattern": "strided", "stride": 32}),
+    ("sparse_transformer", {"pattern": "fixed", "stride": 32, "summary": 4}),
+])
+def test_flex_backend_equals_the_reference_and_the_dense_masked_softmax(name, params):
+    q, k, v = _inputs(1)
+    reference, flex = _fn(name, **params), _fn(name, backend="flex", **params)
+    out = flex(q, k, v)
+    assert torch.allclose(out, reference(q, k, v), atol=1e-5, rtol=0)
+    method = create_method(name, backend="flex", **params)
+    mask = method.mask(flex, q, k)  # the pattern, whichever backend computes it
+    assert torch.equal(mask, create_method(name, **params).mask(reference, q, k))
+    dense = torch.softmax((q @ k.transpose(-1, -2) / 4).masked_fill(~mask, -torch.inf), -1) @ v
+    assert torch.allclose(out, dense, atol=1e-5, rtol=0)
+    scores = method.diagnostics(flex, q, k, v)["scores_computed"]  # whole 128 x 128 tiles
+    assert scores >= mask.sum() and scores % (128 * 128) == 0
+
+
+def test_flex_rows_report_compile_time_tiles_and_the_patterns_sparsity():
+    cases = make_cases(["bigbird"], [256], {"block_size": [32], "backend": ["reference", "flex"]},
+                       heads=2, head_dim=16, threads=1)
+    reference, flex = (run_case(c, MeasureOptions(metrics=("sparsity", "flops"))) for c in cases)
+    assert flex["status"] == "ok", flex["status_detail"]
+    assert flex["compile_s"] > 0 and reference["compile_s"] is None
+    assert flex["sparsity"] == reference["sparsity"]
+    assert flex["flops_analytic"] == 4 * flex["scores_computed"] * 16
+
+
+def test_compile_runs_a_method_through_torch_compile(tmp_path):
+    out = tmp_path / "c.csv"
+    result = cli("run", "-m", "skyformer", "-n", "128", "--heads", "1", "--head-dim", "16", "--compile",
+                 "--metrics", "flops", "-o", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    import pandas as pd
+
+    row = pd.read_csv(out).iloc[0]
+    assert row["status"] == "ok" and row["compile"] == "default" and row["compile_s"] > 0 and row["build_ms"] > 0
+
+
+def test_compile_mode_and_l2_are_checked_in_one_line():
+    for args in (["--compile-mode", "fastest"], ["--l2", "hot"]):
+        result = cli("run", "-m", "full", "-n", "128", *args)
+        assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_build_time_and_bandwidth_are_filled_for_every_method_that_runs():
+    from attnbench.methods import BUILTIN
+
+    options = MeasureOptions(metrics=("flops",))
+    skip = {"flex", "sdpa-efficient", "sdpa-cudnn"}  # flex: compiled above; the other two need CUDA
+    for name in sorted(set(BUILTIN) - skip):
+        row = run_case(make_cases([name], [256], heads=2, head_dim=16, threads=1)[0], options)
+        assert row["status"] in ("ok", "unsupported"), (name, row["status_detail"])
+        if row["status"] == "ok":
+            assert row["build_ms"] >= 0 and row["bytes_moved_analytic"] > 0, name
+
+
+def test_time_reports_bandwidth_and_the_measured_peak_on_cpu():
+    row = run_case(Case("full-explicit", seq_len=256, heads=2, head_dim=16, threads=1),
+                   MeasureOptions(metrics=("time",), min_time_s=0.01, max_time_s=0.05))
+    vectors = 2 * 256 * 16 * 4
+    assert row["bytes_moved_analytic"] == 4 * vectors + 4 * 2 * 256**2 * 4  # scores and probabilities, twice
+    assert row["achieved_bandwidth_bytes_per_s"] == pytest.approx(
+        row["bytes_moved_analytic"] / (row["time_ms_median"] / 1e3))
+    assert row["peak_source"] == "measured" and row["time_l2"] == "" and row["gpu_throttle_reasons"] is None
+
+
+def test_cuda_graphs_on_cpu_is_an_unsupported_row():
+    row = run_case(Case("full", seq_len=128, threads=1), MeasureOptions(metrics=("time",), cuda_graphs=True))
+    assert row["status"] == "unsupported" and "CUDA" in row["status_detail"]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("NVIDIA H100 80GB HBM3", "H100 SXM"), ("NVIDIA H100 PCIe", "H100 PCIe"), ("NVIDIA H100 NVL", "H100 NVL"),
+    ("NVIDIA H200", "H200"), ("NVIDIA A100-SXM4-40GB", "A100 40GB"), ("NVIDIA A100-SXM4-80GB", "A100 80GB"),
+    ("NVIDIA A100 80GB PCIe", "A100 80GB PCIe"), ("NVIDIA L40S", "L40S"), ("NVIDIA L40", "L40"),
+    ("NVIDIA L4", "L4"), ("NVIDIA GeForce RTX 4090", "RTX 4090"), ("Tesla V100-SXM2-16GB", "V100 SXM2"),
+    ("Tesla V100-PCIE-32GB", "V100 PCIe"), ("Some Future GPU", None),
+])
+def test_gpu_names_find_their_datasheet_row(name, expected):
+    row = gpu_spec(name)
+    assert (row and row["name"]) == expected
+
+
+def test_spec_peaks_by_dtype_and_tf32_and_every_row_cites_a_source():
+    assert spec_peak("NVIDIA H100 80GB HBM3", "bfloat16", tf32=False) == pytest.approx(989.4e12)
+    assert spec_peak("NVIDIA H100 80GB HBM3", "float32", tf32=False) == pytest.approx(67e12)
+    assert spec_peak("NVIDIA H100 80GB HBM3", "float32", tf32=True) == pytest.approx(494.7e12)
+    assert spec_peak("Tesla V100-SXM2-16GB", "bfloat16", tf32=False) is None  # no bf16 tensor cores
+    assert spec_peak("NVIDIA H100 80GB HBM3", "float64", tf32=False) is None
+    for row in gpu_table():
+        assert row["source"].startswith("NVIDIA") and "https://" in row["source"] and row["bandwidth"] > 0
+
+
+def test_clock_state_without_nvml_or_with_failing_nvml_is_unavailable(monkeypatch):
+    class NVMLError(Exception):
+        pass
+
+    def fail(*a):
+        raise NVMLError("Driver Not Loaded")
+
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", None)  # not installed
+    assert env.gpu_clock_state("cuda") == {"sm_clock_mhz": "unavailable", "throttle_reasons": "unavailable"}
+    fake = types.SimpleNamespace(NVMLError=NVMLError, nvmlInit=fail, nvmlShutdown=lambda: None)
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
+    assert env.gpu_clock_state("cuda:0") == {"sm_clock_mhz": "unavailable", "throttle_reasons": "unavailable"}
+    fake.nvmlInit, fake.NVML_CLOCK_SM = (lambda: None), 1
+    fake.nvmlDeviceGetHandleByIndex = lambda i: "h"
+    fake.nvmlDeviceGetClockInfo = lambda h, c: 1755
+    fake.nvmlDeviceGetCurrentClocksEventReasons = lambda h: 0x1 | 0x20
+    assert env.gpu_clock_state("cuda:0") == {"sm_clock_mhz": 1755, "throttle_reasons": "gpu_idle,sw_thermal"}
+
+
+def test_a_moving_clock_or_a_thermal_throttle_makes_the_timing_noisy():
+    assert not clock_noisy({"gpu_sm_clock_mhz_start": 1980, "gpu_sm_clock_mhz_end": 1950, "gpu_throttle_reasons": ""})
+    assert clock_noisy({"gpu_sm_clock_mhz_start": 1980, "gpu_sm_clock_mhz_end": 1700, "gpu_throttle_reasons": ""})
+    assert clock_noisy({"gpu_sm_clock_mhz_start": 1980, "gpu_sm_clock_mhz_end": 1980,
+                        "gpu_throttle_reasons": "sw_power_cap"})
+    assert not clock_noisy({"gpu_sm_clock_mhz_start": "unavailable", "gpu_throttle_reasons": "unavailable"})
+
+
+def test_missing_kernel_peers_are_listed_with_their_install_hint_and_refused_in_one_line():
+    from attnbench.registry import missing_peers
+
+    missing = missing_peers()
+    if "peer-flash-attn" not in missing:
+        pytest.skip("flash-attn is installed here")
+    listed = cli("list", "peer-*")
+    assert "peer-flash-attn" in listed.stdout and "not installed" in listed.stdout
+    result = cli("run", "-m", "peer-flash-attn", "-n", "128")
+    assert result.returncode != 0 and "pip install flash-attn" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
