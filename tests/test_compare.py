@@ -34,15 +34,17 @@ def test_identical_reports_pass(base, tmp_path):
     assert "0 regression(s)" in result.stdout
 
 
-def test_doubled_time_samples_of_one_method_fail_naming_it(base, tmp_path):
+def test_tripled_time_samples_of_one_method_fail_naming_it(base, tmp_path):
+    # The report was timed in one process, so only a change beyond 1.60x can be confirmed; 3x
+    # clears it whatever the noise of these tiny cases.
     def slower(row):
         if row["method"] == "skyformer":
-            row["time_ms_median"] = str(2 * float(row["time_ms_median"]))
+            row["time_ms_median"] = str(3 * float(row["time_ms_median"]))
         return row
 
     def doubled(entry):
         if entry["method"] == "skyformer":
-            entry["time_samples_ms"] = [2 * t for t in entry["time_samples_ms"]]
+            entry["time_samples_ms"] = [3 * t for t in entry["time_samples_ms"]]
         return entry
 
     new = copy_report(base, tmp_path / "slow.csv", slower, doubled)
@@ -50,7 +52,7 @@ def test_doubled_time_samples_of_one_method_fail_naming_it(base, tmp_path):
     assert result.returncode == 1, result.stdout
     regressed = [line for line in result.stdout.splitlines() if "REGRESSION" in line]
     assert len(regressed) == 2 and all(line.startswith("skyformer n=") for line in regressed)
-    assert all("slower 2.00x" in line for line in regressed)
+    assert all("slower 3.00x" in line for line in regressed)
 
 
 def test_changed_flops_fail(base, tmp_path):
