@@ -20,7 +20,9 @@ from attnbench.metric import Judgement, get_metric, metric_names, number, random
 from attnbench.report import read_samples, sidecar_path
 from attnbench.schema import IDENTITY, REQUIRED, Labeller, row_key
 
-HARDWARE = ("cpu_model", "device_name", "gpu_name", "torch_version", "threads", "allocator")
+# Columns that make times incomparable when they differ (how the time was taken included).
+HARDWARE = ("cpu_model", "device_name", "gpu_name", "torch_version", "threads", "allocator", "time_l2",
+            "time_cuda_graphs")
 
 
 @dataclass

@@ -84,6 +84,13 @@ def test_other_hardware_is_warned_and_markdown_is_a_table(base, tmp_path):
     assert result.returncode == 0 and "differ in cpu_model" in result.stderr
     assert result.stdout.splitlines()[-1].startswith("0 regression(s)")
 
+    def warm(row):  # the same cases, timed with the L2 left warm
+        row["time_l2"] = "warm"
+        return row
+
+    result = cli("compare", str(base), str(copy_report(base, tmp_path / "warm.csv", warm)), "--metrics", "flops")
+    assert "differ in time_l2" in result.stderr
+
 
 def test_compare_bad_input_is_one_line(base, tmp_path):
     (tmp_path / "junk.csv").write_text("a,b\n1,2\n")
