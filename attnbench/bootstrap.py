@@ -26,10 +26,6 @@ import numpy as np
 Groups = list[list[float]]
 
 
-def median_of_medians(groups: Groups) -> float:
-    return float(np.median([np.median(g) for g in groups]))
-
-
 def log_level(groups: Groups) -> float:
     """The mean of the logs of the per-process medians (log of their geometric mean)."""
     return float(np.mean([math.log(np.median(g)) for g in groups]))

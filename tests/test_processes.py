@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from attnbench.bootstrap import median_of_medians, ratio_interval
+from attnbench.bootstrap import ratio_interval
 from attnbench.case import Case, make_cases
 from attnbench.engine import InProcess, run_cases
 from attnbench.errors import AttnbenchError
@@ -40,6 +40,11 @@ class Recorder:
 
     def close(self):
         pass
+
+
+def test_the_row_keeps_the_median_of_the_per_process_medians():
+    row = time_columns([[1.0, 2.0, 3.0], [10.0, 10.0, 10.0], [5.0]], 1, {})
+    assert row["time_ms_median"] == 5.0 and row["time_processes"] == 3 and row["time_process_spread"] == 5.0
 
 
 def test_processes_are_interleaved_and_later_ones_only_time():
@@ -106,13 +111,9 @@ def test_two_stage_bootstrap_covers_the_true_ratio_at_about_its_nominal_rate():
     assert pooled / trials < 0.7
 
 
-def test_median_of_medians():
-    assert median_of_medians([[1, 2, 3], [10, 10, 10], [5]]) == 5
-
-
 def _judge(base, new):
     policy = get_metric("time").compare
-    rows = [{"time_ms_median": median_of_medians(g), "time_processes": len(g)} for g in (base, new)]
+    rows = [time_columns(g, 1, {}) for g in (base, new)]  # as the time metric writes them
     return policy.judge(*rows, Judgement(base, new, random_source(0)))
 
 
