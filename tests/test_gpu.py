@@ -35,8 +35,8 @@ def test_events_time_the_cases_own_device_not_the_current_one():
 
 
 def test_a_cold_l2_makes_a_cache_sized_read_slower():
-    size = torch.cuda.get_device_properties(0).L2_cache_size // 4  # fits in L2 when warm
-    x = torch.ones(size // 4, device="cuda")
+    half_l2 = torch.cuda.get_device_properties(0).L2_cache_size // 2  # bytes: stays in L2 when warm
+    x = torch.ones(half_l2 // 4, device="cuda")
     dev = torch.device("cuda")
     cold = time_cuda(x.sum, dev, min_time_s=0.1, max_time_s=0.5, l2="cold").median_ms
     warm = time_cuda(x.sum, dev, min_time_s=0.1, max_time_s=0.5, l2="warm").median_ms
