@@ -13,7 +13,7 @@ import functools
 
 import torch
 
-from attnbench.contract import Unsupported
+from attnbench.contract import Shape, Unsupported
 
 BLOCK = 128  # FlexAttention's default block: a block mask skips work in 128 x 128 tiles
 
@@ -93,3 +93,24 @@ def flex_flops(shape, scores: float | None, mode: str = "forward") -> float | No
 
 BACKEND_HELP = ("reference (blockwise, gathering the keys each query block attends) or flex (the same pattern as a "
                 "FlexAttention block mask, compiled; FLOPs count the 128 x 128 tiles it computes)")
+
+
+class FlexBackend:
+    """What `backend=flex` changes in a sparse method that is not about its pattern: its kernel is
+    compiled, FlopCounterMode cannot run it, its scores are the tiles the block mask computes, and
+    its backward costs what FlexAttention's does. Put it before Method in the bases; the method
+    keeps its own flops and memory formulas, which call flex_flops / flex_memory_bytes for flex."""
+
+    def compiled(self) -> bool:
+        return self.backend == "flex"
+
+    def flops_countable(self) -> bool:
+        return self.backend != "flex"
+
+    def diagnostics(self, fn, q, k, v) -> dict:
+        return {"scores_computed": tile_scores(fn.block_mask, Shape(*q.shape))} if self.backend == "flex" else {}
+
+    def backward_flops(self, shape, scores=None) -> float | None:
+        if self.backend == "flex":
+            return flex_flops(shape, scores, "backward")
+        return super().backward_flops(shape, scores)

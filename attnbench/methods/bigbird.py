@@ -18,7 +18,7 @@ import torch
 
 from attnbench.contract import Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops, dense_rows
-from attnbench.methods._flex import BACKEND_HELP, FlexAttention, block_mask, flex_flops, flex_memory_bytes, tile_scores
+from attnbench.methods._flex import BACKEND_HELP, FlexAttention, FlexBackend, block_mask, flex_flops, flex_memory_bytes
 
 PAPER = "Zaheer et al. 2020, Big Bird: Transformers for Longer Sequences, arXiv:2007.14062"
 
@@ -101,7 +101,7 @@ class BigBirdFlex:
 
 
 @dataclass(frozen=True)
-class BigBird(Method):
+class BigBird(FlexBackend, Method):
     """Block-sparse attention: sliding window, global and random blocks."""
 
     paper = PAPER
@@ -120,15 +120,8 @@ class BigBird(Method):
         attention = BigBirdAttention(self, shape, device, generator)
         return BigBirdFlex(self.name, attention, shape, device) if self.backend == "flex" else attention
 
-    def compiled(self) -> bool:
-        return self.backend == "flex"
-
-    def flops_countable(self) -> bool:
-        return self.backend != "flex"
-
     def diagnostics(self, fn, q, k, v):
-        flex = {"scores_computed": tile_scores(fn.block_mask, Shape(*q.shape))} if self.backend == "flex" else {}
-        return {"random_blocks_drawn": fn.random_blocks_drawn, **flex}
+        return {"random_blocks_drawn": fn.random_blocks_drawn, **super().diagnostics(fn, q, k, v)}
 
     def mask(self, fn, q, k):
         return fn.mask(q.shape[-2]).to(q.device).expand(q.shape[0], -1, -1, -1)
@@ -142,11 +135,6 @@ class BigBird(Method):
         s, n = self.block_size, shape.seq_len
         blocks = n // s
         return block_flops(shape, blocks - 2, s, self._keys(blocks)) + 4 * shape.rows * 2 * s * n * shape.head_dim
-
-    def backward_flops(self, shape: Shape, scores=None) -> float | None:
-        if self.backend == "flex":
-            return flex_flops(shape, scores, "backward")
-        return super().backward_flops(shape, scores)
 
     def scores_computed(self, shape: Shape) -> float | None:
         if self.backend == "flex":

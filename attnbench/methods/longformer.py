@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from attnbench.contract import Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops, dense_rows
-from attnbench.methods._flex import BACKEND_HELP, FlexAttention, block_mask, flex_flops, flex_memory_bytes, tile_scores
+from attnbench.methods._flex import BACKEND_HELP, FlexAttention, FlexBackend, block_mask, flex_flops, flex_memory_bytes
 
 PAPER = "Beltagy et al. 2020, Longformer: The Long-Document Transformer, arXiv:2004.05150"
 
@@ -50,7 +50,7 @@ class LongformerAttention:
 
 
 @dataclass(frozen=True)
-class Longformer(Method):
+class Longformer(FlexBackend, Method):
     """Sliding-window attention with global tokens, computed blockwise."""
 
     paper = PAPER
@@ -74,15 +74,6 @@ class Longformer(Method):
             return ((q - k).abs() <= half) | (k < globals_) | (q < globals_)
         return FlexAttention(self.name, block_mask(attends, shape, device, per_head=False))
 
-    def compiled(self) -> bool:
-        return self.backend == "flex"
-
-    def flops_countable(self) -> bool:
-        return self.backend != "flex"
-
-    def diagnostics(self, fn, q, k, v):
-        return {"scores_computed": tile_scores(fn.block_mask, Shape(*q.shape))} if self.backend == "flex" else {}
-
     def mask(self, fn, q, k):
         i = torch.arange(q.shape[-2], device=q.device)
         near = (i.view(-1, 1) - i.view(1, -1)).abs() <= self.window // 2
@@ -95,11 +86,6 @@ class Longformer(Method):
         size, n = self.window // 2, shape.seq_len
         blocks, g = -(-n // size), min(self.global_tokens, n)
         return block_flops(shape, blocks, size, 3 * size + g) + 4 * shape.rows * g * n * shape.head_dim
-
-    def backward_flops(self, shape: Shape, scores=None) -> float | None:
-        if self.backend == "flex":
-            return flex_flops(shape, scores, "backward")
-        return super().backward_flops(shape, scores)
 
     def scores_computed(self, shape: Shape) -> float | None:
         if self.backend == "flex":

@@ -17,7 +17,7 @@ import torch
 
 from attnbench.contract import Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops
-from attnbench.methods._flex import BACKEND_HELP, FlexAttention, block_mask, flex_flops, flex_memory_bytes, tile_scores
+from attnbench.methods._flex import BACKEND_HELP, FlexAttention, FlexBackend, block_mask, flex_flops, flex_memory_bytes
 
 PAPER = "Child et al. 2019, Generating Long Sequences with Sparse Transformers, arXiv:1904.10509"
 
@@ -62,7 +62,7 @@ def strided_attention(q, k, v, stride: int):
 
 
 @dataclass(frozen=True)
-class SparseTransformer(Method):
+class SparseTransformer(FlexBackend, Method):
     """Fixed or strided factorized sparse attention, computed blockwise."""
 
     paper = PAPER
@@ -100,15 +100,6 @@ class SparseTransformer(Method):
             return same_block | (k % stride >= stride - summary)
         return attends
 
-    def compiled(self) -> bool:
-        return self.backend == "flex"
-
-    def flops_countable(self) -> bool:
-        return self.backend != "flex"
-
-    def diagnostics(self, fn, q, k, v):
-        return {"scores_computed": tile_scores(fn.block_mask, Shape(*q.shape))} if self.backend == "flex" else {}
-
     def mask(self, fn, q, k):
         i = torch.arange(q.shape[-2], device=q.device)
         return self._attends()(None, None, i.view(-1, 1), i.view(1, -1)).expand(*q.shape[:2], -1, -1)
@@ -121,11 +112,6 @@ class SparseTransformer(Method):
         if self.backend == "flex":
             return flex_flops(shape, scores)
         return block_flops(shape, shape.seq_len // self.stride, self.stride, self._keys(shape))
-
-    def backward_flops(self, shape: Shape, scores=None) -> float | None:
-        if self.backend == "flex":
-            return flex_flops(shape, scores, "backward")
-        return super().backward_flops(shape, scores)
 
     def scores_computed(self, shape: Shape) -> float | None:
         if self.backend == "flex":
