@@ -16,6 +16,8 @@ multiprocessing starts a new one for the next worker.
   into the process's address space, so that only host allocations can trip it;
 - time limit: a case still running after `timeout_s` is killed: status 'timeout';
 - a worker that dies (a signal, a segfault, the system's OOM killer) gives status 'crashed'.
+- the machine's GEMM rate (the yardstick of machine_peak_fraction on a CPU) is measured by the
+  first worker that needs it and handed to every later one, so a timed sweep pays it once.
 The worker inherits the runner's environment, so the allocator policy (attnbench.allocator)
 applies to it and is recorded in its rows.
 It is one of the launchers of attnbench.engine.
@@ -112,7 +114,10 @@ def _worker_main(connection, max_memory_bytes: int | None) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
     connection.send("ready")
-    case, options = connection.recv()
+    case, options, rates = connection.recv()
+    from attnbench.measure.timing import GEMM_RATES
+
+    GEMM_RATES.update(rates)  # what earlier workers of this sweep measured: not measured again
     _warm_up(case, options)
     host_cap = max_memory_bytes
     if max_memory_bytes and case.device.startswith("cuda"):
@@ -122,7 +127,7 @@ def _worker_main(connection, max_memory_bytes: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from attnbench.runner import run_case  # preloaded by the template: no import cost here
 
-    connection.send(run_case(case, options))
+    connection.send((run_case(case, options), GEMM_RATES))
 
 
 class WorkerLauncher:
@@ -139,6 +144,7 @@ class WorkerLauncher:
         self._context = _context()
         self._running: set = set()
         self._lock = threading.Lock()
+        self._rates: dict = {}  # GEMM rates the workers measured, handed to the next ones
 
     def _start(self):
         """A started worker and its connection; raises if none could be started."""
@@ -172,10 +178,14 @@ class WorkerLauncher:
                 if attempt == 2:
                     return failure_row(case, "crashed", f"no worker could be started, twice: {exc}")
         try:
-            connection.send((case, options))
+            with self._lock:
+                rates = dict(self._rates)
+            connection.send((case, options, rates))
             if connection.poll(self.timeout_s):
-                row = connection.recv()
+                row, rates = connection.recv()
                 self._stop(process)
+                with self._lock:
+                    self._rates.update(rates)
                 return row
         except (EOFError, ConnectionResetError, BrokenPipeError):
             pass  # the worker died mid-case

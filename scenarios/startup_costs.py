@@ -2,6 +2,9 @@
 
 - `attnbench --help` and a bad input (`run -m nosuch -n 512`): wall time of a subprocess,
   median of 5;
+- the per-case price of isolation on a timed sweep, as a user meets it: `run` and `sweep` of 20
+  lengths of `linear` (`-n 64,80,...,368 -p normalize=paper --metrics time --processes 1`):
+  (sweep - run) / cases; a worker that measured the machine's GEMM rate itself paid it here;
 - the per-case price of isolation, two ways on the same tiny grid (`--metrics flops`):
   (a) `sweep` against `run` as subprocesses: (sweep - run) / cases;
   (b) sweep overhead per case as issue 12 defines it: (wall time of the sweep - the sum of the
@@ -67,7 +70,11 @@ def main() -> None:
     grid = ["-m", "full,linear", "-n", ",".join(map(str, lengths)), "--heads", "1", "--head-dim", "16",
             "--metrics", "flops", "--threads", "1"]
     cases = 2 * len(lengths)
+    timed = ["-m", "linear", "-n", ",".join(str(64 + 16 * i) for i in range(args.cases)), "-p", "normalize=paper",
+             "--metrics", "time", "--processes", "1"]
     with tempfile.TemporaryDirectory() as folder:
+        timed_run_s = wall(["run", *timed, "-o", str(Path(folder) / "timed-run.csv")])
+        timed_sweep_s = wall(["sweep", *timed, "-o", str(Path(folder) / "timed-sweep.csv")])
         run_s = wall(["run", *grid, "-o", str(Path(folder) / "run.csv")])
         sweep_s = wall(["sweep", *grid, "-o", str(Path(folder) / "sweep.csv")])
         inside = case_seconds(Path(folder) / "sweep.csv")
@@ -76,6 +83,9 @@ def main() -> None:
              f"| `attnbench --help` (median of 5) | {wall(['--help'], 5):.2f} |",
              f"| `attnbench run -m nosuch -n 512` (median of 5) | {wall(['run', '-m', 'nosuch', '-n', '512'], 5):.2f} "
              "|",
+             f"| `run` of {args.cases} lengths of linear, `--metrics time --processes 1` | {timed_run_s:.2f} |",
+             f"| `sweep` of the same {args.cases} timed cases | {timed_sweep_s:.2f} |",
+             f"| isolation per timed case: (sweep - run) / cases | {(timed_sweep_s - timed_run_s) / args.cases:.2f} |",
              f"| `run` of {cases} tiny cases, `--metrics flops` | {run_s:.2f} |",
              f"| `sweep` of the same {cases} cases (a worker per case) | {sweep_s:.2f} |",
              f"| isolation per case: (sweep - run) / cases | {(sweep_s - run_s) / cases:.2f} |"]

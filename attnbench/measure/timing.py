@@ -14,7 +14,6 @@ timed (launch overhead gone); a call that cannot be captured raises Unsupported.
 
 from __future__ import annotations
 
-import functools
 import statistics
 import time
 from dataclasses import dataclass
@@ -139,14 +138,24 @@ def time_call(call: Callable[[], object], device: torch.device, *, threads: int,
     return Timing(tuple(measurement.times), measurement.number_per_run)
 
 
-@functools.cache
+# (device, dtype, threads) -> dense matmul FLOP/s measured in this process, or handed to it by
+# the process that starts it (attnbench.workers): a sweep measures each rate once, not per worker.
+GEMM_RATES: dict[tuple[str, str, int], float] = {}
+
+
 def matmul_peak_flops_per_s(device: str, dtype: str, threads: int) -> float:
     """This machine's dense matmul rate for a dtype: the yardstick for achieved FLOP/s.
 
     The GEMM grows until one call takes 20 ms (so it is compute-bound), capped at 4096 on CPU
-    and 8192 on GPU; measured once per process and (device, dtype, threads).
+    and 8192 on GPU; measured once per (device, dtype, threads) and kept in GEMM_RATES.
     """
-    dev, dt = torch.device(device), getattr(torch, dtype)
+    key = (device, dtype, threads)
+    if key not in GEMM_RATES:
+        GEMM_RATES[key] = _measure_matmul_rate(torch.device(device), getattr(torch, dtype), threads)
+    return GEMM_RATES[key]
+
+
+def _measure_matmul_rate(dev: torch.device, dt: torch.dtype, threads: int) -> float:
     cap = 8192 if dev.type == "cuda" else 4096
     n = 256
     while True:
