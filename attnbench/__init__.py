@@ -7,6 +7,7 @@ use so that `attnbench --help` stays fast.
 >>> cases = attnbench.make_cases(["full", "full-explicit"], [512, 1024], heads=4, head_dim=64)
 >>> frame = attnbench.run(cases)            # one pandas row per case (in this process)
 >>> outcome = attnbench.run_cases(cases, launcher=attnbench.WorkerLauncher(), output="r.csv")
+>>> report = attnbench.load("r.csv")       # typed rows, each with its raw timing samples
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Case": "attnbench.case", "Limits": "attnbench.case", "make_cases": "attnbench.case",
-    "MeasureOptions": "attnbench.metric", "Metric": "attnbench.metric", "register_metric": "attnbench.metric",
-    "run": "attnbench.engine", "run_cases": "attnbench.engine", "InProcess": "attnbench.engine",
+    "MeasureOptions": "attnbench.case", "Metric": "attnbench.metrics", "register_metric": "attnbench.metrics",
+    "run": "attnbench.engine", "run_cases": "attnbench.engine", "InProcess": "attnbench.launchers",
     "WorkerLauncher": "attnbench.workers", "run_case": "attnbench.runner",
     "list_methods": "attnbench.registry", "get_method": "attnbench.registry",
     "create_method": "attnbench.registry", "register": "attnbench.registry", "Method": "attnbench.contract",
     "param": "attnbench.contract", "Shape": "attnbench.contract", "Capabilities": "attnbench.contract",
-    "environment": "attnbench.env", "read_report": "attnbench.report", "AttnbenchError": "attnbench.errors",
+    "environment": "attnbench.env", "load": "attnbench.report", "AttnbenchError": "attnbench.errors",
 }
 __all__ = ["__version__", *_LAZY]
 

@@ -2,40 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from typing import Sequence
 
-from attnbench.metric import number
-from attnbench.schema import Labeller, row_key
+from attnbench.case import Case
+from attnbench.schema import Labeller, numeric
 
 NOT_FITTING = ("oom", "timeout", "crashed")
 
 
-def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float]:
-    """Least-squares y = a + b x: (a, b, R^2)."""
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    a = my - b * mx
-    residual = sum((y - a - b * x) ** 2 for x, y in zip(xs, ys))
-    total = sum((y - my) ** 2 for y in ys)
-    return a, b, 1 - residual / total if total else 1.0
-
-
 def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Scaling exponent: the slope of log y against log x (2 for y ~ x^2)."""
-    return linear_fit([math.log(x) for x in xs], [math.log(y) for y in ys])[1]
+    return loglog_slope_se(xs, ys)[0]
 
 
 def loglog_slope_se(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float | None]:
-    """The scaling exponent and its standard error from the fit (None from two points)."""
-    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
-    a, b, _ = linear_fit(lx, ly)
+    """The scaling exponent and its standard error from the least-squares fit (None from two points)."""
+    import numpy as np
+
+    lx, ly = np.log(np.asarray(xs, dtype=float)), np.log(np.asarray(ys, dtype=float))
     if len(lx) < 3:
-        return b, None
-    mx = sum(lx) / len(lx)
-    residual = sum((y - a - b * x) ** 2 for x, y in zip(lx, ly))
-    return b, math.sqrt(residual / (len(lx) - 2) / sum((x - mx) ** 2 for x in lx))
+        return float(np.polyfit(lx, ly, 1)[0]), None
+    coefficients, covariance = np.polyfit(lx, ly, 1, cov=True)
+    return float(coefficients[0]), float(np.sqrt(covariance[0, 0]))
 
 
 def _exponent(what: str, xs: list[float], ys: list[float]) -> str:
@@ -44,7 +35,7 @@ def _exponent(what: str, xs: list[float], ys: list[float]) -> str:
 
 
 def _noisy(row: dict) -> bool:
-    return str(row.get("time_noisy")).lower() == "true"
+    return row.get("time_noisy") is True
 
 
 IQR_TO_SIGMA = 1.349  # IQR of a normal distribution, in standard deviations
@@ -54,11 +45,11 @@ def _series(rows: list[dict]) -> dict[tuple, dict[int, dict]]:
     """ok rows grouped by method, parameters and set-up (everything but n), then by n."""
     groups: dict[tuple, dict[int, dict]] = {}
     for row in rows:
-        if row.get("status") != "ok" or number(row, "time_ms_median") is None:
+        if row.get("status") != "ok" or numeric(row, "time_ms_median") is None:
             continue
-        key = row_key({**row, "seq_len": 0})
-        setup = tuple(str(row.get(k)) for k in ("batch", "heads", "head_dim", "dtype", "device", "mode"))
-        groups.setdefault((row["method"], key, setup), {})[int(float(row["seq_len"]))] = row
+        series = dataclasses.replace(Case.of(row), seq_len=0)
+        setup = tuple(row.get(k) for k in ("batch", "heads", "head_dim", "dtype", "device", "mode"))
+        groups.setdefault((row["method"], series, setup), {})[row["seq_len"]] = row
     return groups
 
 
@@ -77,33 +68,32 @@ def _crossover(times: dict[int, float], reference: dict[int, float]) -> str:
     return f"not cheaper than the reference up to n={common[-1]}"
 
 
-def _ratio_spread(row: dict, base: dict, ratio: float, samples: dict) -> tuple[float, bool]:
+def _ratio_spread(row: dict, base: dict, ratio: float) -> tuple[float, bool]:
     """(standard deviation of `ratio`, whether it holds the variance between processes). From a
     two-stage bootstrap over both rows' raw samples when each was timed in several processes;
     otherwise from their IQRs (one process's own spread)."""
-    mine, theirs = samples.get(row_key(row)), samples.get(row_key(base))
+    mine, theirs = getattr(row, "samples", None), getattr(base, "samples", None)
     if mine and theirs and len(mine) > 1 and len(theirs) > 1:
         from attnbench.bootstrap import ratio_spread
-        from attnbench.metric import random_source
+        from attnbench.compare import random_source
 
         faster = float(row["time_ms_median"]) <= float(base["time_ms_median"])
         numerator, denominator = (theirs, mine) if faster else (mine, theirs)
         return ratio_spread(numerator, denominator, random_source(0)), True
     t, tb = float(row["time_ms_median"]), float(base["time_ms_median"])
-    relative = math.hypot((number(row, "time_ms_iqr") or 0) / IQR_TO_SIGMA / t,
-                          (number(base, "time_ms_iqr") or 0) / IQR_TO_SIGMA / tb)
+    relative = math.hypot((numeric(row, "time_ms_iqr") or 0) / IQR_TO_SIGMA / t,
+                          (numeric(base, "time_ms_iqr") or 0) / IQR_TO_SIGMA / tb)
     return ratio * relative, False
 
 
 def _processes(row: dict) -> int:
-    return int(number(row, "time_processes") or 1)
+    return int(numeric(row, "time_processes") or 1)
 
 
-def summary_lines(rows: list[dict], reference: str = "full", samples: dict | None = None) -> list[str]:
+def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
     """Scaling exponents, crossover against `reference`, and 'X ran r +/- s times faster' lines.
-    `samples` (row key -> one list of ms per process, as attnbench.report.read_samples gives)
-    puts the variance between processes into the +/- of rows timed in several processes."""
-    samples = samples or {}
+    The rows' samples (Row.samples, one list of ms per process) put the variance between
+    processes into the +/- of rows timed in several processes."""
     groups = _series(rows)
     label = Labeller([row for series in groups.values() for row in series.values()], with_length=False)
 
@@ -119,7 +109,7 @@ def summary_lines(rows: list[dict], reference: str = "full", samples: dict | Non
         if len(ns) >= 2:
             parts.append(_exponent("time", ns, [float(series[n]["time_ms_median"]) for n in ns])
                          + (f" (noisy at n={','.join(map(str, noisy))})" if noisy else ""))
-            memory = [number(series[n], "peak_mem_bytes") for n in ns]
+            memory = [numeric(series[n], "peak_mem_bytes") for n in ns]
             if all(m and m > 0 for m in memory):
                 parts.append(_exponent("memory", ns, memory))
         ref = refs.get(key[2])
@@ -142,7 +132,7 @@ def summary_lines(rows: list[dict], reference: str = "full", samples: dict | Non
             t, tb = float(row["time_ms_median"]), float(base["time_ms_median"])
             ratio = tb / t if t <= tb else t / tb
             word = "faster" if t <= tb else "slower"
-            spread, between = _ratio_spread(row, base, ratio, samples)
+            spread, between = _ratio_spread(row, base, ratio)
             within = "" if between else " (one process's spread)"
             lines.append(f"  {_name(key)} ran {ratio:.2f} +/- {spread:.2f} times {word} than {reference}{within}")
     timed = [row for series in groups.values() for row in series.values()]
@@ -164,8 +154,8 @@ def status_lines(rows: list[dict]) -> list[str]:
     for row in rows:
         by_series.setdefault(label(row), []).append(row)
     for name, group in by_series.items():
-        ok = [int(r["seq_len"]) for r in group if r["status"] == "ok"]
-        failed = sorted((int(r["seq_len"]), r["status"]) for r in group if r["status"] in NOT_FITTING)
+        ok = [r["seq_len"] for r in group if r["status"] == "ok"]
+        failed = sorted((r["seq_len"], r["status"]) for r in group if r["status"] in NOT_FITTING)
         if failed:
             n, status = failed[0]
             fit = f"largest n that ran: {max(ok)}" if ok else "nothing ran"

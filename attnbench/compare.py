@@ -1,29 +1,164 @@
 """Compare two reports row by row and decide, per metric, whether NEW regressed against BASE.
 
-Rows are joined on their identity (attnbench.schema.row_key: method, parameters, shape and
-set-up, compared by value). Each metric judges itself with the policy it declares
-(attnbench.metric: Exact, Tolerance, Bootstrap); `tolerances` and `floors` override a policy's
-relative threshold and absolute floor by metric name. States per metric: same, faster, slower,
-ambiguous; rows only in BASE are 'missing', only in NEW 'new'. A confirmed 'slower' on any metric
-is a regression, and so is a row that was ok in BASE and failed in NEW.
+Rows are joined on the case they measured (attnbench.case.Case: method, parameters, shape and
+set-up, by value). Each metric judges itself with the policy it declares, one of those below:
+`Exact` (deterministic for a fixed seed: any change counts, more = slower), `Tolerance` (a
+relative band with an absolute floor), `Bootstrap` (timing: an interval of the ratio from the
+raw samples each row carries). `tolerances` and `floors` override a policy's relative threshold
+and absolute floor by metric name. States per metric: same, faster, slower, ambiguous; rows only
+in BASE are 'missing', only in NEW 'new'. A confirmed 'slower' on any metric is a regression, and
+so is a row that was ok in BASE and failed in NEW.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from attnbench.errors import AttnbenchError, NothingToCompare
-from attnbench.metric import Judgement, get_metric, metric_names, number, random_source
-from attnbench.report import read_samples, sidecar_path
-from attnbench.schema import IDENTITY, REQUIRED, Labeller, row_key
+from attnbench.metrics import get_metric, metric_names
+from attnbench.schema import IDENTITY, Labeller, numeric, text
 
 # Columns that make times incomparable when they differ (how the time was taken included).
 HARDWARE = ("cpu_model", "device_name", "gpu_name", "torch_version", "threads", "allocator", "time_l2",
             "time_cuda_graphs")
 
+
+def random_source(seed: int = 0):
+    import numpy as np
+
+    return np.random.default_rng(seed)
+
+
+# ---- how a metric is judged: each policy returns (state, detail) or None when it cannot judge ----
+
+@dataclass(frozen=True)
+class Judgement:
+    """What a policy may need beyond the two rows: a random source (a numpy Generator)."""
+
+    rng: Any = field(default_factory=random_source)
+
+
+@dataclass(frozen=True)
+class Exact:
+    column: str
+    tunable: bool = False  # nothing to tune: --tolerance does not apply
+
+    def judge(self, base: dict, new: dict, context: Judgement) -> tuple[str, str] | None:
+        b, n = numeric(base, self.column), numeric(new, self.column)
+        if b is None or n is None:
+            return None
+        state = "same" if n == b else ("slower" if n > b else "faster")
+        return state, "" if state == "same" else f"{b:.6g} -> {n:.6g}"
+
+    def notes(self, reports: list[tuple[str, list]]) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    column: str
+    rel: float
+    absolute: float = 0.0
+    tunable: bool = True
+
+    def judge(self, base: dict, new: dict, context: Judgement) -> tuple[str, str] | None:
+        b, n = numeric(base, self.column), numeric(new, self.column)
+        if b is None or n is None:
+            return None
+        allowed = max(self.rel * abs(b), self.absolute)
+        state = "same" if abs(n - b) <= allowed else ("slower" if n > b else "faster")
+        return state, "" if state == "same" else f"{b:.4g} -> {n:.4g}"
+
+    def notes(self, reports: list[tuple[str, list]]) -> list[str]:
+        return []
+
+
+def _processes(row: dict) -> int:
+    """How many processes a row's time came from (its samples, else its column; else one)."""
+    if getattr(row, "samples", None):
+        return len(row.samples)
+    return int(numeric(row, "time_processes") or 1)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Ratio new/base of the case's time (the geometric mean of its per-process medians) with a
+    bootstrap interval that resamples processes, then samples within them (attnbench.bootstrap).
+    A change must clear `rel` and `absolute` (in the column's unit) to count; an interval that
+    straddles the threshold is 'ambiguous'.
+
+    When a side was timed in one process its interval cannot hold the variance between
+    processes, so a change counts only beyond `one_process_rel` (a ratio beyond 1 + that, or
+    below 1 / (1 + that)); in between it is 'ambiguous'. Without raw samples the interval comes
+    from the per-process extremes (several processes) or the IQRs (one). `measured_on` says where
+    `one_process_rel` was measured."""
+
+    column: str
+    spread_column: str
+    rel: float = 0.05
+    absolute: float = 0.01
+    one_process_rel: float = 0.5
+    measured_on: str = ""
+    confidence: float = 0.95
+    resamples: int = 2000
+    tunable: bool = True
+
+    def _from_rows(self, base: dict, new: dict) -> tuple[float, float, float]:
+        mb, mn = numeric(base, self.column), numeric(new, self.column)
+        lows = [numeric(r, "time_ms_process_min") for r in (base, new)]
+        highs = [numeric(r, "time_ms_process_max") for r in (base, new)]
+        if min(_processes(base), _processes(new)) > 1 and None not in lows + highs:
+            return mn / mb, lows[1] / highs[0], highs[1] / max(lows[0], 1e-12)
+        ib, inew = numeric(base, self.spread_column) or 0, numeric(new, self.spread_column) or 0
+        return mn / mb, (mn - inew / 2) / (mb + ib / 2), (mn + inew / 2) / max(mb - ib / 2, 1e-12)
+
+    def judge(self, base: dict, new: dict, context: Judgement) -> tuple[str, str] | None:
+        mb, mn = numeric(base, self.column), numeric(new, self.column)
+        if mb is None or mn is None or mb <= 0:
+            return None
+        if abs(mn - mb) <= self.absolute:
+            return "same", f"{mn / mb:.2f}x (within {self.absolute:g})"
+        bs, ns = getattr(base, "samples", None), getattr(new, "samples", None)
+        if bs and ns:
+            from attnbench.bootstrap import ratio_interval
+
+            ratio, low, high = ratio_interval(bs, ns, context.rng, self.confidence, self.resamples)
+        else:
+            ratio, low, high = self._from_rows(base, new)
+        one_process = min(_processes(base), _processes(new)) < 2
+        detail = f"{ratio:.2f}x [{low:.2f}, {high:.2f}]"
+        counts = max(self.rel, self.one_process_rel) if one_process else self.rel
+        if one_process and (low > 1 + self.rel or high < 1 - self.rel):
+            detail += f" one process: counts beyond {1 + counts:.2f}x"
+        if low > 1 + counts:
+            return "slower", detail
+        if high < (1 / (1 + counts) if one_process else 1 - self.rel):
+            return "faster", detail
+        if 1 - self.rel <= low and high <= 1 + self.rel:
+            return "same", detail
+        return "ambiguous", detail
+
+    def notes(self, reports: list[tuple[str, list]]) -> list[str]:
+        """What the reader of a verdict must know: reports whose times carry no raw samples, and
+        reports with a case timed in one process."""
+        timed = {name: [r for r in rows if r.get("status") == "ok" and numeric(r, self.column) is not None]
+                 for name, rows in reports}
+        out = [f"Note: {name} has no raw timing samples beside it ({name}.samples.jsonl); its time intervals come "
+               "from the IQRs instead of a bootstrap" for name, rows in timed.items()
+               if rows and not any(getattr(r, "samples", None) for r in rows)]
+        single = [name for name, rows in timed.items() if any(_processes(r) < 2 for r in rows)]
+        if single:
+            out.append(f"Note: {' and '.join(single)} timed cases in one process each, so the intervals lack the "
+                       f"variance between processes: a time change counts only beyond {1 + self.one_process_rel:.2f}x "
+                       f"(a threshold measured {self.measured_on}); measure with --processes 3 or more to judge "
+                       "smaller ones")
+        return out
+
+
+# ---- comparing two reports ----
 
 @dataclass
 class RowComparison:
@@ -41,8 +176,7 @@ class RowComparison:
 class Comparison:
     rows: list[RowComparison]
     hardware_differs: list[str]
-    without_samples: list[str] = field(default_factory=list)  # reports whose time had no raw samples
-    one_process: list[str] = field(default_factory=list)  # reports with a case timed in one process only
+    notes: list[str] = field(default_factory=list)  # what the chosen metrics' policies say about the reports
 
     @property
     def regressions(self) -> list[RowComparison]:
@@ -53,29 +187,12 @@ class Comparison:
         return [r for r in self.rows if r.presence == "missing"]
 
 
-def _load(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise AttnbenchError(f"report {path} does not exist; give the CSV written by 'attnbench run' or 'sweep'")
-    try:
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise AttnbenchError(f"cannot read report {path}: {exc}") from None
-    if not rows or not {"method", "seq_len", "status"} <= set(rows[0]):
-        raise AttnbenchError(f"{path} is not an attnbench report (no rows, or no method/seq_len/status columns)")
-    missing = [c for c in REQUIRED if c not in rows[0]]
-    if missing:
-        raise AttnbenchError(f"{path} lacks the attnbench columns {', '.join(missing)}; compare reports written by "
-                             "'attnbench run' or 'sweep' (a filtered copy must keep every column)")
-    return rows
-
-
 def _differences(base_rows: list[dict], new_rows: list[dict]) -> str:
     """Which identity columns take different values in the two reports, e.g. 'threads (2 vs 3)'."""
     out = []
     columns = list(IDENTITY) + sorted({k for r in base_rows + new_rows for k in r if k.startswith("param_")})
     for column in columns:
-        values = [sorted({str(r.get(column, "")) for r in rows}, key=str) for rows in (base_rows, new_rows)]
+        values = [sorted({text(r.get(column)) for r in rows}) for rows in (base_rows, new_rows)]
         if values[0] != values[1]:
             out.append(f"{column} ({', '.join(values[0][:4]) or '-'} vs {', '.join(values[1][:4]) or '-'})")
     return "; ".join(out[:4]) or "nothing in their identity columns (check the status column)"
@@ -99,21 +216,22 @@ def policies(metrics, tolerances: dict[str, float] | None = None, floors: dict[s
 def compare_reports(base_path: str | Path, new_path: str | Path, metrics=None, *,
                     tolerances: dict[str, float] | None = None, floors: dict[str, float] | None = None,
                     seed: int = 0, allow_disjoint: bool = False) -> Comparison:
-    """Join BASE and NEW on their row keys and judge every metric in `metrics` (default: all).
+    """Join BASE and NEW on their cases and judge every metric in `metrics` (default: all).
     Two reports that share no case are an error unless `allow_disjoint`."""
+    from attnbench.report import load
+
     judges = policies(metrics or metric_names(comparable=True), tolerances, floors)
-    base_rows, new_rows = _load(Path(base_path)), _load(Path(new_path))
-    base_samples, new_samples = read_samples(base_path), read_samples(new_path)
-    base_by_key = {row_key(r): r for r in base_rows if r["status"] != "max_seq"}
-    new_by_key = {row_key(r): r for r in new_rows if r["status"] != "max_seq"}
-    if not allow_disjoint and not set(base_by_key) & set(new_by_key):
+    base_rows, new_rows = load(base_path, complete=True).rows, load(new_path, complete=True).rows
+    base_by_case = {r.case: r for r in base_rows if r["status"] != "max_seq"}
+    new_by_case = {r.case: r for r in new_rows if r["status"] != "max_seq"}
+    if not allow_disjoint and not set(base_by_case) & set(new_by_case):
         raise NothingToCompare(f"{base_path} and {new_path} share no case: they differ in "
                                f"{_differences(base_rows, new_rows)}; pass --allow-disjoint to list them anyway")
-    label = Labeller([*base_by_key.values(), *new_by_key.values()])
-    rng = random_source(seed)
+    label = Labeller([*base_by_case.values(), *new_by_case.values()])
+    context = Judgement(random_source(seed))
     out = []
-    for key in list(base_by_key) + [k for k in new_by_key if k not in base_by_key]:
-        base, new = base_by_key.get(key), new_by_key.get(key)
+    for case in list(base_by_case) + [c for c in new_by_case if c not in base_by_case]:
+        base, new = base_by_case.get(case), new_by_case.get(case)
         result = RowComparison(label(base or new))
         if new is None or base is None:
             result.presence = "missing" if new is None else "new"
@@ -121,25 +239,13 @@ def compare_reports(base_path: str | Path, new_path: str | Path, metrics=None, *
             result.states["status"] = "slower" if base["status"] == "ok" else "faster"
             result.details["status"] = f"{base['status']} -> {new['status']}"
         else:
-            context = Judgement(base_samples.get(key), new_samples.get(key), rng)
             for name, policy in judges.items():
                 verdict = policy.judge(base, new, context)
                 if verdict:
                     result.states[name], result.details[name] = verdict
         out.append(result)
     differs = [c for c in HARDWARE if c in base_rows[0] and c in new_rows[0]
-               and {r[c] for r in base_rows} != {r[c] for r in new_rows}]
-    no_samples = [str(path) for path in (base_path, new_path) if not sidecar_path(path).is_file()]
-    if "time" not in judges:
-        return Comparison(out, differs)
-    one_process = [str(path) for path, rows, samples in ((base_path, base_rows, base_samples),
-                                                         (new_path, new_rows, new_samples))
-                   if any(_timed_in_one_process(r, samples) for r in rows)]
-    return Comparison(out, differs, no_samples, one_process)
-
-
-def _timed_in_one_process(row: dict, samples: dict) -> bool:
-    if row.get("status") != "ok" or number(row, "time_ms_median") is None:
-        return False
-    groups = samples.get(row_key(row))
-    return len(groups) < 2 if groups else (number(row, "time_processes") or 1) < 2
+               and {text(r[c]) for r in base_rows} != {text(r[c]) for r in new_rows}]
+    reports = [(str(base_path), base_rows), (str(new_path), new_rows)]
+    notes = [line for policy in judges.values() for line in policy.notes(reports)]
+    return Comparison(out, differs, notes)

@@ -1,6 +1,7 @@
 """The one case loop: `run` and `sweep` (and the Python API, and the benchmark scripts) all run
 cases through `run_cases`, with a launcher that decides where a case runs.
 
+The launchers are attnbench.launchers':
 - `InProcess` measures in this process (`attnbench run`): no isolation, no start-up cost.
 - `attnbench.workers.WorkerLauncher` gives every case a fresh worker process with a memory cap
   and a time limit (`attnbench sweep`); with `jobs` > 1 it runs that many at once.
@@ -9,9 +10,11 @@ cases through `run_cases`, with a launcher that decides where a case runs.
 Another launcher (Slurm, say) only needs `run(case, options) -> row`, `close()` and
 `concurrency` (how many `run` calls may be in flight at once; each returns one row).
 
-With `MeasureOptions.processes` > 1 each case is timed in that many separate processes,
-interleaved (every case once, then every case again, ...), and its row is written when its last
-process ends (`attnbench.metrics.time.combine` merges them).
+With `MeasureOptions.processes` > 1 the chosen metrics that are `per_process` (time) are
+measured in that many separate processes, interleaved (every case once, then every case again,
+...), and a case's row is written when its last process ends (each such metric's `combine`
+merges them). Running cases at once (a launcher's `concurrency` > 1) is refused when a chosen
+metric is not `deterministic`: they would disturb each other's measurement.
 
 Every row is written (and flushed) the moment it exists. Resuming reads the report already on
 disk and runs only the cases it lacks (a failed case is a result too, so it is not rerun).
@@ -22,57 +25,27 @@ disk and runs only the cases it lacks (a failed case is a result too, so it is n
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator
 
-from attnbench.case import Case, Limits
+from attnbench.case import Case, MeasureOptions
 from attnbench.errors import AttnbenchError
-from attnbench.metric import MeasureOptions
+from attnbench.launchers import InProcess, Launcher, make_launcher
+from attnbench.metrics import chosen
 from attnbench.report import REPORTS_DIR, CsvReport
-from attnbench.runner import run_case
-from attnbench.schema import columns_for, failure_row, identity, row_key
-
-
-class Launcher(Protocol):
-    concurrency: int
-
-    def run(self, case: Case, options: MeasureOptions) -> dict: ...
-
-    def close(self) -> None: ...
-
-
-class InProcess:
-    """Measure each case in this process."""
-
-    concurrency = 1
-
-    def run(self, case: Case, options: MeasureOptions) -> dict:
-        return run_case(case, options)
-
-    def close(self) -> None:
-        pass
+from attnbench.rows import failure_row
+from attnbench.schema import Row, columns_for
 
 
 @dataclasses.dataclass
 class Outcome:
-    path: Path | None  # the report written, None when rows were only returned
-    rows: list[dict]
+    rows: list[Row]
     interrupted: bool
-
-
-def finished_keys(path: str | Path) -> set[tuple]:
-    """Keys of the cases a report on disk already holds (empty if there is none)."""
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        return set()
-    with path.open(newline="") as f:
-        return {row_key(row) for row in csv.DictReader(f) if row.get("status") not in (None, "", "max_seq")}
 
 
 def _probe_lengths(start: int, fits: Callable[[int], bool], limit: int = 2**20) -> tuple[int | None, int | None]:
@@ -98,11 +71,10 @@ def _probe_lengths(start: int, fits: Callable[[int], bool], limit: int = 2**20) 
 def _find_max_seq(cases: list[Case], options: MeasureOptions, launcher: Launcher,
                   keep: Callable[[dict], None]) -> None:
     """For each method/parameter/shape group: the longest sequence that runs under the limits."""
-    groups: dict[tuple, tuple[Case, int]] = {}  # every length of a group starts it at its shortest
+    groups: dict[Case, tuple[Case, int]] = {}  # every length of a group starts it at its shortest
     for case in cases:
         template = dataclasses.replace(case, seq_len=0)
-        key = row_key(identity(template))
-        groups[key] = (template, min(case.seq_len, groups.get(key, (None, case.seq_len))[1]))
+        groups[template] = (template, min(case.seq_len, groups.get(template, (None, case.seq_len))[1]))
     for template, start in groups.values():
         failures: dict[int, str] = {}
 
@@ -119,7 +91,7 @@ def _find_max_seq(cases: list[Case], options: MeasureOptions, launcher: Launcher
                          f"longest n that ran: {good}; {detail}" if good else f"nothing ran; {detail}"))
 
 
-def _each(cases: list[Case], options: MeasureOptions, launcher: Launcher) -> Iterator[tuple[int, dict]]:
+def _each(cases: list[Case], options: MeasureOptions, launcher: Launcher) -> Iterator[tuple[int, Row]]:
     """(index, row) for every case: in order, or as they end when the launcher runs several at once
     (up to `launcher.concurrency` in flight). When the caller stops early (Ctrl-C), the cases not
     started are dropped and the launcher's close() stops those running."""
@@ -136,27 +108,32 @@ def _each(cases: list[Case], options: MeasureOptions, launcher: Launcher) -> Ite
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _interleaved(cases: list[Case], options: MeasureOptions, launcher: Launcher, keep: Callable[[dict], None],
-                 step: Callable[[dict], None]) -> None:
-    """Time every case in `options.processes` separate processes, interleaved: every case once
-    (every pass), then every case again (time only), and so on, so that a slow period of the
-    machine falls on all cases alike. A case's row is kept when its last process ends (merged by
-    attnbench.metrics.time.combine); a case that fails in its first process is kept at once.
-    `step(row)` sees each process's row before that."""
-    from attnbench.metrics.time import combine
+def _interleaved(cases: list[Case], options: MeasureOptions, launcher: Launcher, keep: Callable[[Row], None],
+                 step: Callable[[Row], None]) -> None:
+    """Measure the per-process metrics of every case in `options.processes` separate processes,
+    interleaved: every case once (every pass), then every case again (per-process metrics only),
+    and so on, so that a slow period of the machine falls on all cases alike. A case's row is kept
+    when its last process ends (merged by each such metric's `combine`); a case that fails in its
+    first process is kept at once. `step(row)` sees each process's row before that."""
+    again = [m for m in chosen(options.metrics) if m.per_process]
 
-    first: dict[int, dict] = {}
+    def combine(row: Row, later: list[Row]) -> Row:
+        for metric in again:
+            row = metric.combine(row, later)
+        return row
+
+    first: dict[int, Row] = {}
     for index, row in _each(cases, options, launcher):
         if row["status"] == "ok":
             first[index] = row
             step(row)
         else:
             keep(row)
-    later: dict[int, list[dict]] = {index: [] for index in first}
+    later: dict[int, list[Row]] = {index: [] for index in first}
     for process in range(1, options.processes):
-        timing_only = dataclasses.replace(options, metrics=("time",), process_index=process)
+        only_again = dataclasses.replace(options, metrics=tuple(m.name for m in again), process_index=process)
         todo = sorted(first)
-        for position, row in _each([cases[i] for i in todo], timing_only, launcher):
+        for position, row in _each([cases[i] for i in todo], only_again, launcher):
             index = todo[position]
             later[index].append(row)
             if process < options.processes - 1:
@@ -182,7 +159,7 @@ def default_output(name: str, directory: Path = REPORTS_DIR) -> Path:
 def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, launcher: Launcher | None = None,
               output: str | Path | None = None, append: bool = False, resume: bool = False,
               find_max_seq: bool = False, on_start: Callable[[int], None] | None = None,
-              on_row: Callable[[dict], None] | None = None, on_step: Callable[[dict], None] | None = None) -> Outcome:
+              on_row: Callable[[Row], None] | None = None, on_step: Callable[[Row], None] | None = None) -> Outcome:
     """Run cases through `launcher` into `output` (a CSV path, '-' for stdout, or None to only
     return the rows), in order, or in the order they end when the launcher runs several at once.
     The default launcher measures in this process, or, when `options.processes` > 1, in worker
@@ -190,14 +167,9 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
     ahead: find_max_seq), `on_row(row)` as each row exists, and `on_step(row)` for each process of
     a case timed in several but its last (find_max_seq probes each length in one process)."""
     cases, options = list(cases), options or MeasureOptions()
-    interleave = options.processes > 1 and "time" in options.metrics and not find_max_seq
-    if launcher is None:
-        if options.processes > 1:
-            from attnbench.workers import WorkerLauncher
-
-            launcher = WorkerLauncher(Limits(max_memory_bytes=None, timeout_s=None))
-        else:
-            launcher = InProcess()
+    interleave = options.processes > 1 and any(m.per_process for m in chosen(options.metrics)) and not find_max_seq
+    launcher = launcher or make_launcher(processes=options.processes)
+    options.check_concurrency(launcher.concurrency, find_max_seq)
     if interleave and isinstance(launcher, InProcess):
         raise AttnbenchError("timing in several processes needs a launcher that starts them: use "
                              "attnbench.workers.WorkerLauncher, or leave the launcher to run_cases")
@@ -205,9 +177,11 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
         if output is None or not Path(output).is_file():
             where = f"{output} does not exist" if output else "no report was named"
             raise AttnbenchError(f"--resume needs the report to complete, and {where}; give it with -o")
-        done = finished_keys(output)
-        cases = [c for c in cases if row_key(identity(c)) not in done]
-    rows: list[dict] = []
+        from attnbench.report import load
+
+        done = load(output).cases() if Path(output).stat().st_size else set()
+        cases = [c for c in cases if c not in done]
+    rows: list[Row] = []
     interrupted = False
     with contextlib.ExitStack() as cleanup:
         report = cleanup.enter_context(CsvReport(output, columns_for(cases) if cases else ["method"],
@@ -216,7 +190,7 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
             cleanup.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, _interrupt))
 
-        def keep(row: dict) -> None:
+        def keep(row: Row) -> None:
             if report:
                 report.write(row)
             rows.append(row)
@@ -235,7 +209,7 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
                     keep(row)
         except KeyboardInterrupt:
             interrupted = True
-    return Outcome(Path(output) if output and output != "-" else None, rows, interrupted)
+    return Outcome(rows, interrupted)
 
 
 def run(cases: Iterable[Case], options: MeasureOptions | None = None, **kwargs):
@@ -243,7 +217,4 @@ def run(cases: Iterable[Case], options: MeasureOptions | None = None, **kwargs):
     (keyword arguments as for run_cases: output=..., on_row=...)."""
     import pandas as pd
 
-    from attnbench.metric import SAMPLES_KEY
-
-    rows = run_cases(cases, options, **kwargs).rows
-    return pd.DataFrame([{k: v for k, v in row.items() if k != SAMPLES_KEY} for row in rows])
+    return pd.DataFrame([dict(row) for row in run_cases(cases, options, **kwargs).rows])

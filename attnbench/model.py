@@ -213,8 +213,8 @@ def attention_flops(attentions, call, mode: str) -> int:
     """FLOPs of the attention calls alone: each layer's attention function counted on the q, k, v
     it saw, forward, or forward and backward when the step has a backward pass. (FlopCounterMode's
     module hierarchy places backward ops only roughly, so the calls are counted by themselves.)"""
+    from attnbench.calls import make_call
     from attnbench.measure.flops import count_flops
-    from attnbench.runner import make_call
 
     total = 0
     for module, qkv in zip(attentions, kept_inputs(attentions, call)):

@@ -13,8 +13,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib
 
 from attnbench.errors import AttnbenchError
-from attnbench.metric import number
-from attnbench.schema import Labeller, context_key
+from attnbench.schema import Labeller, numeric, setup_of
 
 # Our tables and their columns; a paper's "flops" sits beside both FLOP tables (SBM's Table 3 counted
 # by hand, and its ratios match attention-only counts: compare it with "attention flops").
@@ -35,7 +34,7 @@ def paper_table(name: str) -> dict:
 
 def _task(row: dict) -> str:
     task = row.get("task")
-    return str(task) if isinstance(task, str) and task else f"n={int(float(row['seq_len']))}"
+    return str(task) if isinstance(task, str) and task else f"n={row['seq_len']}"
 
 
 def _without_task(rows: list[dict]) -> list[dict]:
@@ -54,15 +53,15 @@ def _without_task(rows: list[dict]) -> list[dict]:
 def relative(rows: list[dict], reference: str, metric: str) -> dict[str, dict[str, float]]:
     """{case label: {task: value / the reference's value on the same task and set-up}}."""
     column = COLUMNS[metric]
-    ok = [r for r in rows if r.get("status") == "ok" and number(r, column) is not None]
-    base = {context_key(r): number(r, column) for r in ok if r["method"] == reference}
+    ok = [r for r in rows if r.get("status") == "ok" and numeric(r, column) is not None]
+    base = {setup_of(r): numeric(r, column) for r in ok if r["method"] == reference}
     named = _without_task(ok)
     label = Labeller(named, with_length=False)
     out: dict[str, dict[str, float]] = {}
     for row, name in zip(ok, named):
-        denominator = base.get(context_key(row))
+        denominator = base.get(setup_of(row))
         if denominator:
-            out.setdefault(label(name), {})[_task(row)] = number(row, column) / denominator
+            out.setdefault(label(name), {})[_task(row)] = numeric(row, column) / denominator
     return out
 
 

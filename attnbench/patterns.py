@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from attnbench.calls import make_inputs
 from attnbench.case import make_cases
-from attnbench.runner import make_inputs
 
 
 def attention_pattern(method: str, seq_len: int, params: dict | None = None, *, heads: int = 4,

@@ -1,6 +1,6 @@
 """Efficiency curves from a report: time, peak memory and FLOPs against sequence length.
 
-Log-log axes, one panel per metric that declares one (attnbench.metric), one line per method
+Log-log axes, one panel per metric that declares one (attnbench.metrics), one line per method
 and parameter set, the IQR as a band around the median time, and O(n) / O(n^2) guides. Rows
 that did not finish ('oom', 'error', ...) are left out, so a line stops where its method
 stopped fitting.
@@ -67,7 +67,7 @@ def _bytes_axis(ax) -> None:
     """Ticks at powers of 4 bytes, written 1 MiB, 4 MiB, 16 MiB (decades of bytes read badly)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-    from attnbench.metric import fmt_bytes
+    from attnbench.render import fmt_bytes
 
     ax.yaxis.set_major_locator(LogLocator(base=4))
     ax.yaxis.set_minor_locator(NullLocator())
@@ -76,7 +76,7 @@ def _bytes_axis(ax) -> None:
 
 def _panels(frame: pd.DataFrame) -> list:
     """The efficiency panels of every metric with data in the report (time first if present)."""
-    from attnbench.metric import all_metrics
+    from attnbench.metrics import all_metrics
 
     panels = [panel for metric in all_metrics() for panel in metric.panels]
     panels.sort(key=lambda panel: panel.column != "time_ms_median")
@@ -103,7 +103,7 @@ def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure:
             style = STYLES[variants[method].index(name) % len(STYLES)]
             line, = ax.plot(group["seq_len"], group[panel.column], linestyle=style, label=name, **styles[method])
             if panel.column == "time_ms_median" and "time_noisy" in group:  # noisy timings drawn hollow
-                noisy = group[group["time_noisy"].astype(str).str.lower() == "true"]
+                noisy = group[group["time_noisy"].eq(True)]
                 if not noisy.empty:
                     ax.plot(noisy["seq_len"], noisy[panel.column], linestyle="none", marker=styles[method]["marker"],
                             markerfacecolor="white", markeredgecolor=line.get_color(), zorder=3)

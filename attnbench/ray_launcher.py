@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import threading
 
-from attnbench.case import Case, Limits
+from attnbench.case import Case, Limits, MeasureOptions
 from attnbench.errors import AttnbenchError
-from attnbench.metric import MeasureOptions
-from attnbench.schema import failure_row
+from attnbench.rows import failure_row
 
 INSTALL_HINT = "pip install 'attnbench[ray]'"
 # Cases in flight at once from this driver; Ray's resource requests decide how many really run.

@@ -1,14 +1,64 @@
-"""Human views of rows (rich). Only this module and cli.py draw on a terminal."""
+"""Human views of rows (rich): number formats, the table's columns and the figure's panels that
+metrics declare, the table, progress, and compare's lines. Only this module and cli.py draw on a
+terminal."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from rich.markup import escape
 from rich.table import Table
 
-from attnbench.metric import all_metrics
+from attnbench.case import Case
+from attnbench.metrics import all_metrics
 from attnbench.schema import Labeller
+
+
+def fmt_bytes(n: object) -> str:
+    if isinstance(n, bool) or not isinstance(n, int | float) or n != n:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "-"
+
+
+def fmt_count(n: object) -> str:
+    """1.23e9 -> '1.23 G'."""
+    if isinstance(n, bool) or not isinstance(n, int | float) or n != n:
+        return "-"
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f}"
+
+
+def fmt_number(n: object, spec: str = ".4g") -> str:
+    return "-" if isinstance(n, bool) or not isinstance(n, int | float) or n != n else format(n, spec)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the on-screen table: a header (or a function of the rows shown that gives it)
+    and how a row's cell reads."""
+
+    header: str | Callable[[list[dict]], str]
+    cell: Callable[[dict], str]
+
+    def title(self, rows: list[dict]) -> str:
+        return self.header(rows) if callable(self.header) else self.header
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel of the efficiency figure: `column` against n, log-log; `band` (optional) is a
+    spread column drawn as +/- band/2 around the line."""
+
+    column: str
+    label: str
+    band: str | None = None
 
 
 def _has_values(rows: list[dict], columns: Iterable[str]) -> bool:
@@ -78,9 +128,7 @@ class Progress:
             self.task = self.bar.add_task("cases", total=total or None)
 
     def step(self, row: dict) -> None:
-        from attnbench.schema import row_key
-
-        key = row_key(row)
+        key = Case.of(row)
         self.steps[key] = self.steps.get(key, 0) + 1
         time_ms = row.get("time_ms_median")
         line = (f"[{self.done + 1}/{self.total}] {self.label(row)}: process {self.steps[key]}/{self.processes} "
@@ -91,9 +139,7 @@ class Progress:
             self.bar.update(self.task, advance=1 / self.processes, description=line[:80])
 
     def row(self, row: dict) -> None:
-        from attnbench.schema import row_key
-
-        share = 1 - self.steps.pop(row_key(row), 0) / self.processes  # what its steps did not move
+        share = 1 - self.steps.pop(Case.of(row), 0) / self.processes  # what its steps did not move
         self.done += 1
         time_ms = row.get("time_ms_median")
         result = row["status"] if row["status"] != "ok" or time_ms is None else f"ok {time_ms:.2f} ms"

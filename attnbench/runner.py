@@ -14,17 +14,21 @@ from typing import Any, Callable
 
 import torch
 
-from attnbench.case import Case
+from attnbench.calls import make_call, make_inputs
+from attnbench.case import Case, MeasureOptions
 from attnbench.contract import Unsupported
-from attnbench.metric import MeasureOptions, get_metric
-from attnbench.schema import new_row, stamp
+from attnbench.measure.timing import synchronize
+from attnbench.metrics import chosen
+from attnbench.rows import stamp
+from attnbench.schema import Row, new_row
 
 
 @dataclass
 class PassContext:
-    """What a metric's pass sees (attnbench.metric.Metric.measure). At attention scope `fn` is
+    """What a metric's pass sees (attnbench.metrics.Metric.measure). At attention scope `fn` is
     the method's attention function and `inputs` are q, k, v; at layer and model scope `fn` is
-    the network and `inputs` its input (q, k, v are then None)."""
+    the network and `inputs` its input (q, k, v are then None). A pass that keeps raw samples
+    leaves them on `row.samples`, one list per process."""
 
     case: Case
     options: MeasureOptions
@@ -37,45 +41,9 @@ class PassContext:
     v: torch.Tensor | None
     device: torch.device
     itemsize: int
-    row: dict
+    row: Row
     fresh_state: Callable[[], None]  # drop gradients and optimizer state before a measured call
     attentions: list  # layer/model scope: the network's Attention modules (attnbench.model)
-
-
-def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
-    """q, k, v for the case (drawn on the CPU so every device sees the same values), and the
-    generator the method draws its own randomness from."""
-    generator = torch.Generator().manual_seed(case.seed)
-    dims = (case.batch, case.heads, case.seq_len, case.head_dim)
-    if case.inputs == "random":
-        tensors = [torch.randn(dims, generator=generator) * case.input_scale for _ in range(3)]
-    else:
-        from attnbench.inputs import transformer_qkv
-
-        tensors = transformer_qkv(case.inputs, *dims, layer=case.layer, seed=case.seed)
-    q, k, v = (t.to(case.device, getattr(torch, case.dtype)) for t in tensors)
-    return q, k, v, generator
-
-
-def make_call(fn: Callable, q, k, v, mode: str) -> Callable[[], object]:
-    """A zero-argument call: forward under no_grad, or forward + backward to every input."""
-    if mode == "forward":
-        def forward():
-            with torch.no_grad():
-                return fn(q, k, v)
-        return forward
-    weights = [p for p in fn.parameters() if p.requires_grad] if isinstance(fn, torch.nn.Module) else []
-    inputs = [t.requires_grad_() for t in (q, k, v)] + weights
-    grad_out = torch.randn_like(q)
-
-    def forward_backward():
-        # .backward(inputs=...) rather than autograd.grad: FlopCounterMode's module tracker
-        # cannot follow autograd.grad through an nn.Module.
-        for t in inputs:
-            t.grad = None
-        fn(q, k, v).backward(grad_out, inputs=inputs)
-        return [t.grad for t in inputs]
-    return forward_backward
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -115,12 +83,7 @@ def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
             "scores_computed": scores, "peak_mem_analytic_bytes": None, "bytes_moved_analytic": None}
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _prepare(case: Case, method, device, dtype, row: dict):
+def _prepare(case: Case, method, device, dtype, row: Row):
     """(fn, inputs, call, fresh_state, diagnostics, attention modules) for the case's scope; the
     build's wall time goes to row['build_ms']. With case.compile, the call runs the method's
     function through torch.compile (the hooks keep the function itself)."""
@@ -128,7 +91,7 @@ def _prepare(case: Case, method, device, dtype, row: dict):
         q, k, v, generator = make_inputs(case)
         start = time.perf_counter()
         fn = method.build(case.shape, device=device, dtype=dtype, generator=generator)
-        _synchronize(device)
+        synchronize(device)
         row["build_ms"] = (time.perf_counter() - start) * 1e3
         timed = fn if case.compile == "off" else torch.compile(fn, mode=case.compile)
 
@@ -143,13 +106,13 @@ def _prepare(case: Case, method, device, dtype, row: dict):
     start = time.perf_counter()
     prepared = prepare_network(case, method, device=device, dtype=dtype,
                                generator=torch.Generator().manual_seed(case.seed))
-    _synchronize(device)
+    synchronize(device)
     row["build_ms"] = (time.perf_counter() - start) * 1e3
     return (prepared.fn, prepared.inputs, prepared.call, prepared.fresh_state,
             lambda: attention_diagnostics(method, prepared.attentions, prepared.call), prepared.attentions)
 
 
-def _measure(case: Case, options: MeasureOptions, row: dict) -> None:
+def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
     method, shape, device = case.instance(), case.shape, torch.device(case.device)
     dtype = getattr(torch, case.dtype)
     reason = method.unsupported(shape, "backward" if case.mode == "train" else case.mode)
@@ -159,7 +122,7 @@ def _measure(case: Case, options: MeasureOptions, row: dict) -> None:
     fn, inputs, call, fresh_state, diagnostics, attentions = _prepare(case, method, device, dtype, row)
     start = time.perf_counter()
     first = call()  # also the warm-up the memory pass needs; under --compile, the compilation
-    _synchronize(device)
+    synchronize(device)
     if case.compile != "off" or method.compiled():
         row["compile_s"] = time.perf_counter() - start
     if not _finite(first):
@@ -172,12 +135,12 @@ def _measure(case: Case, options: MeasureOptions, row: dict) -> None:
     q, k, v = inputs if case.scope == "attention" else (None, None, None)
     context = PassContext(case, options, method, fn, inputs, call, q, k, v, device, itemsize, row, fresh_state,
                           attentions)
-    for metric in sorted((get_metric(name) for name in options.metrics), key=lambda m: (m.order, m.name)):
+    for metric in chosen(options.metrics):
         row.update(metric.measure(context))
     row["status"] = "ok"
 
 
-def run_case(case: Case, options: MeasureOptions | None = None) -> dict:
+def run_case(case: Case, options: MeasureOptions | None = None) -> Row:
     """Measure one case; never raises for a failing case (the row's status says what happened)."""
     options = options or MeasureOptions()
     if case.threads is None:  # a Case made by hand: torch's thread count, recorded as such

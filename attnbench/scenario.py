@@ -9,8 +9,8 @@
     metrics = ["time", "memory"]
     seeds = [0, 1]
 
-Every key, its type and its default are in KEYS below. Values given on the command line
-override the file's.
+Every key, its type and where it lands are in attnbench.options.OPTIONS (KEYS below lists
+them). Values given on the command line override the file's.
 """
 
 from __future__ import annotations
@@ -18,59 +18,21 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib
 
-from attnbench.case import Case, Limits, make_cases
+from attnbench.case import Case, Limits, MeasureOptions, make_cases
 from attnbench.errors import AttnbenchError
-from attnbench.metric import MeasureOptions, parse_metrics
-from attnbench.options import parse_sizes
+from attnbench.options import SCENARIO_KEYS, parse_bytes, parse_seconds, parse_sizes
 
-# key: the accepted type. Defaults come from Case (set-up), MeasureOptions (metrics and their
-# budgets) and Limits (worker limits): they are written once, there.
-KEYS: dict[str, str] = {
-    "name": "a string",
-    "description": "a string",
-    "reproduces": "a string: the table or figure it reproduces",
-    "methods": "a list of method names (wildcards allowed: [\"*\"] is every method)",
-    "seq": "a length, a list of lengths, or a range string such as \"1k..16k\"",
-    "params": "a table of parameter = value or [values]",
-    "batch": "a positive integer or a list of them",
-    "heads": "a positive integer or a list of them",
-    "head_dim": "a positive integer or a list of them",
-    "dtype": "a dtype name or a list of them",
-    "device": "\"cpu\", \"cuda\" or \"cuda:N\"",
-    "mode": "\"forward\", \"backward\" or \"train\", or a list of them",
-    "scope": "\"attention\", \"layer\" or \"model\", or a list of them",
-    "layers": "a positive integer (model scope)",
-    "ffn_dim": "a positive integer (layer and model scope)",
-    "vocab": "a positive integer (model scope)",
-    "tasks": "a list of tables { name = \"TC\", seq = 4096, batch = 1, params = { ... } }: each task runs the "
-             "grid at its own length(s), batch and parameter values, and its name is the rows' task",
-    "seeds": "a list of integers",
-    "threads": "a positive integer",
-    "metrics": "a list of metric names",
-    "inputs": "\"random\", \"pretrained\" or \"init\", or a list of them",
-    "compile": "\"off\" or a torch.compile mode (\"default\", \"max-autotune\", ...), or a list of them",
-    "input_scale": "a positive number (random inputs)",
-    "layer": "a model layer, 0-5 (pretrained/init inputs)",
-    "reference": "a method name (error metric)",
-    "repeats": "a positive integer (error metric)",
-    "processes": "a positive integer: separate processes each case is timed in",
-    "l2": "\"cold\" or \"warm\": CUDA timing flushes the L2 cache before every call, or not",
-    "cuda_graphs": "true or false: CUDA timing replays the call captured in a CUDA graph",
-    "min_time": "seconds, a number",
-    "max_time": "seconds, a number",
-    "max_memory": "a size such as \"3GB\"",
-    "timeout": "a duration such as \"300s\" or \"5m\"",
-    "output": "a CSV path",
-}
-# a value or a list (a grid axis)
-GRID_KEYS = ("batch", "heads", "head_dim", "dtype", "mode", "scope", "inputs", "compile")
+# Every key, its grammar and where it lands are in attnbench.options.OPTIONS; defaults come from
+# Case (set-up), MeasureOptions (metrics and their budgets) and Limits (worker limits).
+KEYS: dict[str, str] = {key: option.value.kind for key, option in SCENARIO_KEYS.items()}
+GRID_KEYS = tuple(key for key, option in SCENARIO_KEYS.items() if option.target == "grid")  # Case fields, grid axes
 
 
 @dataclass
@@ -95,13 +57,14 @@ class Scenario:
         """The cartesian product, validated against the registry."""
         import itertools
 
+        from attnbench.metrics import chosen
         from attnbench.registry import get_method
 
         get_method(self.options.reference)
-        if "error" in self.options.metrics and any(s != "attention" for s in self.grid.get("scope", [])):
-            from attnbench.metrics.error import SCOPE_ONLY
-
-            raise AttnbenchError(SCOPE_ONLY)
+        for metric in chosen(self.options.metrics):
+            if metric.scopes and any(s not in metric.scopes for s in self.grid.get("scope", [])):
+                raise AttnbenchError(metric.scope_error or f"the {metric.name} metric measures at --scope "
+                                     f"{', '.join(metric.scopes)} only")
         cases = []
         tasks = self.tasks or [{"name": "", "seq": self.seq}]
         for task in tasks:
@@ -114,162 +77,88 @@ class Scenario:
         return cases
 
 
-def parse_bytes(text: str, what: str = "max_memory") -> int:
-    """'3GB', '512MB', '2GiB', '1.5G' or a byte count -> bytes (G = 2**30)."""
-    raw = str(text).strip().upper().removesuffix("B").removesuffix("I")
-    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(raw[-1:], 1)
-    number = raw[:-1] if scale > 1 else raw
-    try:
-        value = float(number)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise AttnbenchError(f"{what} must be a size such as 3GB or 512MB, not {text!r}")
-    return int(value * scale)
+def _fail(source: str, key: str, problem: str) -> AttnbenchError:
+    return AttnbenchError(f"{source}: {key}: {problem}")
 
 
-def parse_seconds(text: str, what: str = "timeout") -> float:
-    """'300s', '5m', '1h' or a number of seconds -> seconds."""
-    raw = str(text).strip().lower()
-    scale = {"s": 1, "m": 60, "h": 3600}.get(raw[-1:], None)
-    number = raw[:-1] if scale else raw
-    try:
-        value = float(number) * (scale or 1)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise AttnbenchError(f"{what} must be a duration such as 300s or 5m, not {text!r}")
-    return value
-
-
-class _Checker:
-    """Type checks that name the file, the key and the fix in one line."""
-
-    def __init__(self, source: str, data: dict[str, Any]) -> None:
-        self.source, self.data = source, data
-
-    def fail(self, key: str, problem: str) -> AttnbenchError:
-        return AttnbenchError(f"{self.source}: {key}: {problem}")
-
-    def expect(self, key: str, ok: bool) -> Any:
-        value = self.data[key]
-        if not ok:
-            raise self.fail(key, f"must be {KEYS[key]}, not {value!r}")
-        return value
-
-    def listed(self, key: str, kind: type) -> list:
-        value = self.data[key]
-        items = value if isinstance(value, list) else [value]
-        good = bool(items) and all(isinstance(v, kind) and not isinstance(v, bool) for v in items)
-        if kind is int:
-            good = good and all(v > 0 for v in items)
-        self.expect(key, good)
-        return items
-
-    def given(self, key: str, ok: Callable[[Any], bool]) -> Any:
-        """The value of an optional key (None when absent), checked."""
-        if key not in self.data:
-            return None
-        return self.expect(key, ok(self.data[key]))
-
-
-def _nonempty_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value)
-
-
-def _lengths(check: _Checker, key: str, value: Any) -> list[int]:
+def _lengths(source: str, key: str, value: Any) -> list[int]:
     """A length, a list of lengths or a range string, as a list."""
     if isinstance(value, str):
         try:
             return parse_sizes(value, key)
         except AttnbenchError as exc:
-            raise check.fail(key, str(exc)) from None
+            raise _fail(source, key, str(exc)) from None
     items = value if isinstance(value, list) else [value]
-    if not items or not all(_whole(v, 1) for v in items):
-        raise check.fail(key, f"must be {KEYS['seq']}, not {value!r}")
+    if not items or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items):
+        raise _fail(source, key, f"must be {KEYS['seq']}, not {value!r}")
     return items
 
 
-def _grids(check: _Checker, where: str, params: dict) -> dict[str, list]:
+def _grids(source: str, where: str, params: dict) -> dict[str, list]:
     """{name: value or [values]} -> {name: [values]}."""
     grids = {}
     for name, values in params.items():
         values = values if isinstance(values, list) else [values]
         if not values or any(isinstance(v, (dict, list)) for v in values):
-            raise check.fail(f"{where}.{name}", f"must be a value or a non-empty list of values, not {values!r}")
+            raise _fail(source, f"{where}.{name}", f"must be a value or a non-empty list of values, not {values!r}")
         grids[name] = values
     return grids
 
 
-def _task(check: _Checker, index: int, task: Any) -> dict[str, Any]:
+def _task(source: str, index: int, task: Any) -> dict[str, Any]:
     where = f"tasks[{index}]"
     if not isinstance(task, dict) or not isinstance(task.get("name"), str) or "seq" not in task \
             or set(task) - {"name", "seq", "batch", "params"} or not isinstance(task.get("params", {}), dict):
-        raise check.fail(where, f"must be a table {{ name = \"...\", seq = ..., batch = ..., params = {{...}} }}, "
-                                f"not {task!r}")
+        raise _fail(source, where, f"must be a table {{ name = \"...\", seq = ..., batch = ..., params = {{...}} }}, "
+                                   f"not {task!r}")
     batch = task.get("batch")
     batches = batch if isinstance(batch, list) else [batch] if batch is not None else []
-    if not all(_whole(b, 1) for b in batches):
-        raise check.fail(f"{where}.batch", f"must be a positive integer or a list of them, not {batch!r}")
-    return {"name": task["name"], "seq": _lengths(check, f"{where}.seq", task["seq"]), "batch": batches,
-            "params": _grids(check, f"{where}.params", task.get("params", {}))}
-
-
-def _whole(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _positive(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in batches):
+        raise _fail(source, f"{where}.batch", f"must be a positive integer or a list of them, not {batch!r}")
+    return {"name": task["name"], "seq": _lengths(source, f"{where}.seq", task["seq"]), "batch": batches,
+            "params": _grids(source, f"{where}.params", task.get("params", {}))}
 
 
 def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Scenario:
-    """Validate a scenario's keys and types (not yet its methods: see Scenario.cases)."""
-    check = _Checker(source, data)
+    """Validate a scenario's keys and types against the option spec (not yet its methods: see
+    Scenario.cases) and route each value to where it lands."""
     for key in data:
-        if key not in KEYS:
+        if key not in SCENARIO_KEYS:
             close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise check.fail(key, f"unknown key; {hint}valid keys: {', '.join(KEYS)}")
+            raise _fail(source, key, f"unknown key; {hint}valid keys: {', '.join(KEYS)}")
     for required in ("methods", "seq"):
         if required not in data and not (required == "seq" and "tasks" in data):
-            raise check.fail(required, f"missing; give {KEYS[required]}")
-    methods = check.listed("methods", str)
-    seq = _lengths(check, "seq", data["seq"]) if "seq" in data else []
-    tasks = [_task(check, i, task) for i, task in enumerate(check.given("tasks", _nonempty_list) or [])]
-    grids = _grids(check, "params", check.given("params", lambda v: isinstance(v, dict)) or {})
-    grid = {k: check.listed(k, int if k in ("batch", "heads", "head_dim") else str) for k in GRID_KEYS if k in data}
-    seeds = check.given("seeds", lambda v: isinstance(v, list) and bool(v) and all(_whole(x, -2**63) for x in v))
-    setup = {"device": check.given("device", lambda v: isinstance(v, str)),
-             "threads": check.given("threads", lambda v: _whole(v, 1)),
-             "input_scale": check.given("input_scale", _positive),
-             "layer": check.given("layer", lambda v: _whole(v, 0)),
-             **{k: check.given(k, lambda v: _whole(v, 1)) for k in ("layers", "ffn_dim", "vocab")}}
-    options = {"min_time_s": check.given("min_time", _positive), "max_time_s": check.given("max_time", _positive),
-               "reference": check.given("reference", lambda v: isinstance(v, str)),
-               "repeats": check.given("repeats", lambda v: _whole(v, 1)),
-               "processes": check.given("processes", lambda v: _whole(v, 1)),
-               "l2": check.given("l2", lambda v: v in ("cold", "warm")),
-               "cuda_graphs": check.given("cuda_graphs", lambda v: isinstance(v, bool))}
-    if "metrics" in data:
+            raise _fail(source, required, f"missing; give {KEYS[required]}")
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        option = SCENARIO_KEYS[key]
         try:
-            options["metrics"] = parse_metrics(check.listed("metrics", str), "metrics")
+            values[key] = option.value.check(raw)
+        except ValueError:
+            raise _fail(source, key, f"must be {option.value.kind}, not {raw!r}") from None
         except AttnbenchError as exc:
-            raise check.fail("metrics", str(exc).removeprefix("metrics ")) from None
+            raise _fail(source, key, str(exc).strip()) from None
     try:
-        limits = {"max_memory_bytes": parse_bytes(data["max_memory"]) if "max_memory" in data else None,
-                  "timeout_s": parse_seconds(data["timeout"]) if "timeout" in data else None}
+        limits = {"max_memory_bytes": parse_bytes(values["max_memory"]) if "max_memory" in values else None,
+                  "timeout_s": parse_seconds(values["timeout"]) if "timeout" in values else None}
     except AttnbenchError as exc:
         raise AttnbenchError(f"{source}: {exc}") from None
-    text = {k: check.given(k, lambda v: isinstance(v, str)) for k in ("name", "description", "reproduces", "output")}
-
-    def given(values: dict) -> dict:
-        return {k: v for k, v in values.items() if v is not None}
-
-    return Scenario(name=text["name"] or Path(source).stem, methods=methods, seq=seq, params=grids, grid=grid,
-                    tasks=tasks,
-                    seeds=seeds or [Case.seed], setup=given(setup), options=MeasureOptions(**given(options)),
-                    limits=Limits(**given(limits)), output=text["output"],
+    routed: dict[str, dict[str, Any]] = {"grid": {}, "setup": {}, "options": {}}
+    for key, value in values.items():
+        option = SCENARIO_KEYS[key]
+        if option.target in routed:
+            routed[option.target][option.field or key] = value
+    if "metrics" in routed["options"]:
+        routed["options"]["metrics"] = tuple(routed["options"]["metrics"])
+    text = {k: values.get(k) for k in ("name", "description", "reproduces", "output")}
+    return Scenario(name=text["name"] or Path(source).stem, methods=values["methods"],
+                    seq=_lengths(source, "seq", data["seq"]) if "seq" in data else [],
+                    params=_grids(source, "params", values.get("params", {})), grid=routed["grid"],
+                    tasks=[_task(source, i, task) for i, task in enumerate(values.get("tasks", []))],
+                    seeds=values.get("seeds") or [Case.seed], setup=routed["setup"],
+                    options=MeasureOptions(**routed["options"]),
+                    limits=Limits(**{k: v for k, v in limits.items() if v is not None}), output=text["output"],
                     description=text["description"] or "", reproduces=text["reproduces"] or "")
 
 

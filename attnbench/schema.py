@@ -1,19 +1,26 @@
-"""The row schema: every column of a report, what identifies a case, and one row builder.
+"""The row schema: every column of a report, its type, what identifies a case, one row builder.
 
 A row is, in order: the case's identity (method, param_<name>..., then the set-up fields of
 `Case`), its status and status_detail, the method's analytic figures, every registered metric's
 columns, the method's own extra columns, a timestamp, and the environment it ran in. A measured
 case and a failure row (a worker that died, a time-out) are built by the same `new_row`, so
 every report has the same columns whatever happened and whichever metrics were chosen.
+
+A `Row` is a dict of those columns plus its timing record, `samples` (the raw samples, one list
+per process), which the report keeps in its sidecar, not in a column. Every column has one type
+(`column_type`): the writer writes Python values, and the one reader (attnbench.report.load)
+turns the text back into them, so a value means the same whether it was just measured or read
+back from a CSV, by us or after pandas saved it.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Iterable
+import dataclasses
+import typing
+from typing import Any, Iterable
 
 from attnbench.case import SETUP, Case
-from attnbench.metric import result_columns
+from attnbench.metrics import column_types, result_columns
 
 # case_seconds: wall time of the whole case where it ran; build_ms: the method's build (weights,
 # masks, landmarks, block masks), or the network's at layer/model scope; compile_s: the first call
@@ -30,12 +37,94 @@ IDENTITY = ("method", "seq_len", *SETUP)  # plus a param_<name> column per metho
 # Columns every attnbench report has had since the first one; later ones default to Case's values.
 REQUIRED = ("method", "seq_len", "status", "batch", "heads", "head_dim", "dtype", "device", "mode", "seed")
 
+_FIXED: dict[str, type] = {
+    "status": str, "status_detail": str, "timestamp": str, **dict.fromkeys(PROVENANCE, str),
+    **dict.fromkeys(ENVIRONMENT, str), "cpu_count": int, "tf32_matmul": bool, "gpu_memory_bytes": int,
+    "gpu_sm_clock_mhz": int, "gpu_max_sm_clock_mhz": int,
+}
 
-def identity(case: Case) -> dict:
+
+def _identity_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Case)
+    out = {}
+    for name in IDENTITY:
+        kinds = [k for k in typing.get_args(hints[name]) if k is not type(None)] or [hints[name]]
+        out[name] = kinds[0]
+    return out
+
+
+def column_type(column: str) -> type | None:
+    """The type of a column's values (None: a method's parameter or own column, typed by its value)."""
+    if column in _IDENTITY_TYPES:
+        return _IDENTITY_TYPES[column]
+    if column in _FIXED:
+        return _FIXED[column]
+    if column in CORE or column in ANALYTIC:
+        return float
+    return column_types().get(column)
+
+
+def convert(text: str | None, kind: type | None) -> Any:
+    """A CSV cell as a value of `kind`: blank and NaN are None; a cell that is not of its column's
+    type (a newer report's value, 'unavailable' in a count) stays the text it is. `kind` None
+    types the cell by its value: a bool, a whole number, a number, else text."""
+    if text is None:
+        return None
+    text = str(text)
+    if text.strip() in ("", "nan", "NaN"):
+        return None
+    if kind is str:
+        return text
+    low = text.strip().lower()
+    if kind in (bool, None) and low in ("true", "false"):
+        return low == "true"
+    if kind is bool:
+        return {"1": True, "0": False, "1.0": True, "0.0": False}.get(low, text)
+    try:
+        if kind in (int, None):
+            try:
+                return int(text)
+            except ValueError:
+                number = float(text)
+                return int(number) if kind is int and number.is_integer() else number
+        return float(text)
+    except (ValueError, OverflowError):
+        return text
+
+
+def numeric(row: dict, column: str) -> float | None:
+    """A cell that holds a number, as one; None for a blank, a missing column, text or NaN."""
+    value = row.get(column)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return value
+
+
+class Row(dict):
+    """A report row: its columns, and its timing record (`samples`: raw samples in ms, one list per
+    process that measured them; None for a row with no timing)."""
+
+    def __init__(self, *args: Any, samples: list[list[float]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.samples = samples
+
+    def __reduce__(self):  # rows cross process boundaries (workers, Ray) with their samples
+        return (_rebuild_row, (dict(self), self.samples))
+
+    @property
+    def case(self) -> Case:
+        return Case.of(self)
+
+
+def _rebuild_row(columns: dict, samples: list[list[float]] | None) -> Row:
+    return Row(columns, samples=samples)
+
+
+def identity(case: Case) -> Row:
     """The identity half of a row: method, param_<name>, shape and set-up."""
-    return {"method": case.method, **{f"param_{k}": v for k, v in case.params.items()},
-            "batch": case.batch, "heads": case.heads, "seq_len": case.seq_len, "head_dim": case.head_dim,
-            **{k: getattr(case, k) for k in SETUP if k not in ("batch", "heads", "head_dim")}}
+    return Row({"method": case.method, **{f"param_{k}": v for k, v in case.params.items()},
+                "batch": case.batch, "heads": case.heads, "seq_len": case.seq_len, "head_dim": case.head_dim,
+                **{k: getattr(case, k) for k in SETUP if k not in ("batch", "heads", "head_dim")}})
 
 
 def _extra_columns(case: Case) -> tuple[str, ...]:
@@ -52,75 +141,29 @@ def columns_for(cases: Iterable[Case]) -> list[str]:
     return [*ident, *CORE, *ANALYTIC, *result_columns(), *extras, "timestamp", *PROVENANCE, *ENVIRONMENT]
 
 
-def new_row(case: Case) -> dict:
+def new_row(case: Case) -> Row:
     """A row with the case's identity and every other column empty."""
     blank = [*CORE, *ANALYTIC, *result_columns(), *_extra_columns(case), "timestamp", *PROVENANCE, *ENVIRONMENT]
-    return {**identity(case), **dict.fromkeys(blank)}
-
-
-def stamp(row: dict, case: Case) -> dict:
-    """Close a row: when it ended, whose code the method is and the environment it ran in."""
-    from attnbench.env import environment, method_provenance
-
-    row["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    row.update(method_provenance(case.method))
-    row.update(environment(case.device))
+    row = identity(case)
+    row.update(dict.fromkeys(blank))
     return row
 
 
-def failure_row(case: Case, status: str, detail: str) -> dict:
-    """A row for a case that produced no measurement (its worker died, it ran out of time...)."""
-    row = new_row(case)
-    row.update(status=status, status_detail=detail)
-    return stamp(row, case)
-
-
-# ---- identity by value ----
-
-def _canonical(value: object) -> object:
-    """One spelling per value: 128, '128', 128.0 and '128.0' are 128; blanks and NaN are None."""
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return int(value) if float(value).is_integer() else float(value)
-    text = str(value).strip()
-    if text in ("", "nan", "NaN", "None"):
-        return None
-    if text in ("True", "true", "False", "false"):
-        return text.lower() == "true"
-    try:
-        return _canonical(float(text))
-    except ValueError:
-        return text
-
-
-def _setup(row: dict, column: str) -> object:
-    """A row's identity value; a column an older report lacks counts as Case's default."""
-    return row[column] if column in row else getattr(Case, column, None)
-
-
-def row_key(row: dict) -> tuple:
-    """What identifies a case in a report, compared by value: method, parameters, shape and
-    set-up."""
-    fixed = tuple(_canonical(_setup(row, k)) for k in IDENTITY)
-    params = tuple(sorted((k, _canonical(v)) for k, v in row.items()
-                          if k.startswith("param_") and _canonical(v) is not None))
-    return fixed + params
-
-
-def context_key(row: dict) -> tuple:
-    """The set-up a row shares with the rows it is compared to: its identity without the method and
-    its parameters (shape, dtype, device, mode, scope, task, ...)."""
-    return tuple(_canonical(_setup(row, k)) for k in IDENTITY if k != "method")
+def setup_of(row: dict) -> Case:
+    """What a row shares with the rows it is compared to: its case without the method and its
+    parameters (shape, dtype, device, mode, scope, task, ...)."""
+    return dataclasses.replace(Case.of(row), method="", params={})
 
 
 # ---- one name for a case, everywhere ----
 
-def _text(value: object) -> str:
-    value = _canonical(value)
-    return "" if value is None else str(value)
+def text(value: object) -> str:
+    """A value as a label shows it: blank for None, 0.01 for 0.01, 128 for 128 or 128.0."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 class Labeller:
@@ -134,16 +177,19 @@ class Labeller:
         seen: dict[str, dict[str, set[str]]] = {}  # method -> parameter column -> values
         for row in rows:
             for key, value in row.items():
-                if key.startswith("param_") and _text(value):
-                    seen.setdefault(row["method"], {}).setdefault(key, set()).add(_text(value))
+                if key.startswith("param_") and text(value):
+                    seen.setdefault(row["method"], {}).setdefault(key, set()).add(text(value))
         self.varying_params = {m: [k for k, values in params.items() if len(values) > 1] for m, params in seen.items()}
-        self.varying_setup = [k for k in SETUP if len({_text(_setup(r, k)) for r in rows}) > 1]
+        self.varying_setup = [k for k in SETUP if len({text(r.get(k)) for r in rows}) > 1]
 
     def __call__(self, row: dict) -> str:
         parts = [str(row["method"])]
-        parts += [f"{k.removeprefix('param_')}={_text(row.get(k))}" for k in self.varying_params.get(row["method"], [])
-                  if _text(row.get(k))]
-        parts += [f"{k}={_text(_setup(row, k))}" for k in self.varying_setup]
+        parts += [f"{k.removeprefix('param_')}={text(row.get(k))}" for k in self.varying_params.get(row["method"], [])
+                  if text(row.get(k))]
+        parts += [f"{k}={text(row.get(k))}" for k in self.varying_setup]
         if self.with_length:
-            parts.append(f"n={_text(row.get('seq_len'))}")
+            parts.append(f"n={text(row.get('seq_len'))}")
         return " ".join(parts)
+
+
+_IDENTITY_TYPES = _identity_types()

@@ -31,10 +31,10 @@ import resource
 import signal
 import threading
 
-from attnbench.case import Case, Limits
+from attnbench.case import Case, Limits, MeasureOptions
 from attnbench.methods import BUILTIN
-from attnbench.metric import MeasureOptions
-from attnbench.schema import failure_row
+from attnbench.rows import failure_row
+from attnbench.schema import Row
 
 START_TIMEOUT_S = 180.0  # starting the template (importing torch) on a loaded machine
 # What the template imports once for all workers: torch, the measuring code and the built-in
@@ -75,15 +75,17 @@ def _virtual_memory_bytes() -> int:
 
 def _warm_up(case: Case, options: MeasureOptions) -> None:
     """Run the case's passes once on a tiny shape: lazy imports, the profiler and thread pools
-    then take their memory before the cap is measured, so the cap is the case's alone."""
+    then take their memory before the cap is measured, so the cap is the case's alone. Metrics
+    measured in every process (time) are left out: what they cost is a budget of seconds."""
     import dataclasses
 
+    from attnbench.metrics import chosen
     from attnbench.runner import run_case
 
     tiny = dataclasses.replace(case, method="full", params={}, batch=1, heads=1, seq_len=16, head_dim=8,
                                inputs="random", mode=case.mode, compile="off")
-    run_case(tiny, dataclasses.replace(options, metrics=tuple(m for m in options.metrics if m != "time"),
-                                       min_time_s=0.0, max_time_s=0.0))
+    warm = tuple(m.name for m in chosen(options.metrics) if not m.per_process)
+    run_case(tiny, dataclasses.replace(options, metrics=warm, min_time_s=0.0, max_time_s=0.0))
 
 
 def _cap_device_memory(device: str, max_memory_bytes: int) -> int:
@@ -169,7 +171,7 @@ class WorkerLauncher:
         with self._lock:
             self._running.discard(process)
 
-    def run(self, case: Case, options: MeasureOptions) -> dict:
+    def run(self, case: Case, options: MeasureOptions) -> Row:
         for attempt in (1, 2):  # a dead template is restarted by multiprocessing: retry once
             try:
                 process, connection = self._start()

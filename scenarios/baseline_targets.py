@@ -18,9 +18,8 @@ from pathlib import Path
 
 from attnbench import allocator
 from attnbench.analysis import loglog_slope
-from attnbench.case import make_cases
+from attnbench.case import MeasureOptions, make_cases
 from attnbench.engine import run_cases
-from attnbench.metric import MeasureOptions
 from attnbench.registry import list_methods
 
 LINEAR_ORDER = ("longformer", "bigbird", "sparse_transformer", "linformer", "performer", "linear", "nystromformer")

@@ -21,13 +21,20 @@ from pathlib import Path
 import torch
 
 from attnbench import allocator
-from attnbench.analysis import linear_fit, loglog_slope
-from attnbench.case import make_cases
+from attnbench.analysis import loglog_slope
+from attnbench.calls import make_inputs
+from attnbench.case import MeasureOptions, make_cases
 from attnbench.engine import run_cases
 from attnbench.measure.timing import time_call
 from attnbench.methods.smartbird import SmartBirdAttention
-from attnbench.metric import MeasureOptions
-from attnbench.runner import make_inputs
+
+
+def straight_line(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
+    """Least-squares y = a + b x: (a, b, R^2)."""
+    import numpy as np
+
+    b, a = np.polyfit(xs, ys, 1)
+    return float(a), float(b), float(np.corrcoef(xs, ys)[0, 1] ** 2)
 
 
 def smartbird_split(case, budget: dict) -> dict:
@@ -97,8 +104,8 @@ def main() -> None:
           f"{'<= 1.0' if r['param_density'] == 0.01 else '<= 0.25' if r['param_density'] == 0.002 else '-'} |"
           for r in sbm),
         "| sbm time = a + b * edges (straight line): a ms, b ms per million edges, R^2 | "
-        "{:.0f}, {:.0f}, {:.4f} | R^2 ~ 1 |".format(*linear_fit([r["edges"] / 1e6 for r in sbm],
-                                                       [r["time_ms_median"] for r in sbm])),
+        "{:.0f}, {:.0f}, {:.4f} | R^2 ~ 1 |".format(*straight_line([r["edges"] / 1e6 for r in sbm],
+                                                          [r["time_ms_median"] for r in sbm])),
         f"| smartbird / full-explicit peak memory at n={mid} | {mem:.3f} | <= 0.25 |",
         f"| smartbird total / sampling floor at n={mid} | {split['total'] / split['floor']:.2f} | <= 1.5 |",
         "",

@@ -52,7 +52,7 @@ def case_seconds(report: Path) -> float | None:
 def engine_overhead(lengths: list[int]) -> tuple[float, float, int]:
     """(engine wall, sum of case_seconds, cases) for run_cases with worker processes, in this process."""
     from attnbench import make_cases, run_cases
-    from attnbench.metric import MeasureOptions
+    from attnbench.case import MeasureOptions
     from attnbench.workers import WorkerLauncher, start_template
 
     start_template()  # as `attnbench sweep` does, before it builds its cases

@@ -67,9 +67,8 @@ QUICK = ["--heads", "2", "--head-dim", "16", "--min-time", "0.02", "--max-time",
 def small_report(tmp_path_factory):
     """One small timed report (full, full-explicit, skyformer at n = 128, 256), built once for the
     suite through the public API, with its samples sidecar."""
-    from attnbench.case import make_cases
+    from attnbench.case import MeasureOptions, make_cases
     from attnbench.engine import run_cases
-    from attnbench.metric import MeasureOptions
 
     path = tmp_path_factory.mktemp("reports") / "small.csv"
     cases = make_cases(["full", "full-explicit", "skyformer"], [128, 256], heads=2, head_dim=16, threads=1)

@@ -4,10 +4,9 @@
 import pytest
 import torch
 
-from attnbench.case import make_cases
+from attnbench.case import MeasureOptions, make_cases
 from attnbench.measure import error as error_measure
 from attnbench.measure.error import relative_errors, spectral_norm_estimate, transpose_map
-from attnbench.metric import MeasureOptions
 from attnbench.runner import run_case
 from tests.conftest import cli
 

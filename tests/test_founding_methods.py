@@ -6,10 +6,9 @@ import statistics
 import pytest
 import torch
 
-from attnbench.case import make_cases
+from attnbench.case import MeasureOptions, make_cases
 from attnbench.methods.kernelized import kernelized_attention
 from attnbench.methods.sbm import edge_attention, fastrg_edges
-from attnbench.metric import MeasureOptions
 from attnbench.registry import Shape
 from attnbench.runner import run_case
 from tests.conftest import build, qkv

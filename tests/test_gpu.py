@@ -7,10 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from attnbench.case import Case, Limits, make_cases
+from attnbench.case import Case, Limits, MeasureOptions, make_cases
 from attnbench.measure.memory import cuda_peak_bytes
 from attnbench.measure.timing import time_cuda
-from attnbench.metric import MeasureOptions
 from attnbench.runner import run_case
 from tests.conftest import requires_cuda
 

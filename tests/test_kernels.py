@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from attnbench import env
-from attnbench.case import Case, make_cases
+from attnbench.case import Case, MeasureOptions, make_cases
 from attnbench.contract import Shape
-from attnbench.metric import MeasureOptions
 from attnbench.metrics.time import clock_noisy
 from attnbench.peaks import gpu_spec, gpu_table, spec_peak
 from attnbench.registry import create_method

@@ -61,12 +61,15 @@ def test_cpu_peak_sees_a_known_allocation_and_nothing_else():
 
 
 def test_timing_statistics():
+    from attnbench.measure.statistics import iqr, level, quiet
+
     t = Timing(samples_s=(0.001, 0.002, 0.003, 0.004, 0.005), calls_per_sample=1)
     assert t.median_ms == pytest.approx(3.0)
-    assert t.iqr_ms == pytest.approx(2.0)
-    assert t.noisy
-    assert not Timing((0.010, 0.0101, 0.0102, 0.0101, 0.0100), 1).noisy
-    assert Timing((0.010, 0.0101, 0.0102), 1).noisy  # too few samples to show a spread
+    assert iqr(t.samples_ms) == pytest.approx(2.0)
+    assert not quiet(t.samples_ms)
+    assert quiet([10, 10.1, 10.2, 10.1, 10.0])
+    assert not quiet([10, 10.1, 10.2])  # too few samples to show a spread
+    assert level([[1.0, 2.0, 3.0], [8.0]]) == pytest.approx(4.0)  # geometric mean of the medians
 
 
 def test_time_call_measures_and_restores_threads():

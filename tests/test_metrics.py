@@ -6,11 +6,14 @@ import importlib.util
 
 import pytest
 
-from attnbench.metric import Exact, Tolerance, all_metrics, get_metric, register_metric, unregister_metric
+from attnbench.compare import Exact, Tolerance
+from attnbench.metrics import all_metrics, get_metric, register_metric, unregister_metric
 from tests.conftest import QUICK, cli
 
 TOY_METRIC = '''
-from attnbench.metric import Column, Metric, Tolerance
+from attnbench.compare import Tolerance
+from attnbench.metrics import Metric
+from attnbench.render import Column
 
 
 def measure(ctx):

@@ -4,9 +4,8 @@ training step; the model's size and FLOPs against their formulas; Skyformer appr
 import pytest
 import torch
 
-from attnbench.case import make_cases
+from attnbench.case import MeasureOptions, make_cases
 from attnbench.contract import Shape
-from attnbench.metric import MeasureOptions
 from attnbench.model import build_network, dense_flops, parameter_count
 from attnbench.model_shape import ModelShape
 from attnbench.registry import create_method, list_methods

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from attnbench.bootstrap import ratio_interval
-from attnbench.case import Case, make_cases
+from attnbench.case import Case, MeasureOptions, make_cases
+from attnbench.compare import Judgement, random_source
 from attnbench.engine import InProcess, run_cases
 from attnbench.errors import AttnbenchError
-from attnbench.metric import SAMPLES_KEY, Judgement, MeasureOptions, get_metric, random_source
+from attnbench.metrics import get_metric
 from attnbench.metrics.time import ONE_PROCESS_THRESHOLD, time_columns
-from attnbench.report import PROCESS_KEY, CsvReport, read_samples, sidecar_path
-from attnbench.schema import columns_for, new_row, row_key
+from attnbench.report import PROCESS_COLUMN, SAMPLES_COLUMN, CsvReport, load, read_samples, sidecar_path
+from attnbench.schema import Row, columns_for, new_row
 from tests.conftest import cli
 
 
@@ -34,7 +35,8 @@ class Recorder:
             return row
         groups = [[10.0 + options.process_index] * 5]
         peak = 1e9 if options.process_index == 0 else None
-        row.update(status="ok", case_seconds=1.0, flops=100.0, machine_peak_flops_per_s=peak, **{SAMPLES_KEY: groups})
+        row.update(status="ok", case_seconds=1.0, flops=100.0, machine_peak_flops_per_s=peak)
+        row.samples = groups
         row.update(time_columns(groups, 1, row))
         return row
 
@@ -42,9 +44,10 @@ class Recorder:
         pass
 
 
-def test_the_row_keeps_the_median_of_the_per_process_medians():
+def test_the_row_keeps_the_geometric_mean_of_the_per_process_medians():
     row = time_columns([[1.0, 2.0, 3.0], [10.0, 10.0, 10.0], [5.0]], 1, {})
-    assert row["time_ms_median"] == 5.0 and row["time_processes"] == 3 and row["time_process_spread"] == 5.0
+    assert row["time_ms_median"] == pytest.approx(100 ** (1 / 3)) and row["time_processes"] == 3
+    assert row["time_process_spread"] == 5.0
 
 
 def test_processes_are_interleaved_and_later_ones_only_time():
@@ -56,7 +59,8 @@ def test_processes_are_interleaved_and_later_ones_only_time():
     assert {m for _, p, m in launcher.calls if p > 0} == {("time",)}
     assert [r["seq_len"] for r in rows] == [128, 256]
     row = rows[0]
-    assert row["time_processes"] == 3 and row["time_ms_median"] == 11.0
+    assert row["time_processes"] == 3 and row["time_ms_median"] == pytest.approx((10 * 11 * 12) ** (1 / 3))
+    assert row.samples == [[10.0] * 5, [11.0] * 5, [12.0] * 5]
     assert (row["time_ms_process_min"], row["time_ms_process_max"]) == (10.0, 12.0)
     assert row["time_process_spread"] == pytest.approx(1.2) and row["time_noisy"] is True  # spread > 10%
     assert row["machine_peak_flops_per_s"] == 1e9 and row["case_seconds"] == 3.0  # rate from process 1
@@ -79,16 +83,17 @@ def test_several_processes_refuse_the_in_process_launcher():
 
 def test_sidecar_keeps_each_process_and_reads_old_flat_sidecars(tmp_path):
     case = Case("full", seq_len=128)
-    row = {**new_row(case), "status": "ok", SAMPLES_KEY: [[1.0, 2.0], [3.0], [4.0, 5.0]]}
+    row = Row({**new_row(case), "status": "ok"}, samples=[[1.0, 2.0], [3.0], [4.0, 5.0]])
     path = tmp_path / "r.csv"
     with CsvReport(path, columns_for([case])) as report:
         report.write(row)
     entry = json.loads(sidecar_path(path).read_text())
-    assert entry[SAMPLES_KEY] == [1.0, 2.0, 3.0, 4.0, 5.0] and entry[PROCESS_KEY] == [0, 0, 1, 2, 2]
-    assert read_samples(path) == {row_key(row): [[1.0, 2.0], [3.0], [4.0, 5.0]]}
-    del entry[PROCESS_KEY]  # a sidecar written before processes existed
+    assert entry[SAMPLES_COLUMN] == [1.0, 2.0, 3.0, 4.0, 5.0] and entry[PROCESS_COLUMN] == [0, 0, 1, 2, 2]
+    assert read_samples(path) == {case: [[1.0, 2.0], [3.0], [4.0, 5.0]]}
+    assert load(path).rows[0].samples == [[1.0, 2.0], [3.0], [4.0, 5.0]]  # the row read back carries them
+    del entry[PROCESS_COLUMN]  # a sidecar written before processes existed
     sidecar_path(path).write_text(json.dumps(entry) + "\n")
-    assert read_samples(path) == {row_key(row): [[1.0, 2.0, 3.0, 4.0, 5.0]]}
+    assert read_samples(path) == {case: [[1.0, 2.0, 3.0, 4.0, 5.0]]}
 
 
 def _timing(rng, processes, ratio=1.0, between=0.10, within=0.03, samples=15):
@@ -113,8 +118,8 @@ def test_two_stage_bootstrap_covers_the_true_ratio_at_about_its_nominal_rate():
 
 def _judge(base, new):
     policy = get_metric("time").compare
-    rows = [time_columns(g, 1, {}) for g in (base, new)]  # as the time metric writes them
-    return policy.judge(*rows, Judgement(base, new, random_source(0)))
+    rows = [Row(time_columns(g, 1, {}), samples=g) for g in (base, new)]  # as the time metric writes them
+    return policy.judge(*rows, Judgement(random_source(0)))
 
 
 def test_one_process_is_never_confirmed_below_the_threshold():
@@ -168,6 +173,6 @@ def test_run_with_three_processes_writes_their_columns_samples_and_summary(tmp_p
     assert (frame["time_ms_median"] <= frame["time_ms_process_max"]).all()
     assert (frame["time_process_spread"] >= 1).all()
     entries = [json.loads(line) for line in sidecar_path(out).read_text().splitlines()]
-    assert len(entries) == 2 and all(set(e[PROCESS_KEY]) == {0, 1, 2} for e in entries)
+    assert len(entries) == 2 and all(set(e[PROCESS_COLUMN]) == {0, 1, 2} for e in entries)
     assert "process 2/3" in result.stdout  # progress of the earlier processes
     assert "one process" not in result.stdout  # the summary's +/- holds the spread between processes

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.case import Limits, make_cases
+from attnbench.case import Limits, MeasureOptions, make_cases
 from attnbench.engine import run_cases
-from attnbench.metric import MeasureOptions
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow

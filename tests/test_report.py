@@ -4,7 +4,8 @@ import pytest
 
 from attnbench.engine import default_output
 from attnbench.errors import AttnbenchError
-from attnbench.report import CsvReport, read_report
+from attnbench.report import CsvReport, load, sidecar_path
+from tests.conftest import cli
 
 
 def rows_of(path):
@@ -50,5 +51,33 @@ def test_unreadable_reports_are_one_line_errors(tmp_path):
         elif content is not None:
             path.write_text(content)
         with pytest.raises(AttnbenchError) as err:
-            read_report(path)
+            load(path)
         assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_report_saved_by_pandas_reads_back_as_the_original(small_report, tmp_path):
+    """Written, read back through pandas and saved: compare, summary, plot, resume and the reader
+    treat the copy exactly as the original (pandas writes 128.0 for an int column with blanks,
+    True for a bool, nothing for NaN)."""
+    import shutil
+
+    import pandas as pd
+
+    from attnbench.case import MeasureOptions, make_cases
+    from attnbench.engine import run_cases
+
+    copy = tmp_path / "copy.csv"
+    pd.read_csv(small_report).to_csv(copy, index=False)
+    shutil.copy(sidecar_path(small_report), sidecar_path(copy))
+    original, again = load(small_report), load(copy)
+    assert [dict(r) for r in again.rows] == [dict(r) for r in original.rows]
+    assert [r.samples for r in again.rows] == [r.samples for r in original.rows] and original.rows[0].samples
+    assert isinstance(again.rows[0]["seq_len"], int) and isinstance(again.rows[0]["time_noisy"], bool)
+    judged = cli("compare", str(small_report), str(copy))
+    assert judged.returncode == 0 and "0 regression(s), 0 missing, 0 new, 6 unchanged" in judged.stdout
+    assert cli("summary", str(copy)).stdout == cli("summary", str(small_report)).stdout
+    assert cli("plot", str(copy), "-o", str(tmp_path), "--format", "png").returncode == 0
+    cases = make_cases(["full", "full-explicit", "skyformer"], [128, 256], heads=2, head_dim=16, threads=1)
+    assert {r.case for r in again.rows} == set(cases)
+    resumed = run_cases(cases, MeasureOptions(metrics=("flops",)), output=copy, resume=True)
+    assert resumed.rows == []  # every case is found done

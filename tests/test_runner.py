@@ -3,11 +3,10 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from attnbench.case import Case, make_cases
+from attnbench.case import Case, MeasureOptions, make_cases
 from attnbench.contract import Capabilities, Method
 from attnbench.engine import run
 from attnbench.errors import AttnbenchError
-from attnbench.metric import MeasureOptions
 from attnbench.registry import register
 from attnbench.runner import run_case
 from attnbench.schema import columns_for

@@ -143,8 +143,7 @@ def test_jobs_run_deterministic_passes_in_parallel_and_refuse_timing(tmp_path):
 def test_a_dead_template_is_restarted_and_the_case_still_runs():
     from multiprocessing import forkserver
 
-    from attnbench.case import make_cases
-    from attnbench.metric import MeasureOptions
+    from attnbench.case import MeasureOptions, make_cases
     from attnbench.workers import WorkerLauncher
 
     (case,) = make_cases(["full"], [32], heads=1, head_dim=8, threads=1)

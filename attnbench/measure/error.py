@@ -5,6 +5,9 @@ The effective attention matrix is n x n: every method here is linear in V once i
 is fixed, so A X is the method run on V = X, and A^T Y is the vector-Jacobian product of that
 call. Small n materializes A (V = I) and takes an exact SVD; large n estimates ||A_hat - A||_2
 by block power iteration on (A_hat - A)^T (A_hat - A) from those products alone.
+
+Instruments only: tensors and linear maps in, numbers out; which methods are compared is the
+error metric's business (attnbench.metrics.error).
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-
-from attnbench.registry import create_method
 
 LinearMap = Callable[[torch.Tensor], torch.Tensor]  # X (b, h, n, r) -> M X (b, h, n, r)
 
@@ -75,64 +76,26 @@ def frozen_draws(method, fn) -> Callable:
     return call
 
 
-def attention_error(case, fn, reference, q, k, exact_inputs) -> float:
-    """Relative spectral error of the effective attention matrix (the output for V = I)."""
-    n, wide = case.seq_len, torch.float64
+def attention_error(fn: Callable, reference: Callable, q: torch.Tensor, k: torch.Tensor, exact_q: torch.Tensor,
+                    exact_k: torch.Tensor) -> float:
+    """Relative spectral error of the effective attention matrix of `fn(q, k, .)` against
+    `reference(exact_q, exact_k, .)` (the output for V = I), averaged over batch and heads."""
+    b, h, n, _ = q.shape
+    wide = torch.float64
     if n <= DENSE_ATTENTION_LIMIT:
-        eye = torch.eye(n, dtype=wide, device=q.device).expand(case.batch, case.heads, n, n)
-        return float(relative_errors(fn(q, k, eye.to(q.dtype)), reference(*exact_inputs[:2], eye))["spectral"].mean())
+        eye = torch.eye(n, dtype=wide, device=q.device).expand(b, h, n, n)
+        return float(relative_errors(fn(q, k, eye.to(q.dtype)), reference(exact_q, exact_k, eye))["spectral"].mean())
 
     def difference(x):
-        return fn(q, k, x.to(q.dtype)).to(wide) - reference(*exact_inputs[:2], x)
+        return fn(q, k, x.to(q.dtype)).to(wide) - reference(exact_q, exact_k, x)
 
     def exact_map(x):
-        return reference(*exact_inputs[:2], x)
+        return reference(exact_q, exact_k, x)
 
-    dims = (case.batch, case.heads, n)
-    return float((spectral_norm_estimate(difference, transpose_map(difference), dims)
-                  / spectral_norm_estimate(exact_map, transpose_map(exact_map), dims)).mean())
+    return float((spectral_norm_estimate(difference, transpose_map(difference), (b, h, n))
+                  / spectral_norm_estimate(exact_map, transpose_map(exact_map), (b, h, n))).mean())
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
     spread = float(torch.tensor(values).std(unbiased=False)) if len(values) > 1 else 0.0
     return sum(values) / len(values), spread
-
-
-def case_errors(case, method, q, k, v, *, reference: str, repeats: int) -> dict:
-    """Output and attention-matrix errors of `method` against `reference` (and against the
-    method's exact target, e.g. Skyformer's kernelized attention), over `repeats` draws."""
-    shape, wide = case.shape, torch.float64
-    exact_inputs = (q.to(wide), k.to(wide), v.to(wide))
-
-    def exact(name, **params):
-        target = create_method(name, **params)
-        return frozen_draws(target, target.build(shape, device=q.device, dtype=wide,
-                                                 generator=torch.Generator().manual_seed(case.seed)))
-
-    references = {"": exact(reference)}
-    if method.exact_target:
-        references["target_"] = exact(method.exact_target, **method.exact_target_params())
-    exact_outputs = {key: ref(*exact_inputs) for key, ref in references.items()}
-    found: dict[str, list[float]] = {}
-    first = None
-    for repeat in range(repeats):
-        generator = torch.Generator().manual_seed(case.seed * 1000 + repeat + 1)
-        fn = frozen_draws(method, method.build(shape, device=q.device, dtype=q.dtype, generator=generator))
-        first = first or fn
-        out = fn(q, k, v)
-        for key, target in exact_outputs.items():
-            errors = relative_errors(out, target)
-            found.setdefault(f"{key}spectral", []).append(float(errors["spectral"].mean()))
-            found.setdefault(f"{key}frobenius", []).append(float(errors["frobenius"].mean()))
-    try:
-        attention = attention_error(case, first, references[""], q, k, exact_inputs)
-    except RuntimeError:  # a wrapped implementation that cannot take V wider than its heads
-        attention = None
-    spectral, spectral_std = _mean_std(found["spectral"])
-    result = {"error_reference": reference, "error_spectral": spectral, "error_spectral_std": spectral_std,
-              "error_frobenius": _mean_std(found["frobenius"])[0], "error_attention_spectral": attention}
-    if method.exact_target:
-        target_spectral, target_std = _mean_std(found["target_spectral"])
-        result.update(error_target=method.exact_target, error_target_spectral=target_spectral,
-                      error_target_spectral_std=target_std)
-    return result

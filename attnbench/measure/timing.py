@@ -23,36 +23,29 @@ import torch
 from torch.utils.benchmark import Timer
 
 from attnbench.contract import Unsupported
-
-NOISY_IQR_FRACTION = 0.10  # torch.utils.benchmark's own threshold for a noisy measurement
-MIN_QUIET_SAMPLES = 5  # fewer samples than this cannot show a spread: the timing counts as noisy
+from attnbench.measure.statistics import NOISY_IQR_FRACTION, quiet
 
 
 @dataclass(frozen=True)
 class Timing:
-    samples_s: tuple[float, ...]  # seconds per call, one per block
+    """What a timing measured: seconds per call, one sample per block of calls."""
+
+    samples_s: tuple[float, ...]
     calls_per_sample: int
+
+    @property
+    def samples_ms(self) -> list[float]:
+        return [t * 1e3 for t in self.samples_s]
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.samples_s) * 1e3
 
-    @property
-    def iqr_ms(self) -> float:
-        if len(self.samples_s) < 2:
-            return 0.0
-        q1, _, q3 = statistics.quantiles(self.samples_s, n=4, method="inclusive")
-        return (q3 - q1) * 1e3
 
-    @property
-    def noisy(self) -> bool:
-        return len(self.samples_s) < MIN_QUIET_SAMPLES or self.iqr_ms > NOISY_IQR_FRACTION * self.median_ms
-
-
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
 
 def warm_up(call: Callable[[], object], device: torch.device, *, min_calls: int = 3,
             min_seconds: float = 0.1) -> None:
@@ -61,12 +54,7 @@ def warm_up(call: Callable[[], object], device: torch.device, *, min_calls: int 
     while calls < min_calls or time.perf_counter() - start < min_seconds:
         call()
         calls += 1
-    _synchronize(device)
-
-
-def _quiet(samples: list[float]) -> bool:
-    timing = Timing(tuple(samples), 1)
-    return len(samples) >= MIN_QUIET_SAMPLES and not timing.noisy
+    synchronize(device)
 
 
 def l2_flusher(device: torch.device) -> Callable[[], object]:
@@ -119,7 +107,7 @@ def time_cuda(call: Callable[[], object], device: torch.device, *, min_time_s: f
             torch.cuda.synchronize(device)
             samples += [begin.elapsed_time(end) / 1e3 for begin, end in events]
             spent = time.perf_counter() - start
-            if spent >= max_time_s or (spent >= min_time_s and _quiet(samples)):
+            if spent >= max_time_s or (spent >= min_time_s and quiet(samples)):
                 return Timing(tuple(samples), 1)
 
 
@@ -163,9 +151,9 @@ def _measure_matmul_rate(dev: torch.device, dt: torch.dtype, threads: int) -> fl
         b = torch.randn(n, n, device=dev).to(dt)
         start = time.perf_counter()
         torch.mm(a, b)
-        _synchronize(dev)
+        synchronize(dev)
         if time.perf_counter() - start >= 0.02 or n >= cap:
             break
         n *= 2
     timing = time_call(lambda: torch.mm(a, b), dev, threads=threads, min_time_s=0.2, max_time_s=1.0)
-    return 2 * n**3 / (timing.median_ms / 1e3)
+    return 2 * n**3 / statistics.median(timing.samples_s)

@@ -1,2 +1,141 @@
-"""Built-in metrics: each module here holds one `METRIC` (see attnbench.metric); the registry
-finds them by listing this package, so adding a metric is adding a file."""
+"""The metric contract and registry: what a measurement pass is, and where each one is found.
+
+A metric is one module of this package (or an entry point of the group `attnbench.metrics`)
+holding `METRIC = Metric(...)`: its name, the CSV columns it fills and their types, its pass
+(`measure(ctx) -> {column: value}`, run once per case in `order`), what the engine must know
+about it (`deterministic`, `per_process`, `combine`), how `compare` judges it (a policy of
+attnbench.compare) and how it is shown (attnbench.render's table columns and figure panels).
+`run --metrics`, scenario files and `compare --metrics` all take these names. Neither this
+package nor its modules import torch at import time, so the command line can check names before
+torch loads; a pass imports what it needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from attnbench.errors import AttnbenchError
+
+ENTRY_POINT_GROUP = "attnbench.metrics"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A measurement pass and everything the tool needs to know about it.
+
+    measure: ctx -> {column: value}; ctx (attnbench.runner.PassContext) has case, options,
+    method, fn, call (one call in the case's mode), q, k, v, device, itemsize, row (what earlier
+    passes and the method's formulas filled) and samples (where a pass leaves raw samples, one
+    list per process, on `row.samples`, for the report's sidecar). A pass must not print.
+    deterministic: the same for a fixed seed whatever else runs on the machine, so cases may run
+        at once (--jobs); a metric that is not (time) refuses --jobs.
+    per_process: measured again in every process of a case (--processes N); `combine(first,
+        later)` then merges the first process's row with the later ones' into the case's row.
+    types: the Python type of each column (float unless said), which the report reader applies.
+    scopes: the scopes it measures at (empty: every scope); `scope_error` says why, for a grid
+        that asks for it elsewhere.
+    """
+
+    name: str
+    help: str
+    columns: tuple[str, ...]
+    measure: Callable[[Any], dict]
+    order: int = 50  # passes run in ascending order (time last: the others must not disturb it)
+    default: bool = True  # measured when --metrics is not given
+    deterministic: bool = True
+    per_process: bool = False
+    combine: Callable[[Any, list], Any] | None = None
+    types: dict[str, type] = field(default_factory=dict)
+    scopes: tuple[str, ...] = ()
+    scope_error: str = ""
+    compare: Any = None  # a policy of attnbench.compare (Exact, Tolerance, Bootstrap), or None
+    table: tuple = ()  # attnbench.render.Column, in table order
+    panels: tuple = ()  # attnbench.render.Panel, one per efficiency-figure panel
+
+    def column_type(self, column: str) -> type:
+        return self.types.get(column, float)
+
+
+_METRICS: dict[str, Metric] = {}
+_loaded = False
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add a metric (its name must be new); returns it."""
+    if metric.name in _METRICS:
+        raise ValueError(f"metric {metric.name!r} is registered twice")
+    _METRICS[metric.name] = metric
+    return metric
+
+
+def unregister_metric(name: str) -> None:
+    _METRICS.pop(name, None)
+
+
+def _load() -> None:
+    """The built-in metrics (every module of this package), then those of entry points."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from importlib.metadata import entry_points
+
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if isinstance(getattr(module, "METRIC", None), Metric):
+            register_metric(module.METRIC)
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found = point.load()
+        except Exception as exc:  # a broken plugin must say so in one line
+            raise AttnbenchError(f"cannot load metric plugin {point.name!r} ({point.value}): "
+                                 f"{type(exc).__name__}: {exc}; uninstall it or fix its import") from None
+        found = getattr(found, "METRIC", found)
+        if isinstance(found, Metric) and found.name not in _METRICS:
+            register_metric(found)
+
+
+def all_metrics() -> list[Metric]:
+    """Every registered metric, in pass order."""
+    _load()
+    return sorted(_METRICS.values(), key=lambda m: (m.order, m.name))
+
+
+def metric_names(comparable: bool = False) -> list[str]:
+    return [m.name for m in all_metrics() if m.compare is not None or not comparable]
+
+
+def default_metrics() -> tuple[str, ...]:
+    return tuple(m.name for m in all_metrics() if m.default)
+
+
+def get_metric(name: str) -> Metric:
+    _load()
+    return _METRICS[name]
+
+
+def chosen(names) -> list[Metric]:
+    """The metrics of these names, in pass order."""
+    return sorted((get_metric(name) for name in names), key=lambda m: (m.order, m.name))
+
+
+def parse_metrics(names: list[str], what: str = "--metrics", comparable: bool = False) -> tuple[str, ...]:
+    """Validated metric names, in the order given, each once."""
+    valid = metric_names(comparable)
+    unknown = [m for m in names if m not in valid]
+    if unknown or not names:
+        raise AttnbenchError(f"{what} takes names from {','.join(valid)}, not {','.join(names) or 'nothing'}")
+    return tuple(dict.fromkeys(names))
+
+
+def result_columns() -> list[str]:
+    """Every registered metric's columns, in pass order."""
+    return [c for m in all_metrics() for c in m.columns]
+
+
+def column_types() -> dict[str, type]:
+    """Every registered metric's columns with their types."""
+    return {c: m.column_type(c) for m in all_metrics() for c in m.columns}

@@ -1,19 +1,65 @@
 """Approximation error: relative spectral and Frobenius errors of the output against an exact
 method (`--reference`, float64), the effective attention matrix's spectral error (dense up to
 n = 1024, matrix-free above), and, for a method with its own exact target (Skyformer:
-kernelized attention), the error against that target; mean and std over `--repeats` draws."""
+kernelized attention), the error against that target; mean and std over `--repeats` draws.
+The norms are attnbench.measure.error's; which methods are built and compared is decided here."""
 
-from attnbench.metric import Column, Metric, Tolerance, fmt_number
+from attnbench.compare import Tolerance
+from attnbench.metrics import Metric
+from attnbench.render import Column, fmt_number
 
 SCOPE_ONLY = "the error metric compares attention outputs with exact attention: use it at --scope attention"
+
+
+def case_errors(case, method, q, k, v, *, reference: str, repeats: int) -> dict:
+    """Output and attention-matrix errors of `method` against `reference` (and against the
+    method's exact target, e.g. Skyformer's kernelized attention), over `repeats` draws."""
+    import torch
+
+    from attnbench.measure.error import attention_error, frozen_draws, mean_std, relative_errors
+    from attnbench.registry import create_method
+
+    shape, wide = case.shape, torch.float64
+    exact_inputs = (q.to(wide), k.to(wide), v.to(wide))
+
+    def exact(name, **params):
+        target = create_method(name, **params)
+        return frozen_draws(target, target.build(shape, device=q.device, dtype=wide,
+                                                 generator=torch.Generator().manual_seed(case.seed)))
+
+    references = {"": exact(reference)}
+    if method.exact_target:
+        references["target_"] = exact(method.exact_target, **method.exact_target_params())
+    exact_outputs = {key: ref(*exact_inputs) for key, ref in references.items()}
+    found: dict[str, list[float]] = {}
+    first = None
+    for repeat in range(repeats):
+        generator = torch.Generator().manual_seed(case.seed * 1000 + repeat + 1)
+        fn = frozen_draws(method, method.build(shape, device=q.device, dtype=q.dtype, generator=generator))
+        first = first or fn
+        out = fn(q, k, v)
+        for key, target in exact_outputs.items():
+            errors = relative_errors(out, target)
+            found.setdefault(f"{key}spectral", []).append(float(errors["spectral"].mean()))
+            found.setdefault(f"{key}frobenius", []).append(float(errors["frobenius"].mean()))
+    try:
+        attention = attention_error(first, references[""], q, k, *exact_inputs[:2])
+    except RuntimeError:  # a wrapped implementation that cannot take V wider than its heads
+        attention = None
+    spectral, spectral_std = mean_std(found["spectral"])
+    result = {"error_reference": reference, "error_spectral": spectral, "error_spectral_std": spectral_std,
+              "error_frobenius": mean_std(found["frobenius"])[0], "error_attention_spectral": attention}
+    if method.exact_target:
+        target_spectral, target_std = mean_std(found["target_spectral"])
+        result.update(error_target=method.exact_target, error_target_spectral=target_spectral,
+                      error_target_spectral_std=target_std)
+    return result
 
 
 def measure(ctx) -> dict:
     if ctx.case.scope != "attention":
         raise ValueError(SCOPE_ONLY)
     import torch
-
-    from attnbench.measure.error import case_errors
 
     with torch.no_grad():  # the matrix-free estimate turns gradients on where it needs them
         return case_errors(ctx.case, ctx.method, ctx.q.detach(), ctx.k.detach(), ctx.v.detach(),
@@ -24,6 +70,7 @@ METRIC = Metric(
     name="error", order=50, default=False, measure=measure,
     columns=("error_reference", "error_spectral", "error_spectral_std", "error_frobenius",
              "error_attention_spectral", "error_target", "error_target_spectral", "error_target_spectral_std"),
+    types={"error_reference": str, "error_target": str}, scopes=("attention",), scope_error=SCOPE_ONLY,
     help="relative spectral/Frobenius error against --reference in float64, for --repeats draws",
     compare=Tolerance("error_spectral", rel=0.10, absolute=1e-6),
     table=(Column("error", lambda row: fmt_number(row.get("error_spectral"), ".3g")),),

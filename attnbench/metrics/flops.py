@@ -4,7 +4,9 @@ through FlexAttention cannot be counted (torch 2.13 has no rule for its operator
 empty and `flops_by_op` says why.
 `flops_attention` is the part inside the attention calls (all of it at attention scope)."""
 
-from attnbench.metric import Column, Exact, Metric, Panel, fmt_count
+from attnbench.compare import Exact
+from attnbench.metrics import Metric
+from attnbench.render import Column, Panel, fmt_count
 
 TOLERANCE = 0.10  # counted vs analytic beyond this sets flops_mismatch
 
@@ -37,6 +39,7 @@ def _cell(row: dict) -> str:
 
 
 METRIC = Metric(
+    types={"flops": int, "flops_attention": int, "flops_mismatch": bool, "flops_by_op": str},
     name="flops", order=20, columns=("flops", "flops_attention", "flops_mismatch", "flops_by_op"), measure=measure,
     help="FLOPs counted by execution (FlopCounterMode), '(!)' when >10% from the formula",
     compare=Exact("flops"),

@@ -1,7 +1,7 @@
 """FLOPs as fvcore counts them by tracing one forward call (doubled: fvcore counts a
 multiply-add once), with the ops it skipped; a cross-check of the `flops` counter."""
 
-from attnbench.metric import Metric
+from attnbench.metrics import Metric
 
 
 def measure(ctx) -> dict:
@@ -14,6 +14,7 @@ def measure(ctx) -> dict:
 
 
 METRIC = Metric(
+    types={"flops_fvcore_skipped": str},
     name="fvcore", order=30, columns=("flops_fvcore", "flops_fvcore_skipped"), measure=measure,
     help="fvcore's traced forward FLOPs x2 and the ops it skipped (a cross-check)",
 )

@@ -4,7 +4,9 @@ peak_mem_reserved_bytes). For a layer or model the weights count as
 inputs; a backward or training step is measured from no gradients and (train) a fresh AdamW, so
 its gradients and optimizer state are in the peak."""
 
-from attnbench.metric import Column, Metric, Panel, Tolerance, fmt_bytes
+from attnbench.compare import Tolerance
+from attnbench.metrics import Metric
+from attnbench.render import Column, Panel, fmt_bytes
 
 
 def measure(ctx) -> dict:
@@ -15,6 +17,7 @@ def measure(ctx) -> dict:
 
 
 METRIC = Metric(
+    types={"peak_mem_bytes": int, "peak_mem_reserved_bytes": int},
     name="memory", order=40, columns=("peak_mem_bytes", "peak_mem_reserved_bytes"), measure=measure,
     help="peak bytes allocated by one call beyond its inputs",
     compare=Tolerance("peak_mem_bytes", rel=0.02, absolute=64 * 1024),

@@ -4,7 +4,9 @@ From the method's formula, or from the draw for data-dependent methods (SBM's sa
 Deterministic for a fixed seed, so `compare` treats any change as a changed algorithm.
 """
 
-from attnbench.metric import Column, Exact, Metric, fmt_number
+from attnbench.compare import Exact
+from attnbench.metrics import Metric
+from attnbench.render import Column, fmt_number
 
 
 def measure(ctx) -> dict:

@@ -1,0 +1,46 @@
+"""A case's inputs and its one measured call, shared by the runner, the model scope and
+show-pattern."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from attnbench.case import Case
+
+
+def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
+    """q, k, v for the case (drawn on the CPU so every device sees the same values), and the
+    generator the method draws its own randomness from."""
+    generator = torch.Generator().manual_seed(case.seed)
+    dims = (case.batch, case.heads, case.seq_len, case.head_dim)
+    if case.inputs == "random":
+        tensors = [torch.randn(dims, generator=generator) * case.input_scale for _ in range(3)]
+    else:
+        from attnbench.inputs import transformer_qkv
+
+        tensors = transformer_qkv(case.inputs, *dims, layer=case.layer, seed=case.seed)
+    q, k, v = (t.to(case.device, getattr(torch, case.dtype)) for t in tensors)
+    return q, k, v, generator
+
+
+def make_call(fn: Callable, q, k, v, mode: str) -> Callable[[], object]:
+    """A zero-argument call: forward under no_grad, or forward + backward to every input."""
+    if mode == "forward":
+        def forward():
+            with torch.no_grad():
+                return fn(q, k, v)
+        return forward
+    weights = [p for p in fn.parameters() if p.requires_grad] if isinstance(fn, torch.nn.Module) else []
+    inputs = [t.requires_grad_() for t in (q, k, v)] + weights
+    grad_out = torch.randn_like(q)
+
+    def forward_backward():
+        # .backward(inputs=...) rather than autograd.grad: FlopCounterMode's module tracker
+        # cannot follow autograd.grad through an nn.Module.
+        for t in inputs:
+            t.grad = None
+        fn(q, k, v).backward(grad_out, inputs=inputs)
+        return [t.grad for t in inputs]
+    return forward_backward
