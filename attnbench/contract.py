@@ -123,6 +123,7 @@ class Method:
     exact_target: ClassVar[str | None] = None
     # Columns this method adds to its rows; `diagnostics` fills them.
     extra_columns: ClassVar[tuple[str, ...]] = ()
+    column_help: ClassVar[dict[str, str]] = {}  # what each extra column holds (docs/columns.md)
 
     @classmethod
     def params(cls) -> list[ParamSpec]:

@@ -37,6 +37,41 @@ IDENTITY = ("method", "seq_len", *SETUP)  # plus a param_<name> column per metho
 # Columns every attnbench report has had since the first one; later ones default to Case's values.
 REQUIRED = ("method", "seq_len", "status", "batch", "heads", "head_dim", "dtype", "device", "mode", "seed")
 
+# What each column of the fixed part of a row holds (docs/columns.md is generated from these, the
+# metrics' column_help and the methods' column_help).
+COLUMN_HELP: dict[str, str] = {
+    "method": "the registered method name (or module:Class)",
+    "param_<name>": "each parameter of the method, defaults included (blank for methods without it)",
+    "batch": "q, k, v are (batch, heads, seq_len, head_dim)", "heads": "attention heads",
+    "seq_len": "the sequence length n", "head_dim": "dimension per head", "dtype": "the inputs' and method's dtype",
+    "device": "cpu, cuda or cuda:N", "mode": "forward, backward (forward + backward) or train (an optimizer step)",
+    "scope": "attention (the bare op), layer (an encoder layer) or model (the LRA encoder)",
+    "layers": "layer/model scope: encoder layers", "ffn_dim": "layer/model scope: FFN hidden width",
+    "vocab": "model scope: token vocabulary", "task": "a scenario's task label (e.g. an LRA task)",
+    "seed": "seeds the inputs and every draw of the method", "threads": "CPU threads of the measured calls",
+    "inputs": "random, pretrained or init q, k, v", "input_scale": "standard deviation of random inputs",
+    "layer": "pretrained/init inputs: the model layer", "compile": "off, or the torch.compile mode",
+    "status": "ok, oom, nan, unsupported, error, timeout, crashed, or max_seq (--find-max-seq's summary row)",
+    "status_detail": "why a case is not ok (one line)",
+    "case_seconds": "wall time of the whole case where it ran (inputs, warm-up, every pass; summed over processes)",
+    "build_ms": "the method's build (weights, masks, landmarks), or the network's at layer/model scope, ms",
+    "compile_s": "the first call when it compiles (--compile, FlexAttention), left out of the timing",
+    "flops_analytic": "the method's FLOP formula for the case (multiply-add = 2; backward included)",
+    "scores_computed": "query-key scores the method computes per attention call (its formula or its draw)",
+    "peak_mem_analytic_bytes": "the method's formula for the bytes it keeps alive at its peak",
+    "bytes_moved_analytic": "the method's formula for the bytes it must read and write",
+    "timestamp": "when the case ended",
+    "method_source": "the file of the method's module", "method_version": "the version of the package that ships it",
+    "method_git_sha": "the commit of the git work tree it sits in ('+dirty' with local edits)",
+    "attnbench_version": "attnbench's version", "git_sha": "attnbench's commit", "torch_version": "torch's version",
+    "python_version": "Python's version", "hostname": "the machine", "cpu_model": "the CPU", "cpu_count": "CPU cores",
+    "allocator": "the CPU allocator policy (cache or system)", "malloc_env": "the MALLOC_* variables in force",
+    "ld_preload": "LD_PRELOAD", "device_name": "the device's name (the CPU's on cpu)",
+    "cuda_version": "CUDA's version (cuda)", "tf32_matmul": "TF32 matmuls allowed (cuda)",
+    "gpu_name": "NVML's name of the GPU", "gpu_driver": "the NVIDIA driver", "gpu_memory_bytes": "the GPU's memory",
+    "gpu_sm_clock_mhz": "its SM clock when the row was stamped", "gpu_max_sm_clock_mhz": "its maximum SM clock",
+}
+
 _FIXED: dict[str, type] = {
     "status": str, "status_detail": str, "timestamp": str, **dict.fromkeys(PROVENANCE, str),
     **dict.fromkeys(ENVIRONMENT, str), "cpu_count": int, "tf32_matmul": bool, "gpu_memory_bytes": int,

@@ -1,4 +1,4 @@
-"""Users' own methods: the README's worked example, run as `module:attribute` and as an entry point."""
+"""Users' own methods: docs/extending.md's worked example, run as `module:attribute` and as an entry point."""
 
 import io
 import re
@@ -12,13 +12,13 @@ import attnbench
 from attnbench.registry import REGISTRY
 from tests.conftest import cli
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "extending.md"
 
 
 def example_module() -> str:
-    """The README's my_attention.py, verbatim."""
+    """docs/extending.md's my_attention.py, verbatim."""
     blocks = re.findall(r"```python\n(# my_attention\.py\n.*?)```", README.read_text(), flags=re.S)
-    assert len(blocks) == 1, "the README must hold exactly one my_attention.py example"
+    assert len(blocks) == 1, "docs/extending.md must hold exactly one my_attention.py example"
     return blocks[0]
 
 

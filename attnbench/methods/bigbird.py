@@ -106,6 +106,8 @@ class BigBird(FlexBackend, Method):
 
     paper = PAPER
     extra_columns = ("random_blocks_drawn",)
+    column_help = {"random_blocks_drawn": "random key blocks each query block got (fewer than asked when "
+                                          "the sequence has too few blocks)"}
     block_size: int = param(64, "tokens per block", low=1)
     random_blocks: int = param(3, "random key blocks per query block; where fewer blocks are left to draw from, "
                                "fewer are drawn and the row's random_blocks_drawn says how many (a mean)", low=0)

@@ -234,6 +234,9 @@ class SBM(SampledHooks, Method):
 
     paper = PAPER
     extra_columns = ("edges", "density_mean", "density_std")
+    column_help = {"edges": "query-key edges sampled over the batch (per attention call)",
+                   "density_mean": "mask density per head, averaged over the batch, then over heads",
+                   "density_std": "the spread of that density over heads"}
 
     clusters: int = param(128, "k, cluster embeddings per head", low=1)
     delta: float = param(0.01, "exploration probability added to every pair", low=0, high=1)

@@ -97,6 +97,8 @@ class Skyformer(Method):
 
     paper = PAPER
     extra_columns = ("inverse_residual",)
+    column_help = {"inverse_residual": "the largest spectral norm of I - Z M~ over batch and heads (how far "
+                                       "the Newton-Schulz inverse is from exact)"}
 
     features: int = param(128, "landmarks sampled from the stacked [Q; K] rows", low=1)
     gamma: float = param(0.1, "regulariser added to the landmark kernel M", low=0)

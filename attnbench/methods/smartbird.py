@@ -125,6 +125,7 @@ class SmartBird(SampledHooks, Method):
 
     paper = PAPER
     extra_columns = ("sketch_scores",)
+    column_help = {"sketch_scores": "entries of its n x n sketch attention, which sparsity does not count"}
 
     sketch_dim: int = param(4, "d of the single-head sketch attention; its Q/K come from a fixed seeded Gaussian "
                             "projection standing in for the paper's trained tiny Transformer", low=1)

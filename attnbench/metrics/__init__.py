@@ -49,6 +49,7 @@ class Metric:
     per_process: bool = False
     combine: Callable[[Any, list], Any] | None = None
     types: dict[str, type] = field(default_factory=dict)
+    column_help: dict[str, str] = field(default_factory=dict)  # what each column holds (docs/columns.md)
     scopes: tuple[str, ...] = ()
     scope_error: str = ""
     compare: Any = None  # a policy of attnbench.compare (Exact, Tolerance, Bootstrap), or None

@@ -67,6 +67,16 @@ def measure(ctx) -> dict:
 
 
 METRIC = Metric(
+    column_help={"error_reference": "the exact method compared with (--reference)",
+                 "error_spectral": "relative spectral error of the output against the reference in float64, mean "
+                                   "over --repeats draws",
+                 "error_spectral_std": "its standard deviation over the draws",
+                 "error_frobenius": "relative Frobenius error of the output, mean over the draws",
+                 "error_attention_spectral": "relative spectral error of the effective n x n attention matrix "
+                                             "(dense to n = 1024, matrix-free above)",
+                 "error_target": "the method's own exact target (Skyformer: kernelized attention)",
+                 "error_target_spectral": "relative spectral error against that target, mean over the draws",
+                 "error_target_spectral_std": "its standard deviation over the draws"},
     name="error", order=50, default=False, measure=measure,
     columns=("error_reference", "error_spectral", "error_spectral_std", "error_frobenius",
              "error_attention_spectral", "error_target", "error_target_spectral", "error_target_spectral_std"),

@@ -39,6 +39,10 @@ def _cell(row: dict) -> str:
 
 
 METRIC = Metric(
+    column_help={"flops": "FLOPs counted by running one call under FlopCounterMode (multiply-add = 2)",
+                 "flops_attention": "the part of flops inside the attention calls (all of it at attention scope)",
+                 "flops_mismatch": "flops more than 10% away from flops_analytic",
+                 "flops_by_op": "the count per aten operator, or why nothing was counted"},
     types={"flops": int, "flops_attention": int, "flops_mismatch": bool, "flops_by_op": str},
     name="flops", order=20, columns=("flops", "flops_attention", "flops_mismatch", "flops_by_op"), measure=measure,
     help="FLOPs counted by execution (FlopCounterMode), '(!)' when >10% from the formula",

@@ -14,6 +14,8 @@ def measure(ctx) -> dict:
 
 
 METRIC = Metric(
+    column_help={"flops_fvcore": "fvcore's traced forward FLOPs, doubled (fvcore counts a multiply-add once)",
+                 "flops_fvcore_skipped": "the operators fvcore skipped"},
     types={"flops_fvcore_skipped": str},
     name="fvcore", order=30, columns=("flops_fvcore", "flops_fvcore_skipped"), measure=measure,
     help="fvcore's traced forward FLOPs x2 and the ops it skipped (a cross-check)",

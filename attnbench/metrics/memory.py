@@ -17,6 +17,9 @@ def measure(ctx) -> dict:
 
 
 METRIC = Metric(
+    column_help={"peak_mem_bytes": "peak bytes one call allocates beyond its inputs (CPU allocator events, or "
+                                   "CUDA's max_memory_allocated)",
+                 "peak_mem_reserved_bytes": "CUDA: the caching allocator's peak reserve above its baseline"},
     types={"peak_mem_bytes": int, "peak_mem_reserved_bytes": int},
     name="memory", order=40, columns=("peak_mem_bytes", "peak_mem_reserved_bytes"), measure=measure,
     help="peak bytes allocated by one call beyond its inputs",

@@ -15,6 +15,7 @@ def measure(ctx) -> dict:
 
 
 METRIC = Metric(
+    column_help={"sparsity": "scores_computed / the n x n scores of exact attention (1 = exact)"},
     name="sparsity", order=10, columns=("sparsity",), measure=measure,
     help="computed scores / n^2 (from the method's formula or its draw)",
     compare=Exact("sparsity"),

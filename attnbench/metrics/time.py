@@ -128,6 +128,29 @@ def _peak_header(rows: list[dict]) -> str:
 
 
 METRIC = Metric(
+    column_help={
+        "time_ms_median": "the case's time per call in ms: the median of each process's samples, geometric mean "
+                          "over processes",
+        "time_ms_iqr": "interquartile range of every sample (within and between processes), ms",
+        "time_samples": "samples taken, over every process",
+        "time_calls_per_sample": "calls one sample times (CPU: the timer's block)",
+        "time_noisy": "fewer than 5 samples, IQR/median above 10% in a process, processes more than 10% apart, "
+                      "or a GPU clock that moved or was throttled",
+        "time_processes": "separate processes the case was timed in",
+        "time_ms_process_min": "the fastest process's median, ms",
+        "time_ms_process_max": "the slowest process's median, ms",
+        "time_process_spread": "slowest / fastest process median",
+        "time_l2": "CUDA: cold (L2 flushed before every timed call) or warm",
+        "time_cuda_graphs": "CUDA: the replays of a captured CUDA graph were timed",
+        "gpu_sm_clock_mhz_start": "CUDA: the SM clock when timing began (NVML)",
+        "gpu_sm_clock_mhz_end": "CUDA: the SM clock when timing ended (NVML)",
+        "gpu_throttle_reasons": "CUDA: NVML's clock-event reasons seen at the start and end",
+        "achieved_flops_per_s": "flops (or flops_analytic) / time",
+        "machine_peak_flops_per_s": "the peak it is a fraction of: a GPU's datasheet, or this machine's measured "
+                                    "dense GEMM",
+        "peak_source": "spec (datasheet) or measured (GEMM)",
+        "machine_peak_fraction": "achieved_flops_per_s / machine_peak_flops_per_s",
+        "achieved_bandwidth_bytes_per_s": "bytes_moved_analytic / time"},
     name="time", order=90,
     columns=("time_ms_median", "time_ms_iqr", "time_samples", "time_calls_per_sample", "time_noisy",
              "time_processes", "time_ms_process_min", "time_ms_process_max", "time_process_spread",
