@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Sequence
 
 from attnbench.case import Case
+from attnbench.compare import processes_of
 from attnbench.schema import Labeller, numeric
 
 NOT_FITTING = ("oom", "timeout", "crashed")
@@ -86,10 +87,6 @@ def _ratio_spread(row: dict, base: dict, ratio: float) -> tuple[float, bool]:
     return ratio * relative, False
 
 
-def _processes(row: dict) -> int:
-    return int(numeric(row, "time_processes") or 1)
-
-
 def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
     """Scaling exponents, crossover against `reference`, and 'X ran r +/- s times faster' lines.
     The rows' samples (Row.samples, one list of ms per process) put the variance between
@@ -136,7 +133,7 @@ def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
             within = "" if between else " (one process's spread)"
             lines.append(f"  {_name(key)} ran {ratio:.2f} +/- {spread:.2f} times {word} than {reference}{within}")
     timed = [row for series in groups.values() for row in series.values()]
-    if timed and all(_processes(row) < 2 for row in timed):
+    if timed and all(processes_of(row) < 2 for row in timed):
         lines.append("times come from one process per case: on a CPU, separate processes of one case can differ by "
                      "1.3x or more, each with a quiet IQR, and no +/- here can show it; --processes 3 or more "
                      "measures it")

@@ -76,7 +76,7 @@ class Tolerance:
         return []
 
 
-def _processes(row: dict) -> int:
+def processes_of(row: dict) -> int:
     """How many processes a row's time came from (its samples, else its column; else one)."""
     if getattr(row, "samples", None):
         return len(row.samples)
@@ -110,7 +110,7 @@ class Bootstrap:
         mb, mn = numeric(base, self.column), numeric(new, self.column)
         lows = [numeric(r, "time_ms_process_min") for r in (base, new)]
         highs = [numeric(r, "time_ms_process_max") for r in (base, new)]
-        if min(_processes(base), _processes(new)) > 1 and None not in lows + highs:
+        if min(processes_of(base), processes_of(new)) > 1 and None not in lows + highs:
             return mn / mb, lows[1] / highs[0], highs[1] / max(lows[0], 1e-12)
         ib, inew = numeric(base, self.spread_column) or 0, numeric(new, self.spread_column) or 0
         return mn / mb, (mn - inew / 2) / (mb + ib / 2), (mn + inew / 2) / max(mb - ib / 2, 1e-12)
@@ -128,7 +128,7 @@ class Bootstrap:
             ratio, low, high = ratio_interval(bs, ns, context.rng, self.confidence, self.resamples)
         else:
             ratio, low, high = self._from_rows(base, new)
-        one_process = min(_processes(base), _processes(new)) < 2
+        one_process = min(processes_of(base), processes_of(new)) < 2
         detail = f"{ratio:.2f}x [{low:.2f}, {high:.2f}]"
         counts = max(self.rel, self.one_process_rel) if one_process else self.rel
         if one_process and (low > 1 + self.rel or high < 1 - self.rel):
@@ -149,7 +149,7 @@ class Bootstrap:
         out = [f"Note: {name} has no raw timing samples beside it ({name}.samples.jsonl); its time intervals come "
                "from the IQRs instead of a bootstrap" for name, rows in timed.items()
                if rows and not any(getattr(r, "samples", None) for r in rows)]
-        single = [name for name, rows in timed.items() if any(_processes(r) < 2 for r in rows)]
+        single = [name for name, rows in timed.items() if any(processes_of(r) < 2 for r in rows)]
         if single:
             out.append(f"Note: {' and '.join(single)} timed cases in one process each, so the intervals lack the "
                        f"variance between processes: a time change counts only beyond {1 + self.one_process_rel:.2f}x "

@@ -144,7 +144,6 @@ def nvml_info(device_index: int = 0, uuid: str | None = None) -> dict[str, objec
 THROTTLE_REASONS = {0x1: "gpu_idle", 0x2: "applications_clocks", 0x4: "sw_power_cap", 0x8: "hw_slowdown",
                     0x10: "sync_boost", 0x20: "sw_thermal", 0x40: "hw_thermal", 0x80: "hw_power_brake",
                     0x100: "display_clocks"}
-SLOWED = {"sw_power_cap", "hw_slowdown", "sw_thermal", "hw_thermal", "hw_power_brake"}
 
 
 def _device_ids(device: str) -> tuple[int, str | None]:

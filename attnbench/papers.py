@@ -7,11 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
-    import tomli as tomllib
-
+from attnbench import tomlfile
 from attnbench.errors import AttnbenchError
 from attnbench.schema import Labeller, numeric, setup_of
 
@@ -22,7 +18,7 @@ COLUMNS = {"time": "time_ms_median", "memory": "peak_mem_bytes", "flops": "flops
 
 
 def paper_tables() -> dict[str, dict]:
-    return tomllib.loads(resources.files("attnbench").joinpath("data/papers.toml").read_text())
+    return tomlfile.loads(resources.files("attnbench").joinpath("data/papers.toml").read_text())
 
 
 def paper_table(name: str) -> dict:

@@ -12,17 +12,14 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from attnbench import tomlfile
 
 DTYPE_KEYS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": None}
 
 
 @functools.cache
 def gpu_table() -> list[dict]:
-    return tomllib.loads(resources.files("attnbench").joinpath("data/gpu_peaks.toml").read_text())["gpu"]
+    return tomlfile.loads(resources.files("attnbench").joinpath("data/gpu_peaks.toml").read_text())["gpu"]
 
 
 def gpu_spec(device_name: str) -> dict | None:

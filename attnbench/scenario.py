@@ -20,11 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
-    import tomli as tomllib
-
+from attnbench import tomlfile
 from attnbench.case import Case, Limits, MeasureOptions, make_cases
 from attnbench.errors import AttnbenchError
 from attnbench.options import SCENARIO_KEYS, parse_bytes, parse_seconds, parse_sizes
@@ -174,7 +170,7 @@ def bundled_scenarios() -> list[tuple[str, dict[str, Any]]]:
     folder = _bundled()
     if not folder.is_dir():
         return []
-    found = [(entry.name.removesuffix(".toml"), tomllib.loads(entry.read_text()))
+    found = [(entry.name.removesuffix(".toml"), tomlfile.loads(entry.read_text()))
              for entry in folder.iterdir() if entry.name.endswith(".toml")]
     return sorted(found, key=lambda item: item[0])
 
@@ -200,11 +196,11 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None,
     of a bundled scenario); `defaults` fill keys neither gives."""
     path = resolve_scenario(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomlfile.loads(path.read_text())
     except FileNotFoundError:
         raise AttnbenchError(f"scenario {path} does not exist; 'attnbench scenarios' lists the bundled ones") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AttnbenchError(f"cannot read scenario {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except tomlfile.TOMLDecodeError as exc:
         raise AttnbenchError(f"{path}: not valid TOML: {exc}") from None
     return scenario_from_dict({**(defaults or {}), **data, **(overrides or {})}, source=str(path))

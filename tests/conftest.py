@@ -60,6 +60,10 @@ def cli(*args: str) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
+# Parameters that fit n = 64 where a method's defaults assume longer sequences (test_methods, test_model).
+SMALL = {"bigbird": {"block_size": 16}, "longformer": {"window": 16, "global_tokens": 2},
+         "sparse_transformer": {"stride": 16}, "reformer": {"bucket_size": 16}}
+
 QUICK = ["--heads", "2", "--head-dim", "16", "--min-time", "0.02", "--max-time", "0.2", "--threads", "1"]
 
 

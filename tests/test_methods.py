@@ -8,11 +8,10 @@ from attnbench.contract import Shape, Unsupported
 from attnbench.measure.flops import count_flops
 from attnbench.methods.full import explicit_softmax_attention
 from attnbench.registry import create_method, list_methods
+from tests.conftest import SMALL
 
 SHAPE = Shape(batch=2, heads=2, seq_len=128, head_dim=16)
 # Parameters that fit SHAPE where a method's defaults assume longer sequences.
-SMALL = {"bigbird": {"block_size": 16}, "longformer": {"window": 32, "global_tokens": 2},
-         "sparse_transformer": {"stride": 16}, "reformer": {"bucket_size": 16}}
 
 
 def build(name, dtype=torch.float64, **params):

@@ -10,13 +10,10 @@ from attnbench.model import build_network, dense_flops, parameter_count
 from attnbench.model_shape import ModelShape
 from attnbench.registry import create_method, list_methods
 from attnbench.runner import run_case
-from tests.conftest import build, cli, qkv
+from tests.conftest import SMALL, build, cli, qkv
 
 # Kernels that do not run on a CPU: SDPA's CUDA-only backends, FlexAttention's backward.
 CPU_UNSUPPORTED = {"forward": ("sdpa-efficient", "sdpa-cudnn"), "train": ("sdpa-efficient", "sdpa-cudnn", "flex")}
-# Parameters that fit n = 64 where a method's defaults assume longer sequences.
-SMALL = {"bigbird": {"block_size": 16}, "longformer": {"window": 16}, "sparse_transformer": {"stride": 16},
-         "reformer": {"bucket_size": 16}}
 
 
 @pytest.mark.parametrize("scope", ["layer", "model"])

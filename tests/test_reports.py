@@ -112,17 +112,18 @@ def test_scenarios_read_on_python_3_10_through_tomli(tmp_path, monkeypatch):
     import sys
 
     import attnbench.scenario
+    import attnbench.tomlfile
 
     monkeypatch.setitem(sys.modules, "tomllib", None)  # as on 3.10: importing it fails
-    module = importlib.reload(attnbench.scenario)
+    module = importlib.reload(attnbench.tomlfile)
     try:
         assert module.tomllib.__name__ == "tomli"
         scenario = tmp_path / "s.toml"
         scenario.write_text('methods = ["full"]\nseq = 64\n')
-        assert module.load_scenario(scenario).seq == [64]
+        assert attnbench.scenario.load_scenario(scenario).seq == [64]
     finally:
         monkeypatch.undo()
-        importlib.reload(attnbench.scenario)
+        importlib.reload(attnbench.tomlfile)
 
 
 def test_method_descriptions_say_what_stands_in_for_what():
