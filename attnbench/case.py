@@ -85,6 +85,7 @@ class MeasureOptions:
     metrics: tuple[str, ...] = field(default_factory=default_metrics)
     min_time_s: float = 0.5  # timing runs at least this long, then stops once IQR/median < 10%
     max_time_s: float = 5.0  # ... or when this much time was spent measuring
+    warmup_s: float = 0.1  # untimed calls before timing: at least 3, and at least this long
     reference: str = "full"  # error metric: the exact attention outputs are compared with
     repeats: int = 1  # error metric: independent draws of a stochastic method
     l2: str = "cold"  # time on CUDA: flush the L2 cache before every timed call (cold) or not (warm)

@@ -420,6 +420,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("min_time", "Seconds of timing before stopping once IQR/median < 10%.", Number(), "options",
            field="min_time_s"),
     Option("max_time", "Seconds of timing at most, per case.", Number(), "options", field="max_time_s"),
+    Option("warmup", "Seconds of untimed calls before timing (at least 3 calls): GPU clocks, autotuning and "
+           "caches settle.", Number(), "options", field="warmup_s"),
     Option("max_memory", "Memory a case may add to its worker, e.g. 3GB; past it the case is 'oom'.", Size(),
            "limits", field="max_memory_bytes", commands=("sweep",), default="3GB"),
     Option("timeout", "Time limit per case, e.g. 300s or 5m; past it the case is 'timeout'.", Duration(), "limits",

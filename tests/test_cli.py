@@ -171,3 +171,24 @@ def test_options_mean_the_same_on_every_command(tmp_path):
     exact = cli("show-pattern", "-m", "longformer", "-n", "64", "-p", "window=16", "--heads", "1",
                 "-o", str(tmp_path / "pat.svg"))
     assert exact.returncode == 0 and (tmp_path / "pat.svg").is_file()
+
+
+def test_warmup_reaches_the_timer_from_the_command_line_and_a_scenario(tmp_path, monkeypatch):
+    """An option declared once in the spec: a flag, a scenario key and the timer's argument."""
+    from attnbench.measure import timing
+
+    seen = []
+    warm_up = timing.warm_up
+    monkeypatch.setattr(timing, "warm_up", lambda call, device, **kw: seen.append(kw) or warm_up(call, device, **kw))
+    quick = ["-m", "full", "-n", "64", "--metrics", "time", "--min-time", "0.01", "--max-time", "0.05",
+             "--threads", "1"]
+    assert cli("run", *quick, "--warmup", "0.3", "-o", str(tmp_path / "a.csv")).returncode == 0
+    assert seen[-1] == {"min_seconds": 0.3}
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('methods = ["full"]\nseq = 64\nwarmup = 0.2\n')
+    from attnbench.scenario import load_scenario
+
+    assert load_scenario(scenario).options.warmup_s == 0.2
+    scenario.write_text('methods = ["full"]\nseq = 64\nwarmup = "long"\n')
+    bad = cli("sweep", str(scenario), "--dry-run")
+    assert bad.returncode == 1 and "warmup: must be a positive number" in bad.stderr

@@ -85,12 +85,12 @@ def captured(call: Callable[[], object], device: torch.device) -> Callable[[], o
 
 
 def time_cuda(call: Callable[[], object], device: torch.device, *, min_time_s: float, max_time_s: float,
-              l2: str = "cold", cuda_graphs: bool = False) -> Timing:
+              l2: str = "cold", cuda_graphs: bool = False, warmup_s: float = 0.1) -> Timing:
     """Seconds per call from CUDA events, one sample per call, until IQR/median < 10% past
     min_time_s (or max_time_s is spent)."""
     with torch.cuda.device(device):
         run = captured(call, device) if cuda_graphs else call
-        warm_up(run, device)
+        warm_up(run, device, min_seconds=warmup_s)
         flush = l2_flusher(device) if l2 == "cold" else None
         samples: list[float] = []
         start = time.perf_counter()
@@ -112,14 +112,16 @@ def time_cuda(call: Callable[[], object], device: torch.device, *, min_time_s: f
 
 
 def time_call(call: Callable[[], object], device: torch.device, *, threads: int,
-              min_time_s: float, max_time_s: float, l2: str = "cold", cuda_graphs: bool = False) -> Timing:
+              min_time_s: float, max_time_s: float, l2: str = "cold", cuda_graphs: bool = False,
+              warmup_s: float = 0.1) -> Timing:
     """Median/IQR of `call` after warm-up; stops early once IQR/median < 10% past min_time_s.
     On CUDA, events (see time_cuda); `l2` and `cuda_graphs` apply there only."""
     if device.type == "cuda":
-        return time_cuda(call, device, min_time_s=min_time_s, max_time_s=max_time_s, l2=l2, cuda_graphs=cuda_graphs)
+        return time_cuda(call, device, min_time_s=min_time_s, max_time_s=max_time_s, l2=l2, cuda_graphs=cuda_graphs,
+                         warmup_s=warmup_s)
     if cuda_graphs:
         raise Unsupported("--cuda-graphs captures CUDA work; this case runs on the CPU")
-    warm_up(call, device)
+    warm_up(call, device, min_seconds=warmup_s)
     timer = Timer(stmt="call()", globals={"call": call}, num_threads=threads)
     measurement = timer.adaptive_autorange(threshold=NOISY_IQR_FRACTION, min_run_time=min_time_s,
                                            max_run_time=max_time_s)

@@ -79,7 +79,8 @@ def measure(ctx) -> dict:
 
         start = gpu_clock_state(case.device)
     timing = time_call(ctx.call, ctx.device, threads=case.threads, min_time_s=options.min_time_s,
-                       max_time_s=options.max_time_s, l2=options.l2, cuda_graphs=options.cuda_graphs)
+                       max_time_s=options.max_time_s, l2=options.l2, cuda_graphs=options.cuda_graphs,
+                       warmup_s=options.warmup_s)
     extra = {"time_l2": options.l2 if cuda else "", "time_cuda_graphs": options.cuda_graphs if cuda else "",
              **(_gpu_columns(start, gpu_clock_state(case.device)) if cuda else {})}
     # Later processes only add samples: the machine's rate is measured once, by the first.
