@@ -191,6 +191,7 @@ def _execute(plan, command: str, control: dict) -> None:
                   processes=processes) as show:
         outcome = run_cases(cases, plan.options, launcher=launcher, output=output,
                             append=control.get("append", False), resume=resume, find_max_seq=find_max_seq,
+                            wait=control.get("wait", False), fsync=control.get("fsync", False),
                             on_start=show.start, on_row=show.row, on_step=show.step)
     if outcome.rows:
         screen.print(rows_table(outcome.rows))

@@ -158,7 +158,8 @@ def default_output(name: str, directory: Path = REPORTS_DIR) -> Path:
 
 def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, launcher: Launcher | None = None,
               output: str | Path | None = None, append: bool = False, resume: bool = False,
-              find_max_seq: bool = False, on_start: Callable[[int], None] | None = None,
+              find_max_seq: bool = False, wait: bool = False, fsync: bool = False,
+              on_start: Callable[[int], None] | None = None,
               on_row: Callable[[Row], None] | None = None, on_step: Callable[[Row], None] | None = None) -> Outcome:
     """Run cases through `launcher` into `output` (a CSV path, '-' for stdout, or None to only
     return the rows), in order, or in the order they end when the launcher runs several at once.
@@ -179,13 +180,13 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
             raise AttnbenchError(f"--resume needs the report to complete, and {where}; give it with -o")
         from attnbench.report import load
 
-        done = load(output).cases() if Path(output).stat().st_size else set()
+        done = load(output, say=lambda line: None).cases() if Path(output).stat().st_size else set()
         cases = [c for c in cases if c not in done]
     rows: list[Row] = []
     interrupted = False
     with contextlib.ExitStack() as cleanup:
         report = cleanup.enter_context(CsvReport(output, columns_for(cases) if cases else ["method"],
-                                                 append=append or resume)) if output else None
+                                                 append=append or resume, wait=wait, fsync=fsync)) if output else None
         cleanup.callback(launcher.close)
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
             cleanup.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, _interrupt))

@@ -430,6 +430,10 @@ OPTIONS: tuple[Option, ...] = (
            flags=("--output", "-o"), default="reports/<name>-<time>.csv"),
     Option("append", "Add rows to an existing report instead of refusing to touch it.", Flag(), "command",
            scenario=False),
+    Option("wait", "Wait for another run or sweep writing the same report to end, instead of refusing.", Flag(),
+           "command", scenario=False),
+    Option("fsync", "Sync every row to the disk as it is written (a power cut keeps it too; costs a disk sync "
+           "per row).", Flag(), "command", scenario=False),
     Option("resume", "Run only the cases the report lacks (needs -o or the scenario's output).", Flag(), "command",
            commands=("sweep",), scenario=False),
     Option("dry_run", "List the cases and exit.", Flag(), "command", scenario=False),

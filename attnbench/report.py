@@ -16,12 +16,14 @@ row's samples from the sidecar, and serves compare, summary, plot, resume and th
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Sequence
+from typing import Sequence
 
 from attnbench.case import Case
 from attnbench.errors import AttnbenchError
@@ -54,8 +56,42 @@ def check_target(target: str | Path | None, append: bool) -> None:
         raise AttnbenchError(f"{path} already exists; pass --append to add rows to it, or choose another -o/--output")
 
 
+def _complete_size(path: Path) -> tuple[int, int]:
+    """(bytes up to the end of the last whole row, fields of the header); a row is whole when it ends
+    in a newline and has the header's number of fields (a row is one line: no cell holds one)."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1  # bytes after the last newline are a row cut mid-write
+    lines = data[:end].splitlines()
+    if not lines:
+        return 0, 0
+    width = len(next(csv.reader([lines[0].decode("utf-8", "replace")])))
+    if len(lines) > 1 and len(next(csv.reader([lines[-1].decode("utf-8", "replace")]), [])) != width:
+        end -= len(data[:end].splitlines(keepends=True)[-1])  # a whole line, but short of fields
+    return end, width
+
+
+def repair_tail(path: Path, say=None) -> bool:
+    """Cut a torn last row (or sidecar record) off `path`; True when there was one. `say` gets one
+    line telling the user."""
+    if not path.is_file() or not path.stat().st_size:
+        return False
+    if path.suffix == ".jsonl":
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+    else:
+        end, _ = _complete_size(path)
+    if end == path.stat().st_size:
+        return False
+    with path.open("r+b") as f:
+        f.truncate(end)
+    if say:
+        say(f"Note: {path} ended in a row cut mid-write; it was removed and its case runs again")
+    return True
+
+
 def _merge_columns(path: Path, columns: list[str]) -> list[str]:
-    """Columns for appending to `path`; rewrites it (atomically) if new columns must be added."""
+    """Columns for appending to `path`; rewrites it (atomically, under the writer's lock) if new
+    columns must be added."""
     header = _read_header(path)
     if not header:
         raise AttnbenchError(f"{path} is not an attnbench CSV report (no header); choose another -o")
@@ -72,18 +108,77 @@ def _merge_columns(path: Path, columns: list[str]) -> list[str]:
     return merged
 
 
+def lock_path(report: str | Path) -> Path:
+    return Path(f"{report}.lock")
+
+
+class _Lock:
+    """An advisory lock (flock) on `<report>.lock`, held for a writer's whole life; the file names
+    the process that holds it. Taken on the lock file, not the report, because adding columns
+    replaces the report's file."""
+
+    def __init__(self, report: Path, wait: bool) -> None:
+        import fcntl
+
+        self.path = lock_path(report)
+        while True:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                holder = os.read(self.fd, 200).decode(errors="replace").strip() or "another process"
+                os.close(self.fd)
+                raise AttnbenchError(f"{report} is being written by {holder}; wait for it to end (or pass --wait), "
+                                     "or choose another -o") from None
+            # the holder we waited for may have removed the file: lock the one that is there now
+            if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                break
+            os.close(self.fd)
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"process {os.getpid()} ({' '.join(sys.argv[:3])[:120]})\n".encode())
+
+    def release(self) -> None:
+        os.unlink(self.path)
+        os.close(self.fd)
+
+
+def _write_whole(fd: int, data: bytes) -> None:
+    """All of `data` at the end of the file, or nothing: a failed write is cut back."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        os.ftruncate(fd, start)
+        raise
+
+
 class CsvReport:
     """Context manager writing rows to a CSV file, or to stdout for '-'.
+
+    One writer per report: it holds an advisory lock for its whole life (a second one is refused
+    naming the first, or waits with `wait`). Rows are whole or absent: each row (and its sidecar
+    record) is one write, cut back if the write fails; the error then says how many rows the
+    report keeps. On appending, a torn last row left by a writer that was killed is cut first.
 
     Args:
         target: file path, or '-' for standard output.
         columns: the column order (rows may omit columns; extra keys are an error).
         append: add to an existing report instead of refusing to touch it.
+        wait: wait for another writer of the report to end instead of refusing.
+        fsync: sync every row to the disk (a power cut keeps it too).
+        say: where one-line notes go (a torn row that was cut); default stderr.
     """
 
-    def __init__(self, target: str | Path, columns: Sequence[str], *, append: bool = False) -> None:
+    def __init__(self, target: str | Path, columns: Sequence[str], *, append: bool = False, wait: bool = False,
+                 fsync: bool = False, say=None) -> None:
         self.target, self.columns, self.append = str(target), list(columns), append
-        self._file: IO[str] | None = None
+        self.wait, self.fsync = wait, fsync
+        self.say = say or (lambda line: print(line, file=sys.stderr))
+        self._fd: int | None = None
+        self._samples_fd: int | None = None
+        self._lock: _Lock | None = None
 
     @property
     def to_stdout(self) -> bool:
@@ -91,40 +186,86 @@ class CsvReport:
 
     def __enter__(self) -> "CsvReport":
         if self.to_stdout:
-            self._file, write_header = sys.stdout, True
-        else:
-            check_target(self.target, self.append)
-            path = Path(self.target)
+            self._header(sys.stdout)
+            return self
+        path = Path(self.target)
+        check_target(path, self.append)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _Lock(path, self.wait)
+        try:
+            check_target(path, self.append)  # a writer that ended while we waited may have made it
             exists = path.exists() and path.stat().st_size > 0
             if exists:
+                repair_tail(path, self.say)
+                repair_tail(sidecar_path(path), self.say)
                 self.columns = _merge_columns(path, self.columns)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file, write_header = path.open("a", newline=""), not exists
-        self._writer = csv.DictWriter(self._file, self.columns, restval="")
-        if write_header:
-            self._writer.writeheader()
-            self._file.flush()
-        self._samples = None  # opened with the first timed row
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            if not exists:
+                self._put(self._fd, self._line(self.columns))
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
+    def _header(self, stream) -> None:
+        self._stream = stream
+        stream.write(self._line(self.columns).decode())
+        stream.flush()
+
+    def _line(self, cells) -> bytes:
+        buffer = io.StringIO()
+        csv.writer(buffer).writerow(cells)
+        return buffer.getvalue().encode()
+
+    def _put(self, fd: int, data: bytes) -> None:
+        _write_whole(fd, data)
+        if self.fsync:
+            os.fsync(fd)
+
+    def _failed(self, exc: OSError) -> AttnbenchError:
+        reason = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file size limit was reached",
+                  errno.EDQUOT: "the disk quota is spent"}.get(exc.errno, f"writing failed ({exc.strerror})")
+        kept = max(0, len(Path(self.target).read_bytes().splitlines()) - 1)
+        return AttnbenchError(f"{reason}: {kept} row(s) kept whole in {self.target}; free space and run again with "
+                              f"--resume -o {self.target}")
+
     def write(self, row: dict) -> None:
-        self._writer.writerow({k: _cell(v) for k, v in row.items()})
-        self._file.flush()  # a killed run keeps every finished row
+        unknown = set(row) - set(self.columns)
+        if unknown:
+            raise ValueError(f"row has columns the report lacks: {', '.join(sorted(unknown))}")
+        line = self._line([_cell(row.get(c)) for c in self.columns])
+        if self.to_stdout:
+            self._stream.write(line.decode())
+            self._stream.flush()
+            return
         groups = getattr(row, "samples", None)
-        if groups and not self.to_stdout:
-            if self._samples is None:
-                self._samples = sidecar_path(self.target).open("a")
-            identity = {k: v for k, v in row.items() if k in IDENTITY or k.startswith("param_")}
-            samples = {SAMPLES_COLUMN: [x for g in groups for x in g],
-                       PROCESS_COLUMN: [i for i, g in enumerate(groups) for _ in g]}
-            self._samples.write(json.dumps({**identity, **samples}) + "\n")
-            self._samples.flush()
+        try:
+            if groups:  # the record first: a row is never without its samples
+                if self._samples_fd is None:
+                    self._samples_fd = os.open(sidecar_path(self.target), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                                               0o644)
+                identity = {k: v for k, v in row.items() if k in IDENTITY or k.startswith("param_")}
+                samples = {SAMPLES_COLUMN: [x for g in groups for x in g],
+                           PROCESS_COLUMN: [i for i, g in enumerate(groups) for _ in g]}
+                record = (json.dumps({**identity, **samples}) + "\n").encode()
+                self._put(self._samples_fd, record)
+            try:
+                self._put(self._fd, line)
+            except OSError:
+                if groups:  # take its record back too
+                    os.ftruncate(self._samples_fd, os.lseek(self._samples_fd, 0, os.SEEK_END) - len(record))
+                raise
+        except OSError as exc:
+            raise self._failed(exc) from None
 
     def __exit__(self, *exc: object) -> None:
-        if self._file is not None and not self.to_stdout:
-            self._file.close()
-        if self._samples is not None:
-            self._samples.close()
+        for fd in (self._fd, self._samples_fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._samples_fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 @dataclass
@@ -155,17 +296,23 @@ def _typed(record: dict[str, str], types: dict[str, type | None]) -> Row:
     return row
 
 
-def load(path: str | Path, *, complete: bool = False) -> Report:
+def load(path: str | Path, *, complete: bool = False, say=None) -> Report:
     """Read a report: typed rows, each with its samples from the sidecar. An unreadable file is a
-    one-line error; with `complete`, so is a report that lacks a column every report has."""
+    one-line error; with `complete`, so is a report that lacks a column every report has. A last
+    row cut mid-write (a writer killed, a full disk) is left out, and `say` (default: stderr) gets
+    one line about it."""
     path = Path(path)
     if not path.is_file():
         raise AttnbenchError(f"report {path} does not exist; give the path of a CSV written by 'attnbench run'")
+    say = say or (lambda line: print(line, file=sys.stderr))
     try:
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            columns = list(reader.fieldnames or [])
-            records = list(reader)
+        end, _ = _complete_size(path)
+        if end < path.stat().st_size and end:
+            say(f"Warning: {path} ends in a row cut mid-write; it is left out (--resume runs its case again)")
+        data = path.read_bytes()[:end] if end else path.read_bytes()
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8"), newline=""))
+        columns = list(reader.fieldnames or [])
+        records = list(reader)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise AttnbenchError(f"cannot read report {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
     missing = {"method", "seq_len", "status"} - set(columns)
