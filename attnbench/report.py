@@ -56,18 +56,20 @@ def check_target(target: str | Path | None, append: bool) -> None:
         raise AttnbenchError(f"{path} already exists; pass --append to add rows to it, or choose another -o/--output")
 
 
-def _complete_size(path: Path) -> tuple[int, int]:
-    """(bytes up to the end of the last whole row, fields of the header); a row is whole when it ends
-    in a newline and has the header's number of fields (a row is one line: no cell holds one)."""
-    data = path.read_bytes()
+def _whole_rows_end(data: bytes) -> int:
+    """How many bytes of a report's text are whole rows (the header included): a row is whole when
+    it ends in a newline and has the header's number of fields (a row is one line: no cell holds one).
+    Only the header and the last line are parsed."""
     end = data.rfind(b"\n") + 1  # bytes after the last newline are a row cut mid-write
-    lines = data[:end].splitlines()
-    if not lines:
-        return 0, 0
-    width = len(next(csv.reader([lines[0].decode("utf-8", "replace")])))
-    if len(lines) > 1 and len(next(csv.reader([lines[-1].decode("utf-8", "replace")]), [])) != width:
-        end -= len(data[:end].splitlines(keepends=True)[-1])  # a whole line, but short of fields
-    return end, width
+    header_end = data.find(b"\n") + 1
+    if not end or end == header_end:
+        return end
+    last_start = data.rfind(b"\n", 0, end - 1) + 1
+
+    def fields(line: bytes) -> int:
+        return len(next(csv.reader([line.decode("utf-8", "replace")]), []))
+
+    return last_start if fields(data[last_start:end]) != fields(data[:header_end]) else end
 
 
 def repair_tail(path: Path, say=None) -> bool:
@@ -75,11 +77,8 @@ def repair_tail(path: Path, say=None) -> bool:
     line telling the user."""
     if not path.is_file() or not path.stat().st_size:
         return False
-    if path.suffix == ".jsonl":
-        data = path.read_bytes()
-        end = data.rfind(b"\n") + 1
-    else:
-        end, _ = _complete_size(path)
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1 if path.suffix == ".jsonl" else _whole_rows_end(data)
     if end == path.stat().st_size:
         return False
     with path.open("r+b") as f:
@@ -306,10 +305,11 @@ def load(path: str | Path, *, complete: bool = False, say=None) -> Report:
         raise AttnbenchError(f"report {path} does not exist; give the path of a CSV written by 'attnbench run'")
     say = say or (lambda line: print(line, file=sys.stderr))
     try:
-        end, _ = _complete_size(path)
-        if end < path.stat().st_size and end:
+        data = path.read_bytes()
+        end = _whole_rows_end(data)
+        if end and end < len(data):
             say(f"Warning: {path} ends in a row cut mid-write; it is left out (--resume runs its case again)")
-        data = path.read_bytes()[:end] if end else path.read_bytes()
+            data = data[:end]
         reader = csv.DictReader(io.StringIO(data.decode("utf-8"), newline=""))
         columns = list(reader.fieldnames or [])
         records = list(reader)
