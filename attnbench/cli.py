@@ -163,8 +163,6 @@ def _execute(plan, command: str, control: dict) -> None:
             from attnbench.workers import start_template
 
             start_template()  # the workers' template imports torch while this process does too
-    launcher = make_launcher(executor, limits=plan.limits, jobs=jobs, address=control.get("address"),
-                             processes=plan.options.processes) if not dry_run else None
     cases = plan.cases()
     if dry_run:
         from attnbench.schema import Labeller, identity
@@ -185,6 +183,9 @@ def _execute(plan, command: str, control: dict) -> None:
     from attnbench.render import Progress, console, rows_table
     from attnbench.schema import identity
 
+    # made after the grid is checked: a Ray launcher starts a cluster, which bad input should not
+    launcher = make_launcher(executor, limits=plan.limits, jobs=jobs, address=control.get("address"),
+                             processes=plan.options.processes)
     output = plan.output or default_output(plan.name)
     screen = console(stderr=output == "-")
     with Progress(screen, [identity(c) for c in cases], quiet=control.get("quiet", False),
