@@ -193,7 +193,10 @@ def environment(device: str = "cpu") -> dict[str, object]:
     }
     if dev.type == "cuda":
         index, uuid = _device_ids(device)
-        env["device_name"] = torch.cuda.get_device_properties(index).name
+        try:
+            env["device_name"] = torch.cuda.get_device_properties(index).name
+        except (RuntimeError, AssertionError):  # e.g. a Ray driver without a GPU stamping a task's failure row
+            env["device_name"] = UNAVAILABLE
         env["cuda_version"] = torch.version.cuda or ""
         env["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
         env.update(nvml_info(index, uuid))

@@ -13,7 +13,10 @@ multiprocessing starts a new one for the next worker.
   (torch.cuda.set_per_process_memory_fraction: the caching allocator refuses to hold more than
   what it held after the warm-up plus the cap, and torch's OutOfMemoryError makes the row 'oom');
   the address-space cap then also leaves room for the device's whole memory, which CUDA maps
-  into the process's address space, so that only host allocations can trip it;
+  into the process's address space, so that only host allocations can trip it. The timing's
+  L2-flush buffer (2 x L2) is made before the cap, so it is not counted; a CUDA graph's private
+  pool holds the captured call's own tensors and is counted;
+- a worker whose own set-up raises sends the exception's text: the 'crashed' row says it;
 - time limit: a case still running after `timeout_s` is killed: status 'timeout';
 - a worker that dies (a signal, a segfault, the system's OOM killer) gives status 'crashed'.
 - the machine's GEMM rate (the yardstick of machine_peak_fraction on a CPU) is measured by the
@@ -94,6 +97,8 @@ def _cap_device_memory(device: str, max_memory_bytes: int) -> int:
     import torch
 
     dev = torch.device(device)
+    if dev.index is None:  # torch's memory-fraction call needs an index: "cuda" is the current device
+        dev = torch.device("cuda", torch.cuda.current_device())
     torch.cuda.empty_cache()
     total = torch.cuda.get_device_properties(dev).total_memory
     allowed = torch.cuda.memory_reserved(dev) + max_memory_bytes
@@ -117,19 +122,37 @@ def _worker_main(connection, max_memory_bytes: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
     connection.send("ready")
     case, options, rates = connection.recv()
+    try:
+        connection.send(_measure_capped(case, options, rates, max_memory_bytes))
+    except BaseException as exc:  # the worker's own set-up failed: the runner's row says why
+        connection.send(RAISED + f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500])
+        raise
+
+
+RAISED = "raised: "  # what a worker sends instead of a row when its own set-up raised
+
+
+def _measure_capped(case: Case, options: MeasureOptions, rates: dict, max_memory_bytes: int | None):
+    """(row, GEMM rates) of one case, measured under the memory cap."""
     from attnbench.measure.timing import GEMM_RATES
 
     GEMM_RATES.update(rates)  # what earlier workers of this sweep measured: not measured again
     _warm_up(case, options)
     host_cap = max_memory_bytes
     if max_memory_bytes and case.device.startswith("cuda"):
+        if options.l2 == "cold":  # the timing's L2-flush buffer is the harness's memory, not the case's
+            import torch
+
+            from attnbench.measure.timing import l2_flusher
+
+            l2_flusher(torch.device(case.device))
         host_cap = max_memory_bytes + _cap_device_memory(case.device, max_memory_bytes)
     if host_cap and os.path.exists("/proc/self/status"):
         limit = _virtual_memory_bytes() + host_cap
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from attnbench.runner import run_case  # preloaded by the template: no import cost here
 
-    connection.send((run_case(case, options), GEMM_RATES))
+    return run_case(case, options), GEMM_RATES
 
 
 class WorkerLauncher:
@@ -184,8 +207,11 @@ class WorkerLauncher:
                 rates = dict(self._rates)
             connection.send((case, options, rates))
             if connection.poll(self.timeout_s):
-                row, rates = connection.recv()
+                answer = connection.recv()
                 self._stop(process)
+                if isinstance(answer, str):
+                    return failure_row(case, "crashed", "the worker " + answer)
+                row, rates = answer
                 with self._lock:
                     self._rates.update(rates)
                 return row

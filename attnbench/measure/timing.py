@@ -57,12 +57,18 @@ def warm_up(call: Callable[[], object], device: torch.device, *, min_calls: int 
     synchronize(device)
 
 
+_FLUSH_BUFFERS: dict[torch.device, torch.Tensor] = {}
+
+
 def l2_flusher(device: torch.device) -> Callable[[], object]:
     """A call that evicts the device's L2 cache: zero a buffer of twice its size (256 MiB when
-    torch does not give the size)."""
-    size = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 128 * 2**20
-    buffer = torch.empty(2 * size, dtype=torch.int8, device=device)
-    return buffer.zero_
+    torch does not give the size). The buffer is made once per device and kept, so a worker can
+    make it before it caps the case's memory (attnbench.workers): it is not the case's memory."""
+    device = torch.device("cuda", torch.cuda.current_device()) if device.index is None else device
+    if device not in _FLUSH_BUFFERS:
+        size = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 128 * 2**20
+        _FLUSH_BUFFERS[device] = torch.empty(2 * size, dtype=torch.int8, device=device)
+    return _FLUSH_BUFFERS[device].zero_
 
 
 def captured(call: Callable[[], object], device: torch.device) -> Callable[[], object]:

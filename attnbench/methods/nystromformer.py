@@ -40,9 +40,10 @@ class NystromAttention(torch.nn.Module):
         self.conv = None
         if method.conv:  # one filter per head over the sequence, shared by the head's channels
             self.conv = torch.nn.Conv2d(shape.heads, shape.heads, (method.conv, 1), padding=(method.conv // 2, 0),
-                                        groups=shape.heads, bias=False).to(device, dtype)
+                                        groups=shape.heads, bias=False).to(dtype)
             bound = (1 / method.conv) ** 0.5
-            torch.nn.init.uniform_(self.conv.weight, -bound, bound, generator=generator)
+            torch.nn.init.uniform_(self.conv.weight, -bound, bound, generator=generator)  # on the CPU, then moved
+            self.conv.to(device)
 
     def forward(self, q, k, v):
         m = min(self.method.landmarks, q.shape[-2])

@@ -146,12 +146,14 @@ class SBMAttention(nn.Module):
         super().__init__()
         p, k = shape.head_dim, method.clusters
         self.method, self.heads = method, shape.heads
-        self.clusters = nn.Parameter(torch.empty(shape.heads, k, p, device=device, dtype=dtype))
+        # Weights are drawn on the CPU, where the generator is, then moved: the same on every device.
+        self.clusters = nn.Parameter(torch.empty(shape.heads, k, p, dtype=dtype))
         nn.init.kaiming_normal_(self.clusters, nonlinearity="relu", generator=generator)
-        self.mlp = nn.Sequential(nn.Linear(p, p), nn.ReLU(), nn.Linear(p, p)).to(device, dtype)
+        self.mlp = nn.Sequential(nn.Linear(p, p), nn.ReLU(), nn.Linear(p, p)).to(dtype)
         for layer in (self.mlp[0], self.mlp[2]):  # torch's Linear default, from our generator
             nn.init.kaiming_uniform_(layer.weight, a=5**0.5, generator=generator)
             nn.init.uniform_(layer.bias, -p**-0.5, p**-0.5, generator=generator)
+        self.to(device)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         self.sampler = torch.Generator(device=device).manual_seed(seed)  # fresh graph every call
 

@@ -1,0 +1,100 @@
+"""The CUDA paths, checked without a GPU: each test stands in for what a GPU would show (a device
+index torch requires, a generator on the wrong device, a tensor made on the CPU) and fails on
+code that would break on the first GPU run. tests/test_gpu.py runs them for real on a GPU."""
+
+import pytest
+import torch
+
+from attnbench.case import Case, Limits, MeasureOptions
+
+QUICK = MeasureOptions(metrics=("flops",), min_time_s=0.0, max_time_s=0.0)
+
+
+def test_the_device_memory_cap_names_the_device_by_index(monkeypatch):
+    from attnbench import workers
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda dev: 2**20)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda dev: type("Properties", (), {"total_memory": 2**30})())
+
+    def set_fraction(fraction, dev):  # torch refuses a device without an index here
+        assert isinstance(dev.index, int), "torch.cuda.set_per_process_memory_fraction needs an index"
+        calls.append((fraction, dev))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", set_fraction)
+    assert workers._cap_device_memory("cuda", 2**29) == 2**30
+    assert workers._cap_device_memory("cuda:1", 2**29) == 2**30
+    assert [dev for _, dev in calls] == [torch.device("cuda", 3), torch.device("cuda", 1)]
+    assert calls[0][0] == pytest.approx((2**20 + 2**29) / 2**30)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="stands in for a worker whose set-up raises: needs no CUDA")
+def test_a_worker_whose_set_up_raises_says_why_in_the_row():
+    from attnbench.workers import WorkerLauncher
+
+    # Capping device memory on a torch without CUDA raises in the worker, outside the case.
+    case = Case("full", batch=1, heads=1, seq_len=32, head_dim=8, device="cuda", threads=1)
+    row = WorkerLauncher(Limits(max_memory_bytes=2**28)).run(case, QUICK)
+    assert row["status"] == "crashed"
+    assert "Torch not compiled with CUDA enabled" in row["status_detail"], row["status_detail"]
+
+
+class _GeneratorDevices(torch.overrides.TorchFunctionMode):
+    """Records every op handed a generator of another device than its tensors' (what CUDA refuses:
+    "Expected a 'cuda' device type for generator"). `stands_for` names generators standing in
+    for a device that has none of its own here (meta)."""
+
+    def __init__(self, stands_for: dict) -> None:
+        super().__init__()
+        self.stands_for, self.mismatches = stands_for, []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        generator = kwargs.get("generator")
+        if generator is not None:
+            where = self.stands_for.get(id(generator), generator.device.type)
+            leaves = torch.utils._pytree.tree_leaves((args, kwargs))
+            devices = {t.device.type for t in leaves if isinstance(t, torch.Tensor)}
+            if kwargs.get("device") is not None:
+                devices.add(torch.device(kwargs["device"]).type)
+            devices = devices or {"cpu"}  # a factory on the default device
+            if devices != {where}:
+                self.mismatches.append(f"{getattr(func, '__name__', func)}: a {where} generator for {sorted(devices)}")
+        return func(*args, **kwargs)
+
+
+# Every method with its defaults, and the options that build more (a convolution, a dense mask).
+VARIANTS = [(name, {}) for name in __import__("attnbench.registry", fromlist=["x"]).list_methods()] + [
+    ("nystromformer", {"conv": 3}), ("sbm", {"variant": "bernoulli"}), ("sbm", {"multi_edges": True})]
+
+
+@pytest.mark.parametrize(("name", "params"), VARIANTS, ids=[f"{n}{p or ''}" for n, p in VARIANTS])
+def test_no_method_hands_a_cpu_generator_to_an_op_on_its_device(name, params, monkeypatch):
+    from attnbench.contract import Shape
+    from attnbench.registry import create_method
+
+    real, stands_for = torch.Generator, {}
+
+    class Generator(real):  # meta has no generator: a CPU one stands in for it
+        def __new__(cls, device="cpu"):
+            made = real.__new__(cls, "cpu")
+            if torch.device(device).type == "meta":
+                stands_for[id(made)] = "meta"
+            return made
+
+        def __init__(self, device="cpu"):
+            pass
+    monkeypatch.setattr(torch, "Generator", Generator)
+    shape, method = Shape(1, 2, 256, 16), create_method(name, **params)
+    check = _GeneratorDevices(stands_for)
+    with check:
+        fn = method.build(shape, device=torch.device("meta"), dtype=torch.float32, generator=real().manual_seed(0))
+        q, k, v = (torch.randn(1, 2, 256, 16, device="meta") for _ in range(3))
+        try:
+            fn(q, k, v)
+        except (RuntimeError, ValueError, NotImplementedError) as exc:  # meta tensors hold no values
+            if "meta" not in str(exc).lower():
+                raise
+    assert not check.mismatches, check.mismatches
