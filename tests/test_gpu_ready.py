@@ -98,3 +98,34 @@ def test_no_method_hands_a_cpu_generator_to_an_op_on_its_device(name, params, mo
             if "meta" not in str(exc).lower():
                 raise
     assert not check.mismatches, check.mismatches
+
+
+def test_the_matrix_free_error_makes_its_vectors_on_the_inputs_device():
+    from attnbench.measure.error import DENSE_ATTENTION_LIMIT, attention_error
+    from attnbench.methods.full import explicit_softmax_attention
+
+    n = DENSE_ATTENTION_LIMIT + 64  # past the dense limit: power iteration
+    q, k = (torch.randn(1, 1, n, 8, generator=torch.Generator().manual_seed(i)) for i in range(2))
+
+    def approx(q, k, v):
+        return explicit_softmax_attention(q, k, v) * 1.01
+    # Inputs on the CPU, while a tensor made without a device lands on another one (as the CPU
+    # does for CUDA inputs): any vector not made on the inputs' device fails the run.
+    with torch.device("meta"):
+        error = attention_error(approx, explicit_softmax_attention, q, k, q.double(), k.double())
+    assert error == pytest.approx(0.01, rel=1e-3)
+
+
+def test_a_failing_attention_error_estimate_is_an_error_row_not_a_blank(monkeypatch):
+    from attnbench.measure import error as instruments
+    from attnbench.runner import run_case
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Expected all tensors to be on the same device")
+    monkeypatch.setattr(instruments, "attention_error", broken)
+    case = Case("full", batch=1, heads=1, seq_len=64, head_dim=8, threads=1)
+    row = run_case(case, MeasureOptions(metrics=("error",)))
+    assert row["status"] == "error" and "same device" in row["status_detail"]
+    # A kernel that takes no V of another width leaves the column empty, and says nothing else went wrong.
+    assert run_case(Case("peer-linformer", batch=1, heads=1, seq_len=64, head_dim=8, threads=1),
+                    MeasureOptions(metrics=("error",)))["status"] == "ok"

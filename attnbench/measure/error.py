@@ -38,15 +38,16 @@ def transpose_map(apply: LinearMap) -> LinearMap:
 
 def spectral_norm_estimate(apply: LinearMap, apply_t: LinearMap, shape: tuple[int, ...], *, block: int = 4,
                            iters: int = 60, tol: float = 1e-4, generator: torch.Generator | None = None,
-                           dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Largest singular value of each (b, h) matrix, from products with M and M^T only.
+                           dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Largest singular value of each (b, h) matrix, from products with M and M^T only, whose
+    vectors live on `device` (the maps' own); `generator`, if given, is on that device too.
 
     Block power (subspace) iteration on M^T M with a Rayleigh-Ritz step; stops when every
     estimate moved by less than `tol` (relative) in one step.
     """
     b, h, n = shape
-    x = torch.randn(b, h, n, block, generator=generator, dtype=dtype)
-    estimate = torch.zeros(b, h, dtype=dtype)
+    x = torch.randn(b, h, n, block, generator=generator, dtype=dtype, device=device)
+    estimate = torch.zeros(b, h, dtype=dtype, device=device)
     for _ in range(iters):
         x, _ = torch.linalg.qr(x)
         y = apply(x)
@@ -60,6 +61,12 @@ def spectral_norm_estimate(apply: LinearMap, apply_t: LinearMap, shape: tuple[in
 
 
 DENSE_ATTENTION_LIMIT = 1024  # above this n, the attention-matrix error is estimated matrix-free
+POWER_BLOCK = 4  # vectors of the block power iteration
+
+
+def value_width(n: int) -> int:
+    """The width of the V that attention_error hands the method: n (V = I) or the power block."""
+    return n if n <= DENSE_ATTENTION_LIMIT else POWER_BLOCK
 
 
 def frozen_draws(method, fn) -> Callable:
@@ -92,8 +99,10 @@ def attention_error(fn: Callable, reference: Callable, q: torch.Tensor, k: torch
     def exact_map(x):
         return reference(exact_q, exact_k, x)
 
-    return float((spectral_norm_estimate(difference, transpose_map(difference), (b, h, n))
-                  / spectral_norm_estimate(exact_map, transpose_map(exact_map), (b, h, n))).mean())
+    def estimate(apply):
+        return spectral_norm_estimate(apply, transpose_map(apply), (b, h, n), block=POWER_BLOCK, device=q.device)
+
+    return float((estimate(difference) / estimate(exact_map)).mean())
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
