@@ -6,16 +6,24 @@ BIN := $(VENV)/bin
 # torch is installed on its own, before the project, so that pip never resolves the project's
 # torch requirement to a multi-GB CUDA build: first a wheel already on this disk (pip's
 # find-links), else PyTorch's CPU index. An importable torch (e.g. a CUDA build) is kept.
+# On a GPU machine, name a CUDA index instead (README, "On a GPU"):
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cu126
 TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .PHONY: setup run test lint clean gpu-check
 
 $(BIN)/attnbench: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv --system-site-packages $(VENV)
+ifeq ($(TORCH_INDEX),)
 	$(BIN)/python -c "import torch" 2>/dev/null \
 	  || $(BIN)/pip install --no-deps --no-index "torch==$(TORCH_VERSION)" \
 	  || $(BIN)/pip install --no-deps --index-url $(TORCH_CPU_INDEX) "torch==$(TORCH_VERSION)"
+else
+	$(BIN)/pip install --index-url $(TORCH_INDEX) "torch==$(TORCH_VERSION)"
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'torch from $(TORCH_INDEX) sees no CUDA GPU')"
+endif
 	$(BIN)/pip install -e ".[dev]"
 	touch $@
 
@@ -33,7 +41,8 @@ test: setup
 # The GPU acceptance run (README, "On a GPU"): the CUDA tests, the gpu_check grid, compiled and
 # CUDA-graph cases (their own report: same cases, other timing), a sweep under a small device-memory
 # cap that must give 'oom' rows (its own report too), and the plots.
-GPU_REPORT ?= reports/gpu-check-$(shell date +%Y%m%d-%H%M%S).csv
+# One name for the whole run: `:=` evaluates the date once (`?=` would at each use).
+GPU_REPORT := reports/gpu-check-$(shell date +%Y%m%d-%H%M%S).csv
 gpu-check: setup
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check needs a CUDA GPU')"
 	$(BIN)/python -m pytest tests/test_gpu.py -v

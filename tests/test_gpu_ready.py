@@ -129,3 +129,44 @@ def test_a_failing_attention_error_estimate_is_an_error_row_not_a_blank(monkeypa
     # A kernel that takes no V of another width leaves the column empty, and says nothing else went wrong.
     assert run_case(Case("peer-linformer", batch=1, heads=1, seq_len=64, head_dim=8, threads=1),
                     MeasureOptions(metrics=("error",)))["status"] == "ok"
+
+
+def test_the_gemm_yardstick_grows_past_a_slow_first_call(monkeypatch):
+    import time
+
+    from attnbench.measure import timing
+
+    real_mm, sizes, first = torch.mm, [], [True]
+
+    def mm(a, b):  # the first GEMM of a process pays cuBLAS handle creation and lazy loading
+        if first:
+            first.pop()
+            time.sleep(0.05)
+        sizes.append(a.shape[0])
+        return real_mm(a, b)
+    monkeypatch.setattr(torch, "mm", mm)
+    monkeypatch.setattr(timing, "time_call", lambda call, *args, **kwargs: (call(), timing.Timing((1.0,), 1))[1])
+    timing._measure_matmul_rate(torch.device("cpu"), torch.float32, 1)
+    assert sizes[-1] > 256, "a launch-bound 256^3 GEMM is no peak"
+
+
+def test_make_gpu_check_names_one_report_throughout(tmp_path):
+    import os
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("no make here")
+    # A clock that moves a second at every reading: the report name must be read once.
+    clock = tmp_path / "date"
+    clock.write_text(f"#!/bin/sh\nn=$(cat {tmp_path}/tick 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/tick\n"
+                     "echo 20261202-0000$((10 + n))\n")
+    clock.chmod(0o755)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    plan = subprocess.run(["make", "-n", "gpu-check"], cwd=root, capture_output=True, text=True, check=True,
+                          env=env).stdout
+    names = re.findall(r"reports/gpu-check-(\d{8}-\d{6})", plan)
+    assert len(names) >= 6 and len(set(names)) == 1, names

@@ -142,8 +142,8 @@ GEMM_RATES: dict[tuple[str, str, int], float] = {}
 def matmul_peak_flops_per_s(device: str, dtype: str, threads: int) -> float:
     """This machine's dense matmul rate for a dtype: the yardstick for achieved FLOP/s.
 
-    The GEMM grows until one call takes 20 ms (so it is compute-bound), capped at 4096 on CPU
-    and 8192 on GPU; measured once per (device, dtype, threads) and kept in GEMM_RATES.
+    The GEMM grows until one warm call takes 20 ms (so it is compute-bound), capped at 4096 on
+    CPU and 8192 on GPU; measured once per (device, dtype, threads) and kept in GEMM_RATES.
     """
     key = (device, dtype, threads)
     if key not in GEMM_RATES:
@@ -157,6 +157,8 @@ def _measure_matmul_rate(dev: torch.device, dt: torch.dtype, threads: int) -> fl
     while True:
         a = torch.randn(n, n, device=dev).to(dt)
         b = torch.randn(n, n, device=dev).to(dt)
+        torch.mm(a, b)  # untimed: a size's first call pays cuBLAS handle creation and lazy loading
+        synchronize(dev)
         start = time.perf_counter()
         torch.mm(a, b)
         synchronize(dev)
