@@ -132,7 +132,9 @@ class Method:
                 for f in fields(cls) if f.default is not MISSING]
 
     def build(self, shape: Shape, *, device: Any, dtype: Any, generator: Any) -> AttentionFn:
-        """Return fn(q, k, v) -> out; draw any randomness or weights here, from `generator`."""
+        """Return fn(q, k, v) -> out; draw any randomness or weights here, from `generator`.
+        The runner builds with gradients on when the case takes a backward (a kernel's probe can
+        then check its backward too) and off for a forward case."""
         raise NotImplementedError
 
     # `scores` below is the realized number of query-key scores, for methods whose cost depends

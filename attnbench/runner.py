@@ -119,7 +119,8 @@ def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
     if reason:
         row.update(status="unsupported", status_detail=reason)
         return
-    fn, inputs, call, fresh_state, diagnostics, attentions = _prepare(case, method, device, dtype, row)
+    with torch.set_grad_enabled(case.mode != "forward"):  # a build may probe its kernel's backward
+        fn, inputs, call, fresh_state, diagnostics, attentions = _prepare(case, method, device, dtype, row)
     start = time.perf_counter()
     first = call()  # also the warm-up the memory pass needs; under --compile, the compilation
     synchronize(device)

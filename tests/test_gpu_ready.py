@@ -170,3 +170,29 @@ def test_make_gpu_check_names_one_report_throughout(tmp_path):
                           env=env).stdout
     names = re.findall(r"reports/gpu-check-(\d{8}-\d{6})", plan)
     assert len(names) >= 6 and len(set(names)) == 1, names
+
+
+class _ForwardOnly(torch.autograd.Function):
+    """A kernel with a forward and no backward for the case (as a fused GPU kernel can be)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        return torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("no backward kernel for this head_dim")
+
+
+@pytest.mark.parametrize("mode", ["forward", "backward", "train"])
+def test_a_kernel_without_a_backward_is_unsupported_in_backward_modes(mode, monkeypatch):
+    from attnbench.methods import sdpa
+    from attnbench.runner import run_case
+
+    monkeypatch.setattr(sdpa, "pinned", lambda backend: _ForwardOnly.apply)
+    row = run_case(Case("sdpa-math", batch=1, heads=1, seq_len=64, head_dim=8, mode=mode, threads=1), QUICK)
+    if mode == "forward":
+        assert row["status"] == "ok", row["status_detail"]
+    else:
+        assert row["status"] == "unsupported", row["status_detail"]
+        assert "MATH backward kernel" in row["status_detail"] and "head_dim" in row["status_detail"]

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from attnbench.contract import Unsupported
 from attnbench.methods.full import Full
+from attnbench.methods.sdpa import probe
 
 
 def _transposed(kernel):
@@ -24,10 +23,8 @@ def _transposed(kernel):
 
 
 def _probe(fn, name: str, shape, device, dtype) -> None:
-    q, k, v = (torch.randn(1, 1, min(shape.seq_len, 256), shape.head_dim, device=device, dtype=dtype) for _ in range(3))
     try:
-        with torch.no_grad():
-            fn(q, k, v)
+        probe(fn, shape, device, dtype)  # its backward too when the case takes one
     except (RuntimeError, NotImplementedError, ValueError, AssertionError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise Unsupported(f"{name} cannot run this case: {first}") from None

@@ -33,18 +33,32 @@ def pinned(backend_name: str):
     return attention
 
 
-def check_runs(fn, name: str, backend: str, shape, device, dtype) -> None:
-    """Call `fn` on a small input of the case's device, dtype and head_dim; if torch has no kernel
-    for it, raise Unsupported with the reasons torch warns about."""
+def probe(fn, shape, device, dtype) -> None:
+    """Call `fn` on a small input of the case's device, dtype and head_dim; when gradients are on
+    (the runner builds a backward or train case with them on), its backward too: a kernel with a
+    forward but no backward for the case is then refused at build, not an error mid-measure."""
     n = min(shape.seq_len, 256)
-    q, k, v = (torch.randn(1, 1, n, shape.head_dim, device=device, dtype=dtype) for _ in range(3))
-    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+    backward = torch.is_grad_enabled()
+    q, k, v = (torch.randn(1, 1, n, shape.head_dim, device=device, dtype=dtype, requires_grad=backward)
+               for _ in range(3))
+    if not backward:
+        with torch.no_grad():
+            fn(q, k, v)
+        return
+    out = fn(q, k, v)
+    out.backward(torch.ones_like(out))
+
+
+def check_runs(fn, name: str, backend: str, shape, device, dtype) -> None:
+    """`probe`; if torch has no kernel for the case, raise Unsupported with the reasons torch warns about."""
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fn(q, k, v)
-        except RuntimeError as exc:
+            probe(fn, shape, device, dtype)
+        except (RuntimeError, NotImplementedError) as exc:
             reasons = [str(w.message).split("(Triggered internally")[0].strip().splitlines()[0] for w in caught]
-            raise Unsupported(f"{name}: torch has no {backend} kernel for this case ("
+            what = "backward " if torch.is_grad_enabled() else ""
+            raise Unsupported(f"{name}: torch has no {backend} {what}kernel for this case ("
                               + ("; ".join(dict.fromkeys(reasons)) or str(exc).splitlines()[0]) + ")") from None
 
 
