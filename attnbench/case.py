@@ -114,8 +114,9 @@ SETUP = tuple(f.name for f in fields(Case) if f.name not in ("method", "params",
 DEFAULTS = {f.name: f.default for f in fields(Case) if f.name in SETUP}
 
 
-def check_device(device: str) -> str:
-    """'cpu', 'cuda' or 'cuda:N' that exists here; anything else is a one-line error."""
+def check_device(device: str, here: bool = True) -> str:
+    """'cpu', 'cuda' or 'cuda:N', that exists on this machine unless `here` is False (a Ray sweep:
+    its tasks check on their nodes); anything else is a one-line error."""
     import torch
 
     try:
@@ -123,6 +124,8 @@ def check_device(device: str) -> str:
     except RuntimeError:
         raise AttnbenchError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
+        if not here:
+            return str(dev)
         if not torch.cuda.is_available():
             raise AttnbenchError(f"--device {device}: no CUDA device is visible here; use --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
@@ -162,7 +165,7 @@ def _param_grids(methods: Sequence[str], params: Mapping[str, Sequence[Any]]) ->
     return grids
 
 
-def _check_setup(setup: dict) -> dict:
+def _check_setup(setup: dict, devices_here: bool = True) -> dict:
     """Validated set-up values, canonical (dtype names, device, threads resolved)."""
     import torch
 
@@ -179,7 +182,7 @@ def _check_setup(setup: dict) -> dict:
         raise AttnbenchError(f"--input-scale must be positive, not {setup['input_scale']!r}")
     if setup["compile"] not in COMPILE:
         raise AttnbenchError(f"--compile-mode must be one of {', '.join(COMPILE[1:])}, not {setup['compile']!r}")
-    return {**setup, "dtype": parse_dtype(setup["dtype"]), "device": check_device(setup["device"]),
+    return {**setup, "dtype": parse_dtype(setup["dtype"]), "device": check_device(setup["device"], devices_here),
             "mode": parse_mode(setup["mode"]), "input_scale": float(setup["input_scale"]),
             "threads": setup["threads"] or torch.get_num_threads(), **_check_scope(setup)}
 
@@ -212,11 +215,12 @@ def _check_scope(setup: dict) -> dict:
 
 
 def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[str, Sequence[Any]] | None = None,
-               **setup: Any) -> list[Case]:
+               *, devices_here: bool = True, **setup: Any) -> list[Case]:
     """Validated cartesian product of methods x parameter grids x sequence lengths.
 
     `setup` takes any field of Case (batch, heads, head_dim, dtype, device, mode, seed, threads,
-    inputs, input_scale, layer); a value left out or None keeps Case's default.
+    inputs, input_scale, layer); a value left out or None keeps Case's default. The device must
+    exist on this machine unless `devices_here` is False (cases that run elsewhere, on Ray).
     """
     unknown = set(setup) - set(SETUP)
     if unknown:
@@ -230,7 +234,7 @@ def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[
     given = {k: v for k, v in setup.items() if v is not None}
     if given.get("scope") == "model":  # the LRA configuration unless heads/head_dim are given
         given = {"heads": MODEL_HEADS, "head_dim": MODEL_HEAD_DIM, **given}
-    common = _check_setup({**DEFAULTS, **given})
+    common = _check_setup({**DEFAULTS, **given}, devices_here)
     cases = []
     for method, grid in _param_grids(methods, params or {}).items():
         for chosen in grid:

@@ -199,10 +199,12 @@ def environment(device: str = "cpu") -> dict[str, object]:
             env["device_name"] = UNAVAILABLE
         env["cuda_version"] = torch.version.cuda or ""
         env["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+        env["gpu_uuid"] = uuid or UNAVAILABLE  # the board itself: CUDA's and NVML's indices may differ
         env.update(nvml_info(index, uuid))
     else:
         env["device_name"] = env["cpu_model"]
         env["cuda_version"] = ""
         env["tf32_matmul"] = ""
+        env["gpu_uuid"] = ""
         env.update(dict.fromkeys(NVML_FIELDS, UNAVAILABLE))
     return {column: env[column] for column in ENVIRONMENT}  # the schema's columns, in its order

@@ -1,12 +1,13 @@
 """Sweeps on a Ray cluster: each case is a Ray task, isolated as on one machine.
 
 A task asks for one GPU for a CUDA case, or `threads` CPUs for a CPU case, so Ray never puts two
-cases on one device or on the same cores; inside the task the case runs exactly as `sweep` runs
-it locally: in a fresh worker process (forked from a template) with the memory cap and time
-limit of `Limits`. Rows come back to the driver as tasks end and the engine writes each one at
-once. Tasks are not retried: a Ray worker or node lost mid-case is a `crashed` row with Ray's
-reason, and the sweep goes on. Every node needs attnbench (and torch) installed, the same
-version as the driver's.
+cases on one device or on the same cores (which GPU is Ray's choice: `cuda:N` runs on the task's
+GPU, and the row's gpu_uuid names it); the device is checked in the task, on its node. Inside the
+task the case runs exactly as `sweep` runs it locally: in a fresh worker process (forked from a
+template) with the memory cap and time limit of `Limits`. Rows come back to the driver as tasks
+end and the engine writes each one at once. Tasks are not retried: a Ray worker or node lost mid-
+case is a `crashed` row with Ray's reason, and the sweep goes on. Every node needs attnbench (and
+torch) installed, the same version as the driver's.
 """
 
 from __future__ import annotations
@@ -23,14 +24,30 @@ IN_FLIGHT = 256
 
 
 def _run_isolated(case: Case, options: MeasureOptions, limits: Limits) -> dict:
-    """The Ray task: one case in a fresh worker process with the limits, as `sweep` runs it locally."""
+    """The Ray task: one case in a fresh worker process with the limits, as `sweep` runs it locally.
+
+    The device is checked here, on the task's node (the driver may have no GPU). Ray shows a task
+    the one GPU it was given as cuda:0 (CUDA_VISIBLE_DEVICES), so a CUDA case runs on `cuda`
+    whatever index it names; its row keeps the case's device and says in gpu_uuid which board ran it.
+    """
+    import dataclasses
+    import platform
+
+    from attnbench.case import check_device
     from attnbench.workers import WorkerLauncher
 
+    here = dataclasses.replace(case, device="cuda") if case.device.startswith("cuda") else case
+    try:
+        check_device(here.device)
+    except AttnbenchError as exc:
+        return failure_row(case, "error", f"on Ray node {platform.node()}: {exc}")
     launcher = WorkerLauncher(limits)
     try:
-        return launcher.run(case, options)
+        row = launcher.run(here, options)
     finally:
         launcher.close()
+    row["device"] = case.device
+    return row
 
 
 class RayLauncher:

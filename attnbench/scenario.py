@@ -49,7 +49,7 @@ class Scenario:
     description: str = ""
     reproduces: str = ""
 
-    def cases(self) -> list[Case]:
+    def cases(self, devices_here: bool = True) -> list[Case]:
         """The cartesian product, validated against the registry."""
         import itertools
 
@@ -69,7 +69,7 @@ class Scenario:
                 for seed in self.seeds:
                     params = {**self.params, **task.get("params", {})}
                     cases += make_cases(self.methods, task["seq"], params, seed=seed, task=task["name"],
-                                        **dict(zip(GRID_KEYS, values)), **self.setup)
+                                        devices_here=devices_here, **dict(zip(GRID_KEYS, values)), **self.setup)
         return cases
 
 

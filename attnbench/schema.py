@@ -30,7 +30,7 @@ ANALYTIC = ("flops_analytic", "scores_computed", "peak_mem_analytic_bytes", "byt
 ENVIRONMENT = (
     "attnbench_version", "git_sha", "torch_version", "python_version", "hostname", "cpu_model", "cpu_count",
     "allocator", "malloc_env", "ld_preload", "device_name", "cuda_version", "tf32_matmul",
-    "gpu_name", "gpu_driver", "gpu_memory_bytes", "gpu_sm_clock_mhz", "gpu_max_sm_clock_mhz",
+    "gpu_name", "gpu_uuid", "gpu_driver", "gpu_memory_bytes", "gpu_sm_clock_mhz", "gpu_max_sm_clock_mhz",
 )
 PROVENANCE = ("method_source", "method_version", "method_git_sha")  # whose code the method is
 IDENTITY = ("method", "seq_len", *SETUP)  # plus a param_<name> column per method parameter
@@ -68,7 +68,9 @@ COLUMN_HELP: dict[str, str] = {
     "allocator": "the CPU allocator policy (cache or system)", "malloc_env": "the MALLOC_* variables in force",
     "ld_preload": "LD_PRELOAD", "device_name": "the device's name (the CPU's on cpu)",
     "cuda_version": "CUDA's version (cuda)", "tf32_matmul": "TF32 matmuls allowed (cuda)",
-    "gpu_name": "NVML's name of the GPU", "gpu_driver": "the NVIDIA driver", "gpu_memory_bytes": "the GPU's memory",
+    "gpu_name": "NVML's name of the GPU",
+    "gpu_uuid": "the GPU board that ran the case (CUDA's UUID; on Ray, the task's GPU)",
+    "gpu_driver": "the NVIDIA driver", "gpu_memory_bytes": "the GPU's memory",
     "gpu_sm_clock_mhz": "its SM clock when the row was stamped", "gpu_max_sm_clock_mhz": "its maximum SM clock",
 }
 

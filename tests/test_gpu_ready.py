@@ -196,3 +196,41 @@ def test_a_kernel_without_a_backward_is_unsupported_in_backward_modes(mode, monk
     else:
         assert row["status"] == "unsupported", row["status_detail"]
         assert "MATH backward kernel" in row["status_detail"] and "head_dim" in row["status_detail"]
+
+
+def test_a_ray_sweep_leaves_the_device_check_to_its_tasks(monkeypatch):
+    from tests.conftest import cli
+
+    # The driver (this machine) may have no GPU; its cluster's nodes do.
+    planned = cli("sweep", "-m", "full", "-n", "64", "--device", "cuda:1", "--executor", "ray", "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    if not torch.cuda.is_available():
+        local = cli("sweep", "-m", "full", "-n", "64", "--device", "cuda", "--dry-run")
+        assert local.returncode != 0 and "no CUDA device is visible here" in local.stderr
+
+
+def test_a_ray_task_checks_its_device_on_its_node_and_runs_on_its_gpu(monkeypatch):
+    from attnbench import case as cases
+    from attnbench import ray_launcher, workers
+
+    case = Case("full", batch=1, heads=1, seq_len=32, head_dim=8, device="cuda:1", threads=1)
+    if not torch.cuda.is_available():  # a node without a GPU: an error row that names the node
+        row = ray_launcher._run_isolated(case, QUICK, Limits())
+        assert row["status"] == "error" and "on Ray node" in row["status_detail"] and row["device"] == "cuda:1"
+    ran = []
+
+    class Launcher:  # stands in for the worker: records the device the case runs on
+        def __init__(self, limits):
+            pass
+
+        def run(self, case, options):
+            ran.append(case.device)
+            return {"device": case.device}
+
+        def close(self):
+            pass
+    monkeypatch.setattr(workers, "WorkerLauncher", Launcher)
+    monkeypatch.setattr(cases, "check_device", lambda device, here=True: device)
+    row = ray_launcher._run_isolated(case, QUICK, Limits())
+    # Ray shows the task its one GPU as cuda:0: the case runs on `cuda`, its row keeps `cuda:1`.
+    assert ran == ["cuda"] and row["device"] == "cuda:1"
