@@ -5,9 +5,9 @@ cases on one device or on the same cores (which GPU is Ray's choice: `cuda:N` ru
 GPU, and the row's gpu_uuid names it); the device is checked in the task, on its node. Inside the
 task the case runs exactly as `sweep` runs it locally: in a fresh worker process (forked from a
 template) with the memory cap and time limit of `Limits`. Rows come back to the driver as tasks
-end and the engine writes each one at once. Tasks are not retried: a Ray worker or node lost mid-
-case is a `crashed` row with Ray's reason, and the sweep goes on. Every node needs attnbench (and
-torch) installed, the same version as the driver's.
+end and the engine writes each one at once. Tasks are not retried: a Ray worker or node lost
+mid-case is a `crashed` row with Ray's reason, and the sweep goes on. Every node needs attnbench
+(and torch) installed, the same version as the driver's.
 """
 
 from __future__ import annotations
