@@ -203,6 +203,10 @@ class Method:
         reports that call as compile_s and leaves it out of the timing."""
         return False
 
+    def compile_mode(self, device: Any) -> str:
+        """The torch.compile mode that kernel is compiled with on `device` (kernel_compile_mode)."""
+        return ""
+
     def flops_countable(self) -> bool:
         """Whether torch's FlopCounterMode can run `fn` (FlexAttention's operator has no rule in
         torch 2.13, and a failed attempt breaks its compiled kernel): if not, `flops` stays empty."""

@@ -126,6 +126,7 @@ def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
     synchronize(device)
     if case.compile != "off" or method.compiled():
         row["compile_s"] = time.perf_counter() - start
+    row["kernel_compile_mode"] = method.compile_mode(device)
     if not _finite(first):
         row.update(status="nan", status_detail="the output holds NaN or Inf")
         return

@@ -25,7 +25,7 @@ from attnbench.metrics import column_types, result_columns
 # case_seconds: wall time of the whole case where it ran; build_ms: the method's build (weights,
 # masks, landmarks, block masks), or the network's at layer/model scope; compile_s: the first call
 # under torch.compile (--compile), which the timing leaves out.
-CORE = ("status", "status_detail", "case_seconds", "build_ms", "compile_s")
+CORE = ("status", "status_detail", "case_seconds", "build_ms", "compile_s", "kernel_compile_mode")
 ANALYTIC = ("flops_analytic", "scores_computed", "peak_mem_analytic_bytes", "bytes_moved_analytic")  # formulas
 ENVIRONMENT = (
     "attnbench_version", "git_sha", "torch_version", "python_version", "hostname", "cpu_model", "cpu_count",
@@ -56,6 +56,8 @@ COLUMN_HELP: dict[str, str] = {
     "case_seconds": "wall time of the whole case where it ran (inputs, warm-up, every pass; summed over processes)",
     "build_ms": "the method's build (weights, masks, landmarks), or the network's at layer/model scope, ms",
     "compile_s": "the first call when it compiles (--compile, FlexAttention), left out of the timing",
+    "kernel_compile_mode": "the torch.compile mode of a method's own compiled kernel (FlexAttention: "
+                           "max-autotune-no-cudagraphs on CUDA, default on CPU); empty for others",
     "flops_analytic": "the method's FLOP formula for the case (multiply-add = 2; backward included)",
     "scores_computed": "query-key scores the method computes per attention call (its formula or its draw)",
     "peak_mem_analytic_bytes": "the method's formula for the bytes it keeps alive at its peak",
@@ -75,7 +77,7 @@ COLUMN_HELP: dict[str, str] = {
 }
 
 _FIXED: dict[str, type] = {
-    "status": str, "status_detail": str, "timestamp": str, **dict.fromkeys(PROVENANCE, str),
+    "status": str, "status_detail": str, "kernel_compile_mode": str, "timestamp": str, **dict.fromkeys(PROVENANCE, str),
     **dict.fromkeys(ENVIRONMENT, str), "cpu_count": int, "tf32_matmul": bool, "gpu_memory_bytes": int,
     "gpu_sm_clock_mhz": int, "gpu_max_sm_clock_mhz": int,
 }

@@ -93,7 +93,8 @@ def test_no_method_hands_a_cpu_generator_to_an_op_on_its_device(name, params, mo
         fn = method.build(shape, device=torch.device("meta"), dtype=torch.float32, generator=real().manual_seed(0))
         q, k, v = (torch.randn(1, 2, 256, 16, device="meta") for _ in range(3))
         try:
-            fn(q, k, v)
+            if not method.compiled():  # a failed compilation would leave Dynamo's cache to later tests
+                fn(q, k, v)
         except (RuntimeError, ValueError, NotImplementedError) as exc:  # meta tensors hold no values
             if "meta" not in str(exc).lower():
                 raise
@@ -234,3 +235,22 @@ def test_a_ray_task_checks_its_device_on_its_node_and_runs_on_its_gpu(monkeypatc
     row = ray_launcher._run_isolated(case, QUICK, Limits())
     # Ray shows the task its one GPU as cuda:0: the case runs on `cuda`, its row keeps `cuda:1`.
     assert ran == ["cuda"] and row["device"] == "cuda:1"
+
+
+def test_flex_past_the_recompile_limit_is_an_error_row_never_the_eager_kernel():
+    import torch._dynamo
+
+    from attnbench.methods._flex import compiled_flex
+    from attnbench.runner import run_case
+
+    compiled_flex("default")  # sets Dynamo's limits for FlexAttention
+    torch._dynamo.reset()
+    try:
+        with torch._dynamo.config.patch(recompile_limit=1):  # stands for the limit a long run reaches
+            rows = [run_case(Case("flex", batch=1, heads=1, seq_len=n, head_dim=16, dtype="float32", threads=1),
+                             MeasureOptions(metrics=())) for n in (16, 32, 48)]
+    finally:
+        torch._dynamo.reset()
+    assert [r["status"] for r in rows] == ["ok", "error", "error"], [r["status_detail"] for r in rows]
+    assert "recompile" in rows[1]["status_detail"].lower()
+    assert rows[0]["kernel_compile_mode"] == "default"

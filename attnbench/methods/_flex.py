@@ -16,13 +16,29 @@ import torch
 from attnbench.contract import Shape, Unsupported
 
 BLOCK = 128  # FlexAttention's default block: a block mask skips work in 128 x 128 tiles
+# One process compiles FlexAttention again for every length, grad mode and mask of a run. Past
+# Dynamo's recompile limit (8 by default) a compiled function silently runs eagerly, and eager
+# FlexAttention materializes the n x n scores: the limit is raised as attention-gym raises it, and
+# a case past it fails (an 'error' row) instead of measuring the eager kernel.
+RECOMPILE_LIMIT = 1000
+
+
+def compile_mode(device) -> str:
+    """The torch.compile mode of the kernel: on CUDA attention-gym's benchmark mode (autotuned
+    Triton configurations, no CUDA graphs: those are --cuda-graphs' to choose); on CPU the default
+    (CPU autotuning costs minutes and gains little)."""
+    return "max-autotune-no-cudagraphs" if torch.device(device).type == "cuda" else "default"
 
 
 @functools.cache
-def compiled_flex():
+def compiled_flex(mode: str = "default"):
+    import torch._dynamo.config as dynamo
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention, dynamic=False)
+    dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
+    dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, RECOMPILE_LIMIT)
+    dynamo.fail_on_recompile_limit_hit = True
+    return torch.compile(flex_attention, dynamic=False, mode=mode)
 
 
 def block_mask(mask_mod, shape, device, per_head: bool):
@@ -54,10 +70,11 @@ class FlexAttention:
         self.name, self.block_mask, self.compiled = name, mask, False
 
     def __call__(self, q, k, v):
+        kernel = compiled_flex(compile_mode(q.device))
         if self.compiled:
-            return compiled_flex()(q, k, v, block_mask=self.block_mask)
+            return kernel(q, k, v, block_mask=self.block_mask)
         try:
-            out = compiled_flex()(q, k, v, block_mask=self.block_mask)
+            out = kernel(q, k, v, block_mask=self.block_mask)
         except NotImplementedError as exc:  # e.g. no backward on CPU
             raise Unsupported(f"{self.name}: {str(exc).strip().splitlines()[0]}") from None
         except _compile_errors() as exc:
@@ -103,6 +120,9 @@ class FlexBackend:
 
     def compiled(self) -> bool:
         return self.backend == "flex"
+
+    def compile_mode(self, device) -> str:
+        return compile_mode(device) if self.backend == "flex" else ""
 
     def flops_countable(self) -> bool:
         return self.backend != "flex"

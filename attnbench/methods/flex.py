@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attnbench.contract import Capabilities
-from attnbench.methods._flex import FlexAttention
+from attnbench.methods._flex import FlexAttention, compile_mode
 from attnbench.methods.full import Full
 
 
@@ -27,6 +27,9 @@ class Flex(Full):
 
     def compiled(self) -> bool:
         return True
+
+    def compile_mode(self, device) -> str:
+        return compile_mode(device)
 
     def flops_countable(self) -> bool:
         return False
