@@ -140,12 +140,6 @@ def nvml_info(device_index: int = 0, uuid: str | None = None) -> dict[str, objec
         })
 
 
-# NVML's clock-event ("throttle") reason bits, and which of them mean the GPU was slowed by heat or power.
-THROTTLE_REASONS = {0x1: "gpu_idle", 0x2: "applications_clocks", 0x4: "sw_power_cap", 0x8: "hw_slowdown",
-                    0x10: "sync_boost", 0x20: "sw_thermal", 0x40: "hw_thermal", 0x80: "hw_power_brake",
-                    0x100: "display_clocks"}
-
-
 def _device_ids(device: str) -> tuple[int, str | None]:
     """(CUDA index, NVML UUID) of a device; without CUDA here, the index it names and no UUID."""
     dev = torch.device(device)
@@ -157,21 +151,27 @@ def _device_ids(device: str) -> tuple[int, str | None]:
     return index, f"GPU-{uuid}" if uuid else None
 
 
-def gpu_clock_state(device: str) -> dict[str, object]:
-    """The SM clock (MHz) of the case's GPU now, and why its clocks are held down (reason names,
-    comma separated, '' for none); 'unavailable' for what NVML cannot tell."""
+GPU_READINGS = ("sm_clock_mhz", "power_throttle_ns", "thermal_throttle_ns")
+
+
+@contextlib.contextmanager
+def gpu_monitor(device: str):
+    """`read()` -> the case's GPU now: its SM clock (MHz) and NVML's violation counters, the
+    nanoseconds since boot its clocks were held down by the power cap and by heat (differenced
+    over a window, they say how much of it was throttled); 'unavailable' for what NVML cannot tell.
+    NVML is initialised once for every reading of the block."""
     with _nvml(*_device_ids(device)) as nvml:
         if nvml is None:
-            return {"sm_clock_mhz": UNAVAILABLE, "throttle_reasons": UNAVAILABLE}
+            yield lambda: dict.fromkeys(GPU_READINGS, UNAVAILABLE)
+            return
         pynvml, handle = nvml
-        reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
-            pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
-        state = _query(nvml, {"sm_clock_mhz": lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
-                              "throttle_reasons": lambda: reasons(handle)})
-    bits = state["throttle_reasons"]
-    if isinstance(bits, int):
-        state["throttle_reasons"] = ",".join(name for bit, name in THROTTLE_REASONS.items() if bits & bit)
-    return state
+
+        def violation(policy):
+            return lambda: pynvml.nvmlDeviceGetViolationStatus(handle, policy).violationTime
+        queries = {"sm_clock_mhz": lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+                   "power_throttle_ns": violation(pynvml.NVML_PERF_POLICY_POWER),
+                   "thermal_throttle_ns": violation(pynvml.NVML_PERF_POLICY_THERMAL)}
+        yield lambda: _query(nvml, queries)
 
 
 @functools.cache

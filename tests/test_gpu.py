@@ -61,7 +61,8 @@ def test_nvml_clock_columns_are_filled_or_unavailable():
     assert row["status"] == "ok"
     for column in ("gpu_sm_clock_mhz_start", "gpu_sm_clock_mhz_end"):
         assert isinstance(row[column], int) or row[column] == "unavailable"
-    assert isinstance(row["gpu_throttle_reasons"], str)
+    for column in ("gpu_power_throttled_fraction", "gpu_thermal_throttled_fraction"):
+        assert row[column] == "unavailable" or 0 <= row[column] <= 1
     assert row["peak_source"] in ("spec", "measured") and row["peak_mem_reserved_bytes"] >= 0
 
 
@@ -81,3 +82,16 @@ def test_pinned_kernels_run_half_precision_and_match_exact_attention(method):
 def test_flash_refuses_float32_instead_of_falling_back():
     row = run_case(Case("sdpa-flash", seq_len=1024, device="cuda", dtype="float32", threads=1), QUICK)
     assert row["status"] == "unsupported" and "FLASH_ATTENTION" in row["status_detail"]
+
+
+def test_the_gpu_is_observed_after_the_warm_up_and_while_timed_calls_run():
+    dev, calls, seen = torch.device("cuda"), [], []
+    a = torch.randn(2048, 2048, device=dev)
+
+    def call():
+        calls.append(1)
+        return a @ a
+    time_cuda(call, dev, min_time_s=0.05, max_time_s=0.2,
+              observe=lambda: seen.append((len(calls), torch.cuda.current_stream(dev).query())))
+    assert seen[0][0] >= 3  # the warm-up's calls came first
+    assert any(busy is False for _, busy in seen[1:])  # later readings while the queued calls still ran

@@ -109,7 +109,7 @@ def test_time_reports_bandwidth_and_the_measured_peak_on_cpu():
     assert row["bytes_moved_analytic"] == 4 * vectors + 4 * 2 * 256**2 * 4  # scores and probabilities, twice
     assert row["achieved_bandwidth_bytes_per_s"] == pytest.approx(
         row["bytes_moved_analytic"] / (row["time_ms_median"] / 1e3))
-    assert row["peak_source"] == "measured" and row["time_l2"] == "" and row["gpu_throttle_reasons"] is None
+    assert row["peak_source"] == "measured" and row["time_l2"] == "" and row["gpu_power_throttled_fraction"] is None
 
 
 def test_cuda_graphs_on_cpu_is_an_unsupported_row():
@@ -139,31 +139,55 @@ def test_spec_peaks_by_dtype_and_tf32_and_every_row_cites_a_source():
         assert row["source"].startswith("NVIDIA") and "https://" in row["source"] and row["bandwidth"] > 0
 
 
-def test_clock_state_without_nvml_or_with_failing_nvml_is_unavailable(monkeypatch):
+def _reading(device):
+    with env.gpu_monitor(device) as read:
+        return read()
+
+
+def test_gpu_readings_without_nvml_or_with_failing_nvml_are_unavailable(monkeypatch):
     class NVMLError(Exception):
         pass
 
     def fail(*a):
         raise NVMLError("Driver Not Loaded")
 
+    unavailable = dict.fromkeys(("sm_clock_mhz", "power_throttle_ns", "thermal_throttle_ns"), "unavailable")
     monkeypatch.setitem(__import__("sys").modules, "pynvml", None)  # not installed
-    assert env.gpu_clock_state("cuda") == {"sm_clock_mhz": "unavailable", "throttle_reasons": "unavailable"}
+    assert _reading("cuda") == unavailable
     fake = types.SimpleNamespace(NVMLError=NVMLError, nvmlInit=fail, nvmlShutdown=lambda: None)
     monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
-    assert env.gpu_clock_state("cuda:0") == {"sm_clock_mhz": "unavailable", "throttle_reasons": "unavailable"}
+    assert _reading("cuda:0") == unavailable
     fake.nvmlInit, fake.NVML_CLOCK_SM = (lambda: None), 1
+    fake.NVML_PERF_POLICY_POWER, fake.NVML_PERF_POLICY_THERMAL = 0, 1
     fake.nvmlDeviceGetHandleByIndex = lambda i: "h"
     fake.nvmlDeviceGetClockInfo = lambda h, c: 1755
-    fake.nvmlDeviceGetCurrentClocksEventReasons = lambda h: 0x1 | 0x20
-    assert env.gpu_clock_state("cuda:0") == {"sm_clock_mhz": 1755, "throttle_reasons": "gpu_idle,sw_thermal"}
+    fake.nvmlDeviceGetViolationStatus = lambda h, policy: types.SimpleNamespace(violationTime=[7, 9][policy])
+    assert _reading("cuda:0") == {"sm_clock_mhz": 1755, "power_throttle_ns": 7, "thermal_throttle_ns": 9}
+    fake.nvmlDeviceGetViolationStatus = fail  # a board without the counters
+    assert _reading("cuda:0")["power_throttle_ns"] == "unavailable"
 
 
-def test_a_moving_clock_or_a_thermal_throttle_makes_the_timing_noisy():
-    assert not clock_noisy({"gpu_sm_clock_mhz_start": 1980, "gpu_sm_clock_mhz_end": 1950, "gpu_throttle_reasons": ""})
-    assert clock_noisy({"gpu_sm_clock_mhz_start": 1980, "gpu_sm_clock_mhz_end": 1700, "gpu_throttle_reasons": ""})
-    assert clock_noisy({"gpu_sm_clock_mhz_start": 1980, "gpu_sm_clock_mhz_end": 1980,
-                        "gpu_throttle_reasons": "sw_power_cap"})
-    assert not clock_noisy({"gpu_sm_clock_mhz_start": "unavailable", "gpu_throttle_reasons": "unavailable"})
+def test_throttling_is_the_share_of_the_timed_window_nvml_counted():
+    from attnbench.metrics.time import gpu_columns
+
+    def reading(clock, power_ns, thermal_ns):
+        return {"sm_clock_mhz": clock, "power_throttle_ns": power_ns, "thermal_throttle_ns": thermal_ns}
+    columns = gpu_columns([(10.0, reading(1980, 5_000, 0)), (10.5, reading(1975, 5_000, 0)),
+                           (12.0, reading(1970, 5_000 + 500_000_000, 0))])  # throttled 0.5 s of 2 s
+    assert columns == {"gpu_sm_clock_mhz_start": 1980, "gpu_sm_clock_mhz_end": 1970,
+                       "gpu_power_throttled_fraction": 0.25, "gpu_thermal_throttled_fraction": 0.0}
+    assert clock_noisy(columns)
+    unread = gpu_columns([(1.0, reading("unavailable", "unavailable", "unavailable"))])
+    assert unread["gpu_power_throttled_fraction"] == "unavailable" and not clock_noisy(unread)
+
+
+def test_a_moving_clock_or_a_throttled_window_makes_the_timing_noisy():
+    quiet = {"gpu_power_throttled_fraction": 0.0, "gpu_thermal_throttled_fraction": 0.0}
+    assert not clock_noisy({"gpu_sm_clock_mhz_start": 1980, "gpu_sm_clock_mhz_end": 1950, **quiet})
+    assert clock_noisy({"gpu_sm_clock_mhz_start": 1980, "gpu_sm_clock_mhz_end": 1700, **quiet})
+    assert clock_noisy({"gpu_sm_clock_mhz_start": 1980, "gpu_sm_clock_mhz_end": 1980, **quiet,
+                        "gpu_thermal_throttled_fraction": 0.02})
+    assert not clock_noisy({"gpu_sm_clock_mhz_start": "unavailable", "gpu_power_throttled_fraction": "unavailable"})
 
 
 def test_missing_kernel_peers_are_listed_with_their_install_hint_and_refused_in_one_line():

@@ -91,14 +91,19 @@ def captured(call: Callable[[], object], device: torch.device) -> Callable[[], o
 
 
 def time_cuda(call: Callable[[], object], device: torch.device, *, min_time_s: float, max_time_s: float,
-              l2: str = "cold", cuda_graphs: bool = False, warmup_s: float = 0.1) -> Timing:
+              l2: str = "cold", cuda_graphs: bool = False, warmup_s: float = 0.1,
+              observe: Callable[[], None] | None = None) -> Timing:
     """Seconds per call from CUDA events, one sample per call, until IQR/median < 10% past
-    min_time_s (or max_time_s is spent)."""
+    min_time_s (or max_time_s is spent). `observe` is called once the warm-up is done and then
+    while each batch of timed calls runs (before it is waited for): what it reads of the GPU (its
+    clock) is read while the GPU works, not after it went idle."""
+    observe = observe or (lambda: None)
     with torch.cuda.device(device):
         run = captured(call, device) if cuda_graphs else call
         warm_up(run, device, min_seconds=warmup_s)
         flush = l2_flusher(device) if l2 == "cold" else None
         samples: list[float] = []
+        observe()
         start = time.perf_counter()
         while True:
             events = []
@@ -110,6 +115,7 @@ def time_cuda(call: Callable[[], object], device: torch.device, *, min_time_s: f
                 run()
                 end.record()
                 events.append((begin, end))
+            observe()
             torch.cuda.synchronize(device)
             samples += [begin.elapsed_time(end) / 1e3 for begin, end in events]
             spent = time.perf_counter() - start
@@ -119,12 +125,12 @@ def time_cuda(call: Callable[[], object], device: torch.device, *, min_time_s: f
 
 def time_call(call: Callable[[], object], device: torch.device, *, threads: int,
               min_time_s: float, max_time_s: float, l2: str = "cold", cuda_graphs: bool = False,
-              warmup_s: float = 0.1) -> Timing:
+              warmup_s: float = 0.1, observe: Callable[[], None] | None = None) -> Timing:
     """Median/IQR of `call` after warm-up; stops early once IQR/median < 10% past min_time_s.
-    On CUDA, events (see time_cuda); `l2` and `cuda_graphs` apply there only."""
+    On CUDA, events (see time_cuda); `l2`, `cuda_graphs` and `observe` apply there only."""
     if device.type == "cuda":
         return time_cuda(call, device, min_time_s=min_time_s, max_time_s=max_time_s, l2=l2, cuda_graphs=cuda_graphs,
-                         warmup_s=warmup_s)
+                         warmup_s=warmup_s, observe=observe)
     if cuda_graphs:
         raise Unsupported("--cuda-graphs captures CUDA work; this case runs on the CPU")
     warm_up(call, device, min_seconds=warmup_s)

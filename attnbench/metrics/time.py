@@ -2,8 +2,9 @@
 cold L2 on a GPU), until IQR/median < 10% or the time budget is spent: the case's time, its IQR,
 the achieved FLOP/s against a peak (a GPU's datasheet, or this machine's measured GEMM:
 peak_source), and the achieved bandwidth against the method's bytes_moved_analytic. On a GPU the
-SM clock at the start and end and NVML's throttle reasons are recorded: a clock that moved more
-than 5%, or a thermal or power throttle, makes the timing noisy. The raw samples are the row's
+SM clock after the warm-up and while the last timed calls run, and the share of the timed window
+NVML counted the clocks held down by power or heat, are recorded: a clock that moved more than
+5%, or a throttle over 1% of the window, makes the timing noisy. The raw samples are the row's
 timing record (`Row.samples`), which the report keeps in its sidecar and `compare` bootstraps.
 
 Time is the one metric measured in every process of a case (`per_process`): with
@@ -26,7 +27,7 @@ NOISY_PROCESS_SPREAD = 1.10  # slowest/fastest process median above this: the ti
 # 2000 pairs (at most 2.22x); 1.60x is that percentile rounded up.
 ONE_PROCESS_THRESHOLD = 0.6
 CLOCK_MOVED = 0.05  # SM clock at the end vs the start: beyond this the GPU changed speed mid-timing
-SLOWED = {"sw_power_cap", "hw_slowdown", "sw_thermal", "hw_thermal", "hw_power_brake"}  # NVML's heat/power reasons
+THROTTLED = 0.01  # clocks held down by power or heat for more of the timed window than this: noisy
 
 
 def time_columns(groups: list[list[float]], calls_per_sample: int, row: dict) -> dict:
@@ -52,37 +53,53 @@ def time_columns(groups: list[list[float]], calls_per_sample: int, row: dict) ->
 
 
 def clock_noisy(row: dict) -> bool:
-    """The GPU's SM clock moved more than 5% during the timing, or heat or power held it down."""
+    """The GPU's SM clock moved more than 5% during the timing, or the power cap or heat held its
+    clocks down for more than 1% of it."""
     start, end = numeric(row, "gpu_sm_clock_mhz_start"), numeric(row, "gpu_sm_clock_mhz_end")
     moved = bool(start and end and abs(end - start) > CLOCK_MOVED * start)
-    return moved or bool(set(str(row.get("gpu_throttle_reasons") or "").split(",")) & SLOWED)
+    throttled = (numeric(row, f"gpu_{cause}_throttled_fraction") for cause in ("power", "thermal"))
+    return moved or any(fraction is not None and fraction > THROTTLED for fraction in throttled)
 
 
 def _work(row: dict) -> float | None:
     return numeric(row, "flops") or numeric(row, "flops_analytic")
 
 
-def _gpu_columns(start: dict, end: dict) -> dict:
-    reasons = [r for state in (start, end) for r in str(state["throttle_reasons"]).split(",") if r]
-    unavailable = "unavailable" in reasons
-    return {"gpu_sm_clock_mhz_start": start["sm_clock_mhz"], "gpu_sm_clock_mhz_end": end["sm_clock_mhz"],
-            "gpu_throttle_reasons": "unavailable" if unavailable else ",".join(dict.fromkeys(reasons))}
+def gpu_columns(readings: list[tuple[float, dict]]) -> dict:
+    """The GPU's state over the timed window from (host time s, gpu_monitor reading) pairs, the
+    first read after the warm-up and the last while the final batch ran: the SM clock at both ends,
+    and the fraction of the window its clocks were held down by the power cap and by heat."""
+    (t0, first), (t1, last) = readings[0], readings[-1]
+    columns = {"gpu_sm_clock_mhz_start": first["sm_clock_mhz"], "gpu_sm_clock_mhz_end": last["sm_clock_mhz"]}
+    for cause in ("power", "thermal"):
+        begin, end = first[f"{cause}_throttle_ns"], last[f"{cause}_throttle_ns"]
+        counted = isinstance(begin, int) and isinstance(end, int) and t1 > t0
+        columns[f"gpu_{cause}_throttled_fraction"] = (end - begin) / 1e9 / (t1 - t0) if counted else "unavailable"
+    return columns
 
 
 def measure(ctx) -> dict:
+    import time
+
     from attnbench.measure.timing import time_call
     from attnbench.peaks import machine_peak
 
     case, options, cuda = ctx.case, ctx.options, ctx.device.type == "cuda"
-    if cuda:
-        from attnbench.env import gpu_clock_state
+    readings: list[tuple[float, dict]] = []
 
-        start = gpu_clock_state(case.device)
-    timing = time_call(ctx.call, ctx.device, threads=case.threads, min_time_s=options.min_time_s,
-                       max_time_s=options.max_time_s, l2=options.l2, cuda_graphs=options.cuda_graphs,
-                       warmup_s=options.warmup_s)
+    def timed(observe=None):
+        return time_call(ctx.call, ctx.device, threads=case.threads, min_time_s=options.min_time_s,
+                         max_time_s=options.max_time_s, l2=options.l2, cuda_graphs=options.cuda_graphs,
+                         warmup_s=options.warmup_s, observe=observe)
+    if cuda:
+        from attnbench.env import gpu_monitor
+
+        with gpu_monitor(case.device) as read:
+            timing = timed(lambda: readings.append((time.perf_counter(), read())))
+    else:
+        timing = timed()
     extra = {"time_l2": options.l2 if cuda else "", "time_cuda_graphs": options.cuda_graphs if cuda else "",
-             **(_gpu_columns(start, gpu_clock_state(case.device)) if cuda else {})}
+             **(gpu_columns(readings) if cuda else {})}
     # Later processes only add samples: the machine's rate is measured once, by the first.
     peak, source = machine_peak(case.device, case.dtype, case.threads) if options.process_index == 0 else (None, "")
     extra.update(machine_peak_flops_per_s=peak, peak_source=source)
@@ -143,9 +160,11 @@ METRIC = Metric(
         "time_process_spread": "slowest / fastest process median",
         "time_l2": "CUDA: cold (L2 flushed before every timed call) or warm",
         "time_cuda_graphs": "CUDA: the replays of a captured CUDA graph were timed",
-        "gpu_sm_clock_mhz_start": "CUDA: the SM clock when timing began (NVML)",
-        "gpu_sm_clock_mhz_end": "CUDA: the SM clock when timing ended (NVML)",
-        "gpu_throttle_reasons": "CUDA: NVML's clock-event reasons seen at the start and end",
+        "gpu_sm_clock_mhz_start": "CUDA: the SM clock once the warm-up was done (NVML)",
+        "gpu_sm_clock_mhz_end": "CUDA: the SM clock while the last timed calls ran (NVML)",
+        "gpu_power_throttled_fraction": "CUDA: fraction of the timed window the power cap held the clocks down "
+                                        "(NVML's violation counter, differenced)",
+        "gpu_thermal_throttled_fraction": "CUDA: fraction of the timed window heat held the clocks down (NVML)",
         "achieved_flops_per_s": "flops (or flops_analytic) / time",
         "machine_peak_flops_per_s": "the peak it is a fraction of: a GPU's datasheet, or this machine's measured "
                                     "dense GEMM",
@@ -155,12 +174,13 @@ METRIC = Metric(
     name="time", order=90,
     columns=("time_ms_median", "time_ms_iqr", "time_samples", "time_calls_per_sample", "time_noisy",
              "time_processes", "time_ms_process_min", "time_ms_process_max", "time_process_spread",
-             "time_l2", "time_cuda_graphs", "gpu_sm_clock_mhz_start", "gpu_sm_clock_mhz_end", "gpu_throttle_reasons",
+             "time_l2", "time_cuda_graphs", "gpu_sm_clock_mhz_start", "gpu_sm_clock_mhz_end",
+             "gpu_power_throttled_fraction", "gpu_thermal_throttled_fraction",
              "achieved_flops_per_s", "machine_peak_flops_per_s", "peak_source", "machine_peak_fraction",
              "achieved_bandwidth_bytes_per_s"),
     types={"time_samples": int, "time_calls_per_sample": int, "time_noisy": bool, "time_processes": int,
            "time_l2": str, "time_cuda_graphs": bool, "gpu_sm_clock_mhz_start": int, "gpu_sm_clock_mhz_end": int,
-           "gpu_throttle_reasons": str, "peak_source": str},
+           "peak_source": str},
     measure=measure, deterministic=False, per_process=True, combine=combine,
     help="median time per call and its IQR (timed last, alone; CUDA events with a cold L2 on a GPU; with "
          "--processes N, in N processes)",
