@@ -44,3 +44,19 @@ def make_call(fn: Callable, q, k, v, mode: str) -> Callable[[], object]:
         fn(q, k, v).backward(grad_out, inputs=inputs)
         return [t.grad for t in inputs]
     return forward_backward
+
+
+def make_backward(fn: Callable, q, k, v) -> Callable[[], object]:
+    """The backward pass alone, as attention-gym times it: one forward is run now and its graph
+    kept; each call runs that graph's backward again (retain_graph) on one fixed upstream gradient."""
+    weights = [p for p in fn.parameters() if p.requires_grad] if isinstance(fn, torch.nn.Module) else []
+    inputs = [t.requires_grad_() for t in (q, k, v)] + weights
+    out = fn(q, k, v)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(0)).to(out.device, out.dtype)
+
+    def backward():
+        for t in inputs:
+            t.grad = None
+        out.backward(grad_out, retain_graph=True, inputs=inputs)
+        return [t.grad for t in inputs]
+    return backward

@@ -126,6 +126,7 @@ class Prepared:
     call: object
     fresh_state: object
     attentions: list  # the network's Attention modules (empty at attention scope)
+    backward: object = None  # makes the backward pass alone as a call (attnbench.calls.make_backward)
 
 
 def _token_loss(network_output, labels):
@@ -178,7 +179,18 @@ def prepare_network(case, method, *, device, dtype, generator) -> Prepared:
         if optimizer is not None:
             optimizer.state.clear()  # AdamW allocates its two moments on the next step
 
-    return Prepared(network, inputs, step, fresh_state, attentions)
+    def backward():
+        """The loss's backward alone: one forward kept, its graph retained (no optimizer step)."""
+        loss = _token_loss(network(*inputs), labels)
+
+        def again():
+            network.zero_grad(set_to_none=True)
+            if case.scope == "layer":
+                inputs[0].grad = None
+            loss.backward(retain_graph=True)
+        return again
+
+    return Prepared(network, inputs, step, fresh_state, attentions, backward)
 
 
 def kept_inputs(attentions, call) -> list[tuple]:

@@ -1,4 +1,5 @@
-"""Peak rates a measured FLOP/s is a fraction of (machine_peak_fraction).
+"""Peak rates a measured FLOP/s is a fraction of (machine_peak_fraction), and the memory bandwidth
+a measured bandwidth is a fraction of (bandwidth_peak_fraction: datasheets only).
 
 On a GPU in the table of published dense peaks (attnbench/data/gpu_peaks.toml: each row cites
 its datasheet) the peak is the datasheet's for the case's dtype (tf32 for float32 when TF32
@@ -58,3 +59,15 @@ def machine_peak(device: str, dtype: str, threads: int) -> tuple[float, str]:
         if spec is not None:
             return spec, "spec"
     return matmul_peak_flops_per_s(device, dtype, threads), "measured"
+
+
+def machine_bandwidth(device: str) -> float | None:
+    """The memory bandwidth (bytes/s) an achieved bandwidth is a fraction of: a GPU's datasheet;
+    None on a CPU or a GPU the table lacks (no measured yardstick: a copy loop on a CPU says
+    little about what a fused kernel's traffic meets)."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    return spec_bandwidth(torch.cuda.get_device_properties(dev).name)

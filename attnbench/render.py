@@ -46,6 +46,7 @@ class Column:
 
     header: str | Callable[[list[dict]], str]
     cell: Callable[[dict], str]
+    needs: str | None = None  # shown only when a row has a value in this column (e.g. a backward's time)
 
     def title(self, rows: list[dict]) -> str:
         return self.header(rows) if callable(self.header) else self.header
@@ -72,7 +73,8 @@ def rows_table(rows: Iterable[dict], title: str = "attnbench") -> Table:
     """
     rows = list(rows)
     label = Labeller(rows, with_length=False)
-    shown = [column for metric in all_metrics() if _has_values(rows, metric.columns) for column in metric.table]
+    shown = [column for metric in all_metrics() if _has_values(rows, metric.columns) for column in metric.table
+             if column.needs is None or _has_values(rows, [column.needs])]
     table = Table(title=title, title_justify="left")
     table.add_column("case")
     table.add_column("n", justify="right")

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from attnbench.calls import make_call, make_inputs
+from attnbench.calls import make_backward, make_call, make_inputs
 from attnbench.case import Case, MeasureOptions
 from attnbench.contract import Unsupported
 from attnbench.measure.timing import synchronize
@@ -44,6 +44,9 @@ class PassContext:
     row: Row
     fresh_state: Callable[[], None]  # drop gradients and optimizer state before a measured call
     attentions: list  # layer/model scope: the network's Attention modules (attnbench.model)
+    # A case with a backward: makes the backward pass alone as a call (one forward kept, its graph
+    # retained); None for a forward case.
+    backward: Callable[[], Callable[[], object]] | None = None
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -84,7 +87,7 @@ def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
 
 
 def _prepare(case: Case, method, device, dtype, row: Row):
-    """(fn, inputs, call, fresh_state, diagnostics, attention modules) for the case's scope; the
+    """(fn, inputs, call, fresh_state, diagnostics, attention modules, backward) for the case's scope; the
     build's wall time goes to row['build_ms']. With case.compile, the call runs the method's
     function through torch.compile (the hooks keep the function itself)."""
     if case.scope == "attention":
@@ -98,7 +101,8 @@ def _prepare(case: Case, method, device, dtype, row: Row):
         def diagnostics() -> dict:
             with torch.no_grad():
                 return method.diagnostics(fn, q, k, v)
-        return fn, (q, k, v), make_call(timed, q, k, v, case.mode), lambda: None, diagnostics, []
+        backward = None if case.mode == "forward" else lambda: make_backward(timed, q, k, v)
+        return fn, (q, k, v), make_call(timed, q, k, v, case.mode), lambda: None, diagnostics, [], backward
     if case.compile != "off":
         raise Unsupported("--compile compiles the method's attention function: it applies at attention scope")
     from attnbench.model import attention_diagnostics, prepare_network
@@ -109,7 +113,8 @@ def _prepare(case: Case, method, device, dtype, row: Row):
     synchronize(device)
     row["build_ms"] = (time.perf_counter() - start) * 1e3
     return (prepared.fn, prepared.inputs, prepared.call, prepared.fresh_state,
-            lambda: attention_diagnostics(method, prepared.attentions, prepared.call), prepared.attentions)
+            lambda: attention_diagnostics(method, prepared.attentions, prepared.call), prepared.attentions,
+            prepared.backward)
 
 
 def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
@@ -120,7 +125,7 @@ def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
         row.update(status="unsupported", status_detail=reason)
         return
     with torch.set_grad_enabled(case.mode != "forward"):  # a build may probe its kernel's backward
-        fn, inputs, call, fresh_state, diagnostics, attentions = _prepare(case, method, device, dtype, row)
+        fn, inputs, call, fresh_state, diagnostics, attentions, backward = _prepare(case, method, device, dtype, row)
     start = time.perf_counter()
     first = call()  # also the warm-up the memory pass needs; under --compile, the compilation
     synchronize(device)
@@ -136,7 +141,7 @@ def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
     row.update(_analytic(method, case, itemsize, extras.get("scores_computed")))
     q, k, v = inputs if case.scope == "attention" else (None, None, None)
     context = PassContext(case, options, method, fn, inputs, call, q, k, v, device, itemsize, row, fresh_state,
-                          attentions)
+                          attentions, backward)
     for metric in chosen(options.metrics):
         row.update(metric.measure(context))
     row["status"] = "ok"

@@ -254,3 +254,48 @@ def test_flex_past_the_recompile_limit_is_an_error_row_never_the_eager_kernel():
     assert [r["status"] for r in rows] == ["ok", "error", "error"], [r["status_detail"] for r in rows]
     assert "recompile" in rows[1]["status_detail"].lower()
     assert rows[0]["kernel_compile_mode"] == "default"
+
+
+@pytest.mark.parametrize("scope", ["attention", "layer"])
+def test_backward_cases_time_the_backward_pass_alone(scope):
+    from attnbench.case import make_cases
+    from attnbench.runner import run_case
+
+    options = MeasureOptions(metrics=("time",), min_time_s=0.02, max_time_s=0.2)
+    (case,) = make_cases(["full-explicit"], [256], heads=2, head_dim=16, mode="backward", scope=scope, threads=1)
+    row = run_case(case, options)
+    assert row["status"] == "ok", row["status_detail"]
+    # The backward alone is part of forward + backward, and costs about twice the forward's matmuls.
+    assert 0 < row["time_backward_ms_median"] < row["time_ms_median"]
+    assert row["time_backward_ms_iqr"] >= 0
+    forward = run_case(make_cases(["full-explicit"], [256], heads=2, head_dim=16, scope=scope, threads=1)[0], options)
+    assert forward["time_backward_ms_median"] is None
+
+
+def test_the_backward_alone_reaches_every_input_from_one_kept_forward():
+    from attnbench.calls import make_backward
+
+    calls = []
+
+    def fn(q, k, v):
+        calls.append(1)
+        return torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v
+    q, k, v = (torch.randn(1, 1, 32, 8) for _ in range(3))
+    backward = make_backward(fn, q, k, v)
+    first, second = backward(), backward()
+    assert len(calls) == 1  # the forward ran once; its graph is kept
+    assert all(torch.equal(a, b) for a, b in zip(first, second)) and len(first) == 3
+
+
+def test_bandwidth_is_a_fraction_of_the_datasheet_peak(monkeypatch):
+    from attnbench import peaks
+    from attnbench.metrics.time import time_columns
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda dev: type("P", (), {"name": "NVIDIA H200"})())
+    assert peaks.machine_bandwidth("cuda") == pytest.approx(4.8e12)  # the H200 datasheet's 4.8 TB/s
+    assert peaks.machine_bandwidth("cpu") is None
+    columns = time_columns([[2.0, 2.0, 2.0]], 1, {"bytes_moved_analytic": 4.8e9, "peak_bandwidth_bytes_per_s": 4.8e12,
+                                                  "flops_analytic": 2e12, "machine_peak_flops_per_s": 1e15})
+    assert columns["achieved_bandwidth_bytes_per_s"] == pytest.approx(2.4e12)
+    assert columns["bandwidth_peak_fraction"] == pytest.approx(0.5)
+    assert columns["achieved_flops_per_s"] == pytest.approx(1e15) and columns["machine_peak_fraction"] == 1.0

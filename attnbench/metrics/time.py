@@ -17,7 +17,7 @@ with a quiet IQR).
 
 from attnbench.compare import Bootstrap
 from attnbench.metrics import Metric
-from attnbench.render import Column, Panel
+from attnbench.render import Column, Panel, fmt_number
 from attnbench.schema import numeric
 
 NOISY_PROCESS_SPREAD = 1.10  # slowest/fastest process median above this: the timing is noisy
@@ -43,13 +43,16 @@ def time_columns(groups: list[list[float]], calls_per_sample: int, row: dict) ->
     spread = max(medians) / min(medians)
     work, moved, peak = _work(row), numeric(row, "bytes_moved_analytic"), numeric(row, "machine_peak_flops_per_s")
     achieved = None if work is None else work / (time_ms / 1e3)
+    bandwidth = None if moved is None else moved / (time_ms / 1e3)
+    bandwidth_peak = numeric(row, "peak_bandwidth_bytes_per_s")
     return {"time_ms_median": time_ms, "time_ms_iqr": iqr(pooled), "time_samples": len(pooled),
             "time_calls_per_sample": calls_per_sample, "time_processes": len(groups),
             "time_ms_process_min": min(medians), "time_ms_process_max": max(medians), "time_process_spread": spread,
             "time_noisy": not all(quiet(g) for g in groups) or spread > NOISY_PROCESS_SPREAD or clock_noisy(row),
             "achieved_flops_per_s": achieved,
             "machine_peak_fraction": None if achieved is None or not peak else achieved / peak,
-            "achieved_bandwidth_bytes_per_s": None if moved is None else moved / (time_ms / 1e3)}
+            "achieved_bandwidth_bytes_per_s": bandwidth,
+            "bandwidth_peak_fraction": None if bandwidth is None or not bandwidth_peak else bandwidth / bandwidth_peak}
 
 
 def clock_noisy(row: dict) -> bool:
@@ -82,7 +85,7 @@ def measure(ctx) -> dict:
     import time
 
     from attnbench.measure.timing import time_call
-    from attnbench.peaks import machine_peak
+    from attnbench.peaks import machine_bandwidth, machine_peak
 
     case, options, cuda = ctx.case, ctx.options, ctx.device.type == "cuda"
     readings: list[tuple[float, dict]] = []
@@ -102,7 +105,15 @@ def measure(ctx) -> dict:
              **(gpu_columns(readings) if cuda else {})}
     # Later processes only add samples: the machine's rate is measured once, by the first.
     peak, source = machine_peak(case.device, case.dtype, case.threads) if options.process_index == 0 else (None, "")
-    extra.update(machine_peak_flops_per_s=peak, peak_source=source)
+    extra.update(machine_peak_flops_per_s=peak, peak_source=source,
+                 peak_bandwidth_bytes_per_s=machine_bandwidth(case.device))
+    if ctx.backward is not None:  # the backward pass alone, beside forward + backward
+        from attnbench.measure.statistics import iqr
+
+        ctx.fresh_state()
+        alone = time_call(ctx.backward(), ctx.device, threads=case.threads, min_time_s=options.min_time_s,
+                          max_time_s=options.max_time_s, l2=options.l2, cuda_graphs=False, warmup_s=options.warmup_s)
+        extra.update(time_backward_ms_median=alone.median_ms, time_backward_ms_iqr=iqr(alone.samples_ms))
     ctx.row.samples = [timing.samples_ms]
     return {**extra, **time_columns(ctx.row.samples, timing.calls_per_sample, {**ctx.row, **extra})}
 
@@ -121,6 +132,12 @@ def combine(first, later: list):
         else:
             failed.append(f"process {index}: {row.get('status')} ({row.get('status_detail') or ''})")
     combined = type(first)({**first, **time_columns(groups, first["time_calls_per_sample"], first)}, samples=groups)
+    backward = [r for r in [first, *later] if r.get("status") == "ok" and numeric(r, "time_backward_ms_median")]
+    if backward:  # kept as each process's median and IQR: the same statistic as time_ms_median over them
+        from attnbench.measure.statistics import level
+
+        combined["time_backward_ms_median"] = level([[r["time_backward_ms_median"]] for r in backward])
+        combined["time_backward_ms_iqr"] = max(r["time_backward_ms_iqr"] for r in backward)
     combined["time_noisy"] = combined["time_noisy"] or any(clock_noisy(r) for r in later if r.get("status") == "ok")
     combined["case_seconds"] = sum(r.get("case_seconds") or 0 for r in [first, *later])
     if failed:
@@ -130,6 +147,11 @@ def combine(first, later: list):
 
 def _timed(row: dict) -> bool:
     return numeric(row, "time_ms_median") is not None
+
+
+def _scaled(row: dict, column: str, unit: float) -> float | None:
+    value = numeric(row, column)
+    return None if value is None or not _timed(row) else value / unit
 
 
 def _spread_cell(row: dict) -> str:
@@ -150,6 +172,9 @@ METRIC = Metric(
         "time_ms_median": "the case's time per call in ms: the median of each process's samples, geometric mean "
                           "over processes",
         "time_ms_iqr": "interquartile range of every sample (within and between processes), ms",
+        "time_backward_ms_median": "backward and train modes: the backward pass alone (one forward kept, its graph "
+                                   "retained, a fixed upstream gradient), ms; geometric mean of the processes' medians",
+        "time_backward_ms_iqr": "its interquartile range, ms (the widest process's)",
         "time_samples": "samples taken, over every process",
         "time_calls_per_sample": "calls one sample times (CPU: the timer's block)",
         "time_noisy": "fewer than 5 samples, IQR/median above 10% in a process, processes more than 10% apart, "
@@ -170,14 +195,17 @@ METRIC = Metric(
                                     "dense GEMM",
         "peak_source": "spec (datasheet) or measured (GEMM)",
         "machine_peak_fraction": "achieved_flops_per_s / machine_peak_flops_per_s",
-        "achieved_bandwidth_bytes_per_s": "bytes_moved_analytic / time"},
+        "achieved_bandwidth_bytes_per_s": "bytes_moved_analytic / time",
+        "peak_bandwidth_bytes_per_s": "CUDA: the GPU's datasheet memory bandwidth (empty on a CPU or an unknown GPU)",
+        "bandwidth_peak_fraction": "achieved_bandwidth_bytes_per_s / peak_bandwidth_bytes_per_s"},
     name="time", order=90,
-    columns=("time_ms_median", "time_ms_iqr", "time_samples", "time_calls_per_sample", "time_noisy",
+    columns=("time_ms_median", "time_ms_iqr", "time_backward_ms_median", "time_backward_ms_iqr", "time_samples",
+             "time_calls_per_sample", "time_noisy",
              "time_processes", "time_ms_process_min", "time_ms_process_max", "time_process_spread",
              "time_l2", "time_cuda_graphs", "gpu_sm_clock_mhz_start", "gpu_sm_clock_mhz_end",
              "gpu_power_throttled_fraction", "gpu_thermal_throttled_fraction",
              "achieved_flops_per_s", "machine_peak_flops_per_s", "peak_source", "machine_peak_fraction",
-             "achieved_bandwidth_bytes_per_s"),
+             "achieved_bandwidth_bytes_per_s", "peak_bandwidth_bytes_per_s", "bandwidth_peak_fraction"),
     types={"time_samples": int, "time_calls_per_sample": int, "time_noisy": bool, "time_processes": int,
            "time_l2": str, "time_cuda_graphs": bool, "gpu_sm_clock_mhz_start": int, "gpu_sm_clock_mhz_end": int,
            "peak_source": str},
@@ -189,8 +217,15 @@ METRIC = Metric(
     table=(Column("time ms", lambda r: f"{r['time_ms_median']:.3f}" if _timed(r) else "-"),
            Column("± IQR", lambda r: f"{r['time_ms_iqr']:.3f}" + (" ~" if r.get("time_noisy") is True else "")
                   if _timed(r) else "-"),
+           Column("bwd ms", lambda r: fmt_number(r.get("time_backward_ms_median"), ".3f"),
+                  needs="time_backward_ms_median"),
            Column("processes: spread", _spread_cell),
+           Column("TFLOP/s", lambda r: fmt_number(_scaled(r, "achieved_flops_per_s", 1e12), ".3g")),
            Column(_peak_header, lambda r: f"{100 * r['machine_peak_fraction']:.1f}"
-                  if numeric(r, "machine_peak_fraction") is not None and _timed(r) else "-")),
+                  if numeric(r, "machine_peak_fraction") is not None and _timed(r) else "-"),
+           Column("GB/s", lambda r: fmt_number(_scaled(r, "achieved_bandwidth_bytes_per_s", 1e9), ".3g"),
+                  needs="achieved_bandwidth_bytes_per_s"),
+           Column("% peak bw", lambda r: fmt_number(_scaled(r, "bandwidth_peak_fraction", 0.01), ".1f"),
+                  needs="bandwidth_peak_fraction")),
     panels=(Panel("time_ms_median", "time per call (ms)", band="time_ms_iqr"),),
 )
