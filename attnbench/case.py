@@ -19,7 +19,7 @@ from attnbench.contract import Method, Shape
 from attnbench.errors import AttnbenchError
 from attnbench.metrics import default_metrics
 from attnbench.model_shape import MODEL_HEAD_DIM, MODEL_HEADS, SCOPES, ModelShape
-from attnbench.options import parse_dtype, parse_mode
+from attnbench.options import parse_amp, parse_dtype, parse_mode
 from attnbench.registry import check_names, create_method, get_method, list_methods
 
 
@@ -45,6 +45,7 @@ class Case:
     input_scale: float = 1.0  # random inputs: standard deviation
     layer: int = 2  # pretrained/init inputs: the model layer whose q, k, v are taken
     compile: str = "off"  # off, or the torch.compile mode the method's function is compiled with
+    amp: str = "off"  # layer/model scope: autocast dtype over float32 weights (bfloat16, float16), or off
 
     def __hash__(self) -> int:  # params is a mapping: hashed by its items
         return hash(tuple(frozenset(self.params.items()) if f.name == "params" else getattr(self, f.name)
@@ -112,6 +113,9 @@ class MeasureOptions:
 COMPILE = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile modes
 SETUP = tuple(f.name for f in fields(Case) if f.name not in ("method", "params", "seq_len"))
 DEFAULTS = {f.name: f.default for f in fields(Case) if f.name in SETUP}
+# The dtype of a CUDA case unless one is given: float32 on a GPU runs other kernels (TF32 or
+# none) than the ones users ship. Case.dtype (float32) stays the CPU's, and --amp's weights'.
+CUDA_DTYPE = "bfloat16"
 
 
 def check_device(device: str, here: bool = True) -> str:
@@ -180,6 +184,10 @@ def _check_setup(setup: dict, devices_here: bool = True) -> dict:
     check_source(setup["inputs"], setup["heads"], setup["head_dim"], setup["layer"])
     if not setup["input_scale"] > 0:
         raise AttnbenchError(f"--input-scale must be positive, not {setup['input_scale']!r}")
+    setup = {**setup, "amp": parse_amp(setup["amp"])}
+    if setup["amp"] != "off" and setup["dtype"] != "float32":
+        raise AttnbenchError(f"--amp {setup['amp']} keeps float32 master weights: leave --dtype out or give float32, "
+                             f"not {setup['dtype']}")
     if setup["compile"] not in COMPILE:
         raise AttnbenchError(f"--compile-mode must be one of {', '.join(COMPILE[1:])}, not {setup['compile']!r}")
     return {**setup, "dtype": parse_dtype(setup["dtype"]), "device": check_device(setup["device"], devices_here),
@@ -193,6 +201,9 @@ def _check_scope(setup: dict) -> dict:
     if scope not in SCOPES:
         raise AttnbenchError(f"--scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     given = {k: setup[k] for k in ("layers", "ffn_dim", "vocab") if setup[k] is not None}
+    if scope == "attention" and setup["amp"] != "off":
+        raise AttnbenchError("--amp is mixed precision over a network's float32 weights: add --scope layer or "
+                             "--scope model (at attention scope --dtype is the inputs' precision)")
     if scope == "attention":
         if mode == "train":
             raise AttnbenchError("--mode train needs a model to train: add --scope layer or --scope model")
@@ -234,6 +245,9 @@ def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[
     given = {k: v for k, v in setup.items() if v is not None}
     if given.get("scope") == "model":  # the LRA configuration unless heads/head_dim are given
         given = {"heads": MODEL_HEADS, "head_dim": MODEL_HEAD_DIM, **given}
+    if given.get("dtype") is None and parse_amp(str(given.get("amp", "off"))) == "off" and \
+            str(given.get("device", DEFAULTS["device"])).startswith("cuda"):
+        given["dtype"] = CUDA_DTYPE
     common = _check_setup({**DEFAULTS, **given}, devices_here)
     cases = []
     for method, grid in _param_grids(methods, params or {}).items():

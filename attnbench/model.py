@@ -14,6 +14,7 @@ inside an `Attention` module, so FLOPs inside it are counted apart (`flops_atten
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -134,6 +135,13 @@ def _token_loss(network_output, labels):
     return nn.functional.cross_entropy(network_output.reshape(-1, network_output.shape[-1]), labels.reshape(-1))
 
 
+def mixed_precision(amp: str, device):
+    """A context for the network's forward: autocast to `amp` on the device ('off': no autocast)."""
+    if amp == "off":
+        return contextlib.nullcontext
+    return lambda: torch.autocast(torch.device(device).type, dtype=getattr(torch, amp))
+
+
 def prepare_network(case, method, *, device, dtype, generator) -> Prepared:
     """The case's layer or model, its seeded inputs (real-valued at layer scope, token ids at model
     scope) and random labels, and its call: forward (no_grad; inference_mode at model scope, as SBM's
@@ -153,24 +161,35 @@ def prepare_network(case, method, *, device, dtype, generator) -> Prepared:
         inputs = (torch.randint(0, shape.vocab, (case.batch, case.seq_len), generator=generator).to(device),)
         labels = torch.randint(0, shape.classes, (case.batch,), generator=generator).to(device)
     attentions = [m for m in network.modules() if isinstance(m, Attention)]
+    mixed = mixed_precision(case.amp, device)
     if case.mode == "forward":
         context = torch.inference_mode if case.scope == "model" else torch.no_grad
 
         def forward():
-            with context():
+            with context(), mixed():
                 return network(*inputs)
         return Prepared(network, inputs, forward, lambda: None, attentions)
     if case.scope == "layer":
         inputs[0].requires_grad_()
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, eps=1e-6) if case.mode == "train" else None
+    # float16's narrow range needs the loss scaled (and the step unscaled), as fp16 training does.
+    scaler = torch.amp.GradScaler(torch.device(device).type) if case.amp == "float16" else None
+
+    def loss_of_forward():
+        with mixed():
+            loss = _token_loss(network(*inputs), labels)
+        return loss if scaler is None else scaler.scale(loss)
 
     def step():
         network.zero_grad(set_to_none=True)
         if case.scope == "layer":
             inputs[0].grad = None
-        loss = _token_loss(network(*inputs), labels)
+        loss = loss_of_forward()
         loss.backward()
-        if optimizer is not None:
+        if optimizer is not None and scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        elif optimizer is not None:
             optimizer.step()
         return loss.detach()
 
@@ -181,7 +200,7 @@ def prepare_network(case, method, *, device, dtype, generator) -> Prepared:
 
     def backward():
         """The loss's backward alone: one forward kept, its graph retained (no optimizer step)."""
-        loss = _token_loss(network(*inputs), labels)
+        loss = loss_of_forward()
 
         def again():
             network.zero_grad(set_to_none=True)
@@ -208,11 +227,12 @@ def kept_inputs(attentions, call) -> list[tuple]:
     return kept
 
 
-def attention_diagnostics(method, attentions, call) -> dict:
+def attention_diagnostics(method, attentions, call, mixed=contextlib.nullcontext) -> dict:
     """The method's diagnostics of each layer's attention call: `scores_computed` averaged over
-    layers (so sparsity stays per attention call), the method's other figures from the first."""
+    layers (so sparsity stays per attention call), the method's other figures from the first.
+    `mixed` is the network's autocast (mixed_precision), under which its attention ran."""
     kept = kept_inputs(attentions, call)  # the call in its own mode (a training step needs gradients)
-    with torch.no_grad():
+    with torch.no_grad(), mixed():
         found = [method.diagnostics(module.fn, *qkv) for module, qkv in zip(attentions, kept)]
     out = dict(found[0]) if found else {}
     scores = [d["scores_computed"] for d in found if "scores_computed" in d]
@@ -221,7 +241,7 @@ def attention_diagnostics(method, attentions, call) -> dict:
     return out
 
 
-def attention_flops(attentions, call, mode: str) -> int:
+def attention_flops(attentions, call, mode: str, mixed=contextlib.nullcontext) -> int:
     """FLOPs of the attention calls alone: each layer's attention function counted on the q, k, v
     it saw, forward, or forward and backward when the step has a backward pass. (FlopCounterMode's
     module hierarchy places backward ops only roughly, so the calls are counted by themselves.)"""
@@ -231,5 +251,10 @@ def attention_flops(attentions, call, mode: str) -> int:
     total = 0
     for module, qkv in zip(attentions, kept_inputs(attentions, call)):
         q, k, v = (t.clone() for t in qkv)
-        total += count_flops(make_call(module.fn, q, k, v, "forward" if mode == "forward" else "backward"))[0]
+        once = make_call(module.fn, q, k, v, "forward" if mode == "forward" else "backward")
+
+        def under_autocast(once=once):
+            with mixed():
+                return once()
+        total += count_flops(under_autocast)[0]
     return total

@@ -73,6 +73,22 @@ def parse_dtype(text: str) -> str:
         raise AttnbenchError(f"unknown dtype {text!r}; use one of float32, float64, float16, bfloat16") from None
 
 
+AMP = ("off", "bfloat16", "float16")
+
+
+def parse_amp(text: str) -> str:
+    """'off', or the autocast dtype's canonical name ('bf16' -> 'bfloat16')."""
+    if text.strip().lower() == "off":
+        return "off"
+    try:
+        amp = DTYPES[text.strip().lower()]
+    except KeyError:
+        amp = None
+    if amp not in AMP:
+        raise AttnbenchError(f"--amp must be off, bf16 or fp16, not {text!r}")
+    return amp
+
+
 def parse_mode(text: str) -> str:
     if text not in MODES:
         raise AttnbenchError(f"--mode must be forward, backward or train, not {text!r}")
@@ -368,8 +384,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("batch", "Batch size.", POSITIVE_GRID, "grid", flags=("--batch", "-b")),
     Option("heads", "Attention heads.", POSITIVE_GRID, "grid"),
     Option("head_dim", "Dimension per head.", POSITIVE_GRID, "grid"),
-    Option("dtype", "float32, float64, float16 or bfloat16 (comma list: a grid).",
-           Choice(DTYPE_NAMES, grid=True, canonical=parse_dtype, phrase="a dtype name"), "grid"),
+    Option("dtype", "float32, float64, float16 or bfloat16 (comma list: a grid); on CUDA bfloat16 unless given (the "
+           "kernels people ship), float32 weights under --amp.",
+           Choice(DTYPE_NAMES, grid=True, canonical=parse_dtype, phrase="a dtype name"), "grid",
+           default="float32 on CPU, bfloat16 on CUDA"),
+    Option("amp", "Layer/model scope: mixed precision as people train: autocast to bf16 or fp16 over float32 "
+           "master weights (fp16 with a GradScaler), instead of casting the network to --dtype; off casts nothing.",
+           Choice(AMP, grid=True, canonical=parse_amp, phrase="\"off\", \"bf16\" or \"fp16\""), "grid",
+           default="off"),
     Option("device", "cpu, cuda or cuda:N.", Text("\"cpu\", \"cuda\" or \"cuda:N\""), "setup"),
     Option("mode", "forward; backward (= forward + backward); train (layer/model scope: forward, cross-entropy, "
            "backward and an AdamW step).", Choice(MODES, grid=True, canonical=parse_mode), "grid"),

@@ -105,15 +105,16 @@ def _prepare(case: Case, method, device, dtype, row: Row):
         return fn, (q, k, v), make_call(timed, q, k, v, case.mode), lambda: None, diagnostics, [], backward
     if case.compile != "off":
         raise Unsupported("--compile compiles the method's attention function: it applies at attention scope")
-    from attnbench.model import attention_diagnostics, prepare_network
+    from attnbench.model import attention_diagnostics, mixed_precision, prepare_network
 
     start = time.perf_counter()
     prepared = prepare_network(case, method, device=device, dtype=dtype,
                                generator=torch.Generator().manual_seed(case.seed))
     synchronize(device)
     row["build_ms"] = (time.perf_counter() - start) * 1e3
+    mixed = mixed_precision(case.amp, device)
     return (prepared.fn, prepared.inputs, prepared.call, prepared.fresh_state,
-            lambda: attention_diagnostics(method, prepared.attentions, prepared.call), prepared.attentions,
+            lambda: attention_diagnostics(method, prepared.attentions, prepared.call, mixed), prepared.attentions,
             prepared.backward)
 
 

@@ -51,6 +51,7 @@ COLUMN_HELP: dict[str, str] = {
     "seed": "seeds the inputs and every draw of the method", "threads": "CPU threads of the measured calls",
     "inputs": "random, pretrained or init q, k, v", "input_scale": "standard deviation of random inputs",
     "layer": "pretrained/init inputs: the model layer", "compile": "off, or the torch.compile mode",
+    "amp": "layer/model scope: off, or the autocast dtype over float32 weights (bfloat16, float16 with a GradScaler)",
     "status": "ok, oom, nan, unsupported, error, timeout, crashed, or max_seq (--find-max-seq's summary row)",
     "status_detail": "why a case is not ok (one line)",
     "case_seconds": "wall time of the whole case where it ran (inputs, warm-up, every pass; summed over processes)",

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attnbench.contract import Method, Shape, param
+from attnbench.contract import Method, Shape, Unsupported, param
 from attnbench.methods._sampled import SampledHooks
 
 PAPER = "Cho et al. 2022, Transformers meet Stochastic Block Models, arXiv:2210.15541"
@@ -127,6 +127,19 @@ def edge_attention(q, k, v, rows, cols, edge_probs=None):
     weights = (scores - row_max[rows]).exp()
     total = weights.new_zeros(size[0]).index_add(0, rows, weights)
     return (csr(weights / total[rows]) @ flat(v)).view(b, h, n, v.shape[-1])
+
+
+def _check_sparse_kernels(device, dtype) -> None:
+    """The sparse kernels edge_attention runs on exist for this device and dtype (torch has no
+    bfloat16 sampled_addmm on CPU): otherwise the case is unsupported, never run in another dtype."""
+    rows = torch.tensor([0, 1], device=device)
+    q = torch.ones(2, 2, device=device, dtype=dtype)
+    try:
+        edge_attention(q.view(1, 1, 2, 2), q.view(1, 1, 2, 2), q.view(1, 1, 2, 2), rows, rows)
+    except RuntimeError as exc:
+        name, reason = str(dtype).removeprefix("torch."), str(exc).splitlines()[0]
+        raise Unsupported(f"sbm: torch's sparse kernels do not run {name} here ({reason}); "
+                          "use --dtype float32 or -p variant=bernoulli") from None
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -251,7 +264,10 @@ class SBM(SampledHooks, Method):
     multi_edges: bool = param(False, "keep repeated sampled edges (official fastRG) instead of a binary mask")
 
     def build(self, shape, *, device, dtype, generator):
-        return SBMAttention(self, shape, device, dtype, generator)
+        attention = SBMAttention(self, shape, device, dtype, generator)
+        if self.variant == "fastrg":
+            _check_sparse_kernels(device, dtype)
+        return attention
 
     def _dense_part(self, shape: Shape) -> float:
         """MLP on q and k, memberships, C C^T, and the sampler's Y S^T (or the dense X S Y^T)."""

@@ -87,7 +87,7 @@ class SkyformerAttention:
         _, _, _, m_norm = self._factors(q, k)
         z = self._inverse(m_norm)
         eye = torch.eye(m_norm.shape[-1], device=m_norm.device, dtype=m_norm.dtype)
-        residual = torch.linalg.matrix_norm(eye - z @ m_norm, ord=2)
+        residual = torch.linalg.matrix_norm((eye - z @ m_norm).float(), ord=2)  # no norm kernel below float32
         return {"inverse_residual": float(residual.max())}
 
 

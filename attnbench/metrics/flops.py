@@ -25,9 +25,9 @@ def measure(ctx) -> dict:
     if ctx.case.scope == "attention":
         attention = counted
     else:
-        from attnbench.model import attention_flops
+        from attnbench.model import attention_flops, mixed_precision
 
-        attention = attention_flops(ctx.attentions, ctx.call, ctx.case.mode)
+        attention = attention_flops(ctx.attentions, ctx.call, ctx.case.mode, mixed_precision(ctx.case.amp, ctx.device))
     return {"flops": counted, "flops_attention": attention,
             "flops_by_op": "; ".join(f"{op}={n}" for op, n in sorted(by_op.items())),
             "flops_mismatch": None if analytic is None else abs(counted - analytic) > TOLERANCE * analytic}
