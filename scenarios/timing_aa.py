@@ -30,8 +30,8 @@ from pathlib import Path
 
 from attnbench.compare import compare_reports
 from attnbench.metrics.time import time_columns
-from attnbench.report import PROCESS_KEY, read_samples, sidecar_path
-from attnbench.schema import Labeller, row_key
+from attnbench.report import PROCESS_COLUMN, SAMPLES_COLUMN, load, read_samples, sidecar_path
+from attnbench.schema import Labeller
 
 GRID = ["-m", "full,full-explicit,linear,skyformer", "-n", "1k,2k", "--metrics", "time"]
 SCALES = (1.2, 1.5)
@@ -53,18 +53,16 @@ def measure(folder: Path, reps: int, processes: int, min_time: float, max_time: 
 
 def derived(source: Path, target: Path, keep: int, scale: float = 1.0) -> Path:
     """A copy of a report as if only its first `keep` processes had run, times scaled by `scale`."""
-    samples = read_samples(source)
-    with source.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = load(source).rows  # typed, each with its samples
     entries = [json.loads(line) for line in sidecar_path(source).read_text().splitlines()]
     for row in rows:
-        groups = [[x * scale for x in g] for g in samples[row_key(row)][:keep]]
+        groups = [[x * scale for x in g] for g in row.samples[:keep]]
         columns = time_columns(groups, int(row["time_calls_per_sample"]), {})
         row.update({k: v for k, v in columns.items() if k in row and "flops" not in k and "peak" not in k
                     and "bandwidth" not in k})
     for entry in entries:
-        pairs = [(x * scale, p) for x, p in zip(entry["time_samples_ms"], entry[PROCESS_KEY]) if p < keep]
-        entry["time_samples_ms"], entry[PROCESS_KEY] = [x for x, _ in pairs], [p for _, p in pairs]
+        pairs = [(x * scale, p) for x, p in zip(entry[SAMPLES_COLUMN], entry[PROCESS_COLUMN]) if p < keep]
+        entry[SAMPLES_COLUMN], entry[PROCESS_COLUMN] = [x for x, _ in pairs], [p for _, p in pairs]
     with target.open("w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()

@@ -108,7 +108,7 @@ def test_help_keeps_bracketed_words_and_shows_defaults():
     result = cli("run", "--help")
     text = " ".join(result.stdout.replace("│", " ").split())  # the help's box drawn away, lines joined
     assert "attnbench[pretrained]" in text.replace(" ", "")
-    for default in ("[default: 4]", "[default: torch's]", "[default: float32]"):
+    for default in ("[default: 4]", "[default: torch's]", "[default: float32 on CPU, bfloat16 on CUDA]"):
         assert default in text
     flags = [line for line in cli("sweep", "--help").stdout.splitlines() if "<bool>" in line]
     assert all("--help" in line for line in flags), flags  # flags take no value (Typer's own --help aside)
