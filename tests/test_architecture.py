@@ -1,10 +1,14 @@
 """The shape of the code: no import cycle inside attnbench, instruments that know neither the
-registry nor a case, and no module outside attnbench/metrics/ that special-cases a metric by name."""
+registry nor a case, no module outside attnbench/metrics/ that special-cases a metric by name, and
+measuring scripts that still import."""
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "attnbench"
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "attnbench"
 METRIC_NAMES = {path.stem for path in (PACKAGE / "metrics").glob("*.py") if path.stem != "__init__"}
 
 
@@ -117,3 +121,13 @@ def test_no_module_outside_metrics_special_cases_a_metric_by_name():
                  if not name.startswith("attnbench.metrics") and (places := _special_cases(tree))}
     assert offenders == {}
     assert _special_cases(ast.parse('if "time" in options.metrics:\n    pass\n'))  # the check can fail
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scenarios").glob("*.py")))
+def test_every_measuring_script_imports_against_the_current_library(script):
+    """The scripts behind reports/measured/ are not run by the suite: importing each one at least
+    catches a name the library retired."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"scenario_{script[:-3]}", ROOT / "scenarios" / script)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
