@@ -38,19 +38,23 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# The GPU acceptance run (README, "On a GPU"): the CUDA tests, the gpu_check grid, compiled and
-# CUDA-graph cases (their own report: same cases, other timing), a sweep under a small device-memory
-# cap that must give 'oom' rows (its own report too), and the plots.
+# The GPU acceptance run (README, "On a GPU"), sized for about 10 minutes on one H100/H200: the
+# CUDA tests, the gpu_check grid (every method at 1k, 4k, 16k, bf16, forward and backward), float32
+# and peak-memory cases at 8k, compiled and CUDA-graph cases (their own report: same cases, other
+# timing), a sweep under a small device-memory cap that must give 'oom' rows (its own report too),
+# a short timing A/A run (the GPU's one-process threshold), and the plots.
 # One name for the whole run: `:=` evaluates the date once (`?=` would at each use).
 GPU_REPORT := reports/gpu-check-$(shell date +%Y%m%d-%H%M%S).csv
 gpu-check: setup
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check needs a CUDA GPU')"
-	$(BIN)/python -m pytest tests/test_gpu.py -v
+	$(BIN)/python -m pytest tests/test_gpu.py tests/test_gpu_ready.py -v
 	$(BIN)/attnbench sweep scenarios/gpu_check.toml -o $(GPU_REPORT) --quiet
-	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full,flex,skyformer,bigbird -n 4k --dtype float16 --mode forward --compile -o $(GPU_REPORT) --append --quiet
-	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full,sdpa-flash,skyformer -n 4k --dtype float16 --mode forward --cuda-graphs -o $(GPU_REPORT:.csv=-graphs.csv) --quiet
+	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full,full-explicit,sdpa-flash,flex,skyformer -n 8k --dtype float32,bfloat16 --metrics memory,time -o $(GPU_REPORT) --append --quiet
+	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full,flex,skyformer,bigbird -n 4k --mode forward --compile -o $(GPU_REPORT) --append --quiet
+	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full,sdpa-flash,skyformer -n 4k --mode forward --cuda-graphs -o $(GPU_REPORT:.csv=-graphs.csv) --quiet
 	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full-explicit,sdpa-math -n 8k,16k --dtype float32 --mode forward --max-memory 256MB -o $(GPU_REPORT:.csv=-oom.csv) --quiet
 	$(BIN)/python -c "import csv, sys; rows = list(csv.DictReader(open('$(GPU_REPORT:.csv=-oom.csv)'))); sys.exit(0 if any(r['status'] == 'oom' for r in rows) else 'no oom row under --max-memory 256MB')"
+	$(BIN)/python scenarios/timing_aa.py --device cuda --reps 3 --processes 3 --min-time 0.1 --max-time 0.5
 	$(BIN)/attnbench plot $(GPU_REPORT) -o reports
 
 lint: setup

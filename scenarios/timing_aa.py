@@ -11,7 +11,7 @@ processes had been run (the first k of each side), down to one, which shows what
 cannot see. The spread between processes (slowest/fastest process median of a case, over every
 run) is printed too: it is where the one-process threshold of `compare` comes from.
 
-Usage: python scenarios/timing_aa.py [--reps 10] [--processes 5] [--min-time 0.2]
+Usage: python scenarios/timing_aa.py [--reps 10] [--processes 5] [--min-time 0.2] [--device cuda]
        python scenarios/timing_aa.py --from reports/measured/timing-aa-<time>   (judge again)
 Writes reports/measured/timing-aa-<time>/ (every run's report and samples) and
 reports/measured/timing-aa-<time>.md. Run it on a quiet machine: nothing else measuring.
@@ -37,15 +37,16 @@ GRID = ["-m", "full,full-explicit,linear,skyformer", "-n", "1k,2k", "--metrics",
 SCALES = (1.2, 1.5)
 
 
-def measure(folder: Path, reps: int, processes: int, min_time: float, max_time: float) -> None:
+def measure(folder: Path, reps: int, processes: int, min_time: float, max_time: float, device: str) -> None:
     folder.mkdir(parents=True)
-    settings = f"--processes {processes} --min-time {min_time} --max-time {max_time}"
+    settings = f"--processes {processes} --min-time {min_time} --max-time {max_time} --device {device}"
     (folder / "settings.txt").write_text(settings + "\n")
     for rep in range(reps):
         for side in ("base", "new"):
             path = folder / f"{rep:02d}-{side}.csv"
             args = [sys.executable, "-m", "attnbench", "run", *GRID, "--processes", str(processes),
-                    "--min-time", str(min_time), "--max-time", str(max_time), "--quiet", "-o", str(path)]
+                    "--min-time", str(min_time), "--max-time", str(max_time), "--device", device, "--quiet",
+                    "-o", str(path)]
             started = time.perf_counter()
             subprocess.run(args, check=True, capture_output=True)
             print(f"rep {rep + 1}/{reps} {side}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -149,11 +150,12 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=5)
     parser.add_argument("--min-time", type=float, default=0.2)
     parser.add_argument("--max-time", type=float, default=2.0)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU's threshold (make gpu-check)")
     parser.add_argument("--from", dest="source", type=Path, help="judge the runs already in this folder again")
     args = parser.parse_args()
     folder = args.source or Path("reports/measured") / f"timing-aa-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.source is None:
-        measure(folder, args.reps, args.processes, args.min_time, args.max_time)
+        measure(folder, args.reps, args.processes, args.min_time, args.max_time, args.device)
     import tempfile
 
     with tempfile.TemporaryDirectory() as scratch:
