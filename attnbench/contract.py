@@ -194,6 +194,13 @@ class Method:
         """Figures of one call of `fn` for this method's `extra_columns`."""
         return {}
 
+    def conditioning(self, fn: AttentionFn, q: Any, k: Any) -> dict[str, float]:
+        """How well-posed this method's approximation is on q, k (the conditioning metric): for a
+        Nystrom method its landmark matrix (attnbench.measure.conditioning.inverse_figures), for a
+        method that divides by approximated row sums those sums against the exact ones
+        (row_sum_figures); {} where neither applies."""
+        return {}
+
     def sampler(self, fn: AttentionFn) -> Any | None:
         """The torch.Generator `fn` draws from on every call, or None."""
         return None

@@ -45,6 +45,28 @@ class NystromAttention(torch.nn.Module):
             torch.nn.init.uniform_(self.conv.weight, -bound, bound, generator=generator)  # on the CPU, then moved
             self.conv.to(device)
 
+    def kernels(self, q, k):
+        """softmax(Q K~^T), the landmark matrix softmax(Q~ K~^T), its inverse, softmax(Q~ K^T)."""
+        m = min(self.method.landmarks, q.shape[-2])
+        scale = q.shape[-1] ** -0.25
+        q, k = q * scale, k * scale
+        q_land, k_land = segment_means(q, m), segment_means(k, m)
+        kernel_2 = torch.softmax(q_land @ k_land.transpose(-1, -2), dim=-1)
+        inverse = torch.linalg.pinv(kernel_2) if self.method.inverse == "pinv" else \
+            iterative_inverse(kernel_2, self.method.iters, self.method.init)
+        return (torch.softmax(q @ k_land.transpose(-1, -2), dim=-1), kernel_2, inverse,
+                torch.softmax(q_land @ k.transpose(-1, -2), dim=-1))
+
+    def conditioning(self, q, k) -> dict[str, float]:
+        """The landmark matrix and its inverse; the rows of F A^+ B, which should sum to 1 as
+        softmax rows do (nothing renormalises them), against 1."""
+        from attnbench.measure.conditioning import inverse_figures, row_sum_figures
+
+        kernel_1, kernel_2, inverse, kernel_3 = self.kernels(q, k)
+        sums = kernel_1 @ (inverse @ kernel_3.sum(-1, keepdim=True))
+        exact = torch.ones_like(sums[..., 0])
+        return {**inverse_figures(kernel_2, inverse), **row_sum_figures(sums.squeeze(-1), exact)}
+
     def forward(self, q, k, v):
         m = min(self.method.landmarks, q.shape[-2])
         scale = q.shape[-1] ** -0.25
@@ -78,6 +100,9 @@ class Nystromformer(Method):
 
     def build(self, shape, *, device, dtype, generator):
         return NystromAttention(self, shape, device, dtype, generator)
+
+    def conditioning(self, fn, q, k):
+        return fn.conditioning(q, k)
 
     def flops(self, shape: Shape, scores=None) -> float:
         n, p, m = shape.seq_len, shape.head_dim, min(self.landmarks, shape.seq_len)

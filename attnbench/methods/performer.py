@@ -47,6 +47,19 @@ class PerformerAttention:
         shift = norm + stab.detach() + 0.5 * math.log(m)
         return projected.sub_(shift).exp().add(1e-4 * m**-0.5)
 
+    def conditioning(self, q, k) -> dict[str, float]:
+        """FAVOR+'s row sums phi(q) . sum_j phi(k_j) against the exact sum_j exp(q'.k_j') they
+        estimate, in the same scaling (both carry the stabilisers exp(-stab_q - stab_k))."""
+        from attnbench.measure.conditioning import exact_row_sums, row_sum_figures
+
+        if self.method.kernel != "softmax":
+            return {}
+        stab_q = (q @ self.scaled_omega_t).amax(-1)
+        stab_k = (k @ self.scaled_omega_t).amax((-1, -2)).unsqueeze(-1)
+        approx = self.features(q, True) @ self.features(k, False).sum(-2).unsqueeze(-1)
+        exact = exact_row_sums(q * self.scale, k * self.scale, shift=stab_q + stab_k)
+        return row_sum_figures(approx.squeeze(-1), exact)
+
     def __call__(self, q, k, v):
         phi_q, phi_k = self.features(q, True), self.features(k, False)
         context = phi_k.transpose(-1, -2) @ v  # (m, p)
@@ -66,6 +79,9 @@ class Performer(Method):
 
     def build(self, shape, *, device, dtype, generator):
         return PerformerAttention(self, shape, device, dtype, generator)
+
+    def conditioning(self, fn, q, k):
+        return fn.conditioning(q, k)
 
     def _projections(self, shape: Shape) -> float:
         return shape.rows * 2 * 2 * shape.seq_len * shape.head_dim * self.features  # Q w^T and K w^T
