@@ -178,6 +178,16 @@ class Number(Value):
     def __init__(self, grid: bool = False) -> None:
         self.grid = grid
         self.kind += " or a list of them" if grid else ""
+        if grid:  # on the command line a comma list, e.g. 0.5,1,2
+            self.cli_type = str
+
+    def parse(self, text, flag: str):
+        if not self.grid:
+            return text
+        try:
+            return [float(item) for item in parse_names(text)]
+        except ValueError:
+            raise AttnbenchError(f"{flag} takes {self.kind} (e.g. 0.5,1,2), not {text!r}") from None
 
     def check(self, value):
         items = value if isinstance(value, list) else [value]
@@ -414,7 +424,7 @@ OPTIONS: tuple[Option, ...] = (
            "(same model, random weights). The last two need: pip install 'attnbench[pretrained]'.",
            Choice(("random", "pretrained", "init"), grid=True), "grid"),
     Option("input_scale", "Standard deviation of random inputs (a larger scale makes softmax peakier and Gaussian "
-           "kernels near-diagonal).", Number(), "setup"),
+           "kernels near-diagonal); a comma list is a grid.", Number(grid=True), "grid", default="1"),
     Option("layer", "Pretrained/init inputs: the model layer (0-5) whose q, k, v are used.",
            Whole(low=0, phrase="a model layer, 0-5 (pretrained/init inputs)"), "setup"),
     Option("reference", "Error metric: the exact method outputs are compared with.",

@@ -183,6 +183,42 @@ def error_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
     return fig
 
 
+def breakdown_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
+    """Where an approximation breaks: relative spectral error against the largest |q.k| / sqrt(p)
+    of the case (the conditioning metric), one line per method and size over random inputs of
+    growing scale, the first point at or past error 1 (no better than outputting zeros) circled,
+    and real q, k, v (init, pretrained) as hollow points on the same axes."""
+    data = _ok_with(_ok_with(frame, "error_spectral"), "cond_score_max")
+    if data.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5.5), layout="constrained")
+    styles = method_styles(frame)
+    random = data[data["inputs"] == "random"] if "inputs" in data else data
+    for method, rows in random.groupby("method"):
+        size = next((f"param_{p}" for p in SIZE_PARAMS if f"param_{p}" in rows and rows[f"param_{p}"].notna().any()),
+                    None)
+        groups = rows.groupby(size) if size else [(None, rows)]
+        for index, (value, group) in enumerate(groups):
+            curve = group.groupby("cond_score_max")["error_spectral"].median().sort_index()
+            label = f"{method} {size.removeprefix('param_')}={value:g}" if size else method
+            ax.plot(curve.index, curve.values, linestyle=STYLES[index % len(STYLES)], label=label, **styles[method])
+            broken = curve[curve >= 1.0]
+            if not broken.empty:
+                ax.scatter([broken.index[0]], [broken.iloc[0]], s=160, facecolors="none", edgecolors="black", lw=1.2)
+    real = data[data["inputs"] != "random"] if "inputs" in data else data.iloc[0:0]
+    for (method, source), rows in real.groupby(["method", "inputs"]):
+        ax.scatter(rows["cond_score_max"], rows["error_spectral"], s=45, facecolors="none",
+                   edgecolors=styles[method]["color"], marker="o" if source == "pretrained" else "s",
+                   label=f"{method}, {source} inputs")
+    ax.axhline(1.0, color="grey", lw=1, linestyle="--", label="error 1: no better than zeros")
+    ax.set(xscale="log", yscale="log", xlabel="largest |q.k| / sqrt(head_dim) of the case",
+           ylabel="relative spectral-norm error against softmax attention",
+           title=title or "where approximations break (circled: first point at error >= 1)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.legend(loc="outside right center", fontsize=7)
+    return fig
+
+
 def pareto_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
     """Error against time for every ok row that has both, with each length's Pareto front; a
     method with an exact target of its own (Skyformer: kernelized) is placed by its error against
@@ -238,12 +274,13 @@ FORMATS = ("png", "svg", "pdf")
 
 
 def plot_report(frame: pd.DataFrame, out_dir: Path, stem: str, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
-    """Write <stem>-efficiency (and, when the report has their columns, -error, -pareto and
-    -density) in each of `formats` into out_dir, titled with what they show; returns the paths."""
+    """Write <stem>-efficiency (and, when the report has their columns, -error, -pareto, -density
+    and -breakdown) in each of `formats` into out_dir, titled with what they show; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     title = describe(frame)
     figures = {"efficiency": efficiency_figure(frame, title=title), "error": error_figure(frame, title),
-               "pareto": pareto_figure(frame, title), "density": density_figure(frame, title)}
+               "pareto": pareto_figure(frame, title), "density": density_figure(frame, title),
+               "breakdown": breakdown_figure(frame, title)}
     paths = []
     for kind, fig in figures.items():
         if fig is None:

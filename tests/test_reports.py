@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from attnbench.analysis import summary_lines
-from attnbench.plot import density_figure, error_figure, pareto_figure
+from attnbench.plot import breakdown_figure, density_figure, error_figure, pareto_figure
 from tests.conftest import cli
 
 
@@ -40,6 +40,23 @@ def test_error_pareto_and_density_figures_have_their_axes():
     density = density_figure(pd.DataFrame([{"method": "sbm", "seq_len": n, "status": "ok", "density_mean": 0.01,
                                             "density_std": 0.001, "param_density": 0.01} for n in (512, 1024)]))
     assert "density" in density.axes[0].get_ylabel()
+
+
+def test_the_breakdown_figure_circles_where_error_reaches_one_and_places_real_inputs():
+    random = [{"method": "skyformer", "seq_len": 512, "status": "ok", "inputs": "random", "param_features": f,
+               "input_scale": scale, "cond_score_max": 4 * scale**2, "error_spectral": error * scale}
+              for f in (16, 128) for scale, error in ((0.5, 0.1), (1.0, 0.4), (2.0, 0.9))]
+    real = [{"method": "skyformer", "seq_len": 512, "status": "ok", "inputs": source, "param_features": 16,
+             "input_scale": 1.0, "cond_score_max": 15.0, "error_spectral": 1.3} for source in ("init", "pretrained")]
+    fig = breakdown_figure(pd.DataFrame(random + real))
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and "|q.k|" in ax.get_xlabel()
+    assert len(ax.lines) == 3  # two sizes of one method, and the error = 1 line
+    circled = [c for c in ax.collections if len(c.get_offsets()) == 1 and c.get_offsets()[0][1] >= 1.0]
+    assert [tuple(c.get_offsets()[0]) for c in circled][:2] == [(16.0, 1.8), (16.0, 1.8)]  # error 0.9 x 2
+    names = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "skyformer, pretrained inputs" in names and "skyformer features=16" in names
+    assert breakdown_figure(pd.DataFrame(random).drop(columns="cond_score_max")) is None
 
 
 @pytest.mark.parametrize("method, params", [("sbm", ["-p", "density=0.1"]), ("longformer", ["-p", "window=32"]),
