@@ -10,6 +10,11 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
+
+def _cell(text: str) -> str:
+    """Text for a markdown table cell: a '|' in it (as in |q.k|) would end the cell."""
+    return str(text).replace("|", "\\|")
+
 def _type_name(kind: type | None) -> str:
     return "by value" if kind is None else kind.__name__
 
@@ -27,7 +32,7 @@ def columns_page() -> str:
 
     def table(title: str, rows: list[tuple[str, str, str]]) -> None:
         lines.extend([f"## {title}", "", "| column | type | what it holds |", "|---|---|---|"])
-        lines.extend(f"| `{name}` | {kind} | {text} |" for name, kind, text in rows)
+        lines.extend(f"| `{name}` | {kind} | {_cell(text)} |" for name, kind, text in rows)
         lines.append("")
 
     identity = [("method", "str", COLUMN_HELP["method"]), ("param_<name>", "by value", COLUMN_HELP["param_<name>"])]
@@ -61,7 +66,7 @@ def options_page() -> str:
         key = f"`{option.key}`" if option.scenario else "-"
         text = option_help(option).replace("|", "\\|")
         kind = option.value.kind.replace("|", "\\|") if option.scenario else "-"
-        lines.append(f"| {flags} | {key} | {', '.join(option.commands)} | {text} | {kind} |")
+        lines.append(f"| {flags} | {key} | {', '.join(option.commands)} | {_cell(text)} | {_cell(kind)} |")
     return "\n".join(lines) + "\n"
 
 

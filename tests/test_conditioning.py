@@ -82,3 +82,18 @@ def test_conditioning_is_refused_outside_attention_scope():
     with pytest.raises(AttnbenchError, match="attention"):
         scenario_from_dict({"methods": ["full"], "seq": 64, "scope": "layer", "metrics": ["conditioning"]},
                            "test").cases()
+
+
+def test_input_scale_takes_a_list_as_a_grid():
+    from tests.conftest import cli
+
+    result = cli("run", "-m", "full", "-n", "32", "--heads", "1", "--head-dim", "8", "--input-scale", "0.5,1,2",
+                 "--metrics", "conditioning", "-o", "-")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    header = lines[0].split(",")
+    scales = [float(line.split(",")[header.index("input_scale")]) for line in lines[1:]]
+    maxima = [float(line.split(",")[header.index("cond_score_max")]) for line in lines[1:]]
+    assert scales == [0.5, 1.0, 2.0] and maxima[0] < maxima[1] < maxima[2]  # scores grow as the square
+    bad = cli("run", "-m", "full", "-n", "32", "--input-scale", "0.5,x")
+    assert bad.returncode != 0 and "--input-scale takes a positive number" in bad.stderr
