@@ -194,11 +194,12 @@ class Method:
         """Figures of one call of `fn` for this method's `extra_columns`."""
         return {}
 
-    def conditioning(self, fn: AttentionFn, q: Any, k: Any) -> dict[str, float]:
-        """How well-posed this method's approximation is on q, k (the conditioning metric): for a
-        Nystrom method its landmark matrix (attnbench.measure.conditioning.inverse_figures), for a
-        method that divides by approximated row sums those sums against the exact ones
-        (row_sum_figures); {} where neither applies."""
+    def conditioning(self, fn: AttentionFn, q: Any, k: Any) -> dict[str, Any]:
+        """The matrices that decide how well-posed this method's approximation is on q, k, for the
+        conditioning metric to judge: `landmark_matrix` and `inverse` (a Nystrom method's m x m
+        matrix and the inverse it uses), `row_sums` (the approximated row sums a method divides by,
+        (b, h, n)) with either `exact_row_sums` or `exact_exponents` = (q', k', shift): the exact
+        sums are then sum_j exp(q'_i . k'_j - shift_i), in the same scaling. {} where none applies."""
         return {}
 
     def sampler(self, fn: AttentionFn) -> Any | None:

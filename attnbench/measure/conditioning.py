@@ -34,20 +34,16 @@ def score_figures(q: torch.Tensor, k: torch.Tensor) -> dict[str, float]:
             "cond_entropy_fraction": entropy / rows / max(torch.log(torch.tensor(float(n))).item(), 1e-300)}
 
 
-def exact_row_sums(q: torch.Tensor, k: torch.Tensor, key_weights: torch.Tensor | None = None,
-                   shift: torch.Tensor | None = None) -> torch.Tensor:
-    """sum_j exp(q_i.k_j - shift_i) w_j per query (b, h, n), over blocks of rows; q and k as the
-    method scales them (the exponent is q.k itself), `w` per key (default 1), `shift` per query."""
+def exact_row_sums(q: torch.Tensor, k: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_j exp(q_i.k_j - shift_i) per query (b, h, n), over blocks of rows; q and k as the
+    method scales them (the exponent is q.k itself), `shift` per query (default 0)."""
     q, k = q.double(), k.double()
     parts = []
     for start, stop in _row_blocks(q, k):
         scores = q[..., start:stop, :] @ k.transpose(-1, -2)
         if shift is not None:
             scores = scores - shift[..., start:stop].double().unsqueeze(-1)
-        weights = scores.exp()
-        if key_weights is not None:
-            weights = weights * key_weights.double().unsqueeze(-2)
-        parts.append(weights.sum(-1))
+        parts.append(scores.exp().sum(-1))
     return torch.cat(parts, dim=-1)
 
 

@@ -57,15 +57,13 @@ class NystromAttention(torch.nn.Module):
         return (torch.softmax(q @ k_land.transpose(-1, -2), dim=-1), kernel_2, inverse,
                 torch.softmax(q_land @ k.transpose(-1, -2), dim=-1))
 
-    def conditioning(self, q, k) -> dict[str, float]:
+    def conditioning(self, q, k) -> dict:
         """The landmark matrix and its inverse; the rows of F A^+ B, which should sum to 1 as
-        softmax rows do (nothing renormalises them), against 1."""
-        from attnbench.measure.conditioning import inverse_figures, row_sum_figures
-
+        softmax rows do (nothing renormalises them)."""
         kernel_1, kernel_2, inverse, kernel_3 = self.kernels(q, k)
-        sums = kernel_1 @ (inverse @ kernel_3.sum(-1, keepdim=True))
-        exact = torch.ones_like(sums[..., 0])
-        return {**inverse_figures(kernel_2, inverse), **row_sum_figures(sums.squeeze(-1), exact)}
+        sums = (kernel_1 @ (inverse @ kernel_3.sum(-1, keepdim=True))).squeeze(-1)
+        return {"landmark_matrix": kernel_2, "inverse": inverse, "row_sums": sums,
+                "exact_row_sums": torch.ones_like(sums)}
 
     def forward(self, q, k, v):
         m = min(self.method.landmarks, q.shape[-2])

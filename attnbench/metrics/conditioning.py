@@ -33,12 +33,21 @@ def measure(ctx) -> dict:
         raise ValueError(SCOPE_ONLY)
     import torch
 
-    from attnbench.measure.conditioning import score_figures
+    from attnbench.measure.conditioning import exact_row_sums, inverse_figures, row_sum_figures, score_figures
 
     with torch.no_grad():
         q, k = ctx.q.detach(), ctx.k.detach()
-        # the method's own figures in its own dtype: a float32 inverse has a float32 pinv cutoff
-        found = {**score_figures(q, k), **ctx.method.conditioning(ctx.fn, q, k)}
+        found = score_figures(q, k)
+        # the method's own matrices in its own dtype: a float32 inverse has a float32 pinv cutoff
+        parts = ctx.method.conditioning(ctx.fn, q, k)
+        if "landmark_matrix" in parts:
+            found.update(inverse_figures(parts["landmark_matrix"], parts["inverse"]))
+        if "row_sums" in parts:
+            exact = parts.get("exact_row_sums")
+            if exact is None:
+                scaled_q, scaled_k, shift = parts["exact_exponents"]
+                exact = exact_row_sums(scaled_q, scaled_k, shift=shift)
+            found.update(row_sum_figures(parts["row_sums"], exact))
     return {**dict.fromkeys(METHOD_COLUMNS), **found, "cond_not_applicable": _not_applicable(found)}
 
 
