@@ -125,8 +125,8 @@ def _worker_main(connection, max_memory_bytes: int | None) -> None:
     try:
         connection.send(_measure_capped(case, options, rates, max_memory_bytes))
     except BaseException as exc:  # the worker's own set-up failed: the runner's row says why
+        # (said once, in the row: re-raising would print a traceback on the user's terminal)
         connection.send(RAISED + f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500])
-        raise
 
 
 RAISED = "raised: "  # what a worker sends instead of a row when its own set-up raised
