@@ -38,11 +38,12 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# The GPU acceptance run (README, "On a GPU"), sized for about 10 minutes on one H100/H200: the
-# CUDA tests, the gpu_check grid (every method at 1k, 4k, 16k, bf16, forward and backward), float32
-# and peak-memory cases at 8k, compiled and CUDA-graph cases (their own report: same cases, other
-# timing), a sweep under a small device-memory cap that must give 'oom' rows (its own report too),
-# a short timing A/A run (the GPU's one-process threshold), and the plots.
+# The GPU acceptance run (README, "On a GPU"), sized for about 10 minutes on one H100/H200 (an
+# estimate, not yet run on a GPU): the CUDA tests, the gpu_check grid (every method at 1k, 4k, 16k,
+# bf16, forward and backward), float32 and peak-memory cases at 8k, compiled and CUDA-graph cases
+# (their own report: same cases, other timing), a sweep under a small device-memory cap that must
+# give 'oom' rows (its own report too), a short timing A/A run (the GPU's one-process threshold),
+# and the plots.
 # One name for the whole run: `:=` evaluates the date once (`?=` would at each use).
 GPU_REPORT := reports/gpu-check-$(shell date +%Y%m%d-%H%M%S).csv
 gpu-check: setup
