@@ -70,11 +70,11 @@ class FlexAttention:
         self.name, self.block_mask, self.compiled = name, mask, False
 
     def __call__(self, q, k, v):
-        kernel = compiled_flex(compile_mode(q.device))
-        if self.compiled:
-            return kernel(q, k, v, block_mask=self.block_mask)
+        if self.compiled:  # the kernel was looked up on the first call: nothing more in the timed one
+            return self.kernel(q, k, v, block_mask=self.block_mask)
+        self.kernel = compiled_flex(compile_mode(q.device))
         try:
-            out = kernel(q, k, v, block_mask=self.block_mask)
+            out = self.kernel(q, k, v, block_mask=self.block_mask)
         except NotImplementedError as exc:  # e.g. no backward on CPU
             raise Unsupported(f"{self.name}: {str(exc).strip().splitlines()[0]}") from None
         except _compile_errors() as exc:

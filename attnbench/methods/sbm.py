@@ -32,6 +32,7 @@ paper reports after its sparsity regulariser (Table 2).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -129,6 +130,7 @@ def edge_attention(q, k, v, rows, cols, edge_probs=None):
     return (csr(weights / total[rows]) @ flat(v)).view(b, h, n, v.shape[-1])
 
 
+@functools.cache  # once per device and dtype: a build (the error metric builds each draw anew) pays nothing
 def _check_sparse_kernels(device, dtype) -> None:
     """The sparse kernels edge_attention runs on exist for this device and dtype (torch has no
     bfloat16 sampled_addmm on CPU): otherwise the case is unsupported, never run in another dtype."""

@@ -74,13 +74,19 @@ class SkyformerAttention:
         c_q, c_k, d_inv_sqrt, m_norm = self._factors(q, k)
         z = self._inverse(m_norm)
         if self.target == "softmax":  # weight V and a ones column by E_K: numerator and row sums at once
-            half_sq_norm = (k * (self.normalizer or k.shape[-1]) ** -0.25).square().sum(-1, keepdim=True) / 2
-            e_k = (half_sq_norm - half_sq_norm.amax(-2, keepdim=True)).exp()
+            e_k, _ = self._key_weights(k)
             v = torch.cat([v * e_k, e_k], dim=-1)
         context = d_inv_sqrt.unsqueeze(-1) * (c_k.transpose(-1, -2) @ v)  # D^-1/2 C_K^T V: (d, p)
         context = d_inv_sqrt.unsqueeze(-1) * (z @ context)
         out = c_q @ context
         return out[..., :-1] / out[..., -1:] if self.target == "softmax" else out
+
+    def _key_weights(self, k):
+        """E_K: exp(|k'|^2 / 2) per key, shifted by its max (which cancels in the row
+        normalisation), as (b, h, n, 1); and that max, (b, h, 1, 1)."""
+        half_sq_norm = (k * (self.normalizer or k.shape[-1]) ** -0.25).square().sum(-1, keepdim=True) / 2
+        shift = half_sq_norm.amax(-2, keepdim=True)
+        return (half_sq_norm - shift).exp(), shift
 
     def conditioning(self, q, k) -> dict:
         """M~ and its inverse; with target=softmax, the approximated row sums D~ (scaled by E_Q
@@ -89,14 +95,13 @@ class SkyformerAttention:
         z = self._inverse(m_norm)
         parts = {"landmark_matrix": m_norm, "inverse": z}
         if self.target == "softmax":
-            scale = (self.normalizer or q.shape[-1]) ** -0.25
-            qs, ks = q * scale, k * scale
-            half_sq_norm = ks.square().sum(-1) / 2
-            e_k = (half_sq_norm - half_sq_norm.amax(-1, keepdim=True)).exp()
-            weighted = d_inv_sqrt.unsqueeze(-1) * (c_k.transpose(-1, -2) @ e_k.unsqueeze(-1))
+            e_k, shift = self._key_weights(k)
+            weighted = d_inv_sqrt.unsqueeze(-1) * (c_k.transpose(-1, -2) @ e_k)
             parts["row_sums"] = (c_q @ (d_inv_sqrt.unsqueeze(-1) * (z @ weighted))).squeeze(-1)
+            scale = (self.normalizer or q.shape[-1]) ** -0.25
+            qs = q * scale
             # k(q', k_j') e_k(j) = exp(q'.k_j' - |q'|^2 / 2 - max |k'|^2 / 2)
-            parts["exact_exponents"] = (qs, ks, qs.square().sum(-1) / 2 + half_sq_norm.amax(-1, keepdim=True))
+            parts["exact_exponents"] = (qs, k * scale, qs.square().sum(-1) / 2 + shift.squeeze(-1))
         return parts
 
     def diagnostics(self, q, k, v) -> dict[str, float]:
