@@ -14,14 +14,18 @@ def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, t
     """q, k, v for the case (drawn on the CPU so every device sees the same values), and the
     generator the method draws its own randomness from."""
     generator = torch.Generator().manual_seed(case.seed)
-    dims = (case.batch, case.heads, case.seq_len, case.head_dim)
+    shape = case.shape
     if case.inputs == "random":
-        tensors = [torch.randn(dims, generator=generator) * case.input_scale for _ in range(3)]
+        tensors = [torch.randn(dims, generator=generator) * case.input_scale for dims in
+                   ((shape.batch, shape.heads, shape.q_len, shape.head_dim),
+                    *[(shape.batch, shape.keys_heads, shape.seq_len, shape.head_dim)] * 2)]
     else:
         from attnbench.inputs import transformer_qkv
 
-        tensors = transformer_qkv(case.inputs, *dims, layer=case.layer, seed=case.seed)
-    q, k, v = (t.to(case.device, getattr(torch, case.dtype)) for t in tensors)
+        q, k, v = transformer_qkv(case.inputs, case.batch, case.heads, case.seq_len, case.head_dim, layer=case.layer,
+                                  seed=case.seed)
+        tensors = (q[:, :, case.seq_len - shape.q_len:], k, v)  # the queries are the last positions
+    q, k, v = (t.to(case.device, getattr(torch, case.dtype)).contiguous() for t in tensors)
     return q, k, v, generator
 
 

@@ -31,6 +31,9 @@ class Case:
     heads: int = 4
     seq_len: int = 1024
     head_dim: int = 64
+    kv_heads: int | None = None  # key/value heads (grouped-query attention); None: one per query head
+    q_seq_len: int | None = None  # queries, the last of seq_len positions (decoding); None: seq_len
+    causal: bool = False  # each query attends only the keys at or before its position
     dtype: str = "float32"
     device: str = "cpu"
     mode: str = "forward"  # "backward": forward + backward; "train": an optimizer step (layer, model scope)
@@ -53,7 +56,7 @@ class Case:
 
     @property
     def shape(self) -> Shape:
-        return Shape(self.batch, self.heads, self.seq_len, self.head_dim)
+        return Shape(self.batch, self.heads, self.seq_len, self.head_dim, self.kv_heads, self.q_seq_len, self.causal)
 
     def instance(self) -> Method:
         return create_method(self.method, **self.params)
@@ -177,6 +180,22 @@ def _check_setup(setup: dict, devices_here: bool = True) -> dict:
         value = setup[what]
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise AttnbenchError(f"{what} must be a positive whole number, not {value!r}")
+    kv_heads = setup["kv_heads"]
+    if kv_heads is not None:
+        if not isinstance(kv_heads, int) or isinstance(kv_heads, bool) or kv_heads <= 0:
+            raise AttnbenchError(f"kv_heads must be a positive whole number, not {kv_heads!r}")
+        if setup["heads"] % kv_heads:
+            divisors = ", ".join(str(d) for d in range(1, setup["heads"] + 1) if setup["heads"] % d == 0)
+            raise AttnbenchError(f"--kv-heads {kv_heads} does not divide --heads {setup['heads']}: each key/value "
+                                 f"head serves a whole group of query heads; use one of {divisors}")
+        if kv_heads != setup["heads"] and setup["inputs"] != "random":
+            raise AttnbenchError(f"--inputs {setup['inputs']} gives MiniLM's q, k, v, one key head per query head: "
+                                 "leave --kv-heads out, or use --inputs random")
+    q_seq = setup["q_seq_len"]
+    if q_seq is not None and (not isinstance(q_seq, int) or isinstance(q_seq, bool) or q_seq <= 0):
+        raise AttnbenchError(f"q_seq must be a positive whole number, not {q_seq!r}")
+    if not isinstance(setup["causal"], bool):
+        raise AttnbenchError(f"causal must be true or false, not {setup['causal']!r}")
     from attnbench.inputs import SOURCES, check_source
 
     if setup["inputs"] not in SOURCES:
@@ -211,6 +230,9 @@ def _check_scope(setup: dict) -> dict:
             raise AttnbenchError(f"--{'/--'.join(k.replace('_', '-') for k in given)} describe a layer or model: "
                                  "add --scope layer or --scope model")
         return {}
+    if setup["q_seq_len"] is not None:
+        raise AttnbenchError(f"--q-seq is a query block against a KV cache: at --scope {scope} the layer attends "
+                             "its own sequence; use --scope attention for decoding shapes")
     if setup["inputs"] != "random":
         raise AttnbenchError(f"--inputs {setup['inputs']} gives q, k, v, but at --scope {scope} they come from the "
                              "layer's own projections of its input; use --scope attention for real q, k, v")
@@ -249,10 +271,23 @@ def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[
             str(given.get("device", DEFAULTS["device"])).startswith("cuda"):
         given["dtype"] = CUDA_DTYPE
     common = _check_setup({**DEFAULTS, **given}, devices_here)
+    if common["kv_heads"] == common["heads"]:  # one key head per query head: today's cases, one identity
+        common["kv_heads"] = None
+    q_seq = common.pop("q_seq_len")
     cases = []
     for method, grid in _param_grids(methods, params or {}).items():
         for chosen in grid:
             instance = create_method(method, **chosen)  # validates names, types and ranges
             full_params = {p.name: getattr(instance, p.name) for p in instance.params()}
-            cases += [Case(method, full_params, seq_len=n, **common) for n in seq_lens]
+            cases += [Case(method, full_params, seq_len=n, q_seq_len=_queries(q_seq, n), **common) for n in seq_lens]
     return cases
+
+
+def _queries(q_seq: int | None, n: int) -> int | None:
+    """The case's q_seq_len: None when the queries are the whole sequence (one identity for both)."""
+    if q_seq is None or q_seq == n:
+        return None
+    if q_seq > n:
+        raise AttnbenchError(f"--q-seq {q_seq} is more queries than keys at --seq {n} (the queries are the last "
+                             f"positions of the sequence): give lengths of at least {q_seq} or a shorter --q-seq")
+    return q_seq

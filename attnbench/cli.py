@@ -289,13 +289,16 @@ def show_pattern_command(
     heads: Annotated[int, typer.Option("--heads", min=1, help="Heads to draw (sampled patterns differ per head).")] = 4,
     head_dim: Annotated[int, typer.Option("--head-dim", min=1, help="Dimension per head.")] = 64,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the inputs and of the method's draws.")] = 0,
+    causal: Annotated[bool, typer.Option("--causal", help="The method's causal form (and causal full attention "
+                                                          "beside it).")] = False,
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="PNG path." + _default("reports/pattern-<method>-<n>.png"))] = None,
+        "--output", "-o", help="PNG path." + _default("reports/pattern-<method>-<n>[-causal].png"))] = None,
 ) -> None:
     """Draw which query-key pairs a method computes, head by head, next to full attention.
 
     Fixed patterns (BigBird, Longformer, Sparse Transformer), one draw of sampled ones (SBM's
-    graph, Smart Bird's top-k), or for low-rank methods the effective attention matrix.
+    graph, Smart Bird's top-k), or for low-rank methods the effective attention matrix; with
+    --causal, the method's causal form.
 
     Example: [bold]attnbench show-pattern -m sbm -n 512 -p density=0.05[/bold]
     """
@@ -311,10 +314,10 @@ def show_pattern_command(
     if several:
         raise AttnbenchError(f"show-pattern draws one value set; {several[0]} gives several: run it once per value")
     params = {name: values[0] for name, values in grids.items()}
-    path = output or Path("reports") / f"pattern-{method.replace(':', '-')}-{n}.png"
+    path = output or Path("reports") / f"pattern-{method.replace(':', '-')}-{n}{'-causal' if causal else ''}.png"
     if not path.suffix:  # a bare name gets .png; any other path is written exactly as given
         path = path.with_suffix(".png")
-    pattern_figure(method, n, params, heads=heads, head_dim=head_dim, seed=seed, path=path)
+    pattern_figure(method, n, params, heads=heads, head_dim=head_dim, seed=seed, path=path, causal=causal)
     typer.echo(f"wrote {path}")
 
 
@@ -450,6 +453,9 @@ def list_command(pattern: Annotated[str, typer.Argument(help="Shell-style filter
                                           ("shared QK", caps.shared_qk)) if on)
         if caps.seq_multiple > 1:
             flags += f", n % {caps.seq_multiple} == 0"
+        grouped = {"native": "native", "repeat": "k, v repeated", "no": "no"}[caps.grouped_kv]
+        flags += (f"\ncausal: {'yes' if caps.causal else 'no'}\nGQA (--kv-heads): {grouped}\n"
+                  f"decode (--q-seq): {'yes' if caps.short_query else 'no'}")
         params = "\n".join(f"{p.describe()}: {p.help}" for p in cls.params()) or "-"
         table.add_row(name, params, flags, cls.paper)
     for name, why in missing_peers().items():

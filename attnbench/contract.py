@@ -22,7 +22,7 @@ never the other way round.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Callable, ClassVar
 
 
@@ -34,17 +34,57 @@ class Unsupported(Exception):
 
 @dataclass(frozen=True)
 class Shape:
-    """What one attention call works on: q, k, v are (batch, heads, seq_len, head_dim)."""
+    """What one attention call works on: q is (batch, heads, q_len, head_dim), k and v are
+    (batch, kv_heads, seq_len, head_dim). By default q_len = seq_len (self-attention) and
+    kv_heads = heads; with fewer kv heads each group of heads / kv_heads query heads shares one
+    key/value head (grouped-query attention). The queries are the last q_len positions of the
+    sequence (a block decoded against a KV cache of seq_len keys), so a causal query i sees the
+    keys up to position seq_len - q_len + i (the mask is aligned to the bottom right)."""
 
     batch: int
     heads: int
     seq_len: int
     head_dim: int
+    kv_heads: int | None = None  # None: heads
+    q_seq_len: int | None = None  # None: seq_len
+    causal: bool = False
 
     @property
     def rows(self) -> int:
-        """Independent attention problems: batch x heads."""
+        """Independent attention problems: batch x (query) heads."""
         return self.batch * self.heads
+
+    @property
+    def keys_heads(self) -> int:
+        return self.kv_heads or self.heads
+
+    @property
+    def q_len(self) -> int:
+        return self.q_seq_len or self.seq_len
+
+    @property
+    def group(self) -> int:
+        """Query heads per key/value head."""
+        return self.heads // self.keys_heads
+
+    @property
+    def grouped(self) -> bool:
+        return self.keys_heads != self.heads
+
+    @property
+    def short_query(self) -> bool:
+        return self.q_len != self.seq_len
+
+    @property
+    def pairs(self) -> int:
+        """Query-key pairs of one (batch, head) that exact attention scores: q_len x seq_len, or
+        under the causal mask those with key position <= query position."""
+        n, m = self.seq_len, self.q_len
+        return m * (n - m) + m * (m + 1) // 2 if self.causal else m * n
+
+    def per_head(self) -> "Shape":
+        """This shape with k and v repeated to every query head."""
+        return replace(self, kv_heads=None)
 
 
 @dataclass(frozen=True)
@@ -55,6 +95,30 @@ class Capabilities:
     seq_multiple: int = 1  # seq_len must be a multiple of this
     exact: bool = False  # computes exact softmax attention (no approximation)
     shared_qk: bool = False  # keys are the queries (Reformer): the k input is unused
+    causal: bool = False  # has a causal form (--causal)
+    # Fewer key/value heads than query heads (--kv-heads): "native" takes the smaller k, v as they
+    # are; "repeat" runs per query head on k, v repeated to every head inside the call (a copy,
+    # counted in time and memory, as a model without a grouped kernel does it); "no": refused.
+    grouped_kv: str = "repeat"
+    short_query: bool = False  # a query block shorter than the keys (--q-seq: decoding, chunked prefill)
+
+
+class RepeatedKV:
+    """A per-head attention function on grouped k, v: repeats them to every query head, then calls
+    it. Its attributes are the wrapped function's, so the method's hooks see their own object
+    (`Method.hook_view` gives them k, v repeated too)."""
+
+    def __init__(self, fn: "AttentionFn", group: int) -> None:
+        self.fn, self.group = fn, group
+
+    def widen(self, t: Any) -> Any:
+        return t.repeat_interleave(self.group, dim=1)
+
+    def __call__(self, q, k, v):
+        return self.fn(q, self.widen(k), self.widen(v))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["fn"], name)
 
 
 def param(default: Any, help: str, *, low: float | None = None, high: float | None = None,
@@ -124,6 +188,9 @@ class Method:
     # Columns this method adds to its rows; `diagnostics` fills them.
     extra_columns: ClassVar[tuple[str, ...]] = ()
     column_help: ClassVar[dict[str, str]] = {}  # what each extra column holds (docs/columns.md)
+    # Why a shape outside `capabilities` cannot run, by capability ("causal", "grouped_kv",
+    # "short_query"): the unsupported row's detail. A missing entry gets a generic sentence.
+    refusals: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def params(cls) -> list[ParamSpec]:
@@ -136,6 +203,26 @@ class Method:
         The runner builds with gradients on when the case takes a backward (a kernel's probe can
         then check its backward too) and off for a forward case."""
         raise NotImplementedError
+
+    def make(self, shape: Shape, *, device: Any, dtype: Any, generator: Any) -> AttentionFn:
+        """`build`, for any shape the method supports: with grouped k, v and a method that runs
+        per query head (`grouped_kv="repeat"`), it is built for `shape.per_head()` and its k, v
+        are repeated in the call (RepeatedKV). Everything that builds a method for a case calls this."""
+        if shape.grouped and self.capabilities.grouped_kv == "repeat":
+            fn = self.build(shape.per_head(), device=device, dtype=dtype, generator=generator)
+            return RepeatedKV(fn, shape.group)
+        return self.build(shape, device=device, dtype=dtype, generator=generator)
+
+    def formula_shape(self, shape: Shape) -> Shape:
+        """The shape this method's formulas are evaluated on: the per-head one when it repeats k, v."""
+        return shape.per_head() if shape.grouped and self.capabilities.grouped_kv == "repeat" else shape
+
+    @staticmethod
+    def hook_view(fn: AttentionFn, k: Any, v: Any = None) -> tuple[AttentionFn, Any, Any]:
+        """(the method's own function, k, v as it sees them): unwraps RepeatedKV for the hooks."""
+        if isinstance(fn, RepeatedKV):
+            return fn.fn, fn.widen(k), None if v is None else fn.widen(v)
+        return fn, k, v
 
     # `scores` below is the realized number of query-key scores, for methods whose cost depends
     # on the data (sampled edges); their `diagnostics` report it as "scores_computed".
@@ -163,8 +250,9 @@ class Method:
         against it). This default is the compulsory traffic: q, k, v read and the output written;
         a backward also reads q, k, v, the output and its gradient and writes dq, dk, dv. A method
         that writes and rereads large intermediates (n x n scores) adds them."""
-        vector = shape.rows * shape.seq_len * shape.head_dim * itemsize
-        return 4 * vector if mode == "forward" else 12 * vector
+        queries = shape.rows * shape.q_len * shape.head_dim * itemsize  # q, the output, their gradients
+        keys = shape.batch * shape.keys_heads * shape.seq_len * shape.head_dim * itemsize  # k or v
+        return 2 * queries + 2 * keys if mode == "forward" else 6 * queries + 6 * keys
 
     def too_large(self, name: str, largest: int, why: str) -> str | None:
         """For `unsupported`: a parameter above what the shape allows is refused, never clamped in
@@ -182,6 +270,13 @@ class Method:
             return f"{self.name} has no backward pass"
         if shape.seq_len % caps.seq_multiple:
             return f"{self.name} needs seq_len divisible by {caps.seq_multiple}"
+        if shape.causal and not caps.causal:
+            return self.refusals.get("causal", f"{self.name} has no causal form: it cannot keep a query from "
+                                               "later keys")
+        if shape.grouped and caps.grouped_kv == "no":
+            return self.refusals.get("grouped_kv", f"{self.name} cannot share key/value heads between query heads")
+        if shape.short_query and not caps.short_query:
+            return self.refusals.get("short_query", f"{self.name} needs as many queries as keys (no --q-seq)")
         return None
 
     # Optional hooks (see the module docstring); the defaults say there is nothing to report.

@@ -39,18 +39,22 @@ class Attention(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, attention_fn, heads: int, head_dim: int, ffn_dim: int) -> None:
+    """The pre-LN layer; with kv_heads < heads its k and v projections are kv_heads x head_dim wide
+    (grouped-query attention), and with a causal attention function it is a decoder layer."""
+
+    def __init__(self, attention_fn, heads: int, head_dim: int, ffn_dim: int, kv_heads: int | None = None) -> None:
         super().__init__()
-        width = heads * head_dim
+        width, kv_width = heads * head_dim, (kv_heads or heads) * head_dim
         self.heads, self.head_dim = heads, head_dim
         self.norm_attention, self.norm_ffn = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.q, self.k, self.v, self.out = (nn.Linear(width, width) for _ in range(4))
+        self.q, self.out = nn.Linear(width, width), nn.Linear(width, width)
+        self.k, self.v = nn.Linear(width, kv_width), nn.Linear(width, kv_width)
         self.attention = Attention(attention_fn)
         self.ffn = nn.Sequential(nn.Linear(width, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, width))
 
     def _split(self, x):
-        b, n, _ = x.shape
-        return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)
+        b, n, width = x.shape
+        return x.view(b, n, width // self.head_dim, self.head_dim).transpose(1, 2)
 
     def forward(self, x):
         h = self.norm_attention(x)
@@ -63,13 +67,15 @@ class EncoderLayer(nn.Module):
 class Encoder(nn.Module):
     """The LRA classifier: embeddings, encoder layers, final LayerNorm, mean pooling, linear head."""
 
-    def __init__(self, attention_fns, heads: int, head_dim: int, seq_len: int, shape: ModelShape) -> None:
+    def __init__(self, attention_fns, heads: int, head_dim: int, seq_len: int, shape: ModelShape,
+                 kv_heads: int | None = None) -> None:
         super().__init__()
         width = heads * head_dim
         self.tokens = nn.Embedding(shape.vocab, width)
         self.positions = nn.Embedding(seq_len, width)
         nn.init.normal_(self.positions.weight, std=0.02)
-        self.layers = nn.ModuleList(EncoderLayer(fn, heads, head_dim, shape.ffn(width)) for fn in attention_fns)
+        self.layers = nn.ModuleList(EncoderLayer(fn, heads, head_dim, shape.ffn(width), kv_heads)
+                                    for fn in attention_fns)
         self.norm = nn.LayerNorm(width)
         self.classifier = nn.Linear(width, shape.classes)
 
@@ -80,21 +86,25 @@ class Encoder(nn.Module):
         return self.classifier(self.norm(x).mean(dim=1))
 
 
-def parameter_count(heads: int, head_dim: int, seq_len: int, shape: ModelShape, scope: str) -> int:
+def parameter_count(heads: int, head_dim: int, seq_len: int, shape: ModelShape, scope: str,
+                    kv_heads: int | None = None) -> int:
     """Parameters of the layer or model around the attention (a method's own weights excluded)."""
     width, ffn = heads * head_dim, shape.ffn(heads * head_dim)
-    layer = 2 * 2 * width + 4 * (width * width + width) + (width * ffn + ffn) + (ffn * width + width)
+    kv_width = (kv_heads or heads) * head_dim
+    layer = 2 * 2 * width + 2 * (width * width + width) + 2 * (width * kv_width + kv_width) + \
+        (width * ffn + ffn) + (ffn * width + width)
     if scope == "layer":
         return layer
     return (shape.vocab + seq_len) * width + shape.layers * layer + 2 * width + width * shape.classes + shape.classes
 
 
-def dense_flops(batch: int, seq_len: int, heads: int, head_dim: int, shape: ModelShape, scope: str) -> int:
+def dense_flops(batch: int, seq_len: int, heads: int, head_dim: int, shape: ModelShape, scope: str,
+                kv_heads: int | None = None) -> int:
     """Forward FLOPs of the matmuls around the attention (multiply-add = 2): q, k, v and output
-    projections and the FFN per layer, and the classifier at model scope."""
-    width = heads * head_dim
+    projections (k, v kv_heads wide) and the FFN per layer, and the classifier at model scope."""
+    width, kv_width = heads * head_dim, (kv_heads or heads) * head_dim
     tokens = batch * seq_len
-    layer = 2 * tokens * width * (4 * width + 2 * shape.ffn(width))
+    layer = 2 * tokens * width * (2 * width + 2 * kv_width + 2 * shape.ffn(width))
     if scope == "layer":
         return layer
     return shape.layers * layer + 2 * batch * width * shape.classes
@@ -104,15 +114,16 @@ def build_network(method, case_shape, scope: str, shape: ModelShape, *, device, 
     """The layer or model around `method`, its weights drawn from `generator` (through torch's
     global generator, forked so the caller's stream is left alone)."""
     layers = 1 if scope == "layer" else shape.layers
-    fns = [method.build(case_shape, device=device, dtype=dtype, generator=generator) for _ in range(layers)]
+    fns = [method.make(case_shape, device=device, dtype=dtype, generator=generator) for _ in range(layers)]
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if scope == "layer":
-            network = EncoderLayer(fns[0], case_shape.heads, case_shape.head_dim, shape.ffn(case_shape.heads
-                                                                                            * case_shape.head_dim))
+            network = EncoderLayer(fns[0], case_shape.heads, case_shape.head_dim,
+                                   shape.ffn(case_shape.heads * case_shape.head_dim), case_shape.kv_heads)
         else:
-            network = Encoder(fns, case_shape.heads, case_shape.head_dim, case_shape.seq_len, shape)
+            network = Encoder(fns, case_shape.heads, case_shape.head_dim, case_shape.seq_len, shape,
+                              case_shape.kv_heads)
     return network.to(device, dtype).eval()  # dropout off while measuring
 
 
@@ -147,10 +158,8 @@ def prepare_network(case, method, *, device, dtype, generator) -> Prepared:
     scope) and random labels, and its call: forward (no_grad; inference_mode at model scope, as SBM's
     Table 3), backward (forward, cross-entropy, backward) or train (that, then an AdamW step on an
     optimizer whose state the warm-up call creates)."""
-    from attnbench.contract import Shape
-
     shape = ModelShape(layers=case.layers, ffn_dim=case.ffn_dim, vocab=case.vocab or ModelShape.vocab)
-    attention_shape = Shape(case.batch, case.heads, case.seq_len, case.head_dim)
+    attention_shape = case.shape  # the case's causality and kv heads; q_seq is attention scope only
     network = build_network(method, attention_shape, case.scope, shape, device=device, dtype=dtype,
                             generator=generator)
     width = case.heads * case.head_dim
@@ -227,13 +236,19 @@ def kept_inputs(attentions, call) -> list[tuple]:
     return kept
 
 
+def _own_view(method, fn, q, k, v) -> tuple:
+    """(fn, q, k, v) as the method's hooks see them (k, v repeated for a method that repeats them)."""
+    own, wide_k, wide_v = method.hook_view(fn, k, v)
+    return own, q, wide_k, wide_v
+
+
 def attention_diagnostics(method, attentions, call, mixed=contextlib.nullcontext) -> dict:
     """The method's diagnostics of each layer's attention call: `scores_computed` averaged over
     layers (so sparsity stays per attention call), the method's other figures from the first.
     `mixed` is the network's autocast (mixed_precision), under which its attention ran."""
     kept = kept_inputs(attentions, call)  # the call in its own mode (a training step needs gradients)
     with torch.no_grad(), mixed():
-        found = [method.diagnostics(module.fn, *qkv) for module, qkv in zip(attentions, kept)]
+        found = [method.diagnostics(*_own_view(method, module.fn, *qkv)) for module, qkv in zip(attentions, kept)]
     out = dict(found[0]) if found else {}
     scores = [d["scores_computed"] for d in found if "scores_computed" in d]
     if scores:

@@ -246,13 +246,24 @@ class Choice(Value):
 
 
 class Flag(Value):
+    """A command-line switch; with `grid`, a scenario value or a list of them (the switch gives [true])."""
+
     cli_type = bool
     kind = "true or false"
 
+    def __init__(self, grid: bool = False) -> None:
+        self.grid = grid
+        if grid:
+            self.kind = "true, false or a list of them"
+
+    def parse(self, text, flag: str):
+        return [bool(text)] if self.grid else text
+
     def check(self, value):
-        if not isinstance(value, bool):
+        items = value if self.grid and isinstance(value, list) else [value]
+        if not items or not all(isinstance(v, bool) for v in items):
             raise ValueError
-        return value
+        return items if self.grid else value
 
 
 class Names(Value):
@@ -394,6 +405,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("batch", "Batch size.", POSITIVE_GRID, "grid", flags=("--batch", "-b")),
     Option("heads", "Attention heads.", POSITIVE_GRID, "grid"),
     Option("head_dim", "Dimension per head.", POSITIVE_GRID, "grid"),
+    Option("kv_heads", "Key/value heads, a divisor of --heads (grouped-query attention: 8 over 32 heads; 1 is "
+           "multi-query); a method with a grouped kernel takes the smaller k, v as they are, the others repeat "
+           "them to every query head inside the call.", POSITIVE_GRID, "grid", default="--heads"),
+    Option("q_seq", "Queries: the last N_q positions against --seq keys (a KV cache): 1 decodes one token, 512 is "
+           "a chunk of prefill; a comma list is a grid.", Lengths(), "grid", field="q_seq_len", flags=("--q-seq",),
+           default="--seq"),
+    Option("causal", "Causal attention: each query sees the keys at or before its position (aligned to the last "
+           "key when --q-seq is shorter); in a scenario true, false or [false, true].", Flag(grid=True), "grid"),
     Option("dtype", "float32, float64, float16 or bfloat16 (comma list: a grid); on CUDA bfloat16 unless given (the "
            "kernels people ship), float32 weights under --amp.",
            Choice(DTYPE_NAMES, grid=True, canonical=parse_dtype, phrase="a dtype name"), "grid",

@@ -293,14 +293,16 @@ def plot_report(frame: pd.DataFrame, out_dir: Path, stem: str, formats: tuple[st
 
 
 def pattern_figure(method: str, seq_len: int, params: dict, *, heads: int, head_dim: int, seed: int,
-                   path: Path) -> Path:
+                   path: Path, causal: bool = False) -> Path:
     """Full attention's weights (head 0) beside the method's pattern for up to four heads."""
     from attnbench.patterns import attention_pattern, reference_weights
 
-    pattern, what = attention_pattern(method, seq_len, params, heads=heads, head_dim=head_dim, seed=seed)
+    pattern, what = attention_pattern(method, seq_len, params, heads=heads, head_dim=head_dim, seed=seed,
+                                      causal=causal)
     shown = min(heads, 4)
     fig, axes = plt.subplots(1, shown + 1, figsize=(3.6 * (shown + 1), 4.0), layout="constrained")
-    panels = [(reference_weights(seq_len, heads=heads, head_dim=head_dim, seed=seed), "full: softmax weights, head 0")]
+    panels = [(reference_weights(seq_len, heads=heads, head_dim=head_dim, seed=seed, causal=causal),
+               f"full{' (causal)' if causal else ''}: softmax weights, head 0")]
     panels += [(pattern[h], f"{method}: head {h}") for h in range(shown)]
     binary = what.startswith("attended")
     for ax, (matrix, title) in zip(axes, panels):
@@ -310,7 +312,8 @@ def pattern_figure(method: str, seq_len: int, params: dict, *, heads: int, head_
         ax.set_xlabel("key j")
         ax.set_ylabel("query i")
     density = float((pattern > 0).double().mean())
-    fig.suptitle(f"{method} at n={seq_len}: {what}; {100 * density:.1f}% of pairs nonzero")
+    fig.suptitle(f"{method}{' causal' if causal else ''} at n={seq_len}: {what}; {100 * density:.1f}% of pairs "
+                 "nonzero")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -70,17 +70,21 @@ def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
     from attnbench.model import dense_flops
     from attnbench.model_shape import ModelShape
 
-    shape = case.shape
+    shape = method.formula_shape(case.shape)  # per head when the method repeats k, v
     forward = method.flops(shape, scores)
     backward = method.backward_flops(shape, scores) if case.mode != "forward" else 0
     scores = method.scores_computed(shape) if scores is None else scores
     attention = None if forward is None or backward is None else forward + backward
     if case.scope == "attention":
+        memory, moved = method.memory_bytes(shape, itemsize, case.mode, scores), \
+            method.bytes_moved(shape, itemsize, case.mode, scores)
+        if shape != case.shape and memory is not None:  # k, v repeated in the call: the copies, written once
+            copies = 2 * shape.batch * shape.heads * shape.seq_len * shape.head_dim * itemsize
+            memory, moved = memory + copies, None if moved is None else moved + copies
         return {"flops_analytic": attention, "scores_computed": scores,
-                "peak_mem_analytic_bytes": method.memory_bytes(shape, itemsize, case.mode, scores),
-                "bytes_moved_analytic": method.bytes_moved(shape, itemsize, case.mode, scores)}
+                "peak_mem_analytic_bytes": memory, "bytes_moved_analytic": moved}
     model = ModelShape(layers=case.layers, ffn_dim=case.ffn_dim)
-    dense = dense_flops(case.batch, case.seq_len, case.heads, case.head_dim, model, case.scope)
+    dense = dense_flops(case.batch, case.seq_len, case.heads, case.head_dim, model, case.scope, case.kv_heads)
     dense *= 1 if case.mode == "forward" else 3
     return {"flops_analytic": None if attention is None else case.layers * attention + dense,
             "scores_computed": scores, "peak_mem_analytic_bytes": None, "bytes_moved_analytic": None}
@@ -93,14 +97,15 @@ def _prepare(case: Case, method, device, dtype, row: Row):
     if case.scope == "attention":
         q, k, v, generator = make_inputs(case)
         start = time.perf_counter()
-        fn = method.build(case.shape, device=device, dtype=dtype, generator=generator)
+        fn = method.make(case.shape, device=device, dtype=dtype, generator=generator)
         synchronize(device)
         row["build_ms"] = (time.perf_counter() - start) * 1e3
         timed = fn if case.compile == "off" else torch.compile(fn, mode=case.compile)
 
         def diagnostics() -> dict:
             with torch.no_grad():
-                return method.diagnostics(fn, q, k, v)
+                own, wide_k, wide_v = method.hook_view(fn, k, v)
+                return method.diagnostics(own, q, wide_k, wide_v)
         backward = None if case.mode == "forward" else lambda: make_backward(timed, q, k, v)
         return fn, (q, k, v), make_call(timed, q, k, v, case.mode), lambda: None, diagnostics, [], backward
     if case.compile != "off":
@@ -133,6 +138,8 @@ def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
     if case.compile != "off" or method.compiled():
         row["compile_s"] = time.perf_counter() - start
     row["kernel_compile_mode"] = method.compile_mode(device)
+    if case.shape.grouped:
+        row["grouped_kv"] = "repeated" if method.capabilities.grouped_kv == "repeat" else "native"
     if not _finite(first):
         row.update(status="nan", status_detail="the output holds NaN or Inf")
         return

@@ -28,7 +28,8 @@ from attnbench.options import SCENARIO_KEYS, parse_bytes, parse_seconds, parse_s
 # Every key, its grammar and where it lands are in attnbench.options.OPTIONS; defaults come from
 # Case (set-up), MeasureOptions (metrics and their budgets) and Limits (worker limits).
 KEYS: dict[str, str] = {key: option.value.kind for key, option in SCENARIO_KEYS.items()}
-GRID_KEYS = tuple(key for key, option in SCENARIO_KEYS.items() if option.target == "grid")  # Case fields, grid axes
+GRID_KEYS = tuple(option.field or key for key, option in SCENARIO_KEYS.items()
+                  if option.target == "grid")  # Case fields, grid axes
 
 
 @dataclass

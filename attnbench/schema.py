@@ -25,7 +25,7 @@ from attnbench.metrics import column_types, result_columns
 # case_seconds: wall time of the whole case where it ran; build_ms: the method's build (weights,
 # masks, landmarks, block masks), or the network's at layer/model scope; compile_s: the first call
 # under torch.compile (--compile), which the timing leaves out.
-CORE = ("status", "status_detail", "case_seconds", "build_ms", "compile_s", "kernel_compile_mode")
+CORE = ("status", "status_detail", "case_seconds", "build_ms", "compile_s", "kernel_compile_mode", "grouped_kv")
 ANALYTIC = ("flops_analytic", "scores_computed", "peak_mem_analytic_bytes", "bytes_moved_analytic")  # formulas
 ENVIRONMENT = (
     "attnbench_version", "git_sha", "torch_version", "python_version", "hostname", "cpu_model", "cpu_count",
@@ -59,6 +59,11 @@ COLUMN_HELP: dict[str, str] = {
     "compile_s": "the first call when it compiles (--compile, FlexAttention), left out of the timing",
     "kernel_compile_mode": "the torch.compile mode of a method's own compiled kernel (FlexAttention: "
                            "max-autotune-no-cudagraphs on CUDA, default on CPU); empty for others",
+    "kv_heads": "key/value heads (grouped-query attention); blank: one per query head",
+    "q_seq_len": "queries, the last positions of seq_len keys (decoding against a KV cache); blank: seq_len",
+    "causal": "whether each query attends only the keys at or before its position (bottom-right aligned)",
+    "grouped_kv": "with fewer kv heads: native (the kernel takes the smaller k, v) or repeated (k, v repeated to "
+                  "every query head inside the call, as a model without a grouped kernel does); blank otherwise",
     "flops_analytic": "the method's FLOP formula for the case (multiply-add = 2; backward included)",
     "scores_computed": "query-key scores the method computes per attention call (its formula or its draw)",
     "peak_mem_analytic_bytes": "the method's formula for the bytes it keeps alive at its peak",
@@ -78,7 +83,8 @@ COLUMN_HELP: dict[str, str] = {
 }
 
 _FIXED: dict[str, type] = {
-    "status": str, "status_detail": str, "kernel_compile_mode": str, "timestamp": str, **dict.fromkeys(PROVENANCE, str),
+    "status": str, "status_detail": str, "kernel_compile_mode": str, "grouped_kv": str, "timestamp": str,
+    **dict.fromkeys(PROVENANCE, str),
     **dict.fromkeys(ENVIRONMENT, str), "cpu_count": int, "tf32_matmul": bool, "gpu_memory_bytes": int,
     "gpu_sm_clock_mhz": int, "gpu_max_sm_clock_mhz": int,
 }

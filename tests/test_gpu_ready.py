@@ -191,7 +191,7 @@ def test_a_kernel_without_a_backward_is_unsupported_in_backward_modes(mode, monk
     from attnbench.methods import sdpa
     from attnbench.runner import run_case
 
-    monkeypatch.setattr(sdpa, "pinned", lambda backend: _ForwardOnly.apply)
+    monkeypatch.setattr(sdpa, "pinned", lambda backend, *shape_and_device: _ForwardOnly.apply)
     row = run_case(Case("sdpa-math", batch=1, heads=1, seq_len=64, head_dim=8, mode=mode, threads=1), QUICK)
     if mode == "forward":
         assert row["status"] == "ok", row["status_detail"]

@@ -1,10 +1,10 @@
 """How far an approximation is from exact attention, in relative spectral and Frobenius norms.
 
 Outputs are (n x p) per head, so their spectral norms are exact (an SVD of a thin matrix).
-The effective attention matrix is n x n: every method here is linear in V once its randomness
-is fixed, so A X is the method run on V = X, and A^T Y is the vector-Jacobian product of that
-call. Small n materializes A (V = I) and takes an exact SVD; large n estimates ||A_hat - A||_2
-by block power iteration on (A_hat - A)^T (A_hat - A) from those products alone.
+The effective attention matrix is q_len x n (n x n for self-attention): every method here is
+linear in V once its randomness is fixed, so A X is the method run on V = X, and A^T Y is the
+vector-Jacobian product of that call. Small n materializes A (V = I) and takes an exact SVD;
+large n estimates ||A_hat - A||_2 by block power iteration on (A_hat - A)^T (A_hat - A) from those products alone.
 
 Instruments only: tensors and linear maps in, numbers out; which methods are compared is the
 error metric's business (attnbench.metrics.error).
@@ -26,11 +26,13 @@ def relative_errors(approx: torch.Tensor, exact: torch.Tensor) -> dict[str, torc
             "frobenius": torch.linalg.matrix_norm(diff) / torch.linalg.matrix_norm(exact)}
 
 
-def transpose_map(apply: LinearMap) -> LinearMap:
-    """Y -> M^T Y for a linear map given only by X -> M X (a vector-Jacobian product)."""
+def transpose_map(apply: LinearMap, columns: int | None = None) -> LinearMap:
+    """Y -> M^T Y for a linear map given only by X -> M X (a vector-Jacobian product); M has
+    `columns` columns (None: square)."""
     def apply_t(y: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
-            x = torch.zeros_like(y, requires_grad=True)
+            rows = y.shape[-2] if columns is None else columns
+            x = y.new_zeros(*y.shape[:-2], rows, y.shape[-1]).requires_grad_()
             (grad,) = torch.autograd.grad(apply(x), x, grad_outputs=y)
         return grad
     return apply_t
@@ -85,9 +87,12 @@ def frozen_draws(method, fn) -> Callable:
 
 def attention_error(fn: Callable, reference: Callable, q: torch.Tensor, k: torch.Tensor, exact_q: torch.Tensor,
                     exact_k: torch.Tensor) -> float:
-    """Relative spectral error of the effective attention matrix of `fn(q, k, .)` against
-    `reference(exact_q, exact_k, .)` (the output for V = I), averaged over batch and heads."""
-    b, h, n, _ = q.shape
+    """Relative spectral error of the effective attention matrix (q_len x n: queries by keys) of
+    `fn(q, k, .)` against `reference(exact_q, exact_k, .)` (the output for V = I), averaged over
+    batch and heads. k, v have one head per query head here: a grouped V would mix the query heads
+    of a group in M^T Y."""
+    b, h, _, _ = q.shape
+    n = k.shape[-2]
     wide = torch.float64
     if n <= DENSE_ATTENTION_LIMIT:
         eye = torch.eye(n, dtype=wide, device=q.device).expand(b, h, n, n)
@@ -100,7 +105,7 @@ def attention_error(fn: Callable, reference: Callable, q: torch.Tensor, k: torch
         return reference(exact_q, exact_k, x)
 
     def estimate(apply):
-        return spectral_norm_estimate(apply, transpose_map(apply), (b, h, n), block=POWER_BLOCK, device=q.device)
+        return spectral_norm_estimate(apply, transpose_map(apply, n), (b, h, n), block=POWER_BLOCK, device=q.device)
 
     return float((estimate(difference) / estimate(exact_map)).mean())
 

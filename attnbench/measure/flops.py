@@ -7,7 +7,9 @@ gather/index/scatter and random draws are not counted; a method must express its
 matmul-class ops (matmul, einsum, bmm, sparse kernels) for them to count.
 
 torch 2.13 lacks formulas for CPU SDPA (it counts 0) and for sparse kernels (0, or dense for
-`csr @ dense`); `EXTRA_FORMULAS` adds them. fvcore traces one forward call with TorchScript and
+`csr @ dense`), and its rules for the fused CUDA kernels count every pair of a causal call and
+assume one key head per query head; `EXTRA_FORMULAS` adds or replaces them (causal: the pairs at
+or below the kernel's diagonal). fvcore traces one forward call with TorchScript and
 counts a multiply-add as 1, so its total is doubled; ops it drops are reported by name.
 """
 
@@ -19,17 +21,74 @@ from collections import Counter
 from typing import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode
 
 aten = torch.ops.aten
 
 
+def attention_pairs(q_len: int, k_len: int, causal: bool, bottom_right: bool) -> int:
+    """Query-key pairs a fused kernel scores per (batch, head): all of them, or under a causal
+    mask those at or below its diagonal (aligned to the top left or to the bottom right)."""
+    if not causal:
+        return q_len * k_len
+    if bottom_right:
+        return q_len * (k_len - q_len) + q_len * (q_len + 1) // 2 if q_len <= k_len else k_len * (k_len + 1) // 2
+    return sum(min(i + 1, k_len) for i in range(q_len)) if q_len > k_len else q_len * (q_len + 1) // 2
+
+
+def _fused(query, key, value, causal: bool, bottom_right: bool = False, backward: bool = False) -> int:
+    """Q K^T and P V over the pairs scored, with query heads counted (grouped k, v are shared,
+    not repeated: the work per query head is the same); the backward recomputes Q K^T and runs
+    four gradient matmuls (torch's rule: 2.5x the forward)."""
+    batch, heads, q_len, head_dim = query
+    pairs = attention_pairs(q_len, key[-2], causal, bottom_right)
+    scores, values = 2 * batch * heads * pairs * head_dim, 2 * batch * heads * pairs * value[-1]
+    return 3 * scores + 2 * values if backward else scores + values
+
+
+def _flag(args: tuple, kwargs: dict, position: int, name: str = "is_causal") -> bool:
+    return bool(kwargs.get(name, args[position] if len(args) > position else False))
+
+
 def _cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_flop_count(query, key, value)
+    # (dropout_p, is_causal, attn_mask, scale): is_causal aligns to the top left; a lower-right
+    # mask arrives as attn_mask, whose masked scores the kernel still computes
+    return _fused(query, key, value, _flag(args, kwargs, 1))
 
 
 def _cpu_sdpa_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_backward_flop_count(grad_out, query, key, value)
+    # (out, logsumexp, dropout_p, is_causal, attn_mask, scale)
+    return _fused(query, key, value, _flag(args, kwargs, 3), backward=True)
+
+
+def _cuda_flash(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    # (dropout_p, is_causal, ...): flash's causal is aligned to the bottom right
+    return _fused(query, key, value, _flag(args, kwargs, 1), bottom_right=True)
+
+
+def _cuda_flash_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    # (out, logsumexp, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, ...)
+    return _fused(query, key, value, _flag(args, kwargs, 7), bottom_right=True, backward=True)
+
+
+def _cuda_efficient(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    # (attn_bias, compute_log_sumexp, dropout_p, is_causal, scale): top-left causal
+    return _fused(query, key, value, _flag(args, kwargs, 3))
+
+
+def _cuda_efficient_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    # (attn_bias, out, logsumexp, philox_seed, philox_offset, dropout_p, grad_input_mask, is_causal, ...)
+    return _fused(query, key, value, _flag(args, kwargs, 7), backward=True)
+
+
+def _cuda_cudnn(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    # (attn_bias, compute_log_sumexp, dropout_p, is_causal, ...): top-left causal
+    return _fused(query, key, value, _flag(args, kwargs, 3))
+
+
+def _cuda_cudnn_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    # (out, logsumexp, philox_seed, philox_offset, attn_bias, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal)
+    return _fused(query, key, value, _flag(args, kwargs, 10), backward=True)
 
 
 def _nnz(t: torch.Tensor) -> int:
@@ -61,6 +120,13 @@ for _fn in (_mm, _sparse_addmm, _sampled_addmm):
 EXTRA_FORMULAS = {
     aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
     aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward,
+    # torch's own rules for the CUDA kernels ignore is_causal and grouped kv heads
+    aten._scaled_dot_product_flash_attention: _cuda_flash,
+    aten._scaled_dot_product_flash_attention_backward: _cuda_flash_backward,
+    aten._scaled_dot_product_efficient_attention: _cuda_efficient,
+    aten._scaled_dot_product_efficient_attention_backward: _cuda_efficient_backward,
+    aten._scaled_dot_product_cudnn_attention: _cuda_cudnn,
+    aten._scaled_dot_product_cudnn_attention_backward: _cuda_cudnn_backward,
     aten.mm: _mm,
     aten._sparse_addmm: _sparse_addmm,
     aten.sparse_sampled_addmm: _sampled_addmm,

@@ -29,9 +29,14 @@ def block_attention(q_blocks: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ke
     return torch.softmax(scores, dim=-1) @ values
 
 
-def dense_rows(q_rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Exact attention of a few query rows (global tokens) over every key."""
-    return torch.softmax(q_rows @ k.transpose(-1, -2) * q_rows.shape[-1] ** -0.5, dim=-1) @ v
+def dense_rows(q_rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               hidden: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact attention of a few query rows (global tokens) over every key; `hidden` (rows x n,
+    True where a key must not be seen, e.g. a later one) masks the scores."""
+    scores = q_rows @ k.transpose(-1, -2) * q_rows.shape[-1] ** -0.5
+    if hidden is not None:
+        scores = scores.masked_fill(hidden, -torch.inf)
+    return torch.softmax(scores, dim=-1) @ v
 
 
 def block_flops(shape, query_blocks: int, size: int, keys: int) -> float:

@@ -42,12 +42,21 @@ def compiled_flex(mode: str = "default"):
 
 
 def block_mask(mask_mod, shape, device, per_head: bool):
-    """The BlockMask of `mask_mod` for (batch, heads, n, n); heads share one unless `per_head`."""
+    """The BlockMask of `mask_mod` for (batch, heads, q_len, seq_len); heads share one unless `per_head`."""
     from torch.nn.attention.flex_attention import create_block_mask
 
     n = shape.seq_len
-    return create_block_mask(mask_mod, B=None, H=shape.heads if per_head else None, Q_LEN=n, KV_LEN=n,
+    return create_block_mask(mask_mod, B=None, H=shape.heads if per_head else None, Q_LEN=shape.q_len, KV_LEN=n,
                              device=device, BLOCK_SIZE=min(BLOCK, n))
+
+
+def causal_mod(shape):
+    """mask_mod of the causal mask, aligned to the bottom right: query i is position seq_len - q_len + i."""
+    offset = shape.seq_len - shape.q_len
+
+    def causal(b, h, q, k):
+        return q + offset >= k
+    return causal
 
 
 def _compile_errors() -> tuple[type, ...]:
@@ -66,15 +75,15 @@ class FlexAttention:
     compile it, or FlexAttention does not run the case here (float64, or a backward, on CPU), that
     call raises Unsupported with the first line of the reason."""
 
-    def __init__(self, name: str, mask=None) -> None:
-        self.name, self.block_mask, self.compiled = name, mask, False
+    def __init__(self, name: str, mask=None, grouped: bool = False) -> None:
+        self.name, self.block_mask, self.compiled, self.grouped = name, mask, False, grouped
 
     def __call__(self, q, k, v):
         if self.compiled:  # the kernel was looked up on the first call: nothing more in the timed one
-            return self.kernel(q, k, v, block_mask=self.block_mask)
+            return self.kernel(q, k, v, block_mask=self.block_mask, enable_gqa=self.grouped)
         self.kernel = compiled_flex(compile_mode(q.device))
         try:
-            out = self.kernel(q, k, v, block_mask=self.block_mask)
+            out = self.kernel(q, k, v, block_mask=self.block_mask, enable_gqa=self.grouped)
         except NotImplementedError as exc:  # e.g. no backward on CPU
             raise Unsupported(f"{self.name}: {str(exc).strip().splitlines()[0]}") from None
         except _compile_errors() as exc:
@@ -86,18 +95,31 @@ class FlexAttention:
 
 def tile_scores(mask, shape) -> float:
     """Query-key scores FlexAttention computes over the batch with this block mask: every pair of
-    each tile the mask does not skip (a partly masked tile is computed whole)."""
-    tiles = mask.kv_num_blocks.sum() + (mask.full_kv_num_blocks.sum() if mask.full_kv_num_blocks is not None else 0)
-    q_block, kv_block = mask.BLOCK_SIZE
-    shared = shape.rows // (mask.kv_num_blocks.shape[0] * mask.kv_num_blocks.shape[1])  # broadcast over b, h
-    return float(tiles) * q_block * kv_block * shared
+    each tile the mask does not skip (a partly masked tile is computed whole; a tile at the end
+    of a length that is not a multiple of the block holds only the rows and keys that exist)."""
+    import torch
+
+    table = mask.to_dense().to(torch.float64)  # (B, H, q blocks, kv blocks): 1 where a tile is computed
+    rows, keys = (_block_sizes(length, block, count) for length, block, count in
+                  zip(mask.seq_lengths, mask.BLOCK_SIZE, table.shape[-2:]))
+    shared = shape.rows // (table.shape[0] * table.shape[1])  # broadcast over b, h
+    return float((table * rows.view(-1, 1) * keys.view(1, -1)).sum()) * shared
+
+
+def _block_sizes(length: int, block: int, count: int):
+    import torch
+
+    sizes = torch.full((count,), float(block), dtype=torch.float64)
+    sizes[-1] = length - block * (count - 1)
+    return sizes
 
 
 def flex_memory_bytes(shape, itemsize: int, mode: str) -> float:
     """Like SDPA's fused kernels: the output and float32 row statistics (dq, dk, dv in backward)."""
-    vectors = shape.rows * shape.seq_len * shape.head_dim * itemsize
-    logsumexp = shape.rows * shape.seq_len * 4
-    return (vectors if mode == "forward" else 4 * vectors) + logsumexp
+    queries = shape.rows * shape.q_len * shape.head_dim * itemsize
+    keys = shape.batch * shape.keys_heads * shape.seq_len * shape.head_dim * itemsize
+    logsumexp = shape.rows * shape.q_len * 4
+    return (queries if mode == "forward" else 2 * queries + 2 * keys) + logsumexp
 
 
 def flex_flops(shape, scores: float | None, mode: str = "forward") -> float | None:

@@ -105,6 +105,9 @@ class BigBird(FlexBackend, Method):
     """Block-sparse attention: sliding window, global and random blocks."""
 
     paper = PAPER
+    refusals = {"causal": "bigbird's block-sparse pattern has no causal form in its reference code (HF refuses "
+                          "block_sparse in a decoder): its last block is global and its random blocks come from the "
+                          "whole sequence"}
     extra_columns = ("random_blocks_drawn",)
     column_help = {"random_blocks_drawn": "random key blocks each query block got (fewer than asked when "
                                           "the sequence has too few blocks)"}

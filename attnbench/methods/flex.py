@@ -9,21 +9,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attnbench.contract import Capabilities
-from attnbench.methods._flex import FlexAttention, compile_mode
-from attnbench.methods.full import Full
+from attnbench.contract import Shape
+from attnbench.methods._flex import FlexAttention, block_mask, causal_mod, compile_mode, flex_flops, tile_scores
+from attnbench.methods.full import EXACT, Full
 
 
 @dataclass(frozen=True)
 class Flex(Full):
-    """Exact attention through compiled FlexAttention."""
+    """Exact attention through compiled FlexAttention; causal through a causal block mask (the
+    tiles above the diagonal skipped, partly masked ones computed whole), grouped k, v natively."""
 
     paper = "Dong et al. 2024, Flex Attention: A Programming Model for Generating Optimized Attention Kernels, " \
             "arXiv:2412.05496"
-    capabilities = Capabilities(exact=True)
+    capabilities = EXACT
 
     def build(self, shape, *, device, dtype, generator):
-        return FlexAttention(self.name)
+        mask = block_mask(causal_mod(shape), shape, device, per_head=False) if shape.causal else None
+        return FlexAttention(self.name, mask, grouped=shape.grouped)
+
+    def diagnostics(self, fn, q, k, v) -> dict:
+        if fn.block_mask is None:
+            return {}
+        return {"scores_computed": tile_scores(fn.block_mask, Shape(*q.shape))}
+
+    def scores_computed(self, shape: Shape) -> float | None:
+        return None if shape.causal else super().scores_computed(shape)  # causal: the tiles (diagnostics)
+
+    def flops(self, shape: Shape, scores=None) -> float | None:
+        return flex_flops(shape, scores) if shape.causal else super().flops(shape)
+
+    def backward_flops(self, shape: Shape, scores=None) -> float | None:
+        return flex_flops(shape, scores, "backward") if shape.causal else super().backward_flops(shape)
 
     def compiled(self) -> bool:
         return True

@@ -17,14 +17,64 @@ from attnbench.contract import Capabilities, Method, Shape
 PAPER = "Vaswani et al. 2017, Attention Is All You Need, arXiv:1706.03762"
 
 
-def explicit_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v with the scores materialized (scaling q first keeps one n x n alive)."""
-    # One expression, so the raw scores are freed as soon as softmax has read them.
-    return torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1), dim=-1) @ v
+def explicit_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                               future: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v with the scores materialized (scaling q first keeps one n x n alive).
+    Grouped k, v (fewer heads than q) are never copied: the query heads of a group are stacked and
+    score their shared keys in one matmul. `future` (q_len x seq_len, True where a key is later
+    than its query) masks the scores in place: every score is still computed."""
+    b, h, m, d = q.shape
+    kv_heads, n = k.shape[1], k.shape[-2]
+    scores = (q * d**-0.5).reshape(b, kv_heads, h // kv_heads * m, d) @ k.transpose(-2, -1)
+    if future is not None:
+        scores.view(b, kv_heads, h // kv_heads, m, n).masked_fill_(future, -torch.inf)
+    # softmax reads the raw scores and frees them: two n x n alive at most
+    return (torch.softmax(scores, dim=-1) @ v).view(b, h, m, v.shape[-1])
 
 
-def _vector_bytes(shape: Shape, itemsize: int) -> int:
-    return shape.rows * shape.seq_len * shape.head_dim * itemsize
+def future_keys(shape: Shape, device) -> torch.Tensor | None:
+    """(q_len, seq_len) bool, True where the key comes after the query (queries are the last
+    q_len positions); None for a bidirectional shape."""
+    if not shape.causal:
+        return None
+    return torch.ones(shape.q_len, shape.seq_len, dtype=torch.bool, device=device).triu_(
+        shape.seq_len - shape.q_len + 1)
+
+
+def sdpa_arguments(shape: Shape, mask_device=None) -> dict:
+    """scaled_dot_product_attention's keywords for the shape: enable_gqa takes grouped k, v as
+    they are; causal is `is_causal` for self-attention and, for a query block shorter than the
+    keys, torch's lower-right causal bias (is_causal aligns to the top left, which would hide
+    the cache from the last queries). That bias picks its own kernel; with `mask_device` the
+    mask is a q_len x seq_len bool tensor instead, which a pinned backend runs or refuses."""
+    from torch.nn.attention.bias import causal_lower_right
+
+    kwargs: dict = {"enable_gqa": True} if shape.grouped else {}
+    if shape.causal and shape.short_query:
+        kwargs["attn_mask"] = causal_lower_right(shape.q_len, shape.seq_len) if mask_device is None \
+            else ~future_keys(shape, mask_device)
+    elif shape.causal:
+        kwargs["is_causal"] = True
+    return kwargs
+
+
+def sdpa_attention(shape: Shape):
+    """fn(q, k, v): SDPA with the shape's keywords (SDPA itself for plain self-attention)."""
+    kwargs = sdpa_arguments(shape)
+    if not kwargs:
+        return F.scaled_dot_product_attention
+    return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, **kwargs)
+
+
+def _query_bytes(shape: Shape, itemsize: int) -> int:
+    return shape.rows * shape.q_len * shape.head_dim * itemsize
+
+
+def _key_bytes(shape: Shape, itemsize: int) -> int:
+    return shape.batch * shape.keys_heads * shape.seq_len * shape.head_dim * itemsize
+
+
+EXACT = Capabilities(exact=True, causal=True, grouped_kv="native", short_query=True)
 
 
 @dataclass(frozen=True)
@@ -32,26 +82,26 @@ class Full(Method):
     """Exact softmax attention through torch.nn.functional.scaled_dot_product_attention."""
 
     paper = PAPER
-    capabilities = Capabilities(exact=True)
+    capabilities = EXACT
 
     def build(self, shape, *, device, dtype, generator):
-        return F.scaled_dot_product_attention
+        return sdpa_attention(shape)
 
     def flops(self, shape: Shape, scores=None) -> float:
-        return 4 * shape.rows * shape.seq_len**2 * shape.head_dim  # Q K^T and P V
+        return 4 * shape.rows * shape.pairs * shape.head_dim  # Q K^T and P V over the pairs it scores
 
     def backward_flops(self, shape: Shape, scores=None) -> float:
         # The fused backward recomputes Q K^T, then four gradient matmuls: 2.5x the forward.
-        return 10 * shape.rows * shape.seq_len**2 * shape.head_dim
+        return 10 * shape.rows * shape.pairs * shape.head_dim
 
     def scores_computed(self, shape: Shape) -> float:
-        return shape.rows * shape.seq_len**2
+        return shape.rows * shape.pairs  # a fused causal kernel skips the tiles above the diagonal
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
-        logsumexp = shape.rows * shape.seq_len * 4  # float32 row statistics kept for backward
+        logsumexp = shape.rows * shape.q_len * 4  # float32 row statistics kept for backward
         if mode == "forward":
-            return _vector_bytes(shape, itemsize) + logsumexp  # the output; tiles are per thread
-        return 4 * _vector_bytes(shape, itemsize) + logsumexp  # output and dq, dk, dv
+            return _query_bytes(shape, itemsize) + logsumexp  # the output; tiles are per thread
+        return 2 * _query_bytes(shape, itemsize) + 2 * _key_bytes(shape, itemsize) + logsumexp  # out, dq, dk, dv
 
 
 @dataclass(frozen=True)
@@ -59,28 +109,30 @@ class FullExplicit(Method):
     """Exact softmax attention that materializes the n x n scores: the error reference."""
 
     paper = PAPER
-    capabilities = Capabilities(exact=True)
+    capabilities = EXACT
 
     def build(self, shape, *, device, dtype, generator):
-        return explicit_softmax_attention
+        future = future_keys(shape, device)
+        return lambda q, k, v: explicit_softmax_attention(q, k, v, future)
 
     def flops(self, shape: Shape, scores=None) -> float:
-        return 4 * shape.rows * shape.seq_len**2 * shape.head_dim
+        return 4 * shape.rows * shape.q_len * shape.seq_len * shape.head_dim  # the masked scores too
 
     def scores_computed(self, shape: Shape) -> float:
-        return shape.rows * shape.seq_len**2
+        return shape.rows * shape.q_len * shape.seq_len
 
     def bytes_moved(self, shape, itemsize, mode, scores=None):
         # Scores written, read by softmax; probabilities written, read by P V. Backward: P read,
         # dP written and read, dS written and read.
-        square = shape.rows * shape.seq_len**2 * itemsize
+        square = shape.rows * shape.q_len * shape.seq_len * itemsize
         return super().bytes_moved(shape, itemsize, mode) + (4 if mode == "forward" else 9) * square
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
-        square = shape.rows * shape.seq_len**2 * itemsize
-        vectors = _vector_bytes(shape, itemsize)
+        square = shape.rows * shape.q_len * shape.seq_len * itemsize
+        mask = shape.q_len * shape.seq_len if shape.causal else 0  # bool, made at build and kept
+        queries, keys = _query_bytes(shape, itemsize), _key_bytes(shape, itemsize)
         if mode == "forward":
-            return 2 * square + vectors  # scores and their softmax alive together, then the output
+            return 2 * square + queries + mask  # scores and their softmax alive together, then the output
         # Backward: saved softmax P, its gradient dP and the score gradient dS at once, plus
-        # the saved scaled q, the output and the three input gradients.
-        return 3 * square + 5 * vectors
+        # the saved scaled q, the output, dq and dk, dv.
+        return 3 * square + 3 * queries + 2 * keys + mask

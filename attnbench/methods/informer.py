@@ -49,6 +49,9 @@ class Informer(Method):
     """ProbSparse attention: the most 'peaked' queries attend fully, the rest take mean(V)."""
 
     paper = PAPER
+    refusals = {"causal": "informer's decoder (ProbMask) picks its active queries from scores against keys sampled "
+                          "over the whole sequence, later ones included, and fills the rest with a cumulative sum "
+                          "of V: the choice itself sees the future"}
     factor: int = param(5, "c: c * ln n sampled keys and active queries (Informer default 5)", low=1)
 
     def build(self, shape, *, device, dtype, generator):

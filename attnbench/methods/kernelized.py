@@ -30,6 +30,7 @@ class Kernelized(Method):
     """Exact Gaussian-kernel attention C V (Skyformer's O(n^2) target)."""
 
     paper = PAPER
+    refusals = {"causal": "kernelized attention is Skyformer's exact target, which has no causal form"}
     normalizer: int = param(0, "q, k scale p^(-1/4); 0 uses head_dim (Skyformer's normalizer, matched)", low=0)
 
     def build(self, shape, *, device, dtype, generator):

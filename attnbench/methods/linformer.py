@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.contract import Method, Shape, param
+from attnbench.contract import Capabilities, Method, Shape, param
 
 PAPER = "Wang et al. 2020, Linformer: Self-Attention with Linear Complexity, arXiv:2006.04768"
 
@@ -40,6 +40,9 @@ class Linformer(Method):
     """Softmax attention over keys and values projected to proj_dim along the sequence."""
 
     paper = PAPER
+    capabilities = Capabilities(short_query=True)
+    refusals = {"causal": "linformer projects the key axis (E mixes all n positions into proj_dim rows), so a query "
+                          "cannot be kept from future keys"}
     proj_dim: int = param(256, "k, projected sequence length (Skyformer's comparison: 128)", low=1)
     share: bool = param(False, "one projection for keys and values")
     projection: str = param("gaussian", "gaussian (random, fixed) or identity (needs proj_dim = n; exact)",
@@ -53,17 +56,23 @@ class Linformer(Method):
     def build(self, shape, *, device, dtype, generator):
         return LinformerAttention(self, shape, device, dtype, generator)
 
+    def _projections(self, shape: Shape) -> float:
+        return shape.rows * 4 * self.proj_dim * shape.seq_len * shape.head_dim  # E K, F V
+
+    def _attention(self, shape: Shape) -> float:
+        return shape.rows * 4 * self.proj_dim * shape.q_len * shape.head_dim  # Q K'^T, P V'
+
     def flops(self, shape: Shape, scores=None) -> float:
-        return shape.rows * 8 * self.proj_dim * shape.seq_len * shape.head_dim  # E K, F V, Q K'^T, P V'
+        return self._projections(shape) + self._attention(shape)
 
     def backward_flops(self, shape: Shape, scores=None) -> float:
         # E and F are fixed: E K and F V need only the gradient to K and V (one matmul each).
-        return 1.5 * self.flops(shape)
+        return self._projections(shape) + 2 * self._attention(shape)
 
     def scores_computed(self, shape: Shape) -> float:
-        return shape.rows * shape.seq_len * self.proj_dim
+        return shape.rows * shape.q_len * self.proj_dim
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
-        n, p, kp = shape.seq_len, shape.head_dim, self.proj_dim
+        n, p, kp = shape.q_len, shape.head_dim, self.proj_dim
         per_head = 2 * kp * p + 2 * n * kp + n * p
         return shape.rows * per_head * itemsize * (1 if mode == "forward" else 3)

@@ -5,7 +5,9 @@ Every query attends to the keys within `window` / 2 positions on each side and t
 blocks of window / 2 rows gather the key blocks before, at and after them (1.5x the band,
 masked to it exactly; HF's sliding chunks compute 2x), never n x n. Any n works: the last block
 is padded and its padding masked. No seed repo ships Longformer; this follows the paper's
-pattern and HF's banded computation.
+pattern and HF's banded computation. Causal (the paper's autoregressive setting): the half of
+the window before each query and itself, gathered from two blocks; global queries see the
+keys up to their own position.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attnbench.contract import Method, Shape, param
+from attnbench.contract import Capabilities, Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops, dense_rows
 from attnbench.methods._flex import BACKEND_HELP, FlexAttention, FlexBackend, block_mask, flex_flops, flex_memory_bytes
 
@@ -25,15 +27,18 @@ PAPER = "Beltagy et al. 2020, Longformer: The Long-Document Transformer, arXiv:2
 class LongformerAttention:
     def __init__(self, method: "Longformer", shape: Shape, device) -> None:
         n = shape.seq_len
-        self.half, self.globals = method.window // 2, min(method.global_tokens, n)
+        self.half, self.globals, self.causal = method.window // 2, min(method.global_tokens, n), shape.causal
         size = self.half
         blocks = -(-n // size)
         self.padded = blocks * size
         start = torch.arange(blocks, device=device).view(blocks, 1) * size
-        band = start - size + torch.arange(3 * size, device=device)  # key blocks i-1, i, i+1
+        # key blocks i-1, i, i+1; causal: i-1 and i (the band before the query and itself)
+        band = start - size + torch.arange((2 if self.causal else 3) * size, device=device)
         glob = torch.arange(self.globals, device=device).expand(blocks, -1)
         query = (start + torch.arange(size, device=device)).unsqueeze(-1)  # (blocks, size, 1)
-        in_band = ((band.unsqueeze(1) - query).abs() <= self.half) & (band >= self.globals).unsqueeze(1) \
+        offset = query - band.unsqueeze(1)
+        near = (offset >= 0) & (offset <= self.half) if self.causal else offset.abs() <= self.half
+        in_band = near & (band >= self.globals).unsqueeze(1) \
             & (band < n).unsqueeze(1) & (band >= 0).unsqueeze(1)  # global keys come from their own columns
         self.key_index = torch.cat([band.clamp(0, self.padded - 1), glob], dim=-1)
         self.valid = torch.cat([in_band, torch.ones(blocks, size, self.globals, dtype=torch.bool, device=device)], -1)
@@ -45,7 +50,10 @@ class LongformerAttention:
         out = block_attention(qp.view(b, h, -1, self.half, p), kp, vp, self.key_index, self.valid)
         out = out.reshape(b, h, self.padded, -1)[:, :, :n]
         if self.globals:
-            out = torch.cat([dense_rows(q[:, :, :self.globals], k, v), out[:, :, self.globals:]], dim=2)
+            glob = q[:, :, :self.globals]
+            rows = dense_rows(glob, k, v) if not self.causal else \
+                dense_rows(glob, k, v, torch.ones(self.globals, n, dtype=torch.bool, device=q.device).triu_(1))
+            out = torch.cat([rows, out[:, :, self.globals:]], dim=2)
         return out
 
 
@@ -59,6 +67,7 @@ class Longformer(FlexBackend, Method):
     global_tokens: int = param(1, "leading positions with global attention (e.g. [CLS]); at most n: more are refused",
                                low=0)
     backend: str = param("reference", BACKEND_HELP, choices=("reference", "flex"))
+    capabilities = Capabilities(causal=True)
 
     def unsupported(self, shape, mode):
         n = shape.seq_len
@@ -68,36 +77,45 @@ class Longformer(FlexBackend, Method):
     def build(self, shape, *, device, dtype, generator):
         if self.backend == "reference":
             return LongformerAttention(self, shape, device)
+        fn = FlexAttention(self.name, block_mask(self._attends(shape.causal), shape, device, per_head=False))
+        fn.causal = shape.causal  # for the mask hook
+        return fn
+
+    def _attends(self, causal: bool):
+        """mask_mod(b, h, q, k): the window (causal: its half before the query), global keys and queries."""
         half, globals_ = self.window // 2, self.global_tokens
 
         def attends(b, h, q, k):
-            return ((q - k).abs() <= half) | (k < globals_) | (q < globals_)
-        return FlexAttention(self.name, block_mask(attends, shape, device, per_head=False))
+            pattern = ((q - k).abs() <= half) | (k < globals_) | (q < globals_)
+            return pattern & (k <= q) if causal else pattern
+        return attends
 
     def mask(self, fn, q, k):
         i = torch.arange(q.shape[-2], device=q.device)
-        near = (i.view(-1, 1) - i.view(1, -1)).abs() <= self.window // 2
-        glob = i < self.global_tokens
-        return (near | glob.view(1, -1) | glob.view(-1, 1)).expand(*q.shape[:2], -1, -1)
+        return self._attends(fn.causal)(None, None, i.view(-1, 1), i.view(1, -1)).expand(*q.shape[:2], -1, -1)
+
+    def _band(self, shape: Shape) -> int:
+        """Keys each query block gathers from the band: three blocks of window / 2, two when causal."""
+        return (2 if shape.causal else 3) * (self.window // 2)
 
     def flops(self, shape: Shape, scores=None) -> float | None:
         if self.backend == "flex":
             return flex_flops(shape, scores)
         size, n = self.window // 2, shape.seq_len
         blocks, g = -(-n // size), min(self.global_tokens, n)
-        return block_flops(shape, blocks, size, 3 * size + g) + 4 * shape.rows * g * n * shape.head_dim
+        return block_flops(shape, blocks, size, self._band(shape) + g) + 4 * shape.rows * g * n * shape.head_dim
 
     def scores_computed(self, shape: Shape) -> float | None:
         if self.backend == "flex":
             return None  # the tiles of the block mask: diagnostics counts them
         size, n = self.window // 2, shape.seq_len
         g = min(self.global_tokens, n)
-        return shape.rows * (-(-n // size) * size * (3 * size + g) + g * n)
+        return shape.rows * (-(-n // size) * size * (self._band(shape) + g) + g * n)
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
         if self.backend == "flex":
             return flex_memory_bytes(shape, itemsize, mode)
         size, n, p = self.window // 2, shape.seq_len, shape.head_dim
-        keys = 3 * size + min(self.global_tokens, n)
+        keys = self._band(shape) + min(self.global_tokens, n)
         per_head = -(-n // size) * (2 * keys * p + 2 * size * keys) + 4 * n * p
         return shape.rows * per_head * itemsize * (1 if mode == "forward" else 3)

@@ -86,6 +86,8 @@ class Nystromformer(Method):
     """Nystrom approximation of softmax attention with segment-mean landmarks."""
 
     paper = PAPER
+    refusals = {"causal": ("nystromformer's landmarks are segment means over the whole sequence, so every "
+                           "output depends on future keys (its paper: encoders only)")}
     landmarks: int = param(64, "m, segment-mean landmarks (official LRA: 64); at most n: more are refused", low=1)
     iters: int = param(6, "Newton-Schulz iterations for the pseudo-inverse", low=0)
     init: str = param("razavi", "iteration start: razavi (paper), original (official code), exact", choices=INIT_RULES)

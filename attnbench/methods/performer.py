@@ -6,7 +6,8 @@ Gaussian rows (blocks of QR, rescaled by chi-distributed norms); out = D^-1 phi(
 D = phi(Q) sum_j phi(k_j). Stabilisers as performer-pytorch: the row max for queries, one max
 per head for keys. Features are drawn once per build from the run's seed (never redrawn, as in
 the seed repos). `kernel=relu` is the generalized ReLU kernel. `scaling=reference` reproduces
-the seed repos' double p^(-1/4) scaling (effective logits q.k / p).
+the seed repos' double p^(-1/4) scaling (effective logits q.k / p). Causal (the paper's
+unidirectional FAVOR+) by prefix sums of phi(k_j) v_j^T (attnbench.methods._prefix).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.contract import Method, Shape, param
+from attnbench.contract import Capabilities, Method, Shape, param
+from attnbench.methods._prefix import causal_flops, causal_linear_attention, causal_memory
 
 PAPER = "Choromanski et al. 2021, Rethinking Attention with Performers, arXiv:2009.14794"
 
@@ -30,7 +32,7 @@ def orthogonal_gaussian(rows: int, dim: int, generator: torch.Generator) -> torc
 
 class PerformerAttention:
     def __init__(self, method: "Performer", shape: Shape, device, dtype, generator) -> None:
-        self.method = method
+        self.method, self.causal = method, shape.causal
         self.omega = orthogonal_gaussian(method.features, shape.head_dim, generator).to(device, dtype)
         self.scale = shape.head_dim ** (-0.5 if method.scaling == "reference" else -0.25)
         self.scaled_omega_t = (self.omega * self.scale).T.contiguous()  # x' w^T = x (scale w)^T
@@ -50,7 +52,7 @@ class PerformerAttention:
     def conditioning(self, q, k) -> dict:
         """FAVOR+'s row sums phi(q) . sum_j phi(k_j) and the exponents of the exact sums
         sum_j exp(q'.k_j') they estimate, in the same scaling (both carry exp(-stab_q - stab_k))."""
-        if self.method.kernel != "softmax":
+        if self.method.kernel != "softmax" or self.causal:
             return {}
         stab_q = (q @ self.scaled_omega_t).amax(-1)
         stab_k = (k @ self.scaled_omega_t).amax((-1, -2)).unsqueeze(-1)
@@ -59,6 +61,8 @@ class PerformerAttention:
 
     def __call__(self, q, k, v):
         phi_q, phi_k = self.features(q, True), self.features(k, False)
+        if self.causal:  # the key stabiliser is one constant per head: it cancels in the prefix sums too
+            return causal_linear_attention(phi_q, phi_k, v)
         context = phi_k.transpose(-1, -2) @ v  # (m, p)
         denominator = phi_q @ phi_k.sum(-2).unsqueeze(-1)
         return (phi_q @ context) / denominator
@@ -69,6 +73,7 @@ class Performer(Method):
     """FAVOR+ random-feature approximation of softmax attention, linear in n."""
 
     paper = PAPER
+    capabilities = Capabilities(causal=True, short_query=True)
     features: int = param(256, "m, random features (Skyformer's comparison: 128)", low=1)
     kernel: str = param("softmax", "softmax (FAVOR+) or relu (generalized kernel)", choices=("softmax", "relu"))
     scaling: str = param("paper", "paper (q.k / sqrt(p)) or reference (seed repos' double scaling: q.k / p)",
@@ -81,20 +86,25 @@ class Performer(Method):
         return fn.conditioning(q, k)
 
     def _projections(self, shape: Shape) -> float:
-        return shape.rows * 2 * 2 * shape.seq_len * shape.head_dim * self.features  # Q w^T and K w^T
+        return shape.rows * 2 * (shape.q_len + shape.seq_len) * shape.head_dim * self.features  # Q w^T and K w^T
 
     def flops(self, shape: Shape, scores=None) -> float:
-        n, p, m = shape.seq_len, shape.head_dim, self.features
-        return self._projections(shape) + shape.rows * (2 * n * m * p + 2 * n * m * p + 2 * n * m)
+        q_len, n, p, m = shape.q_len, shape.seq_len, shape.head_dim, self.features
+        if shape.causal:
+            return self._projections(shape) + causal_flops(shape.rows, q_len, n, m, p)
+        return self._projections(shape) + shape.rows * (2 * n * m * p + 2 * q_len * m * p + 2 * q_len * m)
 
     def backward_flops(self, shape: Shape, scores=None) -> float:
         # w is fixed: the projections need only the gradient to Q and K (one matmul each).
         return 2 * self.flops(shape) - self._projections(shape)
 
     def scores_computed(self, shape: Shape) -> float:
-        return shape.rows * 2 * shape.seq_len * self.features  # feature entries of Q and K
+        return shape.rows * (shape.q_len + shape.seq_len) * self.features  # feature entries of Q and K
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
-        n, p, m = shape.seq_len, shape.head_dim, self.features
-        per_head = 4 * n * m + m * p + n * p
-        return shape.rows * per_head * itemsize * (1 if mode == "forward" else 3)
+        q_len, n, p, m = shape.q_len, shape.seq_len, shape.head_dim, self.features
+        if shape.causal:
+            elements = causal_memory(shape.rows, q_len, m, p) + 2 * shape.rows * (q_len + n) * m
+        else:
+            elements = shape.rows * (2 * (q_len + n) * m + m * p + q_len * p)
+        return elements * itemsize * (1 if mode == "forward" else 3)

@@ -4,7 +4,8 @@ Keys are the queries, normalised (shared-QK: the `k` input is not used). Per has
 random rotations R (p x buckets/2) hash each position to argmax([xR, -xR]); positions are sorted
 by (bucket, position) and cut into chunks of `bucket_size`; each chunk attends to itself and the
 chunk before it (cyclically). A query sees itself only if nothing else is there (score -1e5, as
-in HF). Rounds are combined by their log-sum-exp weights. Buckets default to n / bucket_size
+in HF). --causal masks the later keys within the chunks (the paper's and HF's causal LSH
+attention). Rounds are combined by their log-sum-exp weights. Buckets default to n / bucket_size
 (the paper); `buckets` fixes the count. Rotations are drawn once per build from the run's seed.
 n must be a multiple of bucket_size.
 """
@@ -23,7 +24,7 @@ SELF_SCORE = -1e5  # HF's self-attention mask value: kept only when a query has 
 
 class LSHAttention:
     def __init__(self, method: "Reformer", shape: Shape, device, dtype, generator) -> None:
-        self.size, self.hashes = method.bucket_size, method.hashes
+        self.size, self.hashes, self.causal = method.bucket_size, method.hashes, shape.causal
         self.buckets = method.buckets or max(1, shape.seq_len // method.bucket_size)
         half = max(1, self.buckets // 2)
         rotations = torch.randn(self.hashes, shape.heads, shape.head_dim, half, generator=generator)
@@ -57,6 +58,8 @@ class LSHAttention:
         kk, vv, kpos = look_back(sk), look_back(sv), look_back(position)
         scores = sq @ kk.transpose(-1, -2) * p**-0.5
         scores = scores.masked_fill(position.unsqueeze(-1) == kpos.unsqueeze(-2), SELF_SCORE)
+        if self.causal:  # a later key is never seen; itself always is (at SELF_SCORE), so no row is empty
+            scores = scores.masked_fill(kpos.unsqueeze(-2) > position.unsqueeze(-1), -torch.inf)
         lse = scores.logsumexp(-1, keepdim=True)
         out = (scores - lse).exp() @ vv  # (r, b, h, chunks, size, p) in sorted order
         undo = order.argsort(-1)
@@ -72,7 +75,11 @@ class Reformer(Method):
     """LSH attention with shared QK: hash, sort, attend within chunks."""
 
     paper = PAPER
-    capabilities = Capabilities(shared_qk=True)
+    capabilities = Capabilities(shared_qk=True, causal=True, grouped_kv="no")
+    refusals = {"grouped_kv": "reformer shares queries and keys (its k input is unused), so there are no key heads "
+                              "to group",
+                "short_query": "reformer hashes the queries as its keys (shared QK): a query block cannot stand "
+                               "against a longer cache"}
     hashes: int = param(2, "hash rounds (the seed repos: 2)", low=1)
     bucket_size: int = param(64, "chunk length; also sets buckets = n / bucket_size", low=1)
     buckets: int = param(0, "hash buckets; 0 = n / bucket_size", low=0)

@@ -250,6 +250,8 @@ class SBM(SampledHooks, Method):
     """SBM-Transformer: per-head masks sampled from a stochastic block model (fastRG)."""
 
     paper = PAPER
+    refusals = {"causal": ("sbm samples a bipartite graph over all query and key clusters; its paper defines"
+                           " no causal mask")}
     extra_columns = ("edges", "density_mean", "density_std")
     column_help = {"edges": "query-key edges sampled over the batch (per attention call)",
                    "density_mean": "mask density per head, averaged over the batch, then over heads",

@@ -17,30 +17,42 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from attnbench.contract import Unsupported
-from attnbench.methods.full import Full, FullExplicit
+from attnbench.contract import Shape, Unsupported
+from attnbench.methods.full import Full, FullExplicit, sdpa_arguments
 
 
-def pinned(backend_name: str):
-    """SDPA restricted to one backend: fn(q, k, v) -> out."""
+def pinned(backend_name: str, shape=None, device="cpu"):
+    """SDPA restricted to one backend, with the shape's causal and grouped-kv keywords: fn(q, k, v) -> out.
+    A causal query block shorter than the keys gets its mask as a tensor: torch's lower-right bias
+    would choose the kernel itself."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     backend = getattr(SDPBackend, backend_name)
+    kwargs = sdpa_arguments(shape, mask_device=device) if shape is not None else {}
 
     def attention(q, k, v):
         with sdpa_kernel(backend):
-            return F.scaled_dot_product_attention(q, k, v)
+            return F.scaled_dot_product_attention(q, k, v, **kwargs)
     return attention
 
 
-def probe(fn, shape, device, dtype) -> None:
-    """Call `fn` on a small input of the case's device, dtype and head_dim; when gradients are on
-    (the runner builds a backward or train case with them on), its backward too: a kernel with a
-    forward but no backward for the case is then refused at build, not an error mid-measure."""
+def probe_shape(shape) -> Shape:
+    """A small shape of the same kind (grouping, causality, a shorter query block) for a probe."""
     n = min(shape.seq_len, 256)
+    queries = min(shape.q_len, n - 1) if shape.short_query else None
+    return Shape(1, shape.group, n, shape.head_dim, 1 if shape.grouped else None, queries or None, shape.causal)
+
+
+def probe(fn, shape, device, dtype) -> None:
+    """Call `fn` on a small input of the case's device, dtype and head_dim (of `shape`'s kind:
+    `fn` must be built for `probe_shape(shape)`); when gradients are on (the runner builds a
+    backward or train case with them on), its backward too: a kernel with a forward but no
+    backward for the case is then refused at build, not an error mid-measure."""
+    small = probe_shape(shape)
     backward = torch.is_grad_enabled()
-    q, k, v = (torch.randn(1, 1, n, shape.head_dim, device=device, dtype=dtype, requires_grad=backward)
-               for _ in range(3))
+    q, k, v = (torch.randn(1, heads, length, shape.head_dim, device=device, dtype=dtype, requires_grad=backward)
+               for heads, length in ((small.heads, small.q_len), (small.keys_heads, small.seq_len),
+                                     (small.keys_heads, small.seq_len)))
     if not backward:
         with torch.no_grad():
             fn(q, k, v)
@@ -66,9 +78,8 @@ class _Pinned:
     backend: ClassVar[str]
 
     def build(self, shape, *, device, dtype, generator):
-        fn = pinned(self.backend)
-        check_runs(fn, self.name, self.backend, shape, device, dtype)
-        return fn
+        check_runs(pinned(self.backend, probe_shape(shape), device), self.name, self.backend, shape, device, dtype)
+        return pinned(self.backend, shape, device)
 
 
 @dataclass(frozen=True)

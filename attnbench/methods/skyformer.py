@@ -118,6 +118,8 @@ class Skyformer(Method):
     """Symmetrized Nystrom approximation of kernelized attention, linear in n."""
 
     paper = PAPER
+    refusals = {"causal": ("skyformer's Nystrom landmarks are segment means over all of Q and K, so every "
+                           "output depends on future keys; its paper defines no causal form")}
     extra_columns = ("inverse_residual",)
     column_help = {"inverse_residual": "the largest spectral norm of I - Z M~ over batch and heads (how far "
                                        "the Newton-Schulz inverse is from exact)"}

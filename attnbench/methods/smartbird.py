@@ -124,6 +124,8 @@ class SmartBird(SampledHooks, Method):
     """Smart Bird: a sketch attention drives per-head top-k token sampling; gathered sparse attention."""
 
     paper = PAPER
+    refusals = {"causal": ("smartbird's sketch attention and per-head token sampling look at the whole "
+                           "sequence; its paper defines no causal form")}
     extra_columns = ("sketch_scores",)
     column_help = {"sketch_scores": "entries of its n x n sketch attention, which sparsity does not count"}
 

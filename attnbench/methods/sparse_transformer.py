@@ -6,7 +6,10 @@ With stride l, every query attends its own block of l positions (A1) and, by `pa
 One softmax covers A1 and A2 (a key in both counts once). Computed blockwise, never n x n:
 fixed gathers each block plus the shared summary columns; strided adds attention among the
 positions of equal residue (the sequence viewed as l columns). The paper's patterns are causal;
-the benchmarks here are bidirectional, so A1 is the whole block. n must be a multiple of l.
+the benchmarks here are bidirectional, so A1 is the whole block. --causal runs the paper's own
+patterns: strided A1 is the l positions before the query (i - l <= j <= i) and A2 every l-th
+earlier position; fixed keeps the block up to the query and the summaries of earlier blocks. n
+must be a multiple of l.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from attnbench.contract import Method, Shape, param
+from attnbench.contract import Capabilities, Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops
 from attnbench.methods._flex import BACKEND_HELP, FlexAttention, FlexBackend, block_mask, flex_flops, flex_memory_bytes
 
@@ -23,15 +27,20 @@ PAPER = "Child et al. 2019, Generating Long Sequences with Sparse Transformers, 
 
 
 class FixedPattern:
-    def __init__(self, n: int, stride: int, summary: int, device) -> None:
+    def __init__(self, n: int, stride: int, summary: int, device, causal: bool = False) -> None:
         blocks, c = n // stride, min(summary, stride)
         own = torch.arange(blocks).view(-1, 1) * stride + torch.arange(stride)
         summary_keys = (torch.arange(blocks).view(-1, 1) * stride + torch.arange(stride - c, stride)).flatten()
-        self.stride = stride
+        self.stride, self.causal = stride, causal
         self.key_index = torch.cat([own, summary_keys.expand(blocks, -1)], dim=-1).to(device)
-        in_own_block = (summary_keys // stride).view(1, -1) == torch.arange(blocks).view(-1, 1)
-        own_keys = torch.ones(blocks, stride, dtype=torch.bool)
-        self.valid = torch.cat([own_keys, ~in_own_block], -1).unsqueeze(1).to(device)
+        key_block, block = (summary_keys // stride).view(1, -1), torch.arange(blocks).view(-1, 1)
+        if causal:  # own block up to the query; summaries of earlier blocks only
+            own_keys = torch.ones(stride, stride, dtype=torch.bool).tril_().expand(blocks, -1, -1)
+            others = (key_block < block).unsqueeze(1).expand(-1, stride, -1)
+            self.valid = torch.cat([own_keys, others], -1).to(device)
+        else:
+            own_keys = torch.ones(blocks, stride, dtype=torch.bool)
+            self.valid = torch.cat([own_keys, key_block != block], -1).unsqueeze(1).to(device)
 
     def __call__(self, q, k, v):
         b, h, n, p = q.shape
@@ -61,6 +70,39 @@ def strided_attention(q, k, v, stride: int):
     return (out + out_column.transpose(2, 3)).reshape(b, h, n, -1)
 
 
+def causal_strided_attention(q, k, v, stride: int):
+    """The paper's causal strided pattern: the l positions before the query and itself
+    (A1: i - l <= j <= i, from its own block and the one before) and every l-th earlier position
+    (A2: (i - j) mod l = 0; j = i - l is in A1 and counts once), in one softmax."""
+    b, h, n, p = q.shape
+    blocks = n // stride
+
+    def as_blocks(t):
+        return t.view(b, h, blocks, stride, -1)
+
+    def with_previous(t):  # (blocks, 2l): the block before (zeros before the first) and the block
+        t = as_blocks(t)
+        return torch.cat([F.pad(t, (0, 0, 0, 0, 1, 0))[:, :, :-1], t], dim=-2)
+
+    def as_columns(t):
+        return t.view(b, h, blocks, stride, -1).transpose(2, 3)
+
+    scale = p**-0.5
+    position = torch.arange(stride, device=q.device).view(-1, 1)
+    key = torch.arange(-stride, stride, device=q.device).view(1, -1)  # relative to the block's start
+    window = (key <= position) & (key >= position - stride)  # (l, 2l)
+    first = key >= 0  # block 0 has no block before it
+    valid = torch.where(torch.arange(blocks, device=q.device).view(-1, 1, 1) == 0, window & first, window)
+    local = (as_blocks(q) @ with_previous(k).transpose(-1, -2) * scale).masked_fill(~valid, -torch.inf)
+    column = as_columns(q) @ as_columns(k).transpose(-1, -2) * scale  # (b, h, l, blocks, blocks)
+    earlier = torch.ones(blocks, blocks, dtype=torch.bool, device=q.device).tril_(-2)  # not in A1
+    column = column.masked_fill(~earlier, -torch.inf).transpose(2, 3)
+    weights = torch.softmax(torch.cat([local, column], dim=-1), dim=-1)
+    out = weights[..., :2 * stride] @ with_previous(v)
+    out_column = weights[..., 2 * stride:].transpose(2, 3) @ as_columns(v)
+    return (out + out_column.transpose(2, 3)).reshape(b, h, n, -1)
+
+
 @dataclass(frozen=True)
 class SparseTransformer(FlexBackend, Method):
     """Fixed or strided factorized sparse attention, computed blockwise."""
@@ -72,6 +114,7 @@ class SparseTransformer(FlexBackend, Method):
     summary: int = param(8, "c, summary positions at the end of each block (fixed pattern); at most the stride: "
                          "more are refused", low=1)
     backend: str = param("reference", BACKEND_HELP, choices=("reference", "flex"))
+    capabilities = Capabilities(causal=True)
 
     def unsupported(self, shape, mode):
         if shape.seq_len % self.stride:
@@ -84,29 +127,41 @@ class SparseTransformer(FlexBackend, Method):
 
     def build(self, shape, *, device, dtype, generator):
         if self.backend == "flex":
-            return FlexAttention(self.name, block_mask(self._attends(), shape, device, per_head=False))
-        if self.pattern == "strided":
-            return lambda q, k, v: strided_attention(q, k, v, self.stride)
-        return FixedPattern(shape.seq_len, self.stride, self.summary, device)
+            fn = FlexAttention(self.name, block_mask(self._attends(shape.causal), shape, device, per_head=False))
+        elif self.pattern == "strided":
+            stride, attention = self.stride, causal_strided_attention if shape.causal else strided_attention
 
-    def _attends(self):
+            def fn(q, k, v):
+                return attention(q, k, v, stride)
+        else:
+            return FixedPattern(shape.seq_len, self.stride, self.summary, device, shape.causal)
+        fn.causal = shape.causal  # for the mask hook
+        return fn
+
+    def _attends(self, causal: bool = False):
         """mask_mod(b, h, q, k): whether query q attends key k (tensors of positions broadcast)."""
         stride, summary = self.stride, min(self.summary, self.stride)
 
         def attends(b, h, q, k):
+            if causal and self.pattern == "strided":  # the paper's: the last l positions, every l-th before
+                return (k <= q) & ((q - k <= stride) | ((q - k) % stride == 0))
             same_block = (q // stride) == (k // stride)
             if self.pattern == "strided":
-                return same_block | ((q - k) % stride == 0)
-            return same_block | (k % stride >= stride - summary)
+                pattern = same_block | ((q - k) % stride == 0)
+            else:
+                pattern = same_block | (k % stride >= stride - summary)
+            return pattern & (k <= q) if causal else pattern
         return attends
 
     def mask(self, fn, q, k):
         i = torch.arange(q.shape[-2], device=q.device)
-        return self._attends()(None, None, i.view(-1, 1), i.view(1, -1)).expand(*q.shape[:2], -1, -1)
+        return self._attends(fn.causal)(None, None, i.view(-1, 1), i.view(1, -1)).expand(*q.shape[:2], -1, -1)
 
     def _keys(self, shape: Shape) -> int:
         blocks = shape.seq_len // self.stride
-        return self.stride + (blocks if self.pattern == "strided" else blocks * min(self.summary, self.stride))
+        if self.pattern == "strided":  # causal: two blocks of l for A1
+            return (2 if shape.causal else 1) * self.stride + blocks
+        return self.stride + blocks * min(self.summary, self.stride)
 
     def flops(self, shape: Shape, scores=None) -> float | None:
         if self.backend == "flex":

@@ -17,6 +17,8 @@ from attnbench.render import Column, fmt_number
 METHOD_COLUMNS = ("cond_landmark_condition", "cond_landmark_rank", "cond_inverse_residual", "cond_row_sum_ratio_min",
                   "cond_row_sums_nonpositive", "cond_row_sums_low")
 SCOPE_ONLY = "the conditioning metric reads the case's q and k: use it at --scope attention"
+NOT_COVERED = ("not measured: the conditioning figures cover bidirectional self-attention with one key head per "
+               "query head (no --causal, --kv-heads or --q-seq)")
 
 
 def _not_applicable(found: dict) -> str:
@@ -35,6 +37,10 @@ def measure(ctx) -> dict:
 
     from attnbench.measure.conditioning import exact_row_sums, inverse_figures, row_sum_figures, score_figures
 
+    shape = ctx.case.shape
+    if shape.causal or shape.grouped or shape.short_query:
+        return {**dict.fromkeys(("cond_score_max", "cond_peak_weight_mean", "cond_entropy_fraction",
+                                 *METHOD_COLUMNS)), "cond_not_applicable": NOT_COVERED}
     with torch.no_grad():
         q, k = ctx.q.detach(), ctx.k.detach()
         found = score_figures(q, k)

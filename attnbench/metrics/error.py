@@ -22,29 +22,35 @@ def case_errors(case, method, q, k, v, *, reference: str, repeats: int) -> dict:
     shape, wide = case.shape, torch.float64
     exact_inputs = (q.to(wide), k.to(wide), v.to(wide))
 
-    def exact(name, **params):
+    def exact(name, on=shape, **params):
         target = create_method(name, **params)
-        return frozen_draws(target, target.build(shape, device=q.device, dtype=wide,
-                                                 generator=torch.Generator().manual_seed(case.seed)))
+        refused = target.unsupported(on, "forward")
+        if refused:
+            raise ValueError(f"--reference {name} cannot be the exact target here: {refused}")
+        return frozen_draws(target, target.make(on, device=q.device, dtype=wide,
+                                                generator=torch.Generator().manual_seed(case.seed)))
+
+    def draw(repeat, on=shape):
+        generator = torch.Generator().manual_seed(case.seed * 1000 + repeat + 1)
+        return frozen_draws(method, method.make(on, device=q.device, dtype=q.dtype, generator=generator))
 
     references = {"": exact(reference)}
     if method.exact_target:
         references["target_"] = exact(method.exact_target, **method.exact_target_params())
     exact_outputs = {key: ref(*exact_inputs) for key, ref in references.items()}
     found: dict[str, list[float]] = {}
-    first = None
     for repeat in range(repeats):
-        generator = torch.Generator().manual_seed(case.seed * 1000 + repeat + 1)
-        fn = frozen_draws(method, method.build(shape, device=q.device, dtype=q.dtype, generator=generator))
-        first = first or fn
-        out = fn(q, k, v)
+        out = draw(repeat)(q, k, v)
         for key, target in exact_outputs.items():
             errors = relative_errors(out, target)
             found.setdefault(f"{key}spectral", []).append(float(errors["spectral"].mean()))
             found.setdefault(f"{key}frobenius", []).append(float(errors["frobenius"].mean()))
-    attention = None
-    if _takes_values_of_width(first, q, k, value_width(shape.seq_len)):
-        attention = attention_error(first, references[""], q, k, *exact_inputs[:2])
+    # The attention matrix per query head: grouped k are repeated to every head (the matrix each
+    # query head applies is the same; a shared V would mix a group's heads in the transpose).
+    per_head, wide_k = shape.per_head(), k.repeat_interleave(shape.group, dim=1)
+    first, attention = draw(0, per_head), None
+    if _takes_values_of_width(first, q, wide_k, value_width(shape.seq_len)):
+        attention = attention_error(first, exact(reference, per_head), q, wide_k, exact_inputs[0], wide_k.to(wide))
     spectral, spectral_std = mean_std(found["spectral"])
     result = {"error_reference": reference, "error_spectral": spectral, "error_spectral_std": spectral_std,
               "error_frobenius": mean_std(found["frobenius"])[0], "error_attention_spectral": attention}
@@ -61,14 +67,14 @@ def _takes_values_of_width(fn, q, k, width: int) -> bool:
     error_attention_spectral is left empty. Any other failure of the estimate is the row's error."""
     import torch
 
-    b, h, n, _ = q.shape
+    b, h, m, _ = q.shape
     try:
-        out = fn(q, k, torch.zeros(b, h, n, width, dtype=q.dtype, device=q.device))
+        out = fn(q, k, torch.zeros(*k.shape[:-1], width, dtype=q.dtype, device=q.device))
     except torch.OutOfMemoryError:
         raise
     except Exception:  # what refuses the shape is the method's own code, whatever it raises
         return False
-    return tuple(out.shape) == (b, h, n, width)  # some reshape V to their heads' width instead
+    return tuple(out.shape) == (b, h, m, width)  # some reshape V to their heads' width instead
 
 
 def measure(ctx) -> dict:
