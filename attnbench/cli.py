@@ -169,8 +169,10 @@ def _execute(plan, command: str, control: dict) -> None:
 
         label = Labeller([identity(c) for c in cases])
         for i, case in enumerate(cases, 1):
+            shape = "".join([f" kv_heads={case.kv_heads}" if case.kv_heads else "",
+                             f" q_seq={case.q_seq_len}" if case.q_seq_len else "", " causal" if case.causal else ""])
             typer.echo(f"{i:4d}  {label(identity(case))}  batch={case.batch} heads={case.heads} "
-                       f"head_dim={case.head_dim} {case.dtype} {case.mode} seed={case.seed}")
+                       f"head_dim={case.head_dim}{shape} {case.dtype} {case.mode} seed={case.seed}")
         names = ", ".join(m.name for m in again)
         where = (f"{names} in {processes} processes each" if again and processes > 1 else
                  f"{names} in one process each" if again else "nothing measured per process")

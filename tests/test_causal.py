@@ -266,7 +266,7 @@ def test_scenario_grids_over_causal_and_query_lengths(tmp_path):
 
 def test_show_pattern_draws_causal_patterns(tmp_path):
     out = tmp_path / "p.png"
-    assert cli("show-pattern", "-m", "longformer", "-n", "64", "-p", "window=16", "--causal", "-o", str(out)).returncode \
-        == 0 and out.stat().st_size > 0
+    drawn = cli("show-pattern", "-m", "longformer", "-n", "64", "-p", "window=16", "--causal", "-o", str(out))
+    assert drawn.returncode == 0 and out.stat().st_size > 0
     refused = cli("show-pattern", "-m", "skyformer", "-n", "64", "--causal", "-o", str(tmp_path / "q.png"))
     assert refused.returncode != 0 and "future keys" in refused.stderr
