@@ -48,13 +48,15 @@ test: setup
 GPU_REPORT := reports/gpu-check-$(shell date +%Y%m%d-%H%M%S).csv
 gpu-check: setup
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check needs a CUDA GPU')"
-	$(BIN)/python -m pytest tests/test_gpu.py tests/test_gpu_ready.py -v
+	$(BIN)/python -m pytest tests/test_gpu.py tests/test_gpu_ready.py tests/test_causal.py -v
 	$(BIN)/attnbench sweep scenarios/gpu_check.toml -o $(GPU_REPORT) --quiet
 	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full,full-explicit,sdpa-flash,flex,skyformer -n 8k --dtype float32,bfloat16 --metrics memory,time -o $(GPU_REPORT) --append --quiet
 	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full,flex,skyformer,bigbird -n 4k --mode forward --compile -o $(GPU_REPORT) --append --quiet
 	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full,sdpa-flash,skyformer -n 4k --mode forward --cuda-graphs -o $(GPU_REPORT:.csv=-graphs.csv) --quiet
 	$(BIN)/attnbench sweep scenarios/gpu_check.toml -m full-explicit,sdpa-math -n 8k,16k --dtype float32 --mode forward --max-memory 256MB -o $(GPU_REPORT:.csv=-oom.csv) --quiet
 	$(BIN)/python -c "import csv, sys; rows = list(csv.DictReader(open('$(GPU_REPORT:.csv=-oom.csv)'))); sys.exit(0 if any(r['status'] == 'oom' for r in rows) else 'no oom row under --max-memory 256MB')"
+	$(BIN)/attnbench sweep llm_prefill_gpu -n 4k,16k -o $(GPU_REPORT:.csv=-prefill.csv) --quiet
+	$(BIN)/attnbench sweep llm_decode_gpu -n 8k,128k -o $(GPU_REPORT:.csv=-decode.csv) --quiet
 	$(BIN)/python scenarios/timing_aa.py --device cuda --reps 3 --processes 3 --min-time 0.1 --max-time 0.5
 	$(BIN)/attnbench plot $(GPU_REPORT) -o reports
 

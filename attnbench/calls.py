@@ -29,6 +29,15 @@ def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, t
     return q, k, v, generator
 
 
+def trainable(fn: Callable) -> list[torch.Tensor]:
+    """The method's own trainable weights (SBM's cluster embeddings, a convolution), also when
+    its function is wrapped to repeat grouped k, v."""
+    from attnbench.contract import RepeatedKV
+
+    own = fn.fn if isinstance(fn, RepeatedKV) else fn
+    return [p for p in own.parameters() if p.requires_grad] if isinstance(own, torch.nn.Module) else []
+
+
 def make_call(fn: Callable, q, k, v, mode: str) -> Callable[[], object]:
     """A zero-argument call: forward under no_grad, or forward + backward to every input."""
     if mode == "forward":
@@ -36,8 +45,7 @@ def make_call(fn: Callable, q, k, v, mode: str) -> Callable[[], object]:
             with torch.no_grad():
                 return fn(q, k, v)
         return forward
-    weights = [p for p in fn.parameters() if p.requires_grad] if isinstance(fn, torch.nn.Module) else []
-    inputs = [t.requires_grad_() for t in (q, k, v)] + weights
+    inputs = [t.requires_grad_() for t in (q, k, v)] + trainable(fn)
     grad_out = torch.randn_like(q)
 
     def forward_backward():
@@ -53,8 +61,7 @@ def make_call(fn: Callable, q, k, v, mode: str) -> Callable[[], object]:
 def make_backward(fn: Callable, q, k, v) -> Callable[[], object]:
     """The backward pass alone, as attention-gym times it: one forward is run now and its graph
     kept; each call runs that graph's backward again (retain_graph) on one fixed upstream gradient."""
-    weights = [p for p in fn.parameters() if p.requires_grad] if isinstance(fn, torch.nn.Module) else []
-    inputs = [t.requires_grad_() for t in (q, k, v)] + weights
+    inputs = [t.requires_grad_() for t in (q, k, v)] + trainable(fn)
     out = fn(q, k, v)
     grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(0)).to(out.device, out.dtype)
 

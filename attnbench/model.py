@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from attnbench.contract import RepeatedKV
 from attnbench.model_shape import ModelShape
 
 
@@ -30,6 +31,8 @@ class Attention(nn.Module):
     def __init__(self, fn) -> None:
         super().__init__()
         self.fn = fn
+        if isinstance(fn, RepeatedKV) and isinstance(fn.fn, nn.Module):
+            self.method = fn.fn  # a method that repeats grouped k, v: its weights are still trained
         self.keep, self.kept = False, None
 
     def forward(self, q, k, v):

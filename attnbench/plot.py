@@ -32,7 +32,8 @@ def _guides(ax, x: pd.Series, y: pd.Series) -> None:
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 STYLES = ("-", "--", ":", "-.")
-SETUP = (("batch", "b={}"), ("heads", "h={}"), ("head_dim", "d={}"), ("dtype", "{}"), ("device", "{}"),
+SETUP = (("batch", "b={}"), ("heads", "h={}"), ("kv_heads", "kv heads={}"), ("head_dim", "d={}"),
+         ("q_seq_len", "q_seq={}"), ("causal", "causal={}"), ("dtype", "{}"), ("device", "{}"),
          ("scope", "{} scope"), ("mode", "{}"))
 
 
@@ -48,7 +49,7 @@ def describe(frame: pd.DataFrame) -> str:
     parts = []
     for column, spec in SETUP:
         if column in frame:
-            values = [str(v) for v in frame[column].dropna().unique()]
+            values = [f"{v:g}" if isinstance(v, float) else str(v) for v in frame[column].dropna().unique()]
             if values:
                 parts.append(spec.format("/".join(sorted(values))))
     return ", ".join(parts)

@@ -270,3 +270,20 @@ def test_show_pattern_draws_causal_patterns(tmp_path):
     assert drawn.returncode == 0 and out.stat().st_size > 0
     refused = cli("show-pattern", "-m", "skyformer", "-n", "64", "--causal", "-o", str(tmp_path / "q.png"))
     assert refused.returncode != 0 and "future keys" in refused.stderr
+
+
+def test_a_method_that_repeats_kv_keeps_its_own_weights_trained():
+    from attnbench.calls import make_call, trainable
+    from attnbench.model import build_network
+    from attnbench.model_shape import ModelShape
+
+    shape = Shape(1, 4, 64, 8, kv_heads=2)
+    method = create_method("sbm", clusters=4)
+    layer = build_network(method, shape, "layer", ModelShape(), device="cpu", dtype=torch.float32,
+                          generator=torch.Generator().manual_seed(0))
+    own = {id(p) for p in layer.attention.fn.fn.parameters()}
+    assert own and own <= {id(p) for p in layer.parameters()}  # registered: trained and moved with the layer
+    fn = method.make(shape, device="cpu", dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    q, k, v = inputs(shape, torch.float32)
+    grads = make_call(fn, q, k, v, "backward")()
+    assert len(grads) == 3 + len(trainable(fn)) and len(trainable(fn)) > 0

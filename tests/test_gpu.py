@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from attnbench.case import Case, Limits, MeasureOptions, make_cases
+from attnbench.contract import Unsupported
 from attnbench.measure.memory import cuda_peak_bytes
 from attnbench.measure.timing import time_cuda
 from attnbench.runner import run_case
@@ -95,3 +96,27 @@ def test_the_gpu_is_observed_after_the_warm_up_and_while_timed_calls_run():
               observe=lambda: seen.append((len(calls), torch.cuda.current_stream(dev).query())))
     assert seen[0][0] >= 3  # the warm-up's calls came first
     assert any(busy is False for _, busy in seen[1:])  # later readings while the queued calls still ran
+
+
+@pytest.mark.parametrize("method", ["full", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdpa-math", "flex"])
+@pytest.mark.parametrize("q_len", [1024, 16, 1])
+def test_causal_grouped_kernels_match_exact_attention_and_count_the_lower_triangle(method, q_len):
+    from attnbench.contract import Shape
+    from attnbench.measure.flops import count_flops
+    from attnbench.registry import create_method
+
+    dev, shape = torch.device("cuda"), Shape(1, 8, 1024, 64, kv_heads=2, q_seq_len=q_len, causal=True)
+    instance = create_method(method)
+    try:
+        fn = instance.make(shape, device=dev, dtype=torch.bfloat16, generator=None)
+    except Unsupported as exc:  # a backend without a kernel for this shape says so; never a fallback
+        pytest.skip(str(exc))
+    q = torch.randn(1, 8, q_len, 64, device=dev, dtype=torch.bfloat16)
+    k, v = (torch.randn(1, 2, 1024, 64, device=dev, dtype=torch.bfloat16) for _ in range(2))
+    visible = torch.ones(q_len, 1024, dtype=torch.bool, device=dev).tril(1024 - q_len)
+    scores = q.float() @ k.float().repeat_interleave(4, 1).transpose(-1, -2) / 8
+    reference = torch.softmax(scores.masked_fill(~visible, -torch.inf), -1) @ v.float().repeat_interleave(4, 1)
+    assert (fn(q, k, v).float() - reference).abs().max() < 2e-2
+    if instance.flops_countable() and method != "sdpa-math":
+        counted, by_op = count_flops(lambda: fn(q, k, v))
+        assert counted == pytest.approx(instance.flops(shape), rel=0.02), by_op
