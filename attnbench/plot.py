@@ -33,7 +33,7 @@ def _guides(ax, x: pd.Series, y: pd.Series) -> None:
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 STYLES = ("-", "--", ":", "-.")
 SETUP = (("batch", "b={}"), ("heads", "h={}"), ("kv_heads", "kv heads={}"), ("head_dim", "d={}"),
-         ("q_seq_len", "q_seq={}"), ("causal", "causal={}"), ("dtype", "{}"), ("device", "{}"),
+         ("q_seq_len", "q_seq={}"), ("causal", "{}"), ("dtype", "{}"), ("device", "{}"),
          ("scope", "{} scope"), ("mode", "{}"))
 
 
@@ -50,6 +50,8 @@ def describe(frame: pd.DataFrame) -> str:
     for column, spec in SETUP:
         if column in frame:
             values = [f"{v:g}" if isinstance(v, float) else str(v) for v in frame[column].dropna().unique()]
+            if column == "causal":  # named when a mask is on; bidirectional rows are today's default
+                values = [] if values == ["False"] else ["causal" if v == "True" else "bidirectional" for v in values]
             if values:
                 parts.append(spec.format("/".join(sorted(values))))
     return ", ".join(parts)

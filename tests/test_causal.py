@@ -195,9 +195,10 @@ def test_error_is_against_exact_causal_attention():
     (case,) = make_cases(["full-explicit", "linear"], [256], heads=4, kv_heads=2, head_dim=16, causal=True)[:1]
     row = run_case(case, MeasureOptions(metrics=("error",)))
     assert row["error_spectral"] < 1e-6 and row["error_attention_spectral"] < 1e-6  # a bidirectional target: ~1
-    (linear,) = make_cases(["linear"], [256], heads=4, kv_heads=2, head_dim=16, causal=True)
-    row = run_case(linear, MeasureOptions(metrics=("error",)))
-    assert row["grouped_kv"] == "repeated" and 0.05 < row["error_spectral"] < 2
+    for name, grouping in (("linear", "native"), ("sparse_transformer", "repeated")):
+        (approximate,) = make_cases([name], [256], heads=4, kv_heads=2, head_dim=16, causal=True)
+        row = run_case(approximate, MeasureOptions(metrics=("error",)))
+        assert row["grouped_kv"] == grouping and 0.05 < row["error_spectral"] < 2
 
 
 def test_error_above_the_dense_limit_is_matrix_free_on_a_rectangular_matrix():

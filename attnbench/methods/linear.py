@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from attnbench.contract import Capabilities, Method, Shape, param
-from attnbench.methods._prefix import causal_flops, causal_linear_attention, causal_memory
+from attnbench.methods._prefix import feature_attention, feature_flops, feature_memory
 
 PAPER = ("Katharopoulos et al. 2020, Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention, "
          "arXiv:2006.16236")
@@ -22,17 +22,12 @@ PAPER = ("Katharopoulos et al. 2020, Transformers are RNNs: Fast Autoregressive 
 
 def linear_attention(q, k, v, *, normalize: str = "paper", eps: float = 1e-6, causal: bool = False):
     phi_q, phi_k = F.elu(q) + 1, F.elu(k) + 1
-    if normalize == "reference":  # the mlpen code scales by the sequence length: the keys'
-        scale = k.shape[-2] ** -0.25
-        phi_q, phi_k = phi_q * scale, phi_k * scale
-    if causal:
-        out = causal_linear_attention(phi_q, phi_k, v, normalize=normalize == "paper", eps=eps)
-        return out if normalize == "paper" else out / k.shape[-2] ** 0.5
-    if normalize == "reference":
-        return phi_q @ (phi_k.transpose(-1, -2) @ v) / k.shape[-2] ** 0.5
-    context = phi_k.transpose(-1, -2) @ v  # (p, p)
-    denominator = phi_q @ phi_k.sum(-2).unsqueeze(-1)  # (n, 1)
-    return (phi_q @ context) / (denominator + eps)
+    if normalize == "paper":
+        return feature_attention(phi_q, phi_k, v, causal=causal, eps=eps)
+    # the mlpen code: phi(Q) and phi(K) scaled by the sequence length (the keys') ^ -1/4, no denominator
+    scale = k.shape[-2] ** -0.25
+    out = feature_attention(phi_q * scale, phi_k * scale, v, causal=causal, normalize=False)
+    return out / k.shape[-2] ** 0.5
 
 
 @dataclass(frozen=True)
@@ -40,7 +35,7 @@ class Linear(Method):
     """Kernelized linear attention with the elu + 1 feature map; causal by prefix sums."""
 
     paper = PAPER
-    capabilities = Capabilities(causal=True, short_query=True)
+    capabilities = Capabilities(causal=True, grouped_kv="native", short_query=True)
     normalize: str = param("paper", "paper (phi(q).sum phi(k) denominator) or reference (mlpen LRA code)",
                            choices=("paper", "reference"))
 
@@ -48,19 +43,11 @@ class Linear(Method):
         return lambda q, k, v: linear_attention(q, k, v, normalize=self.normalize, causal=shape.causal)
 
     def flops(self, shape: Shape, scores=None) -> float:
-        m, n, p = shape.q_len, shape.seq_len, shape.head_dim
-        if shape.causal:
-            return causal_flops(shape.rows, m, n, p, p, self.normalize == "paper")
-        denominator = 2 * m * p if self.normalize == "paper" else 0
-        return shape.rows * (2 * n * p * p + 2 * m * p * p + denominator)
+        return feature_flops(shape, shape.head_dim, self.normalize == "paper")
 
     def scores_computed(self, shape: Shape) -> float:
         return shape.rows * shape.seq_len * shape.head_dim  # feature products, no query-key scores
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
-        m, n, p = shape.q_len, shape.seq_len, shape.head_dim
-        if shape.causal:
-            elements = causal_memory(shape.rows, m, p, p) + shape.rows * (m + n) * p  # and phi(Q), phi(K)
-        else:
-            elements = shape.rows * ((m + 2 * n) * p + p**2 + m)
-        return elements * itemsize * (1 if mode == "forward" else 3)
+        features = (shape.rows * shape.q_len + shape.batch * shape.keys_heads * shape.seq_len) * shape.head_dim
+        return (features + feature_memory(shape, shape.head_dim)) * itemsize * (1 if mode == "forward" else 3)

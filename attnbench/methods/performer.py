@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from attnbench.contract import Capabilities, Method, Shape, param
-from attnbench.methods._prefix import causal_flops, causal_linear_attention, causal_memory
+from attnbench.methods._prefix import feature_attention, feature_flops, feature_memory
 
 PAPER = "Choromanski et al. 2021, Rethinking Attention with Performers, arXiv:2009.14794"
 
@@ -60,12 +60,8 @@ class PerformerAttention:
         return {"row_sums": sums.squeeze(-1), "exact_exponents": (q * self.scale, k * self.scale, stab_q + stab_k)}
 
     def __call__(self, q, k, v):
-        phi_q, phi_k = self.features(q, True), self.features(k, False)
-        if self.causal:  # the key stabiliser is one constant per head: it cancels in the prefix sums too
-            return causal_linear_attention(phi_q, phi_k, v)
-        context = phi_k.transpose(-1, -2) @ v  # (m, p)
-        denominator = phi_q @ phi_k.sum(-2).unsqueeze(-1)
-        return (phi_q @ context) / denominator
+        # the key stabiliser is one constant per key head: it cancels in the prefix sums too
+        return feature_attention(self.features(q, True), self.features(k, False), v, causal=self.causal)
 
 
 @dataclass(frozen=True)
@@ -73,7 +69,7 @@ class Performer(Method):
     """FAVOR+ random-feature approximation of softmax attention, linear in n."""
 
     paper = PAPER
-    capabilities = Capabilities(causal=True, short_query=True)
+    capabilities = Capabilities(causal=True, grouped_kv="native", short_query=True)
     features: int = param(256, "m, random features (Skyformer's comparison: 128)", low=1)
     kernel: str = param("softmax", "softmax (FAVOR+) or relu (generalized kernel)", choices=("softmax", "relu"))
     scaling: str = param("paper", "paper (q.k / sqrt(p)) or reference (seed repos' double scaling: q.k / p)",
@@ -86,13 +82,11 @@ class Performer(Method):
         return fn.conditioning(q, k)
 
     def _projections(self, shape: Shape) -> float:
-        return shape.rows * 2 * (shape.q_len + shape.seq_len) * shape.head_dim * self.features  # Q w^T and K w^T
+        positions = shape.rows * shape.q_len + shape.batch * shape.keys_heads * shape.seq_len
+        return 2 * positions * shape.head_dim * self.features  # Q w^T and K w^T (keys once per key head)
 
     def flops(self, shape: Shape, scores=None) -> float:
-        q_len, n, p, m = shape.q_len, shape.seq_len, shape.head_dim, self.features
-        if shape.causal:
-            return self._projections(shape) + causal_flops(shape.rows, q_len, n, m, p)
-        return self._projections(shape) + shape.rows * (2 * n * m * p + 2 * q_len * m * p + 2 * q_len * m)
+        return self._projections(shape) + feature_flops(shape, self.features)
 
     def backward_flops(self, shape: Shape, scores=None) -> float:
         # w is fixed: the projections need only the gradient to Q and K (one matmul each).
@@ -102,9 +96,6 @@ class Performer(Method):
         return shape.rows * (shape.q_len + shape.seq_len) * self.features  # feature entries of Q and K
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
-        q_len, n, p, m = shape.q_len, shape.seq_len, shape.head_dim, self.features
-        if shape.causal:
-            elements = causal_memory(shape.rows, q_len, m, p) + 2 * shape.rows * (q_len + n) * m
-        else:
-            elements = shape.rows * (2 * (q_len + n) * m + m * p + q_len * p)
+        positions = shape.rows * shape.q_len + shape.batch * shape.keys_heads * shape.seq_len
+        elements = 2 * positions * self.features + feature_memory(shape, self.features)  # projections, features
         return elements * itemsize * (1 if mode == "forward" else 3)
