@@ -165,4 +165,5 @@ def test_bundled_scenarios_run_by_name_from_any_folder(tmp_path, monkeypatch):
         result = cli("sweep", name, "--dry-run")
         assert result.returncode == 0 and result.stdout.strip().splitlines()[-1].startswith("50 case(s)"), name
     unknown = cli("sweep", "no_such_scenario")
-    assert unknown.returncode == 1 and "bundled: approx_breakdown, ci, founding_causal, gpu_check, llm_decode" in unknown.stderr
+    assert unknown.returncode == 1
+    assert "bundled: approx_breakdown, ci, founding_causal, gpu_check, llm_decode" in unknown.stderr
