@@ -111,3 +111,8 @@ class SdpaMath(_Pinned, FullExplicit):
     """SDPA's math backend only: matmuls and softmax, the n x n scores materialized."""
 
     backend = "MATH"
+
+    def memory_bytes(self, shape, itemsize, mode, scores=None):
+        # with enable_gqa the math backend repeats k and v to every query head (two copies)
+        copies = 2 * shape.rows * shape.seq_len * shape.head_dim * itemsize if shape.grouped else 0
+        return super().memory_bytes(shape, itemsize, mode, scores) + copies
