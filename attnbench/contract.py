@@ -2,7 +2,9 @@
 
 A method is a frozen dataclass whose fields are its parameters (declared with `param`, paper
 defaults, validated on construction by the registry) and whose `build` turns a shape into an
-attention function `fn(q, k, v) -> out` on (batch, heads, seq_len, head_dim) tensors. Random
+attention function `fn(q, k, v) -> out` on (batch, heads, seq_len, head_dim) tensors (a
+decoder's shape may have fewer key/value heads, a shorter query block and a causal mask: `Shape`;
+`Capabilities` says which of those a method runs, and `make` builds any of them). Random
 draws and weights are made in `build`, outside any timed region. Each method also states, for
 the report, its analytic FLOPs (a multiply-add counts 2), how many query-key scores it
 computes, and the bytes it keeps alive at its peak.
@@ -204,18 +206,23 @@ class Method:
         then check its backward too) and off for a forward case."""
         raise NotImplementedError
 
+    def kv_grouping(self, shape: Shape) -> str:
+        """How this method takes grouped k, v on `shape`: its `capabilities.grouped_kv`, unless one
+        of its computations takes them natively where another repeats them (Longformer's decode)."""
+        return self.capabilities.grouped_kv
+
     def make(self, shape: Shape, *, device: Any, dtype: Any, generator: Any) -> AttentionFn:
         """`build`, for any shape the method supports: with grouped k, v and a method that runs
-        per query head (`grouped_kv="repeat"`), it is built for `shape.per_head()` and its k, v
+        per query head (`kv_grouping` "repeat"), it is built for `shape.per_head()` and its k, v
         are repeated in the call (RepeatedKV). Everything that builds a method for a case calls this."""
-        if shape.grouped and self.capabilities.grouped_kv == "repeat":
+        if shape.grouped and self.kv_grouping(shape) == "repeat":
             fn = self.build(shape.per_head(), device=device, dtype=dtype, generator=generator)
             return RepeatedKV(fn, shape.group)
         return self.build(shape, device=device, dtype=dtype, generator=generator)
 
     def formula_shape(self, shape: Shape) -> Shape:
         """The shape this method's formulas are evaluated on: the per-head one when it repeats k, v."""
-        return shape.per_head() if shape.grouped and self.capabilities.grouped_kv == "repeat" else shape
+        return shape.per_head() if shape.grouped and self.kv_grouping(shape) == "repeat" else shape
 
     @staticmethod
     def hook_view(fn: AttentionFn, k: Any, v: Any = None) -> tuple[AttentionFn, Any, Any]:
@@ -273,7 +280,7 @@ class Method:
         if shape.causal and not caps.causal:
             return self.refusals.get("causal", f"{self.name} has no causal form: it cannot keep a query from "
                                                "later keys")
-        if shape.grouped and caps.grouped_kv == "no":
+        if shape.grouped and self.kv_grouping(shape) == "no":
             return self.refusals.get("grouped_kv", f"{self.name} cannot share key/value heads between query heads")
         if shape.short_query and not caps.short_query:
             return self.refusals.get("short_query", f"{self.name} needs as many queries as keys (no --q-seq)")

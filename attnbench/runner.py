@@ -139,7 +139,7 @@ def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
         row["compile_s"] = time.perf_counter() - start
     row["kernel_compile_mode"] = method.compile_mode(device)
     if case.shape.grouped:
-        row["grouped_kv"] = "repeated" if method.capabilities.grouped_kv == "repeat" else "native"
+        row["grouped_kv"] = "repeated" if method.kv_grouping(case.shape) == "repeat" else "native"
     if not _finite(first):
         row.update(status="nan", status_detail="the output holds NaN or Inf")
         return

@@ -120,6 +120,21 @@ def test_causal_sparse_patterns_equal_masked_softmax_and_never_look_ahead(name, 
         assert torch.equal(mask, bidirectional & visible(shape))
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_longformer_decodes_a_block_through_its_window_not_the_cache(causal):
+    shape = Shape(1, 4, 160, 16, kv_heads=2, q_seq_len=16, causal=causal)
+    q, k, v = inputs(shape)
+    method, fn = make("longformer", shape, window=32, global_tokens=2)
+    assert method.kv_grouping(shape) == "native"  # gathers the window from the shared k, v: no copy of the cache
+    wide_k, wide_v = repeat(k, shape), repeat(v, shape)
+    mask = method.mask(fn, q, k)  # (b, h, 16, 160): the window around the last 16 positions, 2 globals
+    assert mask[..., 2:128].sum() == 0 and not (mask & ~visible(shape)).any()
+    scores = (q @ wide_k.transpose(-1, -2) / 4).masked_fill(~mask, -torch.inf)
+    torch.testing.assert_close(fn(q, k, v), torch.softmax(scores, -1) @ wide_v)
+    per_head = method.formula_shape(shape)
+    assert method.scores_computed(per_head) == shape.rows * 16 * (2 + 32)  # gathered: 2 globals, 144 - 16 .. 159
+
+
 def test_sparse_transformer_causal_strided_is_the_paper_s_pattern():
     shape = Shape(1, 1, 64, 8, causal=True)
     method, fn = make("sparse_transformer", shape, stride=8)

@@ -7,7 +7,8 @@ masked to it exactly; HF's sliding chunks compute 2x), never n x n. Any n works:
 is padded and its padding masked. No seed repo ships Longformer; this follows the paper's
 pattern and HF's banded computation. Causal (the paper's autoregressive setting): the half of
 the window before each query and itself, gathered from two blocks; global queries see the
-keys up to their own position.
+keys up to their own position. A query block shorter than the keys (decoding) gathers only the
+keys its window and the global tokens reach.
 """
 
 from __future__ import annotations
@@ -57,6 +58,34 @@ class LongformerAttention:
         return out
 
 
+class QueryBlock:
+    """A block of q_len queries, the last positions, against a cache of n keys: only the keys their
+    window and the global tokens reach are gathered (at most q_len + window / 2 + global_tokens;
+    every key only when a query is itself global), then one masked softmax: a decode step costs
+    the window, not the cache. Grouped k, v are gathered as they are, never repeated: a group's
+    query heads are stacked against their shared keys."""
+
+    def __init__(self, method: "Longformer", shape: Shape, device) -> None:
+        n, first = shape.seq_len, shape.seq_len - shape.q_len
+        half, globals_ = method.window // 2, min(method.global_tokens, shape.seq_len)
+        if first < globals_:
+            keys = torch.arange(n, device=device)
+        else:
+            keys = torch.cat([torch.arange(globals_, device=device),
+                              torch.arange(max(globals_, first - half), n, device=device)])
+        self.key_index, self.causal = keys, shape.causal
+        positions = torch.arange(first, n, device=device).view(-1, 1)
+        self.hidden = ~method._attends(shape.causal)(None, None, positions, keys.view(1, -1))
+
+    def __call__(self, q, k, v):
+        b, h, m, p = q.shape
+        kv_heads = k.shape[1]
+        keys, values = k.index_select(2, self.key_index), v.index_select(2, self.key_index)
+        scores = (q * p**-0.5).reshape(b, kv_heads, h // kv_heads * m, p) @ keys.transpose(-1, -2)
+        scores.view(b, kv_heads, h // kv_heads, m, -1).masked_fill_(self.hidden, -torch.inf)
+        return (torch.softmax(scores, dim=-1) @ values).view(b, h, m, values.shape[-1])
+
+
 @dataclass(frozen=True)
 class Longformer(FlexBackend, Method):
     """Sliding-window attention with global tokens, computed blockwise."""
@@ -67,7 +96,7 @@ class Longformer(FlexBackend, Method):
     global_tokens: int = param(1, "leading positions with global attention (e.g. [CLS]); at most n: more are refused",
                                low=0)
     backend: str = param("reference", BACKEND_HELP, choices=("reference", "flex"))
-    capabilities = Capabilities(causal=True)
+    capabilities = Capabilities(causal=True, short_query=True)
 
     def unsupported(self, shape, mode):
         n = shape.seq_len
@@ -76,8 +105,12 @@ class Longformer(FlexBackend, Method):
 
     def build(self, shape, *, device, dtype, generator):
         if self.backend == "reference":
-            return LongformerAttention(self, shape, device)
-        fn = FlexAttention(self.name, block_mask(self._attends(shape.causal), shape, device, per_head=False))
+            return QueryBlock(self, shape, device) if shape.short_query else LongformerAttention(self, shape, device)
+        attends, offset = self._attends(shape.causal), shape.seq_len - shape.q_len
+
+        def at_positions(b, h, q, k):  # the block mask indexes queries from 0: their positions are offset
+            return attends(b, h, q + offset, k)
+        fn = FlexAttention(self.name, block_mask(at_positions if offset else attends, shape, device, per_head=False))
         fn.causal = shape.causal  # for the mask hook
         return fn
 
@@ -91,8 +124,17 @@ class Longformer(FlexBackend, Method):
         return attends
 
     def mask(self, fn, q, k):
-        i = torch.arange(q.shape[-2], device=q.device)
-        return self._attends(fn.causal)(None, None, i.view(-1, 1), i.view(1, -1)).expand(*q.shape[:2], -1, -1)
+        n = k.shape[-2]
+        keys, queries = torch.arange(n, device=q.device), torch.arange(n - q.shape[-2], n, device=q.device)
+        return self._attends(fn.causal)(None, None, queries.view(-1, 1), keys.view(1, -1)).expand(*q.shape[:2], -1, -1)
+
+    def kv_grouping(self, shape: Shape) -> str:
+        return "native" if shape.short_query and self.backend == "reference" else "repeat"
+
+    def _block_keys(self, shape: Shape) -> int:
+        """Keys a short query block gathers (QueryBlock)."""
+        n, first, g = shape.seq_len, shape.seq_len - shape.q_len, min(self.global_tokens, shape.seq_len)
+        return n if first < g else g + n - max(g, first - self.window // 2)
 
     def _band(self, shape: Shape) -> int:
         """Keys each query block gathers from the band: three blocks of window / 2, two when causal."""
@@ -101,6 +143,8 @@ class Longformer(FlexBackend, Method):
     def flops(self, shape: Shape, scores=None) -> float | None:
         if self.backend == "flex":
             return flex_flops(shape, scores)
+        if shape.short_query:
+            return 4 * shape.rows * shape.q_len * self._block_keys(shape) * shape.head_dim
         size, n = self.window // 2, shape.seq_len
         blocks, g = -(-n // size), min(self.global_tokens, n)
         return block_flops(shape, blocks, size, self._band(shape) + g) + 4 * shape.rows * g * n * shape.head_dim
@@ -108,6 +152,8 @@ class Longformer(FlexBackend, Method):
     def scores_computed(self, shape: Shape) -> float | None:
         if self.backend == "flex":
             return None  # the tiles of the block mask: diagnostics counts them
+        if shape.short_query:
+            return shape.rows * shape.q_len * self._block_keys(shape)
         size, n = self.window // 2, shape.seq_len
         g = min(self.global_tokens, n)
         return shape.rows * (-(-n // size) * size * (self._band(shape) + g) + g * n)
@@ -115,6 +161,10 @@ class Longformer(FlexBackend, Method):
     def memory_bytes(self, shape, itemsize, mode, scores=None):
         if self.backend == "flex":
             return flex_memory_bytes(shape, itemsize, mode)
+        if shape.short_query:  # the gathered keys and values (per key head), scores and weights, the output
+            keys, m, p = self._block_keys(shape), shape.q_len, shape.head_dim
+            elements = shape.batch * shape.keys_heads * 2 * keys * p + shape.rows * (2 * m * keys + m * p)
+            return elements * itemsize * (1 if mode == "forward" else 3)
         size, n, p = self.window // 2, shape.seq_len, shape.head_dim
         keys = self._band(shape) + min(self.global_tokens, n)
         per_head = -(-n // size) * (2 * keys * p + 2 * size * keys) + 4 * n * p
