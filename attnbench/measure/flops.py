@@ -31,9 +31,11 @@ def attention_pairs(q_len: int, k_len: int, causal: bool, bottom_right: bool) ->
     mask those at or below its diagonal (aligned to the top left or to the bottom right)."""
     if not causal:
         return q_len * k_len
-    if bottom_right:
-        return q_len * (k_len - q_len) + q_len * (q_len + 1) // 2 if q_len <= k_len else k_len * (k_len + 1) // 2
-    return sum(min(i + 1, k_len) for i in range(q_len)) if q_len > k_len else q_len * (q_len + 1) // 2
+    short = min(q_len, k_len)
+    triangle = short * (short + 1) // 2
+    if bottom_right:  # extra queries see no key; extra keys are seen by every query
+        return triangle + (q_len * (k_len - q_len) if k_len > q_len else 0)
+    return triangle + (k_len * (q_len - k_len) if q_len > k_len else 0)  # extra queries see every key
 
 
 def _fused(query, key, value, causal: bool, bottom_right: bool = False, backward: bool = False) -> int:

@@ -39,18 +39,25 @@ def case_errors(case, method, q, k, v, *, reference: str, repeats: int) -> dict:
         references["target_"] = exact(method.exact_target, **method.exact_target_params())
     exact_outputs = {key: ref(*exact_inputs) for key, ref in references.items()}
     found: dict[str, list[float]] = {}
+    first = None
     for repeat in range(repeats):
-        out = draw(repeat)(q, k, v)
+        fn = draw(repeat)
+        first = first or fn
+        out = fn(q, k, v)
         for key, target in exact_outputs.items():
             errors = relative_errors(out, target)
             found.setdefault(f"{key}spectral", []).append(float(errors["spectral"].mean()))
             found.setdefault(f"{key}frobenius", []).append(float(errors["frobenius"].mean()))
     # The attention matrix per query head: grouped k are repeated to every head (the matrix each
     # query head applies is the same; a shared V would mix a group's heads in the transpose).
-    per_head, wide_k = shape.per_head(), k.repeat_interleave(shape.group, dim=1)
-    first, attention = draw(0, per_head), None
+    target, wide_k, exact_k = references[""], k, exact_inputs[1]
+    if shape.grouped:
+        first, target = draw(0, shape.per_head()), exact(reference, shape.per_head())
+        wide_k = k.repeat_interleave(shape.group, dim=1)
+        exact_k = wide_k.to(wide)
+    attention = None
     if _takes_values_of_width(first, q, wide_k, value_width(shape.seq_len)):
-        attention = attention_error(first, exact(reference, per_head), q, wide_k, exact_inputs[0], wide_k.to(wide))
+        attention = attention_error(first, target, q, wide_k, exact_inputs[0], exact_k)
     spectral, spectral_std = mean_std(found["spectral"])
     result = {"error_reference": reference, "error_spectral": spectral, "error_spectral_std": spectral_std,
               "error_frobenius": mean_std(found["frobenius"])[0], "error_attention_spectral": attention}
