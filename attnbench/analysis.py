@@ -157,4 +157,21 @@ def status_lines(rows: list[dict]) -> list[str]:
             n, status = failed[0]
             fit = f"largest n that ran: {max(ok)}" if ok else "nothing ran"
             lines.append(f"{name}: {fit}; {status} from n={n}")
-    return lines
+    return lines + capture_mismatches(rows)
+
+
+CAPTURE_AGREEMENT = 1e-4  # float32 attention of the captured q, k, v against the model's own output
+
+
+def capture_mismatches(rows: list[dict]) -> list[str]:
+    """One warning per captured layer where exact attention on the captured q, k, v does not
+    reproduce the output the model recorded: the hook did not see what the model attends with."""
+    worst: dict[tuple, float] = {}
+    for row in rows:
+        check = row.get("error_capture_check")
+        if isinstance(check, float) and check > CAPTURE_AGREEMENT:
+            key = (row.get("model"), row.get("layer"))
+            worst[key] = max(worst.get(key, 0.0), check)
+    return [f"warning: at layer {layer} of the capture of {model}, exact attention on the captured q, k, v is "
+            f"{check:.2g} from the model's own output (above {CAPTURE_AGREEMENT:g}): the capture did not see what "
+            "the model attends with" for (model, layer), check in worst.items()]

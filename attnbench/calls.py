@@ -15,7 +15,11 @@ def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, t
     generator the method draws its own randomness from."""
     generator = torch.Generator().manual_seed(case.seed)
     shape = case.shape
-    if case.inputs == "random":
+    if case.inputs.startswith("capture:"):
+        from attnbench.capture import capture_path, layer_tensors
+
+        tensors = layer_tensors(capture_path(case.inputs), case.capture, case.layer)[:3]
+    elif case.inputs == "random":
         tensors = [torch.randn(dims, generator=generator) * case.input_scale for dims in
                    ((shape.batch, shape.heads, shape.q_len, shape.head_dim),
                     *[(shape.batch, shape.keys_heads, shape.seq_len, shape.head_dim)] * 2)]

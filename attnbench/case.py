@@ -37,7 +37,9 @@ class Case:
     dtype: str = "float32"
     device: str = "cpu"
     mode: str = "forward"  # "backward": forward + backward; "train": an optimizer step (layer, model scope)
-    scope: str = "attention"  # attention (the bare op), layer (an encoder layer) or model (the LRA encoder)
+    # attention (the bare op), layer (an encoder layer), model (the LRA encoder), or swap (a Hugging
+    # Face model with the method in place of its attention: attnbench swap)
+    scope: str = "attention"
     layers: int | None = None  # layer/model scope: encoder layers (None at attention scope)
     ffn_dim: int | None = None  # layer/model scope: FFN hidden width
     vocab: int | None = None  # model scope: token vocabulary
@@ -46,7 +48,10 @@ class Case:
     threads: int | None = None  # CPU threads; None: torch's default, resolved by make_cases
     inputs: str = "random"  # random, pretrained or init (attnbench.inputs)
     input_scale: float = 1.0  # random inputs: standard deviation
-    layer: int = 2  # pretrained/init inputs: the model layer whose q, k, v are taken
+    layer: int = 2  # pretrained/init/capture inputs: the model layer whose q, k, v are taken
+    model: str | None = None  # capture inputs and swap scope: the Hugging Face model (MODEL as given)
+    capture: str | None = None  # capture inputs: the SHA-256 of the capture file (16 hex digits)
+    swap_layers: str | None = None  # swap scope: the layers whose attention the method replaces ("all", "0,5")
     compile: str = "off"  # off, or the torch.compile mode the method's function is compiled with
     amp: str = "off"  # layer/model scope: autocast dtype over float32 weights (bfloat16, float16), or off
 
@@ -188,7 +193,7 @@ def _check_setup(setup: dict, devices_here: bool = True) -> dict:
             divisors = ", ".join(str(d) for d in range(1, setup["heads"] + 1) if setup["heads"] % d == 0)
             raise AttnbenchError(f"--kv-heads {kv_heads} does not divide --heads {setup['heads']}: each key/value "
                                  f"head serves a whole group of query heads; use one of {divisors}")
-        if kv_heads != setup["heads"] and setup["inputs"] != "random":
+        if kv_heads != setup["heads"] and setup["inputs"] in ("pretrained", "init"):
             raise AttnbenchError(f"--inputs {setup['inputs']} gives MiniLM's q, k, v, one key head per query head: "
                                  "leave --kv-heads out, or use --inputs random")
     q_seq = setup["q_seq_len"]
@@ -196,10 +201,10 @@ def _check_setup(setup: dict, devices_here: bool = True) -> dict:
         raise AttnbenchError(f"q_seq must be a positive whole number, not {q_seq!r}")
     if not isinstance(setup["causal"], bool):
         raise AttnbenchError(f"causal must be true or false, not {setup['causal']!r}")
-    from attnbench.inputs import SOURCES, check_source
+    from attnbench.inputs import check_source
+    from attnbench.options import parse_inputs
 
-    if setup["inputs"] not in SOURCES:
-        raise AttnbenchError(f"--inputs must be one of {', '.join(SOURCES)}, not {setup['inputs']!r}")
+    parse_inputs(setup["inputs"])
     check_source(setup["inputs"], setup["heads"], setup["head_dim"], setup["layer"])
     if not setup["input_scale"] > 0:
         raise AttnbenchError(f"--input-scale must be positive, not {setup['input_scale']!r}")
@@ -259,8 +264,8 @@ def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[
     if unknown:
         raise AttnbenchError(f"unknown set-up {', '.join(sorted(unknown))}; valid: {', '.join(SETUP)}")
     methods, seq_lens = expand_methods(methods), list(seq_lens)
-    if not methods or not seq_lens:
-        raise AttnbenchError("give at least one method and one sequence length")
+    if not methods:
+        raise AttnbenchError("give at least one method")
     for n in seq_lens:
         if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
             raise AttnbenchError(f"seq must be a positive whole number, not {n!r}")
@@ -270,17 +275,61 @@ def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[
     if given.get("dtype") is None and parse_amp(str(given.get("amp", "off"))) == "off" and \
             str(given.get("device", DEFAULTS["device"])).startswith("cuda"):
         given["dtype"] = CUDA_DTYPE
-    common = _check_setup({**DEFAULTS, **given}, devices_here)
-    if common["kv_heads"] == common["heads"]:  # one key head per query head: today's cases, one identity
-        common["kv_heads"] = None
-    q_seq = common.pop("q_seq_len")
+    grids = _param_grids(methods, params or {})
     cases = []
-    for method, grid in _param_grids(methods, params or {}).items():
-        for chosen in grid:
-            instance = create_method(method, **chosen)  # validates names, types and ranges
-            full_params = {p.name: getattr(instance, p.name) for p in instance.params()}
-            cases += [Case(method, full_params, seq_len=n, q_seq_len=_queries(q_seq, n), **common) for n in seq_lens]
+    for variant, lengths in _layer_variants(given, seq_lens):
+        common = _check_setup({**DEFAULTS, **variant}, devices_here)
+        if common["kv_heads"] == common["heads"]:  # one key head per query head: today's cases, one identity
+            common["kv_heads"] = None
+        q_seq = common.pop("q_seq_len")
+        for method, grid in grids.items():
+            for chosen in grid:
+                instance = create_method(method, **chosen)  # validates names, types and ranges
+                full_params = {p.name: getattr(instance, p.name) for p in instance.params()}
+                cases += [Case(method, full_params, seq_len=n, q_seq_len=_queries(q_seq, n), **common)
+                          for n in lengths]
     return cases
+
+
+CAPTURED = ("batch", "heads", "head_dim", "kv_heads", "q_seq_len", "causal")  # a capture fixes these
+
+
+def _layer_variants(given: dict, seq_lens: list[int]) -> list[tuple[dict, list[int]]]:
+    """(set-up, lengths) per model layer: `layer = "all"` is every layer of pretrained/init inputs
+    or of a capture; capture inputs take their shape (heads, kv heads, causal, length) from the
+    capture's record of each layer, and refuse set-up that contradicts it."""
+    from attnbench.capture import capture_path, read_header
+
+    layer, path = given.get("layer"), capture_path(str(given.get("inputs", "")))
+    if path is None:
+        if layer == "all":
+            from attnbench.inputs import MODEL_LAYERS
+
+            if given.get("inputs", DEFAULTS["inputs"]) == "random":
+                raise AttnbenchError("--layer all picks the layers of real q, k, v: add --inputs pretrained, init "
+                                     "or capture:FILE")
+            return [({**given, "layer": i}, seq_lens) for i in range(MODEL_LAYERS)]
+        if not seq_lens:
+            raise AttnbenchError("give at least one sequence length (--seq)")
+        return [(given, seq_lens)]
+    header = read_header(path)
+    records = header.layers if layer in (None, "all") else [header.layer(layer)]
+    variants = []
+    for record in records:
+        if record.mask is None:
+            raise AttnbenchError(f"layer {record.layer} of {path}: {record.unsupported}; attnbench runs captures "
+                                 "of full and causal attention (pick another layer with --layer)")
+        shape = {"batch": record.batch, "heads": record.heads, "head_dim": record.head_dim,
+                 "kv_heads": record.kv_heads, "q_seq_len": record.q_len, "causal": record.mask == "causal"}
+        for key in CAPTURED:
+            if key in given and given[key] != shape[key]:
+                raise AttnbenchError(f"{key} = {given[key]} contradicts the capture {path} ({key} = {shape[key]} at "
+                                     f"layer {record.layer}): leave it out, the capture fixes the shape")
+        if seq_lens and seq_lens != [record.kv_len]:
+            raise AttnbenchError(f"the capture {path} holds {record.kv_len} keys per layer: leave --seq out")
+        variants.append(({**given, **shape, "layer": record.layer, "capture": header.sha256,
+                          "model": header.model}, [record.kv_len]))
+    return variants
 
 
 def _queries(q_seq: int | None, n: int) -> int | None:

@@ -180,20 +180,28 @@ def _execute(plan, command: str, control: dict) -> None:
         typer.echo(f"{len(cases)} case(s), {where}; limits: {limits.max_memory_bytes / 2**30:g} GiB, "
                    f"{limits.timeout_s:g} s per case")
         return
+    # made after the grid is checked: a Ray launcher starts a cluster, which bad input should not
+    launcher = make_launcher(executor, limits=plan.limits, jobs=jobs, address=control.get("address"),
+                             processes=plan.options.processes)
+    measure_and_show(cases, plan.options, launcher, plan.output, plan.name, control, processes)
+
+
+def measure_and_show(cases, options: MeasureOptions, launcher, output: str | None, name: str, control: dict,
+                     processes: int = 1) -> None:
+    """Run the cases into the report (a default name under reports/ when none is given) with a
+    progress bar, then print the table, the status and summary lines and where the rows went."""
     from attnbench.analysis import status_lines, summary_lines
     from attnbench.engine import default_output, run_cases
     from attnbench.render import Progress, console, rows_table
     from attnbench.schema import identity
 
-    # made after the grid is checked: a Ray launcher starts a cluster, which bad input should not
-    launcher = make_launcher(executor, limits=plan.limits, jobs=jobs, address=control.get("address"),
-                             processes=plan.options.processes)
-    output = plan.output or default_output(plan.name)
+    output = output or default_output(name)
     screen = console(stderr=output == "-")
     with Progress(screen, [identity(c) for c in cases], quiet=control.get("quiet", False),
                   processes=processes) as show:
-        outcome = run_cases(cases, plan.options, launcher=launcher, output=output,
-                            append=control.get("append", False), resume=resume, find_max_seq=find_max_seq,
+        outcome = run_cases(cases, options, launcher=launcher, output=output,
+                            append=control.get("append", False), resume=control.get("resume", False),
+                            find_max_seq=control.get("find_max_seq", False),
                             wait=control.get("wait", False), fsync=control.get("fsync", False),
                             on_start=show.start, on_row=show.row, on_step=show.step)
     if outcome.rows:
@@ -222,7 +230,9 @@ def run_command(**given) -> None:
     from attnbench.scenario import scenario_from_dict
 
     scenario, control = _split(given)
-    plan = scenario_from_dict({"name": "run", "methods": ["full"], "seq": [Case.seq_len], **scenario})
+    captured = any(str(v).startswith("capture:") for v in scenario.get("inputs", []))
+    defaults = {"methods": ["full"], **({} if captured else {"seq": [Case.seq_len]})}  # a capture has its length
+    plan = scenario_from_dict({"name": "run", **defaults, **scenario})
     _execute(plan, "run", control)
 
 
@@ -502,6 +512,9 @@ def plot_command(
     frame = load(report).frame
     for path in plot_report(frame, out_dir or report.parent, report.stem, formats):
         typer.echo(f"wrote {path}")
+
+
+from attnbench import cli_model  # noqa: E402,F401  (registers capture and swap on `app`)
 
 
 def main(argv: list[str] | None = None) -> None:

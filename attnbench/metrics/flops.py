@@ -24,6 +24,8 @@ def measure(ctx) -> dict:
     analytic = ctx.row.get("flops_analytic")
     if ctx.case.scope == "attention":
         attention = counted
+    elif ctx.case.scope == "swap":  # the model's own attention modules are not ours to count apart
+        attention = None
     else:
         from attnbench.model import attention_flops, mixed_precision
 

@@ -1,0 +1,208 @@
+"""Capture a model's attention calls to a file, and read them back as a case's q, k, v.
+
+`attnbench capture MODEL -o FILE` runs one forward of a Hugging Face model (attnbench.hf) and
+records, for every attention call (one per layer), the q, k, v the attention function received
+(after RoPE and projections; the model's own score scaling folded into q), the mask kind, the
+shapes, and the model's own attention output for that call. The file is safetensors: tensors
+`layer<i>.q`, `.k`, `.v`, `.out`, all (batch, heads, length, head_dim), and in its metadata the
+format and its version, the model and how it was run, and a JSON list of the layers' records.
+
+`run --inputs capture:FILE` reads a layer's tensors (attnbench.calls.make_inputs) and checks the
+file is the one the cases were made from (its SHA-256, an identity column).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from attnbench.errors import AttnbenchError
+
+FORMAT, VERSION = "attnbench-capture", "1"
+PREFIX = "capture:"
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    layer: int
+    batch: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    q_len: int
+    kv_len: int
+    mask: str | None  # full, causal, or None (see `unsupported`)
+    unsupported: str
+    scaling: float  # the model's score scale (1/sqrt(head_dim) in most models), folded into q
+
+
+@dataclass(frozen=True)
+class Header:
+    path: str
+    sha256: str
+    model: str
+    architecture: str
+    weights: str
+    tokens: str  # where the token ids came from (a text file, bundled, seeded ids)
+    layers: tuple[LayerRecord, ...]
+    attnbench_version: str
+    transformers_version: str
+
+    def layer(self, index: int) -> LayerRecord:
+        found = [r for r in self.layers if r.layer == index]
+        if not found:
+            kept = ", ".join(str(r.layer) for r in self.layers)
+            raise AttnbenchError(f"--layer {index} is not in the capture {self.path} (it holds layers {kept})")
+        return found[0]
+
+
+def capture_path(inputs: str) -> str | None:
+    """FILE of an `--inputs capture:FILE`, else None."""
+    return inputs[len(PREFIX):] if inputs.startswith(PREFIX) else None
+
+
+def parse_layers(text: str | None, layers: int) -> list[int]:
+    """'0,5,11' -> [0, 5, 11], each checked against the model's layers; None -> every layer."""
+    if text is None:
+        return list(range(layers))
+    try:
+        chosen = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise AttnbenchError(f"--layers takes layer numbers separated by commas (e.g. 0,5,11), not {text!r}") from None
+    outside = [i for i in chosen if not 0 <= i < layers]
+    if outside or not chosen:
+        raise AttnbenchError(f"--layers {text}: the model has layers 0..{layers - 1}")
+    return chosen
+
+
+@dataclass
+class Captured:
+    """What one forward recorded, before it is written."""
+
+    tensors: dict
+    metadata: dict
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+
+def capture(model: str, *, text: str | None = None, seq: int | None = None, layers: str | None = None,
+            seed: int = 0, on_layer: Callable[[int, int], None] | None = None) -> Captured:
+    """Run MODEL once and record its attention calls (every layer, or `layers`, e.g. '0,5,11');
+    `on_layer(done, total)` after each call. Measuring code: nothing is printed."""
+    import torch
+    import transformers
+
+    import attnbench
+    from attnbench.hf import intercept, load, token_ids, token_source
+
+    loaded = load(model, seed)
+    keep = parse_layers(layers, loaded.layers)
+    source = token_source(text, seq)
+    ids = token_ids(loaded, source, seq, seed)
+    tensors, records = {}, []
+
+    def record(call, original):
+        out = original()
+        if call.index in keep:
+            b, h, q_len, d = call.q.shape
+            records.append(LayerRecord(call.index, b, h, call.k.shape[1], d, q_len, call.k.shape[-2], call.mask,
+                                       call.unsupported, call.scaling))
+            for name, tensor in (("q", call.q), ("k", call.k), ("v", call.v), ("out", out)):
+                tensors[f"layer{call.index}.{name}"] = tensor.detach().float().contiguous().clone()
+        if on_layer:
+            on_layer(call.index + 1, loaded.layers)
+        return out
+
+    with torch.no_grad(), intercept(loaded, record) as forward:
+        forward(input_ids=ids)
+    if not records:
+        raise AttnbenchError(f"{loaded.architecture} made no attention call through transformers' "
+                             "AttentionInterface, so there is nothing to capture")
+    tokens = f"ids (seed {seed})" if source == "ids" else source
+    metadata = {"format": FORMAT, "format_version": VERSION, "model": model, "architecture": loaded.architecture,
+                "weights": loaded.weights, "tokens": f"{tokens}, {ids.shape[1]} tokens",
+                "layers": json.dumps([asdict(r) for r in records]), "attnbench_version": attnbench.__version__,
+                "transformers_version": transformers.__version__, "torch_version": torch.__version__}
+    return Captured(tensors, metadata)
+
+
+def write(captured: Captured, path: str | Path) -> None:
+    """Write atomically (a partial file never carries the final name); the caller refuses an
+    existing target."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    save_file(captured.tensors, str(partial), metadata=captured.metadata)
+    os.replace(partial, path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=8)
+def _header(path: str, stamp: tuple) -> Header:
+    from safetensors import safe_open
+
+    file = Path(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta, names = f.metadata() or {}, set(f.keys())
+    except Exception as exc:
+        raise AttnbenchError(f"{path} is not a readable capture ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else 'damaged'}); write it again with "
+                             "attnbench capture") from None
+    if meta.get("format") != FORMAT:
+        raise AttnbenchError(f"{path} is a safetensors file but not an attnbench capture; make one with "
+                             "attnbench capture MODEL -o FILE")
+    if meta.get("format_version") != VERSION:
+        raise AttnbenchError(f"{path} is a capture of format version {meta.get('format_version')} (attnbench "
+                             f"{meta.get('attnbench_version')}); this attnbench reads version {VERSION}: capture "
+                             "the model again")
+    try:
+        layers = tuple(LayerRecord(**r) for r in json.loads(meta["layers"]))
+        missing = [f"layer{r.layer}.{n}" for r in layers for n in ("q", "k", "v", "out")
+                   if f"layer{r.layer}.{n}" not in names]
+        header = Header(path, _sha256(file), meta["model"], meta["architecture"], meta["weights"], meta["tokens"],
+                        layers, meta["attnbench_version"], meta["transformers_version"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AttnbenchError(f"{path}: the capture's metadata is damaged ({type(exc).__name__}: {exc}); write it "
+                             "again with attnbench capture") from None
+    if missing:
+        raise AttnbenchError(f"{path}: the capture lacks {missing[0]}; write it again with attnbench capture")
+    return header
+
+
+def read_header(path: str | Path) -> Header:
+    """The capture's header (no tensors read), with the file's SHA-256; one-line errors for a file
+    that is missing, damaged, not a capture, or of another format version."""
+    file = Path(path)
+    if not file.is_file():
+        raise AttnbenchError(f"capture {path} does not exist; make one with attnbench capture MODEL -o {path}")
+    stat = file.stat()
+    return _header(str(path), (stat.st_mtime_ns, stat.st_size))
+
+
+def layer_tensors(path: str, sha256: str | None, layer: int):
+    """(q, k, v, out) of a layer, after checking the file is the one the case was made from."""
+    from safetensors import safe_open
+
+    header = read_header(path)
+    if sha256 and header.sha256 != sha256:
+        raise AttnbenchError(f"{path} changed since the cases were made (SHA-256 {header.sha256}, the case's "
+                             f"{sha256}); run the cases again")
+    header.layer(layer)
+    with safe_open(path, framework="pt") as f:
+        return tuple(f.get_tensor(f"layer{layer}.{name}") for name in ("q", "k", "v", "out"))
