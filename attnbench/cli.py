@@ -18,6 +18,8 @@ from typer.exceptions import TyperException
 import attnbench
 from attnbench.allocator import DEFAULT as DEFAULT_POLICY
 from attnbench.case import Case, Limits, MeasureOptions
+from attnbench.cli_model import capture_command, swap_command
+from attnbench.cli_shared import ParamOpt, _flag, measure_and_show
 from attnbench.errors import AttnbenchError
 from attnbench.metrics import parse_metrics
 from attnbench.options import BY_KEY, OPTIONS, Choice, Flag, Grids, Option, parse_names, parse_param, parse_sizes
@@ -44,11 +46,6 @@ def _root(version: Annotated[bool, _flag("--version", callback=_version, is_eage
     """
 
 
-def _flag(*names: str, **kwargs):
-    """A boolean flag: no '<bool>' beside it in the help (it takes no value)."""
-    return typer.Option(*names, metavar="", **kwargs)
-
-
 def _default(text: object) -> str:
     """' [default: X]' for help text (escaped: rich would eat the brackets)."""
     return f" \\[default: {text}]"
@@ -57,9 +54,6 @@ def _default(text: object) -> str:
 # ---- run and sweep: their options come from the option spec (attnbench.options.OPTIONS) ----
 
 SWEEP_PROCESSES = 3  # sweep's default: reports meant for compare (run's is MeasureOptions' 1, a quick look)
-ParamOpt = Annotated[Optional[list[str]], typer.Option(
-    "--param", "-p", help="Method parameter NAME=VALUE (repeatable).")]
-
 
 def _default_text(option: Option) -> str | None:
     """The default the help shows: the spec's words, else the field's default where it lives."""
@@ -184,35 +178,6 @@ def _execute(plan, command: str, control: dict) -> None:
     launcher = make_launcher(executor, limits=plan.limits, jobs=jobs, address=control.get("address"),
                              processes=plan.options.processes)
     measure_and_show(cases, plan.options, launcher, plan.output, plan.name, control, processes)
-
-
-def measure_and_show(cases, options: MeasureOptions, launcher, output: str | None, name: str, control: dict,
-                     processes: int = 1) -> None:
-    """Run the cases into the report (a default name under reports/ when none is given) with a
-    progress bar, then print the table, the status and summary lines and where the rows went."""
-    from attnbench.analysis import status_lines, summary_lines
-    from attnbench.engine import default_output, run_cases
-    from attnbench.render import Progress, console, rows_table
-    from attnbench.schema import identity
-
-    output = output or default_output(name)
-    screen = console(stderr=output == "-")
-    with Progress(screen, [identity(c) for c in cases], quiet=control.get("quiet", False),
-                  processes=processes) as show:
-        outcome = run_cases(cases, options, launcher=launcher, output=output,
-                            append=control.get("append", False), resume=control.get("resume", False),
-                            find_max_seq=control.get("find_max_seq", False),
-                            wait=control.get("wait", False), fsync=control.get("fsync", False),
-                            on_start=show.start, on_row=show.row, on_step=show.step)
-    if outcome.rows:
-        screen.print(rows_table(outcome.rows))
-    for line in status_lines(outcome.rows) + summary_lines(outcome.rows):
-        screen.print(line, markup=False, highlight=False)
-    if outcome.interrupted:
-        screen.print(f"interrupted: {len(outcome.rows)} row(s) kept in {output}; finish with --resume -o {output}")
-        raise typer.Exit(130)
-    if output != "-":
-        screen.print(f"wrote {len(outcome.rows)} row(s) to {output}")
 
 
 @app.command("run")
@@ -514,7 +479,8 @@ def plot_command(
         typer.echo(f"wrote {path}")
 
 
-from attnbench import cli_model  # noqa: E402,F401  (registers capture and swap on `app`)
+app.command("capture")(capture_command)
+app.command("swap")(swap_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from attnbench.cli import ParamOpt, _flag, app, measure_and_show
+from attnbench.cli_shared import ParamOpt, _flag, measure_and_show
 from attnbench.errors import AttnbenchError
 from attnbench.options import parse_names, parse_param, parse_size
 
@@ -34,7 +34,6 @@ def _megabytes(nbytes: int) -> str:
     return f"{nbytes / 2**20:.1f} MiB"
 
 
-@app.command("capture")
 def capture_command(
     model: ModelArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="The capture file to write (safetensors).")],
@@ -44,8 +43,11 @@ def capture_command(
     seed: SeedOpt = 0,
     force: Annotated[bool, _flag("--force", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
-    """Run MODEL once and record every attention call: the q, k, v its attention function received
-    (after RoPE and projections), the mask kind, the shapes, and the model's own attention output.
+    """Record a model's attention calls to a file: q, k, v, mask, shapes and its own output.
+
+    MODEL runs once; for every attention call (one per layer) the file keeps the q, k, v its
+    attention function received (after RoPE and projections), the mask kind, the shapes, and the
+    model's own attention output.
 
     Hooks transformers' AttentionInterface, so it covers the models that dispatch through it
     (BERT, Llama, Mistral, Qwen2, Gemma, ...). Benchmark every method on the capture with
@@ -80,7 +82,6 @@ def capture_command(
     typer.echo(f"wrote {output}")
 
 
-@app.command("swap")
 def swap_command(
     model: ModelArg,
     method: Annotated[str, typer.Option("--method", "-m", help="Method name(s), comma separated; wildcards allowed.")],
@@ -104,7 +105,9 @@ def swap_command(
     append: Annotated[bool, _flag("--append", help="Add rows to an existing report.")] = False,
     quiet: Annotated[bool, _flag("--quiet", "-q", help="Plain progress lines, no progress bar.")] = False,
 ) -> None:
-    """Run MODEL end to end with its attention replaced by each METHOD (in every layer, or
+    """Put a method in place of a model's attention and measure what it changes and costs.
+
+    MODEL runs end to end with its attention replaced by each METHOD (in every layer, or
     --layers), against the unmodified model on the same tokens: the final hidden states' relative
     error, for a language model the next-token KL and the perplexity, and the whole forward's
     FLOPs, peak memory and time. One row per method and parameter set, as 'run' writes them.
@@ -118,11 +121,11 @@ def swap_command(
     from attnbench.launchers import make_launcher
     from attnbench.metrics import chosen, parse_metrics
     from attnbench.report import check_target
-    from attnbench.swap import DEFAULT_METRICS, swap_cases
+    from attnbench.swap import DEFAULT_METRICS, SCOPE, swap_cases
 
     names = parse_metrics(parse_names(metrics)) if metrics else DEFAULT_METRICS
     for metric in chosen(names):
-        if metric.scopes and "swap" not in metric.scopes:
+        if metric.scopes and SCOPE not in metric.scopes:
             raise AttnbenchError(f"--metrics {metric.name} measures at --scope {', '.join(metric.scopes)}; swap "
                                  "takes swap, flops, memory and time")
     check_target(output, append)
