@@ -221,3 +221,23 @@ def test_bad_models_and_captures_are_one_line_errors(tmp_path, minilm_file):
     assert "already exists" in _one_error(cli("capture", "minilm", "-o", str(existing)))
     assert existing.read_bytes() == b"mine"
     assert "--metrics error" in _one_error(cli("swap", "minilm", "-m", "full", "--metrics", "error"))
+
+
+def test_layer_all_takes_every_minilm_layer_and_needs_real_inputs():
+    from attnbench.case import make_cases
+    from attnbench.errors import AttnbenchError
+
+    cases = make_cases(["full"], [64], inputs="pretrained", layer="all", heads=2, head_dim=32)
+    assert [c.layer for c in cases] == list(range(6))
+    with pytest.raises(AttnbenchError, match="--layer all"):
+        make_cases(["full"], [64], layer="all")
+
+
+def test_plot_and_summary_read_swap_rows(tmp_path):
+    out = tmp_path / "swap.csv"
+    assert cli("swap", "minilm", "-m", "full,linear", "--seq", "64", "--metrics", "time,swap", "--min-time", "0.05",
+               "--max-time", "0.1", "-o", str(out)).returncode == 0
+    assert cli("summary", str(out)).returncode == 0
+    plotted = cli("plot", str(out), "-o", str(tmp_path), "--format", "png")
+    assert plotted.returncode == 0, plotted.stderr
+    assert list(tmp_path.glob("*.png"))
