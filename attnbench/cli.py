@@ -18,6 +18,7 @@ from typer.exceptions import TyperException
 import attnbench
 from attnbench.allocator import DEFAULT as DEFAULT_POLICY
 from attnbench.case import Case, Limits, MeasureOptions
+from attnbench.cli_history import history_command, html_command
 from attnbench.cli_model import capture_command, swap_command
 from attnbench.cli_shared import ParamOpt, _flag, measure_and_show
 from attnbench.errors import AttnbenchError
@@ -481,6 +482,8 @@ def plot_command(
 
 app.command("capture")(capture_command)
 app.command("swap")(swap_command)
+app.command("history")(history_command)
+app.command("html")(html_command)
 
 
 def main(argv: list[str] | None = None) -> None:
