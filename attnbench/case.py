@@ -52,6 +52,7 @@ class Case:
     model: str | None = None  # capture inputs and swap scope: the Hugging Face model (MODEL as given)
     capture: str | None = None  # capture inputs: the SHA-256 of the capture file (16 hex digits)
     swap_layers: str | None = None  # swap scope: the layers whose attention the method replaces ("all", "0,5")
+    revision: str | None = None  # attnbench ab: the side (revision or environment) of the code under test
     compile: str = "off"  # off, or the torch.compile mode the method's function is compiled with
     amp: str = "off"  # layer/model scope: autocast dtype over float32 weights (bfloat16, float16), or off
 

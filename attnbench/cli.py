@@ -18,7 +18,7 @@ from typer.exceptions import TyperException
 import attnbench
 from attnbench.allocator import DEFAULT as DEFAULT_POLICY
 from attnbench.case import Case, Limits, MeasureOptions
-from attnbench.cli_history import history_command, html_command
+from attnbench.cli_history import ab_command, history_command, html_command
 from attnbench.cli_model import capture_command, swap_command
 from attnbench.cli_shared import ParamOpt, _flag, measure_and_show
 from attnbench.errors import AttnbenchError
@@ -484,6 +484,7 @@ app.command("capture")(capture_command)
 app.command("swap")(swap_command)
 app.command("history")(history_command)
 app.command("html")(html_command)
+app.command("ab", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(ab_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,3 +75,76 @@ def html_command(
     from attnbench.html import write_site
 
     typer.echo(f"wrote {write_site(reports, output, force)}")
+
+
+def ab_command(
+    ctx: typer.Context,
+    arguments: Annotated[Optional[list[str]], typer.Argument(
+        help="BASE [HEAD] [SCENARIO], then the grid as run's options (-m, -n, -p, --heads, ...). BASE and HEAD are "
+             "git revisions; HEAD defaults to the working tree as it is.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="The report of both sides (a revision column). [default: reports/ab-<time>.csv]")]
+    = None,
+    processes: Annotated[int, typer.Option("--processes", min=1, help="Rounds: each times every case once per "
+                                                                      "side, in alternating order.")] = 5,
+    base_python: Annotated[Optional[str], typer.Option(
+        "--base-python", help="Instead of revisions: the Python of an environment with BASE installed.")] = None,
+    head_python: Annotated[Optional[str], typer.Option(
+        "--head-python", help="... and the Python of the environment with HEAD installed.")] = None,
+) -> None:
+    """Interleaved A/B of two revisions in one job; exit 1 on a confirmed regression.
+
+    Each revision is checked out once into its own worktree (cached by commit) and run with this
+    environment's packages. The cases run interleaved: round 1 times every case in BASE, then in
+    HEAD; round 2 in the opposite order; and so on, each case in a fresh worker, so drift of the
+    machine falls on both sides alike. compare then judges HEAD's time against BASE's, with its
+    states and exit codes.
+
+    Example: [bold]attnbench ab HEAD~1 HEAD -m full,linear -n 512,1k --processes 3[/bold]
+    """
+    from attnbench.ab import ab, repository, resolve
+    from attnbench.engine import default_output
+    from attnbench.render import comparison_lines
+    from attnbench.scenario import resolve_scenario
+
+    given = [*(arguments or []), *ctx.args]
+    leading, grid = [], []
+    for i, token in enumerate(given):
+        if token.startswith("-"):
+            grid = given[i:]
+            break
+        leading.append(token)
+    revisions, scenario = [], []
+    repo = repository() if not (base_python or head_python) else None
+    for token in leading:
+        if repo is not None and len(revisions) < 2 and not scenario and (token == "." or resolve(repo, token)):
+            revisions.append(token)
+        elif not scenario and (Path(token).is_file() or _bundled(resolve_scenario, token)):
+            scenario.append(str(Path(token).resolve()) if Path(token).is_file() else token)
+        else:
+            raise AttnbenchError(f"unknown revision {token!r}: give a commit, branch or tag (BASE [HEAD]), then a "
+                                 "scenario or the grid as options")
+    if not scenario and "-m" not in grid and "--method" not in grid:
+        raise AttnbenchError("give the grid: a scenario, or -m METHODS and -n LENGTHS as for run")
+    if "--metrics" not in grid:
+        grid += ["--metrics", "time"]
+    target = output or default_output("ab")
+    result, paths = ab(*(revisions + [None, None])[:2], [*scenario, *grid], target, processes=processes,
+                       base_python=base_python, head_python=head_python,
+                       on_round=lambda index, side: print(f"round {index + 1}/{processes}: {side}", file=sys.stderr))
+    lines = comparison_lines(result, ("time",), markdown=False)
+    paths["base"].with_name("verdicts.md").write_text(
+        "\n".join(comparison_lines(result, ("time",), markdown=True)) + "\n")
+    for line in lines:
+        typer.echo(line)
+    typer.echo(f"wrote {target} (both sides) and {paths['base'].parent}/ (each side, its rounds, verdicts.md)")
+    if result.regressions:
+        raise typer.Exit(1)
+
+
+def _bundled(resolve_scenario, token: str) -> bool:
+    try:
+        resolve_scenario(token)
+    except AttnbenchError:
+        return False
+    return True

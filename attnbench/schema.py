@@ -57,6 +57,8 @@ COLUMN_HELP: dict[str, str] = {
     "model": "capture inputs and swap scope: the Hugging Face model (a local folder, a config.json, or minilm)",
     "capture": "capture inputs: the SHA-256 of the capture file (its first 16 hex digits)",
     "swap_layers": "swap scope: the layers whose attention the method replaced (all, or a comma list)",
+    "revision": "attnbench ab: the side of the code under test that ran the row (its revision and commit, or its "
+                "Python); blank otherwise",
     "amp": "layer/model scope: off, or the autocast dtype over float32 weights (bfloat16, float16 with a GradScaler)",
     "status": "ok, oom, nan, unsupported, error, timeout, crashed, or max_seq (--find-max-seq's summary row)",
     "status_detail": "why a case is not ok (one line)",

@@ -1,0 +1,190 @@
+"""Interleaved A/B of two revisions of the code under test, in one job.
+
+`attnbench ab BASE [HEAD] GRID -o ab.csv` checks each revision out into its own git worktree
+(kept under the repository's git folder, `attnbench-ab/<sha>`, so a commit is checked out once)
+and runs it with this environment's Python and packages, its own attnbench first on the path
+(HEAD defaults to the working tree as it is). Two installed environments can be given instead
+(`--base-python`, `--head-python`: each runs the attnbench installed there).
+
+The cases then run interleaved: round 1 runs every case once in BASE, then in HEAD; round 2 in
+the opposite order; and so on for `processes` rounds, each round a `sweep --processes 1` (every
+case in a fresh worker), so drift of the machine falls on both sides alike. Each side's rounds
+are merged per case (the time metric's `combine`: the row gets every process's samples) into
+`<ab>.sides/base.csv` and `head.csv`, both sides go into the one report `ab.csv` with a
+`revision` identity column, and compare judges HEAD against BASE with its usual states and exit
+codes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from attnbench.errors import AttnbenchError
+
+WORKTREE = "working tree"
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str  # base or head
+    label: str  # what the revision column says: the revision as given and its commit
+    python: str
+    path: Path | None  # the source to put first on the path (None: the environment's own attnbench)
+    cwd: Path
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+
+
+def repository(where: Path | None = None) -> Path:
+    found = _git(where or Path.cwd(), "rev-parse", "--show-toplevel")
+    if found.returncode:
+        raise AttnbenchError("attnbench ab checks out revisions of a git repository: run it inside one, or give "
+                             "--base-python and --head-python")
+    return Path(found.stdout.strip())
+
+
+def resolve(repo: Path, revision: str) -> str | None:
+    """The commit a revision names, or None."""
+    found = _git(repo, "rev-parse", "--verify", "-q", f"{revision}^{{commit}}")
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def _dirty(tree: Path) -> bool:
+    return bool(_git(tree, "status", "--porcelain", "--untracked-files=no").stdout.strip())
+
+
+def checkout(repo: Path, sha: str) -> Path:
+    """A worktree of the commit, made once and reused; one with local edits is refused."""
+    common = Path(_git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip())
+    tree = common / "attnbench-ab" / sha
+    if not (tree / ".git").exists():
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        made = _git(repo, "worktree", "add", "--detach", str(tree), sha)
+        if made.returncode:
+            raise AttnbenchError(f"cannot check out {sha[:12]}: {made.stderr.strip().splitlines()[-1]}")
+    elif _dirty(tree):
+        raise AttnbenchError(f"the cached worktree of {sha[:12]} ({tree}) has local edits: remove it with git worktree "
+                             "remove --force and run again")
+    return tree
+
+
+def sides(base: str | None, head: str | None, base_python: str | None, head_python: str | None) -> list[Side]:
+    """BASE and HEAD as they will run; one-line errors for an unknown revision or a dirty BASE."""
+    if base_python or head_python:
+        if not (base_python and head_python) or base or head:
+            raise AttnbenchError("give either two revisions (BASE [HEAD]) or both --base-python and --head-python")
+        for python in (base_python, head_python):
+            if not Path(python).is_file():
+                raise AttnbenchError(f"--base-python/--head-python {python} does not exist")
+        return [Side("base", base_python, base_python, None, Path.cwd()),
+                Side("head", head_python, head_python, None, Path.cwd())]
+    if base is None:
+        raise AttnbenchError("give BASE, the revision to compare against (e.g. HEAD~1 or main)")
+    repo = repository()
+    out = []
+    for name, revision in (("base", base), ("head", head)):
+        if revision is None:  # HEAD: the working tree as it is, edits included
+            sha = resolve(repo, "HEAD") or ""
+            dirty = "+dirty" if _dirty(repo) else ""
+            out.append(Side(name, f"{WORKTREE} ({sha[:12]}{dirty})", sys.executable, repo, repo))
+            continue
+        if revision == ".":
+            if _dirty(repo):
+                raise AttnbenchError("BASE is the working tree, which has uncommitted changes: BASE must be a "
+                                     "commit; commit or stash them, or name a revision")
+            revision = "HEAD"
+        sha = resolve(repo, revision)
+        if sha is None:
+            raise AttnbenchError(f"unknown revision {revision!r}: give a commit, branch or tag of {repo}")
+        out.append(Side(name, f"{revision} ({sha[:12]})", sys.executable, checkout(repo, sha), checkout(repo, sha)))
+    return out
+
+
+def _environment(side: Side) -> dict:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if side.path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(side.path), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
+
+
+def run_round(side: Side, grid: Sequence[str], target: Path) -> None:
+    """One process of every case, for one side: a sweep of the grid, each case in a fresh worker."""
+    command = [side.python, "-m", "attnbench", "sweep", *grid, "--processes", "1", "--quiet", "-o", str(target)]
+    done = subprocess.run(command, cwd=side.cwd, env=_environment(side), capture_output=True, text=True)
+    if done.returncode not in (0,) or not target.is_file():
+        lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+        raise AttnbenchError(f"the {side.name} side ({side.label}) failed: {lines[-1]}")
+
+
+def merge(rounds: list[Path]) -> list:
+    """A side's rounds as one row per case: the first round's row with every round's time samples."""
+    from attnbench.metrics import all_metrics
+    from attnbench.report import load
+
+    again = [m for m in all_metrics() if m.per_process]
+    by_case: dict = {}
+    for path in rounds:
+        for row in load(path, say=lambda line: None).rows:
+            by_case.setdefault(row.case, []).append(row)
+    merged = []
+    for rows in by_case.values():
+        first, later = rows[0], [r for r in rows[1:] if r["status"] == "ok"]
+        if first["status"] == "ok" and later:
+            for metric in again:
+                if first.get(metric.columns[0]) is not None:
+                    first = metric.combine(first, later)
+        merged.append(first)
+    return merged
+
+
+def ab(base: str | None, head: str | None, grid: Sequence[str], output: str | Path, *, processes: int = 5,
+       base_python: str | None = None, head_python: str | None = None,
+       on_round: Callable[[int, str], None] = lambda index, side: None):
+    """Run the interleaved A/B; returns (the compare result, the two sides' report paths)."""
+    from attnbench.compare import compare_reports
+    from attnbench.report import check_target
+    from attnbench.schema import Row, columns_for
+
+    output = Path(output)
+    check_target(output, append=False)
+    folder = output.with_name(output.name.removesuffix(".csv") + ".sides")
+    if folder.exists():
+        raise AttnbenchError(f"{folder} already exists (an earlier A/B's rounds); remove it or choose another -o")
+    if processes < 1:
+        raise AttnbenchError(f"--processes must be at least 1, not {processes}")
+    chosen = sides(base, head, base_python, head_python)
+    folder.mkdir(parents=True)
+    rounds: dict[str, list[Path]] = {"base": [], "head": []}
+    for index in range(processes):
+        order = chosen if index % 2 == 0 else chosen[::-1]  # drift falls on both sides alike
+        for side in order:
+            on_round(index, side.name)
+            target = folder / f"round-{index + 1:02d}-{side.name}.csv"
+            run_round(side, grid, target)
+            rounds[side.name].append(target)
+    merged = {side.name: merge(rounds[side.name]) for side in chosen}
+    paths = {}
+    for name, rows in merged.items():  # each side alone, as compare joins them: no revision column
+        paths[name] = folder / f"{name}.csv"
+        _write(paths[name], rows, columns_for([r.case for r in rows]))
+    labels = {side.name: side.label for side in chosen}
+    both = [Row({**row, "revision": labels[name]}, samples=row.samples) for name in ("base", "head")
+            for row in merged[name]]
+    _write(output, both, columns_for([r.case for r in both]))
+    return compare_reports(paths["base"], paths["head"], ["time"], allow_disjoint=True), paths
+
+
+def _write(path: Path, rows: list, columns: list[str]) -> None:
+    from attnbench.report import CsvReport
+
+    extra = [c for r in rows for c in r if c not in columns]
+    with CsvReport(path, [*columns, *dict.fromkeys(extra)]) as report:
+        for row in rows:
+            report.write(row)
