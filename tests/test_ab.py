@@ -1,0 +1,90 @@
+"""attnbench ab: two revisions of a temporary clone, one with a deliberate 1.5x slowdown of one
+method, timed interleaved in one job."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SLOWDOWN = '''
+
+import time as _time  # a deliberate slowdown, for attnbench ab's test: every call takes 1.5x as long
+
+_build = Linear.build
+
+
+def _slow_build(self, shape, **kwargs):
+    fn = _build(self, shape, **kwargs)
+
+    def slow(q, k, v):
+        start = _time.perf_counter()
+        out = fn(q, k, v)
+        _time.sleep(0.5 * (_time.perf_counter() - start))
+        return out
+    return slow
+
+
+Linear.build = _slow_build
+'''
+
+
+def _git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A clone of this repository's HEAD with one more commit that slows `linear` 1.5x."""
+    clone = tmp_path_factory.mktemp("ab") / "repo"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    for key, value in (("user.email", "ab@test"), ("user.name", "ab test")):
+        _git(clone, "config", key, value)
+    with (clone / "attnbench" / "methods" / "linear.py").open("a") as f:
+        f.write(SLOWDOWN)
+    _git(clone, "commit", "-qam", "Slow linear down 1.5x")
+    return clone
+
+
+def ab(repo, *args):
+    return subprocess.run([sys.executable, "-m", "attnbench", "ab", *args], cwd=repo, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_a_one_and_a_half_times_slower_method_is_confirmed_and_exits_1(repo, tmp_path):
+    out = tmp_path / "ab.csv"
+    result = ab(repo, "HEAD~1", "HEAD", "-m", "full,linear", "-n", "1k", "--processes", "3", "--min-time", "0.1",
+                "--max-time", "0.3", "-o", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    verdicts = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith(("full ", "linear "))}
+    assert "slower" in verdicts["linear"] and "slower" not in verdicts["full"]
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 4 and {r["time_processes"] for r in rows} == {"3"}
+    shas = {r["revision"]: r["git_sha"] for r in rows}
+    assert len(shas) == 2 and all(label.split("(")[1].rstrip(")") == sha[:12] for label, sha in shas.items())
+    assert (tmp_path / "ab.sides" / "verdicts.md").read_text().count("|") > 4
+    assert sorted(p.name for p in (tmp_path / "ab.sides").glob("round-*.csv")) == [
+        f"round-0{i}-{side}.csv" for i in (1, 2, 3) for side in ("base", "head")]
+
+
+def _one_error(result):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
+    return lines[0]
+
+
+def test_bad_revisions_a_dirty_base_and_an_existing_report_are_one_line_errors(repo, tmp_path):
+    assert "unknown revision 'nope'" in _one_error(ab(repo, "nope", "-m", "full", "-n", "128"))
+    taken = tmp_path / "taken.csv"
+    taken.write_text("method\nfull\n")
+    assert "already exists" in _one_error(ab(repo, "HEAD~1", "HEAD", "-m", "full", "-n", "128", "-o", str(taken)))
+    assert taken.read_text() == "method\nfull\n"
+    (repo / "README.md").write_text("edited\n")
+    try:
+        assert "uncommitted changes" in _one_error(ab(repo, ".", "HEAD", "-m", "full", "-n", "128"))
+    finally:
+        _git(repo, "checkout", "README.md")
+    assert "give the grid" in _one_error(ab(repo, "HEAD~1", "HEAD"))
