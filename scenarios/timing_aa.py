@@ -11,7 +11,10 @@ processes had been run (the first k of each side), down to one, which shows what
 cannot see. The spread between processes (slowest/fastest process median of a case, over every
 run) is printed too: it is where the one-process threshold of `compare` comes from.
 
-Usage: python scenarios/timing_aa.py [--reps 10] [--processes 5] [--min-time 0.2] [--device cuda]
+With `--mode ab` each pair is one `attnbench ab HEAD HEAD` job instead: the same code on both
+sides, its rounds interleaved (BASE then NEW, then NEW then BASE, ...), judged the same way.
+
+Usage: python scenarios/timing_aa.py [--mode ab] [--reps 10] [--processes 5] [--min-time 0.2] [--device cuda]
        python scenarios/timing_aa.py --from reports/measured/timing-aa-<time>   (judge again)
 Writes reports/measured/timing-aa-<time>/ (every run's report and samples) and
 reports/measured/timing-aa-<time>.md. Run it on a quiet machine: nothing else measuring.
@@ -50,6 +53,31 @@ def measure(folder: Path, reps: int, processes: int, min_time: float, max_time: 
             started = time.perf_counter()
             subprocess.run(args, check=True, capture_output=True)
             print(f"rep {rep + 1}/{reps} {side}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+def measure_ab(folder: Path, reps: int, processes: int, min_time: float, max_time: float, device: str) -> None:
+    """The same A/A with `attnbench ab HEAD HEAD`: the two sides' rounds interleaved in one job;
+    each pair's sides are kept as NN-base.csv and NN-new.csv for the judge."""
+    import shutil
+
+    from attnbench.report import sidecar_path
+
+    folder.mkdir(parents=True)
+    (folder / "settings.txt").write_text(f"ab --processes {processes} --min-time {min_time} --max-time {max_time} "
+                                         f"--device {device}\n")
+    for rep in range(reps):
+        target = folder / f"{rep:02d}-ab.csv"
+        args = [sys.executable, "-m", "attnbench", "ab", "HEAD", "HEAD", *GRID, "--processes", str(processes),
+                "--min-time", str(min_time), "--max-time", str(max_time), "--device", device, "-o", str(target)]
+        started = time.perf_counter()
+        done = subprocess.run(args, capture_output=True, text=True)
+        if done.returncode not in (0, 1):
+            raise SystemExit(done.stderr)
+        sides = target.with_name(target.stem + ".sides")
+        for side, name in (("base", "base"), ("head", "new")):
+            shutil.copy(sides / f"{side}.csv", folder / f"{rep:02d}-{name}.csv")
+            shutil.copy(sidecar_path(sides / f"{side}.csv"), sidecar_path(folder / f"{rep:02d}-{name}.csv"))
+        print(f"rep {rep + 1}/{reps} ab: {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 
 def derived(source: Path, target: Path, keep: int, scale: float = 1.0) -> Path:
@@ -151,11 +179,16 @@ def main() -> None:
     parser.add_argument("--min-time", type=float, default=0.2)
     parser.add_argument("--max-time", type=float, default=2.0)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU's threshold (make gpu-check)")
+    parser.add_argument("--mode", choices=("sequential", "ab"), default="sequential",
+                        help="sequential: BASE's run, then NEW's (as a CI job of two runs); ab: attnbench ab HEAD "
+                             "HEAD, the two sides' processes interleaved in one job")
     parser.add_argument("--from", dest="source", type=Path, help="judge the runs already in this folder again")
     args = parser.parse_args()
-    folder = args.source or Path("reports/measured") / f"timing-aa-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = "timing-aa" if args.mode == "sequential" else "timing-aa-ab"
+    folder = args.source or Path("reports/measured") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.source is None:
-        measure(folder, args.reps, args.processes, args.min_time, args.max_time, args.device)
+        (measure if args.mode == "sequential" else measure_ab)(folder, args.reps, args.processes, args.min_time,
+                                                               args.max_time, args.device)
     import tempfile
 
     with tempfile.TemporaryDirectory() as scratch:
