@@ -152,7 +152,7 @@ def ab(base: str | None, head: str | None, grid: Sequence[str], output: str | Pa
     from attnbench.report import check_target
     from attnbench.schema import Row, columns_for
 
-    output = Path(output)
+    output = Path(output).resolve()  # the sides run in their own worktrees
     check_target(output, append=False)
     folder = output.with_name(output.name.removesuffix(".csv") + ".sides")
     if folder.exists():
@@ -173,15 +173,16 @@ def ab(base: str | None, head: str | None, grid: Sequence[str], output: str | Pa
     paths = {}
     for name, rows in merged.items():  # each side alone, as compare joins them: no revision column
         paths[name] = folder / f"{name}.csv"
-        _write(paths[name], rows, columns_for([r.case for r in rows]))
+        write_rows(paths[name], rows, columns_for([r.case for r in rows]))
     labels = {side.name: side.label for side in chosen}
     both = [Row({**row, "revision": labels[name]}, samples=row.samples) for name in ("base", "head")
             for row in merged[name]]
-    _write(output, both, columns_for([r.case for r in both]))
+    write_rows(output, both, columns_for([r.case for r in both]))
     return compare_reports(paths["base"], paths["head"], ["time"], allow_disjoint=True), paths
 
 
-def _write(path: Path, rows: list, columns: list[str]) -> None:
+def write_rows(path: Path, rows: list, columns: list[str]) -> None:
+    """A report of these rows (and their samples), with `columns` and any others the rows have."""
     from attnbench.report import CsvReport
 
     extra = [c for r in rows for c in r if c not in columns]

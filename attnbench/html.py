@@ -4,8 +4,9 @@ server and no network, reads on a laptop screen and prints to PDF.
 
 It holds the environment of each report, a sortable and filterable table of every row (failed
 rows with their reasons), the efficiency, error, Pareto and density figures of the newest
-report, the compare verdicts of the first report against the last when there are two or more,
-and the history view (attnbench.history) when the reports come from several commits.
+report, the compare verdicts of the first report against the last when there are two or more
+(or of an A/B report's HEAD against its BASE), and the history view (attnbench.history) when
+the reports come from several commits.
 """
 
 from __future__ import annotations
@@ -137,15 +138,17 @@ def _table(reports: list[tuple[str, list[dict]]]) -> list[str]:
 
     several = len(reports) > 1
     tasks = any(r.get("task") for _, rows in reports for r in rows)
-    heads = ["report"] * several + ["method"] + ["task"] * tasks + ["parameters", "b x h x n x d", "dtype", "mode",
-                                                                    "scope", "status",
-                                    "time ms [process range]", "peak memory", "FLOPs", "error", "reason"]
+    revisions = any(r.get("revision") for _, rows in reports for r in rows)
+    heads = ["report"] * several + ["revision"] * revisions + ["method"] + ["task"] * tasks + [
+        "parameters", "b x h x n x d", "dtype", "mode", "scope", "status", "time ms [process range]", "peak memory",
+        "FLOPs", "error", "reason"]
     out = ['<table id="rows"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in heads) +
            "</tr></thead><tbody>"]
     for name, rows in reports:
         for row in rows:
             failed = row.get("status") != "ok"
-            cells = [_cell(name)] * several + [_cell(row.get("method"))] + [_cell(row.get("task"))] * tasks + [
+            cells = [_cell(name)] * several + [_cell(row.get("revision"))] * revisions + [_cell(row.get("method"))]
+            cells += [_cell(row.get("task"))] * tasks + [
                 _cell(_params(row)), f'<td data-value="{row.get("seq_len")}">'
                 f'{html.escape(_shape(row))}</td>', _cell(row.get("dtype")), _cell(row.get("mode")),
                 _cell(row.get("scope")), _cell(row.get("status")),
@@ -211,6 +214,27 @@ def _verdicts(base: Path, new: Path) -> list[str]:
     return out
 
 
+def _ab_verdicts(path: Path, rows: list[dict]) -> list[str]:
+    """An A/B report (attnbench ab: two values of `revision`): its second side judged against its first."""
+    import tempfile
+
+    from attnbench.ab import write_rows
+    from attnbench.schema import Row, columns_for
+
+    revisions = list(dict.fromkeys(r["revision"] for r in rows if r.get("revision")))
+    if len(revisions) != 2:
+        return []
+    with tempfile.TemporaryDirectory() as folder:
+        halves = []
+        for index, revision in enumerate(revisions):
+            mine = [Row({**r, "revision": None}, samples=r.samples) for r in rows if r.get("revision") == revision]
+            halves.append(Path(folder) / f"{'base' if index == 0 else 'head'}.csv")
+            write_rows(halves[-1], mine, columns_for([r.case for r in mine]))
+        shown = _verdicts(*halves)
+    return [f"<p>A/B report {html.escape(path.name)}: {html.escape(revisions[1])} against "
+            f"{html.escape(revisions[0])}</p>", *shown]
+
+
 def _history(paths: list[Path]) -> list[str]:
     import tempfile
 
@@ -265,6 +289,9 @@ def page(paths: Sequence[str | Path]) -> str:
              "".join(f'<option value="{html.escape(s)}">{html.escape(s)}</option>' for s in statuses) +
              '</select><span id="shown"></span></div>', *_table(reports),
              f"<h2>Figures ({html.escape(paths[-1].name)})</h2>", *_figures(paths[-1])]
+    ab = _ab_verdicts(paths[-1], reports[-1][1]) if len(paths) == 1 else []
+    if ab:
+        parts += ["<h2>Compare</h2>", *ab]
     if len(paths) > 1:
         parts += ["<h2>Compare</h2>", *_verdicts(paths[0], paths[-1])]
         shown = _history(paths)

@@ -71,7 +71,7 @@ def measure_ab(folder: Path, reps: int, processes: int, min_time: float, max_tim
                 "--min-time", str(min_time), "--max-time", str(max_time), "--device", device, "-o", str(target)]
         started = time.perf_counter()
         done = subprocess.run(args, capture_output=True, text=True)
-        if done.returncode not in (0, 1):
+        if done.returncode not in (0, 1) or "wrote" not in done.stdout:  # 1: a (false) regression; else an error
             raise SystemExit(done.stderr)
         sides = target.with_name(target.stem + ".sides")
         for side, name in (("base", "base"), ("head", "new")):

@@ -108,3 +108,21 @@ def test_an_existing_page_is_never_replaced_without_force(tmp_path):
     assert (site / "index.html").read_text() == "mine"
     assert cli("html", str(TABLE2), "-o", str(site), "--force").returncode == 0
     assert (site / "index.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_an_ab_report_shows_its_revisions_and_head_judged_against_base(tmp_path):
+    import csv
+
+    from attnbench.html import page
+
+    single = tmp_path / "one.csv"
+    assert cli("run", "-m", "full", "-n", "64", "--metrics", "flops", "-o", str(single)).returncode == 0
+    rows = list(csv.DictReader(single.open()))
+    both = tmp_path / "ab.csv"
+    with both.open("w", newline="") as f:
+        writer = csv.DictWriter(f, [*rows[0], "revision"])
+        writer.writeheader()
+        for revision in ("HEAD~1 (aaaa)", "HEAD (bbbb)"):
+            writer.writerows({**r, "revision": revision} for r in rows)
+    text = page([both])
+    assert "A/B report ab.csv: HEAD (bbbb) against HEAD~1 (aaaa)" in text and "<th>revision</th>" in text
