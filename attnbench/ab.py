@@ -103,7 +103,8 @@ def sides(base: str | None, head: str | None, base_python: str | None, head_pyth
         sha = resolve(repo, revision)
         if sha is None:
             raise AttnbenchError(f"unknown revision {revision!r}: give a commit, branch or tag of {repo}")
-        out.append(Side(name, f"{revision} ({sha[:12]})", sys.executable, checkout(repo, sha), checkout(repo, sha)))
+        tree = checkout(repo, sha)
+        out.append(Side(name, f"{revision} ({sha[:12]})", sys.executable, tree, tree))
     return out
 
 
