@@ -109,7 +109,10 @@ def sides(base: str | None, head: str | None, base_python: str | None, head_pyth
 
 
 def _environment(side: Side) -> dict:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    from attnbench import allocator
+
+    # the default allocator policy's environment: a round's sweep then starts without restarting
+    env = {**allocator.environment(), "PYTHONWARNINGS": "ignore"}
     if side.path is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(side.path), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env

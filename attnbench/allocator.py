@@ -41,12 +41,20 @@ def apply(policy: str) -> None:
     now = current_policy()
     if now == policy or now == "custom" or sys.platform != "linux":
         return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment(policy))  # the same command line
+
+
+def environment(policy: str = DEFAULT) -> dict:
+    """This process's environment as a process started under `policy` needs it (a user's own
+    MALLOC_* or LD_PRELOAD kept): a child measuring under that policy then needs no restart."""
+    if current_policy() == "custom":
+        return dict(os.environ)
     env = {**os.environ, _MARK: policy}
     if policy == "cache":
         env.update(CACHING_ENV)
     else:
         for key in CACHING_ENV:
             env.pop(key, None)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)  # the same command line
+    return env

@@ -157,7 +157,7 @@ def _execute(plan, command: str, control: dict) -> None:
         if executor == "local" or processes > 1:
             from attnbench.workers import start_template
 
-            start_template()  # the workers' template imports torch while this process does too
+            start_template(plan.options.metrics)  # the workers' template imports torch while this process does too
     cases = plan.cases(devices_here=executor != "ray")  # a Ray task checks its device on its node
     if dry_run:
         from attnbench.schema import Labeller, identity

@@ -103,8 +103,8 @@ def ab_command(
     Example: [bold]attnbench ab HEAD~1 HEAD -m full,linear -n 512,1k --processes 3[/bold]
     """
     from attnbench.ab import ab, repository, resolve
-    from attnbench.engine import default_output
     from attnbench.render import comparison_lines
+    from attnbench.report import default_output
     from attnbench.scenario import resolve_scenario
 
     given = [*(arguments or []), *ctx.args]

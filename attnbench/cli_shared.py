@@ -24,8 +24,9 @@ def measure_and_show(cases, options: MeasureOptions, launcher, output: str | Non
     """Run the cases into the report (a default name under reports/ when none is given) with a
     progress bar, then print the table, the status and summary lines and where the rows went."""
     from attnbench.analysis import status_lines, summary_lines
-    from attnbench.engine import default_output, run_cases
+    from attnbench.engine import run_cases
     from attnbench.render import Progress, console, rows_table
+    from attnbench.report import default_output
     from attnbench.schema import identity
 
     output = output or default_output(name)

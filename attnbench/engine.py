@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import signal
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -37,7 +36,7 @@ from attnbench.case import Case, MeasureOptions
 from attnbench.errors import AttnbenchError
 from attnbench.launchers import InProcess, Launcher, make_launcher
 from attnbench.metrics import chosen
-from attnbench.report import REPORTS_DIR, CsvReport
+from attnbench.report import CsvReport
 from attnbench.rows import failure_row
 from attnbench.schema import Row, columns_for
 
@@ -144,16 +143,6 @@ def _interleaved(cases: list[Case], options: MeasureOptions, launcher: Launcher,
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
-
-
-def default_output(name: str, directory: Path = REPORTS_DIR) -> Path:
-    """reports/<name>-YYYYmmdd-HHMMSS.csv, with a suffix if that name is taken."""
-    stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, n = directory / f"{stem}.csv", 1
-    while path.exists():
-        n += 1
-        path = directory / f"{stem}-{n}.csv"
-    return path
 
 
 def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, launcher: Launcher | None = None,

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,6 +31,18 @@ from attnbench.errors import AttnbenchError
 from attnbench.schema import IDENTITY, REQUIRED, Row, column_type, convert
 
 REPORTS_DIR = Path("reports")
+
+
+def default_output(name: str, directory: Path = REPORTS_DIR) -> Path:
+    """reports/<name>-YYYYmmdd-HHMMSS.csv, with a suffix if that name is taken."""
+    stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = directory / f"{stem}.csv", 1
+    while path.exists():
+        n += 1
+        path = directory / f"{stem}-{n}.csv"
+    return path
+
+
 SAMPLES_COLUMN = "time_samples_ms"
 PROCESS_COLUMN = "time_sample_process"
 

@@ -42,25 +42,40 @@ from attnbench.schema import Row
 START_TIMEOUT_S = 180.0  # starting the template (importing torch) on a loaded machine
 # What the template imports once for all workers: torch, the measuring code and the built-in
 # methods. Importing starts no thread and touches no GPU, so forking from it is safe.
-# FlopCounterMode imports torch._dynamo on first use (about 2.5 s): the template pays it once.
-PRELOAD = ["torch._dynamo", "torch.profiler", "attnbench.runner", "attnbench.measure.flops",
+PRELOAD = ["torch.profiler", "attnbench.runner", "attnbench.measure.flops",
            "attnbench.measure.memory", "attnbench.measure.timing", "attnbench.measure.error",
            *(f"attnbench.methods.{where.split(':')[0]}" for where in BUILTIN.values())]
+# ... and what the chosen metrics import on first use (torch._dynamo for FLOPs and memory, about
+# 2 s): set by start_template; None (a launcher made without it) means every metric's.
+_metric_imports: list[str] | None = None
+
+
+def metric_imports(metrics) -> list[str]:
+    """The template imports of these metrics (names), each once."""
+    from attnbench.metrics import chosen
+
+    return list(dict.fromkeys(module for metric in chosen(metrics) for module in metric.template_imports))
 
 
 def _context():
     """The forkserver context with its template's imports (spawn where fork is unavailable)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
+    from attnbench.metrics import metric_names
+
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    extra = metric_imports(metric_names()) if _metric_imports is None else _metric_imports
+    context.set_forkserver_preload([*extra, *PRELOAD])
     return context
 
 
-def start_template() -> None:
-    """Start the workers' template now, in the background: it imports torch and attnbench while
-    the caller does its own imports and builds its cases (a sweep's first worker then waits for
-    what is left of it, not for all of it)."""
+def start_template(metrics) -> None:
+    """Start the workers' template now, in the background, with what the metrics (names) need: it
+    imports torch and attnbench while the caller does its own imports and builds its cases (a
+    sweep's first worker then waits for what is left of it, not for all of it). A time-only sweep
+    (attnbench ab's rounds) thus skips torch._dynamo."""
+    global _metric_imports
+    _metric_imports = metric_imports(metrics)
     if "forkserver" in multiprocessing.get_all_start_methods():
         from multiprocessing import forkserver
 

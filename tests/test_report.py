@@ -2,9 +2,8 @@ import csv
 
 import pytest
 
-from attnbench.engine import default_output
 from attnbench.errors import AttnbenchError
-from attnbench.report import CsvReport, load, sidecar_path
+from attnbench.report import CsvReport, default_output, load, sidecar_path
 from tests.conftest import cli
 
 

@@ -157,6 +157,14 @@ def test_a_dead_template_is_restarted_and_the_case_still_runs():
     assert forkserver._forkserver._forkserver_pid not in (None, template)
 
 
+def test_the_workers_template_imports_what_the_chosen_metrics_need():
+    from attnbench.workers import metric_imports
+
+    # a time-only sweep (attnbench ab's rounds) skips torch._dynamo, about 2 s per sweep
+    assert metric_imports(["time"]) == [] and metric_imports(["sparsity", "error", "time"]) == []
+    assert metric_imports(["flops", "memory", "time"]) == ["torch._dynamo"]
+
+
 def test_bundled_scenarios_run_by_name_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no scenarios/ folder here
     listed = cli("scenarios")

@@ -47,10 +47,11 @@ def sdpa_arguments(shape: Shape, mask_device=None) -> dict:
     keys, torch's lower-right causal bias (is_causal aligns to the top left, which would hide
     the cache from the last queries). That bias picks its own kernel; with `mask_device` the
     mask is a q_len x seq_len bool tensor instead, which a pinned backend runs or refuses."""
-    from torch.nn.attention.bias import causal_lower_right
-
     kwargs: dict = {"enable_gqa": True} if shape.grouped else {}
     if shape.causal and shape.short_query:
+        # imported here: torch.nn.attention.bias imports torch._dynamo (a second or two per process)
+        from torch.nn.attention.bias import causal_lower_right
+
         kwargs["attn_mask"] = causal_lower_right(shape.q_len, shape.seq_len) if mask_device is None \
             else ~future_keys(shape, mask_device)
     elif shape.causal:

@@ -37,6 +37,8 @@ class Metric:
     types: the Python type of each column (float unless said), which the report reader applies.
     scopes: the scopes it measures at (empty: every scope); `scope_error` says why, for a grid
         that asks for it elsewhere.
+    template_imports: modules its pass imports on first use that cost seconds: the template of a
+        sweep's workers imports them once for all workers, and only when a chosen metric needs them.
     """
 
     name: str
@@ -52,6 +54,7 @@ class Metric:
     column_help: dict[str, str] = field(default_factory=dict)  # what each column holds (docs/columns.md)
     scopes: tuple[str, ...] = ()
     scope_error: str = ""
+    template_imports: tuple[str, ...] = ()
     compare: Any = None  # a policy of attnbench.compare (Exact, Tolerance, Bootstrap), or None
     table: tuple = ()  # attnbench.render.Column, in table order
     panels: tuple = ()  # attnbench.render.Panel, one per efficiency-figure panel

@@ -49,6 +49,7 @@ METRIC = Metric(
     name="flops", order=20, columns=("flops", "flops_attention", "flops_mismatch", "flops_by_op"), measure=measure,
     help="FLOPs counted by execution (FlopCounterMode), '(!)' when >10% from the formula",
     compare=Exact("flops"),
+    template_imports=("torch._dynamo",),  # FlopCounterMode's module tracker imports it on first use
     table=(Column("FLOPs", _cell),),
     panels=(Panel("flops", "FLOPs (multiply-add = 2)"),),
 )

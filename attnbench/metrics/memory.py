@@ -24,6 +24,7 @@ METRIC = Metric(
     name="memory", order=40, columns=("peak_mem_bytes", "peak_mem_reserved_bytes"), measure=measure,
     help="peak bytes allocated by one call beyond its inputs",
     compare=Tolerance("peak_mem_bytes", rel=0.02, absolute=64 * 1024),
+    template_imports=("torch._dynamo",),  # the profiler imports it when it starts
     table=(Column("peak mem", lambda row: fmt_bytes(row.get("peak_mem_bytes"))),),
     panels=(Panel("peak_mem_bytes", "peak memory (bytes)"),),
 )
