@@ -36,7 +36,6 @@ import threading
 
 from attnbench.case import Case, Limits, MeasureOptions
 from attnbench.methods import BUILTIN
-from attnbench.rows import failure_row
 from attnbench.schema import Row
 
 START_TIMEOUT_S = 180.0  # starting the template (importing torch) on a loaded machine
@@ -210,6 +209,10 @@ class WorkerLauncher:
             self._running.discard(process)
 
     def run(self, case: Case, options: MeasureOptions) -> Row:
+        # imported here, not at the top: importing this module must not load torch, so that a
+        # sweep starts the template (which imports torch) before its own process imports it
+        from attnbench.rows import failure_row
+
         for attempt in (1, 2):  # a dead template is restarted by multiprocessing: retry once
             try:
                 process, connection = self._start()

@@ -20,7 +20,9 @@ def _seconds(cmd):
 
 
 def test_help_and_bad_method_are_fast_and_do_not_import_torch():
-    probe = "import sys; from attnbench.cli import app; assert 'torch' not in sys.modules, 'torch imported'"
+    # attnbench.workers too: a sweep starts the workers' template before this process imports torch
+    probe = ("import sys; from attnbench.cli import app; import attnbench.workers; "
+             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", probe], check=True)
     assert min(_seconds([sys.executable, "-m", "attnbench", "--help"]) for _ in range(2)) < 1.0
     bad = [sys.executable, "-m", "attnbench", "run", "-m", "nosuch", "-n", "512"]
