@@ -103,9 +103,10 @@ def test_fastrg_pair_frequencies_fit_x_s_y_transposed():
     rate = (x @ s @ y.transpose(1, 2))[0]
     g = torch.Generator().manual_seed(1)
     observed = torch.zeros(n, n, dtype=F64)
-    for _ in range(draws):
-        rows, cols, _ = fastrg_edges(x, s, y, delta=0.0, density=0, generator=g)
-        observed.index_put_((rows, cols), torch.ones(rows.numel(), dtype=F64), accumulate=True)
+    # one call, `draws` independent graphs (as a layer samples one per head): rows are g * n + i
+    copies = [t.expand(draws, *t.shape[1:]).contiguous() for t in (x, s, y)]
+    rows, cols, _ = fastrg_edges(*copies, delta=0.0, density=0, generator=g)
+    observed.index_put_((rows % n, cols), torch.ones(rows.numel(), dtype=F64), accumulate=True)
     expected = draws * rate
     chi2 = float(((observed - expected) ** 2 / expected).sum())
     cells = n * n  # independent Poisson cells: chi-square with n^2 degrees of freedom
