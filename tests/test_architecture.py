@@ -88,9 +88,10 @@ def test_the_cycle_finder_finds_a_cycle_through_a_lazy_import():
 
 
 def test_instruments_import_neither_the_registry_nor_the_case():
-    for name, tree in _modules().items():
+    modules = _modules()
+    for name, tree in modules.items():
         if name.startswith("attnbench.measure"):
-            imported = _imports(name, tree, set(_modules()))
+            imported = _imports(name, tree, set(modules))
             assert not imported & {"attnbench.registry", "attnbench.case", "attnbench.schema"}, name
 
 
