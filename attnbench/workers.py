@@ -20,7 +20,8 @@ multiprocessing starts a new one for the next worker.
 - time limit: a case still running after `timeout_s` is killed: status 'timeout';
 - a worker that dies (a signal, a segfault, the system's OOM killer) gives status 'crashed'.
 - the machine's GEMM rate (the yardstick of machine_peak_fraction on a CPU) is measured by the
-  first worker that needs it and handed to every later one, so a timed sweep pays it once.
+  first worker that needs it and handed to every later one, so a timed sweep pays it once (and a
+  process that runs several sweeps, once for all of them).
 The worker inherits the runner's environment, so the allocator policy (attnbench.allocator)
 applies to it and is recorded in its rows.
 It is one of the launchers of attnbench.engine.
@@ -47,6 +48,9 @@ PRELOAD = ["torch.profiler", "attnbench.runner", "attnbench.measure.flops",
 # ... and what the chosen metrics import on first use (torch._dynamo for FLOPs and memory, about
 # 2 s): set by start_template; None (a launcher made without it) means every metric's.
 _metric_imports: list[str] | None = None
+# GEMM rates this process's workers measured, handed to every later worker (of this launcher or a
+# later one: a machine's rate does not change between two sweeps of one process)
+_GEMM_RATES: dict = {}
 
 
 def metric_imports(metrics) -> list[str]:
@@ -183,7 +187,7 @@ class WorkerLauncher:
         self._context = _context()
         self._running: set = set()
         self._lock = threading.Lock()
-        self._rates: dict = {}  # GEMM rates the workers measured, handed to the next ones
+        self._rates = _GEMM_RATES
 
     def _start(self):
         """A started worker and its connection; raises if none could be started."""
