@@ -3,9 +3,10 @@
 `WorkerLauncher` runs every case in a fresh worker process, so no allocator, cache or
 thread-pool state carries over from one measured case to the next, and every case gets the
 same memory cap. Workers are forked from a template process (multiprocessing's forkserver) that
-has imported torch and attnbench and done nothing else (no CUDA, no thread pools), so a worker
-starts in milliseconds instead of paying the imports (about 2 s) again; if the template dies,
-multiprocessing starts a new one for the next worker.
+has imported torch and attnbench (and what the chosen metrics import on first use) and done
+nothing else (no CUDA, no thread pools), so a worker starts in milliseconds instead of paying
+the imports (about 2 s) again; if the template dies, multiprocessing starts a new one for the
+next worker. This module imports no torch: a sweep starts the template before it imports torch.
 - memory cap: the worker first runs the case's passes on a tiny shape (lazy imports, the
   profiler and thread pools settle), then its address space may grow by at most
   `max_memory_bytes` (RLIMIT_AS), so an allocation past the cap fails inside the case and
@@ -72,13 +73,13 @@ def _context():
     return context
 
 
-def start_template(metrics) -> None:
-    """Start the workers' template now, in the background, with what the metrics (names) need: it
-    imports torch and attnbench while the caller does its own imports and builds its cases (a
-    sweep's first worker then waits for what is left of it, not for all of it). A time-only sweep
-    (attnbench ab's rounds) thus skips torch._dynamo."""
+def start_template(metrics=None) -> None:
+    """Start the workers' template now, in the background, with what the metrics (names; None:
+    every metric) need: it imports torch and attnbench while the caller does its own imports and
+    builds its cases (a sweep's first worker then waits for what is left of it, not for all of
+    it). A time-only sweep (attnbench ab's rounds) thus skips torch._dynamo."""
     global _metric_imports
-    _metric_imports = metric_imports(metrics)
+    _metric_imports = None if metrics is None else metric_imports(metrics)
     if "forkserver" in multiprocessing.get_all_start_methods():
         from multiprocessing import forkserver
 
