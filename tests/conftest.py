@@ -6,7 +6,13 @@ import sys
 from dataclasses import dataclass
 
 import pytest
-import torch
+
+# Inductor checks each SIMD instruction set by compiling a test program (about 12 s on a fresh
+# machine, before the suite's first FlexAttention compile); the CPU's flags are enough for the
+# suite, and its subprocesses inherit this. Users' first compile still makes the check.
+os.environ.setdefault("TORCHINDUCTOR_VEC_ISA_OK", "1")
+
+import torch  # noqa: E402
 
 from attnbench.registry import REGISTRY
 

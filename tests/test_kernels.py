@@ -63,13 +63,16 @@ def test_flex_backend_equals_the_reference_and_the_dense_masked_softmax(name, pa
     assert scores >= mask.sum() and scores % (128 * 128) == 0
 
 
-def test_flex_rows_report_compile_time_tiles_and_the_patterns_sparsity():
-    cases = make_cases(["bigbird"], [256], {"block_size": [32], "backend": ["reference", "flex"]},
+def test_flex_rows_report_compile_time_and_the_tiles_they_compute():
+    # Two random blocks: the pattern (this seed's draw) scores 58/64 of the pairs, and FlexAttention
+    # computes whole 128 x 128 tiles, of which it touches all 4. (Three cover every pair at n = 256.)
+    cases = make_cases(["bigbird"], [256], {"block_size": [32], "random_blocks": [2], "backend": ["reference", "flex"]},
                        heads=2, head_dim=16, threads=1)
     reference, flex = (run_case(c, MeasureOptions(metrics=("sparsity", "flops"))) for c in cases)
     assert flex["status"] == "ok", flex["status_detail"]
     assert flex["compile_s"] > 0 and reference["compile_s"] is None
-    assert flex["sparsity"] == reference["sparsity"]
+    assert reference["sparsity"] == 58 / 64 and flex["sparsity"] == 1.0
+    assert flex["scores_computed"] == 2 * 256 * 256 and flex["random_blocks_drawn"] == reference["random_blocks_drawn"]
     assert flex["flops_analytic"] == 4 * flex["scores_computed"] * 16
 
 
