@@ -8,7 +8,10 @@ and runs it with this environment's Python and packages, its own attnbench first
 
 The cases then run interleaved: round 1 runs every case once in BASE, then in HEAD; round 2 in
 the opposite order; and so on for `processes` rounds, each round a `sweep --processes 1` (every
-case in a fresh worker), so drift of the machine falls on both sides alike. Each side's rounds
+case in a fresh worker), so drift of the machine falls on both sides alike. A side's rounds run
+in one process of its own code (`serve`), which imports torch, starts the workers' template and
+measures the GEMM rate once, not once per round; a revision without `serve` (older than it) runs
+each round as a `sweep` process of its own. Each side's rounds
 are merged per case (the time metric's `combine`: the row gets every process's samples) into
 `<ab>.sides/base.csv` and `head.csv`, both sides go into the one report `ab.csv` with a
 `revision` identity column, and compare judges HEAD against BASE with its usual states and exit
@@ -17,6 +20,7 @@ codes.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -118,13 +122,82 @@ def _environment(side: Side) -> dict:
     return env
 
 
+def _round_arguments(grid: Sequence[str], target: Path) -> list[str]:
+    return ["sweep", *grid, "--processes", "1", "--quiet", "-o", str(target)]
+
+
+def _failed(side: Side, output: str) -> AttnbenchError:
+    lines = [line for line in output.strip().splitlines() if line.strip()] or ["no output"]
+    errors = [line for line in lines if line.startswith("Error:")]
+    return AttnbenchError(f"the {side.name} side ({side.label}) failed: {(errors or lines)[-1]}")
+
+
 def run_round(side: Side, grid: Sequence[str], target: Path) -> None:
-    """One process of every case, for one side: a sweep of the grid, each case in a fresh worker."""
-    command = [side.python, "-m", "attnbench", "sweep", *grid, "--processes", "1", "--quiet", "-o", str(target)]
+    """One process of every case, for one side, as a sweep process of its own (each case in a fresh worker)."""
+    command = [side.python, "-m", "attnbench", *_round_arguments(grid, target)]
     done = subprocess.run(command, cwd=side.cwd, env=_environment(side), capture_output=True, text=True)
-    if done.returncode not in (0,) or not target.is_file():
-        lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
-        raise AttnbenchError(f"the {side.name} side ({side.label}) failed: {lines[-1]}")
+    if done.returncode != 0 or not target.is_file():
+        raise _failed(side, done.stderr.strip() or done.stdout)
+
+
+def serve(reply_fd: int) -> None:
+    """A side's end of ab's rounds, run from the side's own code: each line on stdin is a round's
+    command line (JSON), run here as `attnbench.cli.main` runs it, and its exit code goes back on
+    `reply_fd`. Every case still runs in a fresh worker; what this process keeps from one round
+    to the next is its imports, the workers' template and the measured GEMM rate."""
+    from attnbench.cli import main
+
+    with os.fdopen(reply_fd, "w", buffering=1) as reply:
+        reply.write("ready\n")
+        for line in sys.stdin:
+            try:
+                main(json.loads(line))
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            reply.write(f"{code}\n")
+
+
+class Server:
+    """The long-lived process that runs one side's rounds (`serve`); its output goes to `log`."""
+
+    def __init__(self, side: Side, process: subprocess.Popen, replies, log: Path) -> None:
+        self.side, self.process, self.replies, self.log = side, process, replies, log
+
+    @classmethod
+    def start(cls, side: Side, log: Path) -> Server | None:
+        """The side's server, or None when its attnbench has no `serve` (a revision older than it)."""
+        read_fd, write_fd = os.pipe()
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [side.python, "-c", "import sys; from attnbench.ab import serve; serve(int(sys.argv[1]))",
+                 str(write_fd)], cwd=side.cwd, env=_environment(side), stdin=subprocess.PIPE, stdout=out,
+                stderr=subprocess.STDOUT, pass_fds=(write_fd,), text=True)
+        os.close(write_fd)
+        replies = os.fdopen(read_fd)
+        if replies.readline().strip() != "ready":  # it ended: no attnbench.ab.serve in this code
+            process.wait()
+            replies.close()
+            return None
+        return cls(side, process, replies, log)
+
+    def run_round(self, grid: Sequence[str], target: Path) -> None:
+        self.process.stdin.write(json.dumps(_round_arguments(grid, target)) + "\n")
+        self.process.stdin.flush()
+        reply = self.replies.readline().strip()
+        if reply != "0" or not target.is_file():
+            raise _failed(self.side, self.log.read_text())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.replies.close()
 
 
 def merge(rounds: list[Path]) -> list:
@@ -166,13 +239,23 @@ def ab(base: str | None, head: str | None, grid: Sequence[str], output: str | Pa
     chosen = sides(base, head, base_python, head_python)
     folder.mkdir(parents=True)
     rounds: dict[str, list[Path]] = {"base": [], "head": []}
-    for index in range(processes):
-        order = chosen if index % 2 == 0 else chosen[::-1]  # drift falls on both sides alike
-        for side in order:
-            on_round(index, side.name)
-            target = folder / f"round-{index + 1:02d}-{side.name}.csv"
-            run_round(side, grid, target)
-            rounds[side.name].append(target)
+    servers: dict[str, Server | None] = {}
+    try:
+        for side in chosen:
+            servers[side.name] = Server.start(side, folder / f"{side.name}.log")
+        for index in range(processes):
+            order = chosen if index % 2 == 0 else chosen[::-1]  # drift falls on both sides alike
+            for side in order:
+                on_round(index, side.name)
+                target = folder / f"round-{index + 1:02d}-{side.name}.csv"
+                if servers[side.name]:
+                    servers[side.name].run_round(grid, target)
+                else:
+                    run_round(side, grid, target)
+                rounds[side.name].append(target)
+    finally:
+        for server in filter(None, servers.values()):
+            server.close()
     merged = {side.name: merge(rounds[side.name]) for side in chosen}
     paths = {}
     for name, rows in merged.items():  # each side alone, as compare joins them: no revision column
