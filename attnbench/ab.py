@@ -180,6 +180,7 @@ class Server:
         if replies.readline().strip() != "ready":  # it ended: no attnbench.ab.serve in this code
             process.wait()
             replies.close()
+            log.unlink()  # the ImportError, which says nothing the caller does not
             return None
         return cls(side, process, replies, log)
 
@@ -223,7 +224,7 @@ def merge(rounds: list[Path]) -> list:
 
 def ab(base: str | None, head: str | None, grid: Sequence[str], output: str | Path, *, processes: int = 5,
        base_python: str | None = None, head_python: str | None = None,
-       on_round: Callable[[int, str], None] = lambda index, side: None):
+       on_round: Callable[[int, str], None] = lambda index, side: None, say: Callable[[str], None] = lambda line: None):
     """Run the interleaved A/B; returns (the compare result, the two sides' report paths)."""
     from attnbench.compare import compare_reports
     from attnbench.report import check_target
@@ -243,6 +244,9 @@ def ab(base: str | None, head: str | None, grid: Sequence[str], output: str | Pa
     try:
         for side in chosen:
             servers[side.name] = Server.start(side, folder / f"{side.name}.log")
+            if servers[side.name] is None:
+                say(f"the {side.name} side ({side.label}) has no attnbench.ab.serve (older code): each of its rounds "
+                    "is a sweep process of its own")
         for index in range(processes):
             order = chosen if index % 2 == 0 else chosen[::-1]  # drift falls on both sides alike
             for side in order:

@@ -131,7 +131,8 @@ def ab_command(
     target = output or default_output("ab")
     result, paths = ab(*(revisions + [None, None])[:2], [*scenario, *grid], target, processes=processes,
                        base_python=base_python, head_python=head_python,
-                       on_round=lambda index, side: print(f"round {index + 1}/{processes}: {side}", file=sys.stderr))
+                       on_round=lambda index, side: print(f"round {index + 1}/{processes}: {side}", file=sys.stderr),
+                       say=lambda line: print(line, file=sys.stderr))
     lines = comparison_lines(result, ("time",), markdown=False)
     paths["base"].with_name("verdicts.md").write_text(
         "\n".join(comparison_lines(result, ("time",), markdown=True)) + "\n")
