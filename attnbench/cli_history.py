@@ -97,8 +97,9 @@ def ab_command(
     Each revision is checked out once into its own worktree (cached by commit) and run with this
     environment's packages. The cases run interleaved: round 1 times every case in BASE, then in
     HEAD; round 2 in the opposite order; and so on, each case in a fresh worker, so drift of the
-    machine falls on both sides alike. compare then judges HEAD's time against BASE's, with its
-    states and exit codes.
+    machine falls on both sides alike; a side's rounds run in one process of its own code, which
+    pays the imports and the GEMM rate once. compare then judges HEAD's time against BASE's,
+    with its states and exit codes.
 
     Example: [bold]attnbench ab HEAD~1 HEAD -m full,linear -n 512,1k --processes 3[/bold]
     """
