@@ -9,8 +9,8 @@ and runs it with this environment's Python and packages, its own attnbench first
 The cases then run interleaved: round 1 runs every case once in BASE, then in HEAD; round 2 in
 the opposite order; and so on for `processes` rounds, each round a `sweep --processes 1` (every
 case in a fresh worker), so drift of the machine falls on both sides alike. A side's rounds run
-in one process of its own code (`serve`), which imports torch, starts the workers' template and
-measures the GEMM rate once, not once per round; a revision without `serve` (older than it) runs
+in one process of its own code (`attnbench.ab_side`), which imports torch, starts the workers' template and
+measures the GEMM rate once, not once per round; a revision without it (older code) runs
 each round as a `sweep` process of its own. Each side's rounds
 are merged per case (the time metric's `combine`: the row gets every process's samples) into
 `<ab>.sides/base.csv` and `head.csv`, both sides go into the one report `ab.csv` with a
@@ -140,44 +140,24 @@ def run_round(side: Side, grid: Sequence[str], target: Path) -> None:
         raise _failed(side, done.stderr.strip() or done.stdout)
 
 
-def serve(reply_fd: int) -> None:
-    """A side's end of ab's rounds, run from the side's own code: each line on stdin is a round's
-    command line (JSON), run here as `attnbench.cli.main` runs it, and its exit code goes back on
-    `reply_fd`. Every case still runs in a fresh worker; what this process keeps from one round
-    to the next is its imports, the workers' template and the measured GEMM rate."""
-    from attnbench.cli import main
-
-    with os.fdopen(reply_fd, "w", buffering=1) as reply:
-        reply.write("ready\n")
-        for line in sys.stdin:
-            try:
-                main(json.loads(line))
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            reply.write(f"{code}\n")
-
-
 class Server:
-    """The long-lived process that runs one side's rounds (`serve`); its output goes to `log`."""
+    """The long-lived process that runs one side's rounds (attnbench.ab_side); its output goes to `log`."""
 
     def __init__(self, side: Side, process: subprocess.Popen, replies, log: Path) -> None:
         self.side, self.process, self.replies, self.log = side, process, replies, log
 
     @classmethod
     def start(cls, side: Side, log: Path) -> Server | None:
-        """The side's server, or None when its attnbench has no `serve` (a revision older than it)."""
+        """The side's server, or None when its attnbench has no `ab_side` (a revision older than it)."""
         read_fd, write_fd = os.pipe()
         with log.open("w") as out:
             process = subprocess.Popen(
-                [side.python, "-c", "import sys; from attnbench.ab import serve; serve(int(sys.argv[1]))",
+                [side.python, "-c", "import sys; from attnbench.ab_side import serve; serve(int(sys.argv[1]))",
                  str(write_fd)], cwd=side.cwd, env=_environment(side), stdin=subprocess.PIPE, stdout=out,
                 stderr=subprocess.STDOUT, pass_fds=(write_fd,), text=True)
         os.close(write_fd)
         replies = os.fdopen(read_fd)
-        if replies.readline().strip() != "ready":  # it ended: no attnbench.ab.serve in this code
+        if replies.readline().strip() != "ready":  # it ended: no attnbench.ab_side in this code
             process.wait()
             replies.close()
             log.unlink()  # the ImportError, which says nothing the caller does not
@@ -245,7 +225,7 @@ def ab(base: str | None, head: str | None, grid: Sequence[str], output: str | Pa
         for side in chosen:
             servers[side.name] = Server.start(side, folder / f"{side.name}.log")
             if servers[side.name] is None:
-                say(f"the {side.name} side ({side.label}) has no attnbench.ab.serve (older code): each of its rounds "
+                say(f"the {side.name} side ({side.label}) has no attnbench.ab_side (older code): each of its rounds "
                     "is a sweep process of its own")
         for index in range(processes):
             order = chosen if index % 2 == 0 else chosen[::-1]  # drift falls on both sides alike

@@ -28,6 +28,21 @@ class Hang(Method):
 
 
 @dataclass(frozen=True)
+class Gate(Method):
+    """Waits (at most a minute) until the file named by ATTNBENCH_TEST_GATE exists: a writer that
+    holds its report's lock until the test lets it go."""
+
+    def build(self, shape, *, device, dtype, generator):
+        gate, deadline = os.environ["ATTNBENCH_TEST_GATE"], time.time() + 60
+
+        def wait(q, k, v):
+            while not os.path.exists(gate) and time.time() < deadline:
+                time.sleep(0.02)
+            return q
+        return wait
+
+
+@dataclass(frozen=True)
 class Suicide(Method):
     def build(self, shape, *, device, dtype, generator):
         def die(q, k, v):

@@ -70,13 +70,13 @@ def test_a_one_and_a_half_times_slower_method_is_confirmed_and_exits_1(repo, tmp
         f"round-0{i}-{side}.csv" for i in (1, 2, 3) for side in ("base", "head")]
 
 
-def test_a_revision_without_serve_runs_each_round_as_a_sweep_of_its_own(tmp_path):
+def test_a_revision_without_ab_side_runs_each_round_as_a_sweep_of_its_own(tmp_path):
     from attnbench.ab import Server, Side, run_round
 
     old = tmp_path / "old"
     (old / "attnbench").mkdir(parents=True)
     (old / "attnbench" / "__init__.py").write_text("")
-    (old / "attnbench" / "ab.py").write_text('"""ab as it was before serve."""\n')
+    (old / "attnbench" / "ab.py").write_text('"""ab as it was before ab_side."""\n')
     assert Server.start(Side("base", "old", sys.executable, old, tmp_path), tmp_path / "old.log") is None
     assert not (tmp_path / "old.log").exists()
     target = tmp_path / "round.csv"
@@ -106,4 +106,5 @@ def test_bad_revisions_a_dirty_base_and_an_existing_report_are_one_line_errors(r
     assert "give the grid" in _one_error(ab(repo, "HEAD~1", "HEAD"))
     failed = ab(repo, "HEAD~1", "HEAD", "-m", "fulll", "-n", "128", "-o", str(tmp_path / "bad.csv"))
     last = failed.stderr.strip().splitlines()[-1]
-    assert failed.returncode == 1 and last.startswith("Error: the base side (HEAD~1 (") and "unknown method 'fulll'" in last
+    assert failed.returncode == 1 and last.startswith("Error: the base side (HEAD~1 (")
+    assert "unknown method 'fulll'" in last

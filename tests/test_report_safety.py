@@ -2,6 +2,7 @@
 writer killed mid-row never lose or corrupt a row. Real processes throughout."""
 
 import csv
+import os
 import resource
 import subprocess
 import sys
@@ -30,11 +31,16 @@ def _popen(*args, **kwargs):
 
 
 @pytest.mark.slow
+def _waits_on_a_lock(pid: int) -> bool:
+    with open(f"/proc/{pid}/wchan") as f:  # the kernel function a sleeping process waits in
+        return "lock" in f.read()
+
+
 def test_a_second_writer_is_refused_or_waits_and_no_row_is_lost(tmp_path):
-    out = tmp_path / "c.csv"
-    slow = ["-m", "full", "-n", "64,128,256,512", "--metrics", "time", "--min-time", "0.5", "--max-time", "0.6",
-            "-q", "--heads", "1", "--head-dim", "8", "--threads", "1", "--allocator", "system"]
-    first = _popen("run", *slow, "-o", str(out))
+    out, gate = tmp_path / "c.csv", tmp_path / "gate"
+    # The first writer holds the report's lock until the gate opens: its first case waits for it.
+    first = _popen("run", "-m", "tests.sweep_faults:Gate,full", "-n", "64", *TINY, "-o", str(out),
+                   env={**os.environ, "ATTNBENCH_TEST_GATE": str(gate)})
     deadline = time.time() + 60
     while time.time() < deadline and not lock_path(out).exists():
         time.sleep(0.05)
@@ -43,11 +49,15 @@ def test_a_second_writer_is_refused_or_waits_and_no_row_is_lost(tmp_path):
     lines = refused.stderr.strip().splitlines()
     assert refused.returncode == 1 and len(lines) == 1 and "is being written by process" in lines[0], refused.stderr
     waited = _popen("run", "-m", "linear", "-n", "64,128", *TINY, "-o", str(out), "--append", "--wait")
+    while time.time() < deadline and waited.poll() is None and not _waits_on_a_lock(waited.pid):
+        time.sleep(0.05)
+    assert waited.poll() is None and first.poll() is None  # the second writer waits on the first
+    gate.touch()
     assert first.wait(120) == 0 and waited.wait(120) == 0, waited.stderr.read()
     keys = _keys(out)
-    assert sorted(k[:2] for k in keys) == sorted([("full", n) for n in ("64", "128", "256", "512")]
-                                                 + [("linear", "64"), ("linear", "128")])
-    assert len(pd.read_csv(out)) == 6 and not lock_path(out).exists()
+    assert [k[:2] for k in keys] == [("tests.sweep_faults:Gate", "64"), ("full", "64"), ("linear", "64"),
+                                     ("linear", "128")]
+    assert not lock_path(out).exists()
 
 
 def _limit(size):
