@@ -15,8 +15,11 @@ def serve(reply_fd: int) -> None:
     command line (JSON), run here as `attnbench.cli.main` runs it, and its exit code goes back on
     `reply_fd`. Every case still runs in a fresh worker; what this process keeps from one round
     to the next is its imports, the workers' template and the measured GEMM rate."""
+    import attnbench
     from attnbench.cli import main
 
+    if os.path.dirname(os.path.abspath(__file__)) != os.path.dirname(os.path.abspath(attnbench.__file__)):
+        sys.exit(1)  # found outside the side's package (an editable install's finder): its code has no ab_side
     with os.fdopen(reply_fd, "w", buffering=1) as reply:
         reply.write("ready\n")
         for line in sys.stdin:
