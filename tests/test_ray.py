@@ -33,7 +33,7 @@ def _launcher(limits=None):
 
 
 def test_ray_rows_equal_local_rows_apart_from_timing(cluster, tmp_path):
-    cases = make_cases(["full", "linear"], [256, 512], heads=2, head_dim=16, threads=1)
+    cases = make_cases(["full", "linear"], [256], heads=2, head_dim=16, threads=1)
     options = MeasureOptions(metrics=("flops", "memory", "sparsity"))
     on_ray = run_cases(cases, options, launcher=_launcher(), output=tmp_path / "ray.csv").rows
     # In this process: the same rows as local workers give (test_sweep checks that parity), sooner.
@@ -86,7 +86,7 @@ def test_a_ray_worker_lost_mid_case_is_a_crashed_row_and_the_sweep_goes_on(clust
 
 def test_resume_after_the_driver_is_interrupted_runs_only_the_missing_cases(cluster, tmp_path):
     out = tmp_path / "resume.csv"
-    cases = make_cases(["full", "linear"], [64, 128], heads=1, head_dim=8, threads=1)
+    cases = make_cases(["full", "linear", "skyformer"], [64], heads=1, head_dim=8, threads=1)
     options = MeasureOptions(metrics=("flops",))
 
     seen = []
@@ -99,9 +99,9 @@ def test_resume_after_the_driver_is_interrupted_runs_only_the_missing_cases(clus
     first = run_cases(cases, options, launcher=_launcher(), output=out, on_row=interrupt_after_two)
     assert first.interrupted and len(first.rows) == 2
     rest = run_cases(cases, options, launcher=_launcher(), output=out, resume=True)
-    assert len(rest.rows) == 2 and not rest.interrupted
+    assert len(rest.rows) == 1 and not rest.interrupted
     import csv
 
     with open(out, newline="") as f:
         keys = [(r["method"], r["seq_len"]) for r in csv.DictReader(f)]
-    assert len(keys) == 4 and len(set(keys)) == 4
+    assert len(keys) == 3 and len(set(keys)) == 3
