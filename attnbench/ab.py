@@ -112,11 +112,24 @@ def sides(base: str | None, head: str | None, base_python: str | None, head_pyth
     return out
 
 
-def _environment(side: Side) -> dict:
+def _policy(grid: Sequence[str]) -> str:
+    """The allocator policy the grid's rounds run under: its --allocator, else the default."""
     from attnbench import allocator
 
-    # the default allocator policy's environment: a round's sweep then starts without restarting
-    env = {**allocator.environment(), "PYTHONWARNINGS": "ignore"}
+    for i, token in enumerate(grid):
+        if token == "--allocator" and i + 1 < len(grid):
+            return grid[i + 1]
+        if token.startswith("--allocator="):
+            return token.split("=", 1)[1]
+    return allocator.DEFAULT
+
+
+def _environment(side: Side, grid: Sequence[str]) -> dict:
+    from attnbench import allocator
+
+    # the environment of the rounds' allocator policy: a round's sweep then starts without restarting
+    # itself (a restart would also cut a server off from the round it was given)
+    env = {**allocator.environment(_policy(grid)), "PYTHONWARNINGS": "ignore"}
     if side.path is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(side.path), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env
@@ -135,7 +148,7 @@ def _failed(side: Side, output: str) -> AttnbenchError:
 def run_round(side: Side, grid: Sequence[str], target: Path) -> None:
     """One process of every case, for one side, as a sweep process of its own (each case in a fresh worker)."""
     command = [side.python, "-m", "attnbench", *_round_arguments(grid, target)]
-    done = subprocess.run(command, cwd=side.cwd, env=_environment(side), capture_output=True, text=True)
+    done = subprocess.run(command, cwd=side.cwd, env=_environment(side, grid), capture_output=True, text=True)
     if done.returncode != 0 or not target.is_file():
         raise _failed(side, done.stderr.strip() or done.stdout)
 
@@ -147,13 +160,13 @@ class Server:
         self.side, self.process, self.replies, self.log = side, process, replies, log
 
     @classmethod
-    def start(cls, side: Side, log: Path) -> Server | None:
+    def start(cls, side: Side, grid: Sequence[str], log: Path) -> Server | None:
         """The side's server, or None when its attnbench has no `ab_side` (a revision older than it)."""
         read_fd, write_fd = os.pipe()
         with log.open("w") as out:
             process = subprocess.Popen(
                 [side.python, "-c", "import sys; from attnbench.ab_side import serve; serve(int(sys.argv[1]))",
-                 str(write_fd)], cwd=side.cwd, env=_environment(side), stdin=subprocess.PIPE, stdout=out,
+                 str(write_fd)], cwd=side.cwd, env=_environment(side, grid), stdin=subprocess.PIPE, stdout=out,
                 stderr=subprocess.STDOUT, pass_fds=(write_fd,), text=True)
         os.close(write_fd)
         replies = os.fdopen(read_fd)
@@ -223,7 +236,7 @@ def ab(base: str | None, head: str | None, grid: Sequence[str], output: str | Pa
     servers: dict[str, Server | None] = {}
     try:
         for side in chosen:
-            servers[side.name] = Server.start(side, folder / f"{side.name}.log")
+            servers[side.name] = Server.start(side, grid, folder / f"{side.name}.log")
             if servers[side.name] is None:
                 say(f"the {side.name} side ({side.label}) has no attnbench.ab_side (older code): each of its rounds "
                     "is a sweep process of its own")

@@ -2,6 +2,7 @@
 method, timed interleaved in one job."""
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,13 +78,24 @@ def test_a_revision_without_ab_side_runs_each_round_as_a_sweep_of_its_own(tmp_pa
     (old / "attnbench").mkdir(parents=True)
     (old / "attnbench" / "__init__.py").write_text("")
     (old / "attnbench" / "ab.py").write_text('"""ab as it was before ab_side."""\n')
-    assert Server.start(Side("base", "old", sys.executable, old, tmp_path), tmp_path / "old.log") is None
+    assert Server.start(Side("base", "old", sys.executable, old, tmp_path), [], tmp_path / "old.log") is None
     assert not (tmp_path / "old.log").exists()
     target = tmp_path / "round.csv"
     run_round(Side("base", "this", sys.executable, ROOT, ROOT),
               ["-m", "full", "-n", "64", "--metrics", "time", "--min-time", "0.01", "--max-time", "0.05"], target)
     rows = list(csv.DictReader(target.open()))
     assert [(r["method"], r["status"]) for r in rows] == [("full", "ok")]
+
+
+def test_a_sides_environment_is_that_of_the_grids_allocator_policy():
+    from attnbench.ab import Side, _environment
+
+    side = Side("base", "this", sys.executable, ROOT, ROOT)
+    # a round whose policy differs from its process's would restart itself, cutting a server off
+    system, default = _environment(side, ["-m", "full", "--allocator", "system"]), _environment(side, ["-m", "full"])
+    assert system["ATTNBENCH_ALLOCATOR"] == "system" and "MALLOC_MMAP_THRESHOLD_" not in system
+    assert default["ATTNBENCH_ALLOCATOR"] == "cache" and "MALLOC_MMAP_THRESHOLD_" in default
+    assert system["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
 
 
 def _one_error(result):
