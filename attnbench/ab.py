@@ -9,13 +9,12 @@ and runs it with this environment's Python and packages, its own attnbench first
 The cases then run interleaved: round 1 runs every case once in BASE, then in HEAD; round 2 in
 the opposite order; and so on for `processes` rounds, each round a `sweep --processes 1` (every
 case in a fresh worker), so drift of the machine falls on both sides alike. A side's rounds run
-in one process of its own code (`attnbench.ab_side`), which imports torch, starts the workers' template and
-measures the GEMM rate once, not once per round; a revision without it (older code) runs
-each round as a `sweep` process of its own. Each side's rounds
-are merged per case (the time metric's `combine`: the row gets every process's samples) into
-`<ab>.sides/base.csv` and `head.csv`, both sides go into the one report `ab.csv` with a
-`revision` identity column, and compare judges HEAD against BASE with its usual states and exit
-codes.
+in one process of its own code (`attnbench.ab_side`), which imports torch, starts the workers'
+template and measures the GEMM rate once, not once per round; a revision without it (older
+code) runs each round as a `sweep` process of its own. Each side's rounds are merged per case
+(the time metric's `combine`: the row gets every process's samples) into `<ab>.sides/base.csv`
+and `head.csv`, both sides go into the one report `ab.csv` with a `revision` identity column,
+and compare judges HEAD against BASE with its usual states and exit codes.
 """
 
 from __future__ import annotations
@@ -178,14 +177,20 @@ class Server:
         return cls(side, process, replies, log)
 
     def run_round(self, grid: Sequence[str], target: Path) -> None:
-        self.process.stdin.write(json.dumps(_round_arguments(grid, target)) + "\n")
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write(json.dumps(_round_arguments(grid, target)) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:  # the server ended after its last round
+            raise _failed(self.side, self.log.read_text()) from None
         reply = self.replies.readline().strip()
         if reply != "0" or not target.is_file():
             raise _failed(self.side, self.log.read_text())
 
     def close(self) -> None:
-        self.process.stdin.close()
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
