@@ -229,7 +229,7 @@ def ab(base: str | None, head: str | None, grid: Sequence[str], output: str | Pa
     from attnbench.schema import Row, columns_for
 
     output = Path(output).resolve()  # the sides run in their own worktrees
-    check_target(output, append=False)
+    check_target(output, append=False, can_append=False)
     folder = output.with_name(output.name.removesuffix(".csv") + ".sides")
     if folder.exists():
         raise AttnbenchError(f"{folder} already exists (an earlier A/B's rounds); remove it or choose another -o")

@@ -60,13 +60,15 @@ def _read_header(path: Path) -> list[str]:
         return next(csv.reader(f), [])
 
 
-def check_target(target: str | Path | None, append: bool) -> None:
-    """Refuse, in one line, to write to a report that exists unless rows are to be added to it."""
+def check_target(target: str | Path | None, append: bool, can_append: bool = True) -> None:
+    """Refuse, in one line, to write to a report that exists unless rows are to be added to it
+    (`can_append`: whether the command has --append to say so)."""
     if target is None or str(target) == "-":
         return
     path = Path(target)
     if path.is_file() and path.stat().st_size and not append:
-        raise AttnbenchError(f"{path} already exists; pass --append to add rows to it, or choose another -o/--output")
+        hint = "pass --append to add rows to it, or choose" if can_append else "remove it or choose"
+        raise AttnbenchError(f"{path} already exists; {hint} another -o/--output")
 
 
 def _whole_rows_end(data: bytes) -> int:

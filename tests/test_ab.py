@@ -108,7 +108,8 @@ def test_bad_revisions_a_dirty_base_and_an_existing_report_are_one_line_errors(r
     assert "unknown revision 'nope'" in _one_error(ab(repo, "nope", "-m", "full", "-n", "128"))
     taken = tmp_path / "taken.csv"
     taken.write_text("method\nfull\n")
-    assert "already exists" in _one_error(ab(repo, "HEAD~1", "HEAD", "-m", "full", "-n", "128", "-o", str(taken)))
+    assert "already exists; remove it or choose another -o" in _one_error(
+        ab(repo, "HEAD~1", "HEAD", "-m", "full", "-n", "128", "-o", str(taken)))
     assert taken.read_text() == "method\nfull\n"
     (repo / "README.md").write_text("edited\n")
     try:
