@@ -30,12 +30,12 @@ def _popen(*args, **kwargs):
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-@pytest.mark.slow
 def _waits_on_a_lock(pid: int) -> bool:
     with open(f"/proc/{pid}/wchan") as f:  # the kernel function a sleeping process waits in
         return "lock" in f.read()
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_or_waits_and_no_row_is_lost(tmp_path):
     out, gate = tmp_path / "c.csv", tmp_path / "gate"
     # The first writer holds the report's lock until the gate opens: its first case waits for it.
