@@ -58,7 +58,7 @@ def ab(repo, *args):
 def test_a_one_and_a_half_times_slower_method_is_confirmed_and_exits_1(repo, tmp_path):
     out = tmp_path / "ab.csv"
     # ab's default 5 processes: at 3 the A/A runs confirmed a 1.5x step in 67-74 of 80 rows (5: 76-78),
-    # so a test at 3 would miss it about one run in eight here (docs/compare.md).
+    # so a test at 3 would miss it in 8-16% of runs here (docs/compare.md).
     result = ab(repo, "HEAD~1", "HEAD", "-m", "full,linear", "-n", "1k", "--min-time", "0.1", "--max-time", "0.3",
                 "-o", str(out))
     assert result.returncode == 1, result.stdout + result.stderr
