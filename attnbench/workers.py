@@ -4,7 +4,7 @@
 thread-pool state carries over from one measured case to the next, and every case gets the
 same memory cap. Workers are forked from a template process (multiprocessing's forkserver) that
 has imported torch and attnbench (and what the chosen metrics import on first use) and done
-nothing else (no CUDA, no thread pools), so a worker starts in milliseconds instead of paying
+nothing else (no CUDA, no accelerator query, no thread pools: tests/test_fork_safety.py), so a worker starts in milliseconds instead of paying
 the imports (about 2 s) again; if the template dies, multiprocessing starts a new one for the
 next worker. This module imports no torch: a sweep starts the template before it imports torch.
 - memory cap: the worker first runs the case's passes on a tiny shape (lazy imports, the
@@ -40,6 +40,7 @@ from attnbench.case import Case, Limits, MeasureOptions
 from attnbench.methods import BUILTIN
 from attnbench.schema import Row
 
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 START_TIMEOUT_S = 180.0  # starting the template (importing torch) on a loaded machine
 # What the template imports once for all workers: torch, the measuring code and the built-in
 # methods. Importing starts no thread and touches no GPU, so forking from it is safe.
@@ -67,6 +68,9 @@ def _context():
         return multiprocessing.get_context("spawn")
     from attnbench.metrics import metric_names
 
+    # torch.cuda.is_available() through NVML creates no CUDA context, so a fork after it keeps
+    # CUDA usable; the template (and so every worker) inherits the environment it starts with.
+    os.environ.setdefault(NVML_CHECK, "1")
     context = multiprocessing.get_context("forkserver")
     extra = metric_imports(metric_names()) if _metric_imports is None else _metric_imports
     context.set_forkserver_preload([*extra, *PRELOAD])

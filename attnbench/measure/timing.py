@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.utils.benchmark import Timer
 
 from attnbench.contract import Unsupported
 from attnbench.measure.statistics import NOISY_IQR_FRACTION, quiet
@@ -134,6 +133,10 @@ def time_call(call: Callable[[], object], device: torch.device, *, threads: int,
     if cuda_graphs:
         raise Unsupported("--cuda-graphs captures CUDA work; this case runs on the CPU")
     warm_up(call, device, min_seconds=warmup_s)
+    # Imported here, never at module level: up to torch 2.11 importing it asks the accelerator
+    # whether a device is there, which in the workers' template breaks CUDA in every forked worker.
+    from torch.utils.benchmark import Timer
+
     timer = Timer(stmt="call()", globals={"call": call}, num_threads=threads)
     measurement = timer.adaptive_autorange(threshold=NOISY_IQR_FRACTION, min_run_time=min_time_s,
                                            max_run_time=max_time_s)
