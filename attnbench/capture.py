@@ -103,7 +103,7 @@ def capture(model: str, *, text: str | None = None, seq: int | None = None, laye
     from attnbench.hf import intercept, load, token_ids, token_source
 
     loaded = load(model, seed)
-    loaded.model.to("cpu", torch.float32)  # as loaded: a swap case may have moved the cached model
+    loaded.restore_float32("cpu")  # as loaded: a swap case may have moved or cast the cached model
     keep = parse_layers(layers, loaded.layers)
     source = token_source(text, seq)
     ids = token_ids(loaded, source, seq, seed)

@@ -100,6 +100,7 @@ class MeasureOptions:
     repeats: int = 1  # error metric: independent draws of a stochastic method
     l2: str = "cold"  # time on CUDA: flush the L2 cache before every timed call (cold) or not (warm)
     cuda_graphs: bool = False  # time on CUDA: capture the call in a CUDA graph and time its replays
+    short_calls: str = "batch"  # time on CUDA: a call under 100 us as a batch of calls (batch) or alone (each)
     processes: int = 1  # per-process metrics (time) are measured in this many separate processes, interleaved
     process_index: int = 0  # set by the engine: which of those processes this is (0 runs every pass)
 

@@ -158,7 +158,8 @@ def _execute(plan, command: str, control: dict) -> None:
             from attnbench.workers import start_template
 
             start_template(plan.options.metrics)  # the workers' template imports torch while this process does too
-    cases = plan.cases(devices_here=executor != "ray")  # a Ray task checks its device on its node
+    # A Ray task checks its device on its node; a dry run lists a GPU grid anywhere.
+    cases = plan.cases(devices_here=executor != "ray" and not dry_run)
     if dry_run:
         from attnbench.schema import Labeller, identity
 

@@ -23,7 +23,7 @@ from attnbench.schema import IDENTITY, Labeller, numeric, text
 
 # Columns that make times incomparable when they differ (how the time was taken included).
 HARDWARE = ("cpu_model", "device_name", "gpu_name", "torch_version", "threads", "allocator", "time_l2",
-            "time_cuda_graphs")
+            "time_cuda_graphs", "time_method")
 
 
 def random_source(seed: int = 0):

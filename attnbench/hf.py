@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -91,6 +91,15 @@ class Loaded:
     weights: str  # "pretrained", or "random (seed S)" for a config without weights
     tokenizer: object | None
     original_implementation: str  # the attention implementation the model runs without us (sdpa, eager)
+    # the float32 weights as loaded, kept on the CPU: a case may cast the (cached) model to its
+    # dtype, and the next case's float32 reference must not inherit that rounding
+    float32_state: dict = field(default_factory=dict, repr=False)
+
+    def restore_float32(self, device) -> None:
+        """The model as loaded: float32, its original weights, on `device`."""
+        self.model.to(dtype=torch.float32)
+        self.model.load_state_dict(self.float32_state)
+        self.model.to(device=device)
 
     @property
     def config(self):
@@ -133,8 +142,9 @@ def load(model: str, seed: int = 0) -> Loaded:
     tokenizer = None
     if path.is_dir() and any((folder / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer.model")):
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    state = {name: tensor.detach().clone() for name, tensor in network.state_dict().items()}
     return Loaded(network.eval(), model, architecture, "pretrained" if pretrained else f"random (seed {seed})",
-                  tokenizer, network.config._attn_implementation)
+                  tokenizer, network.config._attn_implementation, state)
 
 
 def token_source(text_file: str | None, seq: int | None) -> str:

@@ -499,6 +499,10 @@ OPTIONS: tuple[Option, ...] = (
                   "call, or not"), "options"),
     Option("cuda_graphs", "CUDA timing: capture the call once in a CUDA graph and time its replays (no launch "
            "overhead); a method that cannot be captured is 'unsupported'.", Flag(), "options"),
+    Option("short_calls", "CUDA timing of a call under 100 us (a decode step): batch (a CUDA graph of many "
+           "calls, or many calls between one pair of events, the L2 warm within the batch) or each (events around "
+           "every call: the host's launch time shows). The row's time_method says which ran.",
+           Choice(("batch", "each"), phrase="\"batch\" or \"each\": CUDA timing of calls under 100 us"), "options"),
     Option("min_time", "Seconds of timing before stopping once IQR/median < 10%.", Number(), "options",
            field="min_time_s"),
     Option("max_time", "Seconds of timing at most, per case.", Number(), "options", field="max_time_s"),

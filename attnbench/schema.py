@@ -66,7 +66,7 @@ COLUMN_HELP: dict[str, str] = {
     "build_ms": "the method's build (weights, masks, landmarks), or the network's at layer/model scope, ms",
     "compile_s": "the first call when it compiles (--compile, FlexAttention), left out of the timing",
     "kernel_compile_mode": "the torch.compile mode of a method's own compiled kernel (FlexAttention: "
-                           "max-autotune-no-cudagraphs on CUDA, default on CPU); empty for others",
+                           "default, max-autotune-no-cudagraphs where flex's autotune asks on CUDA); empty for others",
     "kv_heads": "key/value heads (grouped-query attention); blank: one per query head",
     "q_seq_len": "queries, the last positions of seq_len keys (decoding against a KV cache); blank: seq_len",
     "causal": "whether each query attends only the keys at or before its position (bottom-right aligned)",

@@ -120,20 +120,20 @@ class Swapped:
         with torch.no_grad(), intercept(self.loaded, self._attend) as forward:
             return forward(input_ids=self.ids, output_hidden_states=True)
 
-    @functools.cached_property
-    def reference(self):
-        from attnbench.hf import unmodified
-
-        with torch.no_grad():
-            return unmodified(self.loaded, input_ids=self.ids, output_hidden_states=True)
+    reference: Any = None  # the unmodified float32 model's outputs on the same tokens
 
 
 def prepare_swap(case: Case, method, device: torch.device, dtype: torch.dtype) -> Swapped:
-    """The swapped model of a case, on its device and dtype (the runner's scope 'swap')."""
-    from attnbench.hf import load, token_ids
+    """The swapped model of a case, on its device and dtype (the runner's scope 'swap'). The
+    reference is the unmodified model in float32, whatever the case's dtype: the error of a
+    bfloat16 case includes what bfloat16 costs, as it does for a user who ships it."""
+    from attnbench.hf import load, token_ids, unmodified
 
     loaded = load(case.model, case.seed)
-    loaded.model.to(device=device, dtype=dtype)  # the cached model follows the case; its reference is made after
+    loaded.restore_float32(device)  # a previous case may have cast the cached model
     ids = token_ids(loaded, _tokens(case), case.seq_len, case.seed).to(device)
+    with torch.no_grad():
+        reference = unmodified(loaded, input_ids=ids, output_hidden_states=True)
+    loaded.model.to(dtype=dtype)  # the cached model follows the case
     layers = None if case.swap_layers in (None, "all") else frozenset(int(i) for i in case.swap_layers.split(","))
-    return Swapped(loaded, ids, layers, method, case, device, dtype, {})
+    return Swapped(loaded, ids, layers, method, case, device, dtype, {}, reference)

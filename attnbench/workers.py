@@ -4,9 +4,12 @@
 thread-pool state carries over from one measured case to the next, and every case gets the
 same memory cap. Workers are forked from a template process (multiprocessing's forkserver) that
 has imported torch and attnbench (and what the chosen metrics import on first use) and done
-nothing else (no CUDA, no accelerator query, no thread pools: tests/test_fork_safety.py), so a worker starts in milliseconds instead of paying
-the imports (about 2 s) again; if the template dies, multiprocessing starts a new one for the
-next worker. This module imports no torch: a sweep starts the template before it imports torch.
+nothing else (no CUDA, no accelerator query, no thread pools: tests/test_fork_safety.py), so a
+worker starts in milliseconds instead of paying the imports (about 2 s) again, and CUDA works in
+it (torch refuses CUDA in a process forked after a CUDA query); if the template dies,
+multiprocessing starts a new one for the next worker. The template and the workers check CUDA
+through NVML (PYTORCH_NVML_BASED_CUDA_CHECK=1), which creates no CUDA context. This module
+imports no torch: a sweep starts the template before it imports torch.
 - memory cap: the worker first runs the case's passes on a tiny shape (lazy imports, the
   profiler and thread pools settle), then its address space may grow by at most
   `max_memory_bytes` (RLIMIT_AS), so an allocation past the cap fails inside the case and

@@ -15,6 +15,7 @@ With `--mode ab` each pair is one `attnbench ab HEAD HEAD` job instead: the same
 sides, its rounds interleaved (BASE then NEW, then NEW then BASE, ...), judged the same way.
 
 Usage: python scenarios/timing_aa.py [--mode ab] [--reps 10] [--processes 5] [--min-time 0.2] [--device cuda]
+                                     [--methods full,skyformer] [--seq 4k,16k] [--out DIR]
        python scenarios/timing_aa.py --from reports/measured/timing-aa-<time>   (judge again)
 Writes reports/measured/timing-aa-<time>/ (every run's report and samples) and
 reports/measured/timing-aa-<time>.md. Run it on a quiet machine: nothing else measuring.
@@ -36,13 +37,13 @@ from attnbench.metrics.time import time_columns
 from attnbench.report import PROCESS_COLUMN, SAMPLES_COLUMN, load, read_samples, sidecar_path
 from attnbench.schema import Labeller
 
-GRID = ["-m", "full,full-explicit,linear,skyformer", "-n", "1k,2k", "--metrics", "time"]
+GRID = ["-m", "full,full-explicit,linear,skyformer", "-n", "1k,2k", "--metrics", "time"]  # --methods, --seq change it
 SCALES = (1.2, 1.5)
 
 
 def measure(folder: Path, reps: int, processes: int, min_time: float, max_time: float, device: str) -> None:
     folder.mkdir(parents=True)
-    settings = f"--processes {processes} --min-time {min_time} --max-time {max_time} --device {device}"
+    settings = f"{' '.join(GRID)} --processes {processes} --min-time {min_time} --max-time {max_time} --device {device}"
     (folder / "settings.txt").write_text(settings + "\n")
     for rep in range(reps):
         for side in ("base", "new"):
@@ -183,9 +184,14 @@ def main() -> None:
                         help="sequential: BASE's run, then NEW's (as a CI job of two runs); ab: attnbench ab HEAD "
                              "HEAD, the two sides' processes interleaved in one job")
     parser.add_argument("--from", dest="source", type=Path, help="judge the runs already in this folder again")
+    parser.add_argument("--methods", default=GRID[1], help=f"the grid's methods (default {GRID[1]})")
+    parser.add_argument("--seq", default=GRID[3], help=f"the grid's lengths (default {GRID[3]})")
+    parser.add_argument("--out", type=Path, help="the folder for the runs (and OUT.md beside it); default "
+                        "reports/measured/timing-aa[-ab]-<time>")
     args = parser.parse_args()
+    GRID[1], GRID[3] = args.methods, args.seq
     stem = "timing-aa" if args.mode == "sequential" else "timing-aa-ab"
-    folder = args.source or Path("reports/measured") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = args.source or args.out or Path("reports/measured") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.source is None:
         (measure if args.mode == "sequential" else measure_ab)(folder, args.reps, args.processes, args.min_time,
                                                                args.max_time, args.device)

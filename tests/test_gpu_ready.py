@@ -2,10 +2,14 @@
 index torch requires, a generator on the wrong device, a tensor made on the CPU) and fails on
 code that would break on the first GPU run. tests/test_gpu.py runs them for real on a GPU."""
 
+import statistics
+import sys
+
 import pytest
 import torch
 
 from attnbench.case import Case, Limits, MeasureOptions
+from tests.conftest import cli
 
 QUICK = MeasureOptions(metrics=("flops",), min_time_s=0.0, max_time_s=0.0)
 
@@ -38,7 +42,9 @@ def test_a_worker_whose_set_up_raises_says_why_in_the_row():
     case = Case("full", batch=1, heads=1, seq_len=32, head_dim=8, device="cuda", threads=1)
     row = WorkerLauncher(Limits(max_memory_bytes=2**28)).run(case, QUICK)
     assert row["status"] == "crashed"
-    assert "Torch not compiled with CUDA enabled" in row["status_detail"], row["status_detail"]
+    # torch's own reason: a CPU build is "not compiled with CUDA", a CUDA build finds "no NVIDIA driver"
+    detail = row["status_detail"]
+    assert detail.startswith("the worker raised: ") and ("CUDA" in detail or "NVIDIA" in detail), detail
 
 
 class _GeneratorDevices(torch.overrides.TorchFunctionMode):
@@ -129,6 +135,7 @@ def test_a_failing_attention_error_estimate_is_an_error_row_not_a_blank(monkeypa
     row = run_case(case, MeasureOptions(metrics=("error",)))
     assert row["status"] == "error" and "same device" in row["status_detail"]
     # A kernel that takes no V of another width leaves the column empty, and says nothing else went wrong.
+    pytest.importorskip("linformer", reason="the peers are not installed (pip install attnbench[peers])")
     assert run_case(Case("peer-linformer", batch=1, heads=1, seq_len=64, head_dim=8, threads=1),
                     MeasureOptions(metrics=("error",)))["status"] == "ok"
 
@@ -152,26 +159,63 @@ def test_the_gemm_yardstick_grows_past_a_slow_first_call(monkeypatch):
     assert sizes[-1] > 256, "a launch-bound 256^3 GEMM is no peak"
 
 
-def test_make_gpu_check_names_one_report_throughout(tmp_path):
-    import os
-    import re
-    import shutil
+def _gpu_check_plan(out) -> list[tuple[str, int, int, list[str]]]:
+    """(name, cases, estimate s, command) of each step of `gpu_check.sh --dry-run OUT`, and the total line."""
+    import shlex
     import subprocess
     from pathlib import Path
 
-    if shutil.which("make") is None:
-        pytest.skip("no make here")
-    # A clock that moves a second at every reading: the report name must be read once.
-    clock = tmp_path / "date"
-    clock.write_text(f"#!/bin/sh\nn=$(cat {tmp_path}/tick 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/tick\n"
-                     "echo 20261202-0000$((10 + n))\n")
-    clock.chmod(0o755)
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
-    plan = subprocess.run(["make", "-n", "gpu-check"], cwd=root, capture_output=True, text=True, check=True,
-                          env=env).stdout
-    names = re.findall(r"reports/gpu-check-(\d{8}-\d{6})", plan)
-    assert len(names) >= 6 and len(set(names)) == 1, names
+    done = subprocess.run(["bash", "scenarios/gpu_check.sh", "--dry-run", str(out)], cwd=root, capture_output=True,
+                          text=True, check=True)
+    steps = []
+    for line in done.stdout.splitlines()[:-1]:
+        head, command = line.split(": ", 1)[0], line.split(" s: ", 1)[1]
+        counts = line.split(": ", 2)[1]
+        cases, estimate = int(counts.split(" cases")[0]), int(counts.split("about ")[1].split(" s")[0])
+        steps.append((head.split()[2], cases, estimate, shlex.split(command)))
+    return steps, done.stdout.splitlines()[-1]
+
+
+def test_the_gpu_check_is_sized_for_seven_minutes_and_its_counts_are_the_grids(tmp_path):
+    from attnbench.registry import REGISTRY
+
+    steps, total = _gpu_check_plan(tmp_path / "out")
+    estimate = sum(s[2] for s in steps)
+    assert estimate <= 420 and f"about {estimate} s in all" in total
+    assert [s[0] for s in steps[:3]] == ["headline", "memory-8k", "oom"]  # the headline figures first
+    peers = sum(name.startswith("peer-") for name in REGISTRY)  # '*' takes the installed peers too
+    for name, cases, _, command in steps:
+        if command[2:4] != ["attnbench", "sweep"]:
+            continue
+        assert "-o" in command and str(tmp_path / "out") in command[command.index("-o") + 1]
+        listed = cli(*command[3:], "--dry-run")  # the grid, listed without a GPU
+        assert listed.returncode == 0, listed.stderr
+        found = int(listed.stdout.strip().splitlines()[-1].split(" case")[0])
+        assert found == cases + (peers if name == "every-method" else 0), (name, listed.stdout[-300:])
+
+
+def test_the_gpu_check_stops_before_measuring_without_a_gpu_and_leaves_no_report_behind(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    existing = tmp_path / "taken"
+    existing.mkdir()
+    (existing / "headline.csv").write_text("kept\n")
+    refused = subprocess.run(["bash", "scenarios/gpu_check.sh", str(existing)], cwd=root, capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and (existing / "headline.csv").read_text() == "kept\n"
+    # The set-up (the project installed offline into a scratch folder) runs, then the first CUDA step stops it.
+    wheels = tmp_path / "no-wheels"  # the suite's Python needs none: what it lacks is the GPU
+    wheels.mkdir()
+    env = {**os.environ, "PYTHON": sys.executable, "PIP_NO_INDEX": "1", "GPU_WHEELS": str(wheels)}
+    done = subprocess.run(["bash", "scenarios/gpu_check.sh", str(tmp_path / "out")], cwd=root, capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "gpu_check: this check needs a CUDA GPU: nothing was measured"
+    assert "Traceback" not in done.stdout and (tmp_path / "out" / "log").is_file()
 
 
 class _ForwardOnly(torch.autograd.Function):
@@ -207,7 +251,9 @@ def test_a_ray_sweep_leaves_the_device_check_to_its_tasks(monkeypatch):
     planned = cli("sweep", "-m", "full", "-n", "64", "--device", "cuda:1", "--executor", "ray", "--dry-run")
     assert planned.returncode == 0, planned.stderr
     if not torch.cuda.is_available():
-        local = cli("sweep", "-m", "full", "-n", "64", "--device", "cuda", "--dry-run")
+        # a dry run lists a GPU grid on any machine (how the GPU check is planned); a run needs the GPU here
+        assert cli("sweep", "-m", "full", "-n", "64", "--device", "cuda", "--dry-run").returncode == 0
+        local = cli("run", "-m", "full", "-n", "64", "--device", "cuda")
         assert local.returncode != 0 and "no CUDA device is visible here" in local.stderr
 
 
@@ -252,7 +298,9 @@ def test_flex_past_the_recompile_limit_is_an_error_row_never_the_eager_kernel(mo
     torch._dynamo.reset()
     try:
         _flex.compiled_flex("default")  # sets Dynamo's limits for FlexAttention
-        with torch._dynamo.config.patch(recompile_limit=1):  # stands for the limit a long run reaches
+        limit = _flex.RECOMPILE_SETTINGS[0] if hasattr(torch._dynamo.config, "recompile_limit") \
+            else _flex.CACHE_SETTINGS[0]
+        with torch._dynamo.config.patch(**{limit: 1}):  # stands for the limit a long run reaches
             rows = [run_case(Case("flex", batch=1, heads=1, seq_len=n, head_dim=16, dtype="float32", threads=1),
                              MeasureOptions(metrics=())) for n in (16, 32, 48)]
     finally:
@@ -369,3 +417,99 @@ def test_amp_autocasts_the_network_over_float32_weights_and_is_recorded(amp, mon
     assert seen and all(w == torch.float32 for w, _ in seen)  # the weights stay float32 ...
     assert all(autocast == getattr(torch, amp) for _, autocast in seen)  # ... every matmul under autocast
     assert bool(scaled) == (amp == "float16")  # a GradScaler only for float16
+
+
+class _GpuClock:
+    """Stands in for a GPU: a call adds its kernel time to the clock, an event reads it."""
+
+    def __init__(self, kernel_s: float) -> None:
+        self.now, self.kernel_s, self.calls = 0.0, kernel_s, 0
+
+    def call(self) -> None:
+        self.now += self.kernel_s
+        self.calls += 1
+
+    def event(self, enable_timing=True):
+        clock = self
+
+        class Event:
+            def record(self):
+                self.at = clock.now
+
+            def elapsed_time(self, end):
+                return (end.at - self.at) * 1e3
+        return Event()
+
+
+@pytest.mark.parametrize("kernel_us, short_calls, capturable, method", [
+    (5, "batch", True, "graph-batch"), (5, "batch", False, "events-batch"), (5, "each", True, "events"),
+    (500, "batch", True, "events")])
+def test_a_microsecond_call_is_timed_as_a_batch_of_calls(kernel_us, short_calls, capturable, method, monkeypatch):
+    import contextlib
+
+    from attnbench.contract import Unsupported
+    from attnbench.measure import timing
+
+    gpu = _GpuClock(kernel_us * 1e-6)
+    captures = []
+
+    def captured(fn, device):
+        if not capturable:
+            raise Unsupported("cannot be captured in a CUDA graph: a sync")
+        captures.append(fn)
+        return fn
+    monkeypatch.setattr(timing, "captured", captured)
+    monkeypatch.setattr(timing, "l2_flusher", lambda device: lambda: None)
+    monkeypatch.setattr(torch.cuda, "Event", gpu.event)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    result = timing.time_cuda(gpu.call, torch.device("cuda"), min_time_s=0.0, max_time_s=0.01, warmup_s=0.0,
+                              short_calls=short_calls)
+    assert result.method == method
+    batch = result.calls_per_sample
+    assert batch == (200 if method.endswith("batch") else 1)  # a batch of about 1 ms: 200 calls of 5 us
+    assert bool(captures) == (method == "graph-batch")
+    assert statistics.median(result.samples_s) == pytest.approx(kernel_us * 1e-6)  # per call, not per batch
+
+
+def test_the_time_metric_records_how_the_time_was_taken(monkeypatch):
+    from attnbench.measure import timing
+    from attnbench.runner import run_case
+
+    cpu = run_case(Case("full", batch=1, heads=1, seq_len=64, head_dim=8, threads=1),
+                   MeasureOptions(metrics=("time",), min_time_s=0.01, max_time_s=0.05))
+    assert cpu["time_method"] == "timer" and cpu["time_calls_per_sample"] >= 1
+    monkeypatch.setattr(timing, "time_call", lambda *a, **k: timing.Timing((2e-6,) * 5, 200, "graph-batch"))
+    row = run_case(Case("full", batch=1, heads=1, seq_len=64, head_dim=8, threads=1),
+                   MeasureOptions(metrics=("time",), min_time_s=0.01, max_time_s=0.05))
+    assert row["time_method"] == "graph-batch" and row["time_calls_per_sample"] == 200
+    assert row["time_ms_median"] == pytest.approx(2e-3)
+
+
+def test_sdpa_flash_runs_its_own_bottom_right_causal_kernel_for_a_short_query_block(monkeypatch):
+    from attnbench.contract import Shape, Unsupported
+    from attnbench.methods import sdpa
+    from attnbench.methods.full import explicit_softmax_attention, future_keys
+
+    shape = Shape(1, 4, 64, 16, kv_heads=2, q_seq_len=3, causal=True)
+    ran = []
+
+    def flash(q, k, v):  # stands in for FlashAttention's kernel: bottom-right causal, grouped natively
+        ran.append(q.shape)
+        return explicit_softmax_attention(q, k, v, future_keys(shape, q.device))
+    monkeypatch.setattr(sdpa, "flash_lower_right", flash)
+    monkeypatch.setattr(sdpa, "flash_refusal", lambda q, k, v, grouped: "")
+    fn = sdpa.pinned("FLASH_ATTENTION", shape, "cuda")
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 4, 3, 16, generator=g)
+    k, v = (torch.randn(1, 2, 64, 16, generator=g) for _ in range(2))
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=~future_keys(shape, "cpu"),
+                                                                enable_gqa=True)
+    assert torch.allclose(fn(q, k, v), expected, atol=1e-6) and ran == [q.shape]
+    # on the CPU, or for a full-length block, SDPA's own path stays
+    assert sdpa.pinned("FLASH_ATTENTION", shape, "cpu") is not fn and not ran[1:]
+    # where torch's checks refuse flash, the case is unsupported with their reason: never another kernel
+    monkeypatch.setattr(sdpa, "flash_refusal", lambda q, k, v, grouped: "Flash attention requires head_dim <= 256")
+    refused = sdpa.pinned("FLASH_ATTENTION", sdpa.probe_shape(shape), "cuda")
+    with pytest.raises(Unsupported, match="head_dim <= 256"):
+        sdpa.check_runs(refused, "sdpa-flash", "FLASH_ATTENTION", shape, "cpu", torch.float32)

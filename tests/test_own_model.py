@@ -172,6 +172,22 @@ def test_swap_full_reproduces_the_model_and_linear_performer_do_not(llama_folder
     assert (case.causal, case.kv_heads, case.heads, case.scope) == (True, 2, 4, "swap")
 
 
+def test_swap_in_bfloat16_is_judged_against_the_float32_model(llama_folder):
+    from attnbench.hf import load
+
+    folder = str(llama_folder)
+    (bf16,) = swap_cases(folder, ["full"], seq=64, dtype="bfloat16")
+    row = run_case(bf16, MeasureOptions(metrics=("swap",)))
+    # full in bfloat16 is the model in bfloat16: its error is bfloat16's own, not zero
+    assert row["status"] == "ok" and 1e-4 < row["swap_hidden_error"] < 0.1, row
+    # and the cached model comes back as loaded: a float32 case after it is exact again
+    (fp32,) = swap_cases(folder, ["full"], seq=64)
+    assert run_case(fp32, MeasureOptions(metrics=("swap",)))["swap_hidden_error"] < 1e-6
+    loaded = load(folder, 0)
+    assert all(t.dtype == torch.float32 and torch.equal(t, loaded.float32_state[name])
+               for name, t in loaded.model.state_dict().items())
+
+
 def test_swap_command_writes_rows_with_a_time(tmp_path):
     out = tmp_path / "swap.csv"
     result = cli("swap", "minilm", "-m", "linear", "--seq", "64", "--layers", "0,5", "--min-time", "0.05",

@@ -9,7 +9,11 @@ device 1), after a warm-up. By default the L2 cache is flushed before every time
 of twice the device's L2 is zeroed; the events exclude it), so a call does not find its inputs
 cached by the previous one, as in a model where other layers run in between; `l2="warm"` skips
 the flush. With `cuda_graphs` the call is captured once in a CUDA graph and its replays are
-timed (launch overhead gone); a call that cannot be captured raises Unsupported.
+timed (launch overhead gone); a call that cannot be captured raises Unsupported. A call shorter
+than SHORT_CALL_S (a decode step: microseconds of kernels behind a Python call) is timed as a
+batch by default: a CUDA graph of many calls, or, where the call cannot be captured, many calls
+queued between one pair of events, so the figure is the GPU's time and not the host's launch
+time; within a batch the L2 cache stays as the previous call left it. `Timing.method` says which.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ import torch
 from attnbench.contract import Unsupported
 from attnbench.measure.statistics import NOISY_IQR_FRACTION, quiet
 
+SHORT_CALL_S = 100e-6  # CUDA: a call shorter than this is timed as a batch of calls (short_calls="batch")
+BATCH_S = 1e-3  # ... of about this long on the GPU
+MAX_BATCH = 1000
+# How a timing was taken (the time_method column)
+TIMER, EACH, GRAPH_REPLAYS, GRAPH_BATCH, EVENTS_BATCH = "timer", "events", "graph", "graph-batch", "events-batch"
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -31,6 +41,7 @@ class Timing:
 
     samples_s: tuple[float, ...]
     calls_per_sample: int
+    method: str = TIMER
 
     @property
     def samples_ms(self) -> list[float]:
@@ -89,24 +100,56 @@ def captured(call: Callable[[], object], device: torch.device) -> Callable[[], o
     return graph.replay
 
 
+def batched(call: Callable[[], object], device: torch.device, calls: int) -> tuple[Callable[[], object], str]:
+    """`calls` calls of `call` as one: a CUDA graph of them, or, where the call cannot be captured,
+    a Python loop that queues them (still timed by one pair of events)."""
+    def many() -> None:
+        for _ in range(calls):  # each output freed before the next call: one call's memory, not `calls`
+            call()
+    try:
+        return captured(many, device), GRAPH_BATCH
+    except Unsupported:
+        return many, EVENTS_BATCH
+
+
+def seconds_per_call(run: Callable[[], object], device: torch.device, calls: int = 10) -> float:
+    """The GPU time of `calls` queued calls between one pair of events, per call: what decides
+    whether a call is short enough to time as a batch."""
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    begin.record()
+    for _ in range(calls):
+        run()
+    end.record()
+    torch.cuda.synchronize(device)
+    return begin.elapsed_time(end) / 1e3 / calls
+
+
 def time_cuda(call: Callable[[], object], device: torch.device, *, min_time_s: float, max_time_s: float,
               l2: str = "cold", cuda_graphs: bool = False, warmup_s: float = 0.1,
-              observe: Callable[[], None] | None = None) -> Timing:
-    """Seconds per call from CUDA events, one sample per call, until IQR/median < 10% past
-    min_time_s (or max_time_s is spent). `observe` is called once the warm-up is done and then
-    while each batch of timed calls runs (before it is waited for): what it reads of the GPU (its
-    clock) is read while the GPU works, not after it went idle."""
+              observe: Callable[[], None] | None = None, short_calls: str = "batch") -> Timing:
+    """Seconds per call from CUDA events, one sample per call (or per batch of calls, for a call
+    shorter than SHORT_CALL_S with short_calls="batch"), until IQR/median < 10% past min_time_s
+    (or max_time_s is spent). `observe` is called once the warm-up is done and then while each
+    batch of timed calls runs (before it is waited for): what it reads of the GPU (its clock) is
+    read while the GPU works, not after it went idle."""
     observe = observe or (lambda: None)
     with torch.cuda.device(device):
-        run = captured(call, device) if cuda_graphs else call
+        run, method, calls = (captured(call, device), GRAPH_REPLAYS, 1) if cuda_graphs else (call, EACH, 1)
         warm_up(run, device, min_seconds=warmup_s)
-        flush = l2_flusher(device) if l2 == "cold" else None
+        if short_calls == "batch" and not cuda_graphs:
+            per_call = seconds_per_call(run, device)
+            if per_call < SHORT_CALL_S:
+                calls = max(2, min(MAX_BATCH, round(BATCH_S / max(per_call, 1e-7))))
+                run, method = batched(call, device, calls)
+                warm_up(run, device, min_calls=1, min_seconds=0.0)
+        # a batch finds the L2 as its previous call left it: flushed before the batch would be one call in many
+        flush = l2_flusher(device) if l2 == "cold" and calls == 1 else None
         samples: list[float] = []
         observe()
         start = time.perf_counter()
         while True:
             events = []
-            for _ in range(10):  # calls queued between synchronizations
+            for _ in range(10):  # samples queued between synchronizations
                 if flush is not None:
                     flush()
                 begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -116,20 +159,20 @@ def time_cuda(call: Callable[[], object], device: torch.device, *, min_time_s: f
                 events.append((begin, end))
             observe()
             torch.cuda.synchronize(device)
-            samples += [begin.elapsed_time(end) / 1e3 for begin, end in events]
+            samples += [begin.elapsed_time(end) / 1e3 / calls for begin, end in events]
             spent = time.perf_counter() - start
             if spent >= max_time_s or (spent >= min_time_s and quiet(samples)):
-                return Timing(tuple(samples), 1)
+                return Timing(tuple(samples), calls, method)
 
 
 def time_call(call: Callable[[], object], device: torch.device, *, threads: int,
               min_time_s: float, max_time_s: float, l2: str = "cold", cuda_graphs: bool = False,
-              warmup_s: float = 0.1, observe: Callable[[], None] | None = None) -> Timing:
+              warmup_s: float = 0.1, observe: Callable[[], None] | None = None, short_calls: str = "batch") -> Timing:
     """Median/IQR of `call` after warm-up; stops early once IQR/median < 10% past min_time_s.
-    On CUDA, events (see time_cuda); `l2`, `cuda_graphs` and `observe` apply there only."""
+    On CUDA, events (see time_cuda); `l2`, `cuda_graphs`, `observe` and `short_calls` apply there only."""
     if device.type == "cuda":
         return time_cuda(call, device, min_time_s=min_time_s, max_time_s=max_time_s, l2=l2, cuda_graphs=cuda_graphs,
-                         warmup_s=warmup_s, observe=observe)
+                         warmup_s=warmup_s, observe=observe, short_calls=short_calls)
     if cuda_graphs:
         raise Unsupported("--cuda-graphs captures CUDA work; this case runs on the CPU")
     warm_up(call, device, min_seconds=warmup_s)

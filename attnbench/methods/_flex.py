@@ -21,13 +21,20 @@ BLOCK = 128  # FlexAttention's default block: a block mask skips work in 128 x 1
 # FlexAttention materializes the n x n scores: the limit is raised as attention-gym raises it, and
 # a case past it fails (an 'error' row) instead of measuring the eager kernel.
 RECOMPILE_LIMIT = 1000
+# Dynamo's names for them (torch 2.7 on), and before (its "cache size" limits)
+RECOMPILE_SETTINGS = ("recompile_limit", "accumulated_recompile_limit", "fail_on_recompile_limit_hit")
+CACHE_SETTINGS = ("cache_size_limit", "accumulated_cache_size_limit", "fail_on_cache_limit_hit")
 
 
-def compile_mode(device) -> str:
-    """The torch.compile mode of the kernel: on CUDA attention-gym's benchmark mode (autotuned
-    Triton configurations, no CUDA graphs: those are --cuda-graphs' to choose); on CPU the default
-    (CPU autotuning costs minutes and gains little)."""
-    return "max-autotune-no-cudagraphs" if torch.device(device).type == "cuda" else "default"
+AUTOTUNED = "max-autotune-no-cudagraphs"
+
+
+def compile_mode(device, autotune: bool = False) -> str:
+    """The torch.compile mode of the kernel: torch.compile's default, or, where a row asks for it
+    (flex's `autotune`, on CUDA), attention-gym's benchmark mode: autotuned Triton configurations
+    (tens of seconds to minutes per shape), no CUDA graphs (those are --cuda-graphs' to choose).
+    CPU autotuning costs minutes and gains little: there the default always."""
+    return AUTOTUNED if autotune and torch.device(device).type == "cuda" else "default"
 
 
 @functools.cache
@@ -35,9 +42,10 @@ def compiled_flex(mode: str = "default"):
     import torch._dynamo.config as dynamo
     from torch.nn.attention.flex_attention import flex_attention
 
-    dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
-    dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, RECOMPILE_LIMIT)
-    dynamo.fail_on_recompile_limit_hit = True
+    limit, accumulated, fail = RECOMPILE_SETTINGS if hasattr(dynamo, RECOMPILE_SETTINGS[0]) else CACHE_SETTINGS
+    setattr(dynamo, limit, max(getattr(dynamo, limit), RECOMPILE_LIMIT))
+    setattr(dynamo, accumulated, max(getattr(dynamo, accumulated), RECOMPILE_LIMIT))
+    setattr(dynamo, fail, True)
     return torch.compile(flex_attention, dynamic=False, mode=mode)
 
 
@@ -75,13 +83,16 @@ class FlexAttention:
     compile it, or FlexAttention does not run the case here (float64, or a backward, on CPU), that
     call raises Unsupported with the first line of the reason."""
 
-    def __init__(self, name: str, mask=None, grouped: bool = False) -> None:
+    def __init__(self, name: str, mask=None, grouped: bool = False, autotune: bool = False, device=None) -> None:
         self.name, self.block_mask, self.compiled, self.grouped = name, mask, False, grouped
+        where = device if device is not None else mask.kv_num_blocks.device if mask is not None else "cpu"
+        # Looked up here, at build, never inside a call: under --compile the call is traced, and
+        # Dynamo would trace through the cache and the inner torch.compile instead.
+        self.kernel = compiled_flex(compile_mode(where, autotune))
 
     def __call__(self, q, k, v):
-        if self.compiled:  # the kernel was looked up on the first call: nothing more in the timed one
+        if self.compiled:  # the first call compiled: nothing more in the timed ones
             return self.kernel(q, k, v, block_mask=self.block_mask, enable_gqa=self.grouped)
-        self.kernel = compiled_flex(compile_mode(q.device))
         try:
             out = self.kernel(q, k, v, block_mask=self.block_mask, enable_gqa=self.grouped)
         except NotImplementedError as exc:  # e.g. no backward on CPU

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attnbench.contract import Shape
+from attnbench.contract import Shape, param
 from attnbench.methods._flex import FlexAttention, block_mask, causal_mod, compile_mode, flex_flops, tile_scores
 from attnbench.methods.full import EXACT, Full
 
@@ -22,10 +22,12 @@ class Flex(Full):
     paper = "Dong et al. 2024, Flex Attention: A Programming Model for Generating Optimized Attention Kernels, " \
             "arXiv:2412.05496"
     capabilities = EXACT
+    autotune: bool = param(False, "CUDA: compile in max-autotune-no-cudagraphs mode (autotuned Triton "
+                                  "configurations, tens of seconds to minutes per shape) instead of the default")
 
     def build(self, shape, *, device, dtype, generator):
         mask = block_mask(causal_mod(shape), shape, device, per_head=False) if shape.causal else None
-        return FlexAttention(self.name, mask, grouped=shape.grouped)
+        return FlexAttention(self.name, mask, grouped=shape.grouped, autotune=self.autotune, device=device)
 
     def diagnostics(self, fn, q, k, v) -> dict:
         if fn.block_mask is None:
@@ -45,7 +47,7 @@ class Flex(Full):
         return True
 
     def compile_mode(self, device) -> str:
-        return compile_mode(device)
+        return compile_mode(device, self.autotune)
 
     def flops_countable(self) -> bool:
         return False

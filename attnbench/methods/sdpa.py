@@ -21,12 +21,50 @@ from attnbench.contract import Shape, Unsupported
 from attnbench.methods.full import Full, FullExplicit, sdpa_arguments
 
 
+def flash_lower_right(q, k, v):
+    """Causal attention of a query block shorter than the keys, aligned to the bottom right,
+    through FlashAttention's own kernel: its causal flag is bottom-right aligned, which is how
+    torch's `causal_lower_right` bias reaches it (SDPA with a mask tensor never runs flash). A
+    head_dim that is not a multiple of 8 is padded, as SDPA pads it."""
+    d = q.shape[-1]
+    pad = -d % 8
+    if pad:
+        q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
+    out = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, is_causal=True, scale=d ** -0.5)[0]
+    return out[..., :d] if pad else out
+
+
+def flash_refusal(q, k, v, grouped: bool) -> str:
+    """Why torch's flash kernel cannot run these inputs (its own warnings), or "" if it can."""
+    from torch.backends.cuda import SDPAParams, can_use_flash_attention
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if can_use_flash_attention(SDPAParams(q, k, v, None, 0.0, False, grouped), True):
+            return ""
+    reasons = [str(w.message).split("(Triggered internally")[0].strip().splitlines()[0] for w in caught]
+    return "; ".join(dict.fromkeys(reasons)) or "torch's checks refuse it"
+
+
 def pinned(backend_name: str, shape=None, device="cpu"):
     """SDPA restricted to one backend, with the shape's causal and grouped-kv keywords: fn(q, k, v) -> out.
-    A causal query block shorter than the keys gets its mask as a tensor: torch's lower-right bias
-    would choose the kernel itself."""
+    A causal query block shorter than the keys gets its mask as a tensor (torch's lower-right bias
+    would choose the kernel itself), except for flash on CUDA, which runs its own bottom-right
+    causal kernel (flash_lower_right)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    if (backend_name == "FLASH_ATTENTION" and shape is not None and shape.causal and shape.short_query
+            and torch.device(device).type == "cuda"):
+        grouped, checked = shape.grouped, []
+
+        def lower_right(q, k, v):
+            if not checked:  # asked once, at the first (untimed) call: the kernel raises rather than falls back
+                refused = flash_refusal(q, k, v, grouped)
+                if refused:
+                    raise RuntimeError(refused)
+                checked.append(True)
+            return flash_lower_right(q, k, v)
+        return lower_right
     backend = getattr(SDPBackend, backend_name)
     kwargs = sdpa_arguments(shape, mask_device=device) if shape is not None else {}
 

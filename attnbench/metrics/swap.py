@@ -1,7 +1,8 @@
 """What a swapped method does to a model's outputs (scope swap: attnbench swap), against the
-unmodified model on the same tokens: the relative error of the final hidden states and, for a
-model with a language-model head, the KL divergence of its next-token distributions and the
-change in perplexity on the tokens. Computed in float64 from one forward of each."""
+unmodified model in float32 on the same tokens (so a bfloat16 case's error includes what
+bfloat16 costs): the relative error of the final hidden states and, for a model with a
+language-model head, the KL divergence of its next-token distributions and the change in
+perplexity on the tokens. Computed in float64 from one forward of each."""
 
 from attnbench.compare import Tolerance
 from attnbench.metrics import Metric
@@ -37,7 +38,8 @@ def measure(ctx) -> dict:
 
 METRIC = Metric(
     column_help={"swap_hidden_error": "swap scope: ||h - h_ref|| / ||h_ref|| of the final hidden states against "
-                                      "the unmodified model (Frobenius over every position)",
+                                      "the unmodified model in float32, whatever the case's dtype (Frobenius over "
+                                      "every position)",
                  "swap_kl_nats": "swap scope, a model with a language-model head: KL(unmodified || swapped) of "
                                  "the next-token distributions, nats, mean over positions",
                  "swap_perplexity": "swap scope: the swapped model's perplexity on the tokens (next-token)",

@@ -93,7 +93,7 @@ def measure(ctx) -> dict:
     def timed(observe=None):
         return time_call(ctx.call, ctx.device, threads=case.threads, min_time_s=options.min_time_s,
                          max_time_s=options.max_time_s, l2=options.l2, cuda_graphs=options.cuda_graphs,
-                         warmup_s=options.warmup_s, observe=observe)
+                         warmup_s=options.warmup_s, observe=observe, short_calls=options.short_calls)
     if cuda:
         from attnbench.env import gpu_monitor
 
@@ -101,7 +101,10 @@ def measure(ctx) -> dict:
             timing = timed(lambda: readings.append((time.perf_counter(), read())))
     else:
         timing = timed()
-    extra = {"time_l2": options.l2 if cuda else "", "time_cuda_graphs": options.cuda_graphs if cuda else "",
+    # a batch of short calls is flushed before none of them: the L2 is as the previous call left it
+    l2 = options.l2 if timing.calls_per_sample == 1 else "warm"
+    extra = {"time_l2": l2 if cuda else "", "time_cuda_graphs": options.cuda_graphs if cuda else "",
+             "time_method": timing.method,
              **(gpu_columns(readings) if cuda else {})}
     # Later processes only add samples: the machine's rate is measured once, by the first.
     peak, source = machine_peak(case.device, case.dtype, case.threads) if options.process_index == 0 else (None, "")
@@ -176,14 +179,17 @@ METRIC = Metric(
                                    "retained, a fixed upstream gradient), ms; geometric mean of the processes' medians",
         "time_backward_ms_iqr": "its interquartile range, ms (the widest process's)",
         "time_samples": "samples taken, over every process",
-        "time_calls_per_sample": "calls one sample times (CPU: the timer's block)",
+        "time_calls_per_sample": "calls one sample times (CPU: the timer's block; CUDA: a batch of short calls)",
+        "time_method": "how the time was taken: timer (CPU, torch.utils.benchmark), events (CUDA events around "
+                       "every call), graph (--cuda-graphs: a graph's replays), graph-batch or events-batch (a call "
+                       "under 100 us: a CUDA graph of many calls, or many calls between one pair of events)",
         "time_noisy": "fewer than 5 samples, IQR/median above 10% in a process, processes more than 10% apart, "
                       "or a GPU clock that moved or was throttled",
         "time_processes": "separate processes the case was timed in",
         "time_ms_process_min": "the fastest process's median, ms",
         "time_ms_process_max": "the slowest process's median, ms",
         "time_process_spread": "slowest / fastest process median",
-        "time_l2": "CUDA: cold (L2 flushed before every timed call) or warm",
+        "time_l2": "CUDA: cold (L2 flushed before every timed call) or warm (not flushed; always for a batch)",
         "time_cuda_graphs": "CUDA: the replays of a captured CUDA graph were timed",
         "gpu_sm_clock_mhz_start": "CUDA: the SM clock once the warm-up was done (NVML)",
         "gpu_sm_clock_mhz_end": "CUDA: the SM clock while the last timed calls ran (NVML)",
@@ -202,12 +208,13 @@ METRIC = Metric(
     columns=("time_ms_median", "time_ms_iqr", "time_backward_ms_median", "time_backward_ms_iqr", "time_samples",
              "time_calls_per_sample", "time_noisy",
              "time_processes", "time_ms_process_min", "time_ms_process_max", "time_process_spread",
-             "time_l2", "time_cuda_graphs", "gpu_sm_clock_mhz_start", "gpu_sm_clock_mhz_end",
+             "time_method", "time_l2", "time_cuda_graphs", "gpu_sm_clock_mhz_start", "gpu_sm_clock_mhz_end",
              "gpu_power_throttled_fraction", "gpu_thermal_throttled_fraction",
              "achieved_flops_per_s", "machine_peak_flops_per_s", "peak_source", "machine_peak_fraction",
              "achieved_bandwidth_bytes_per_s", "peak_bandwidth_bytes_per_s", "bandwidth_peak_fraction"),
     types={"time_samples": int, "time_calls_per_sample": int, "time_noisy": bool, "time_processes": int,
-           "time_l2": str, "time_cuda_graphs": bool, "gpu_sm_clock_mhz_start": int, "gpu_sm_clock_mhz_end": int,
+           "time_method": str, "time_l2": str, "time_cuda_graphs": bool, "gpu_sm_clock_mhz_start": int,
+           "gpu_sm_clock_mhz_end": int,
            "peak_source": str},
     measure=measure, deterministic=False, per_process=True, combine=combine,
     help="median time per call and its IQR (timed last, alone; CUDA events with a cold L2 on a GPU; with "
