@@ -72,6 +72,7 @@ setup() {
   fi
   PYTHONPATH="$build_path${PYTHONPATH:+:$PYTHONPATH}" "$py" -m pip install -q --no-index --no-deps \
     --no-build-isolation --no-compile --upgrade --target "$site" "$root" || return 1
+  echo "gpu_check: installed ${#wheels[@]} carried wheels and attnbench into $site, offline"
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
   export PYTORCH_NVML_BASED_CUDA_CHECK=1  # is_available() through NVML: no CUDA context before a fork
   "$py" - <<'PY' || return 1
@@ -83,7 +84,13 @@ if missing:
     sys.exit("gpu_check: missing " + ", ".join(missing) + ": run scenarios/gpu_wheels.sh on a machine with network "
              "and send gpu-wheels/ beside the tree")
 import attnbench.cli  # noqa: F401  (an import error here is the project's, said before any CUDA step)
+from importlib.metadata import version
+print("gpu_check: imports " + ", ".join(f"{what} {version(what)}" for what in
+      ("torch", "attnbench", "fvcore", "ruptures", "pandas", "typer", "nvidia-ml-py")))
 PY
+  # the CUDA tests must import here too (a missing optional package skips them, never breaks collection)
+  "$py" -m pytest --collect-only -q -m cuda -p no:cacheprovider tests >"$out/collect.txt" 2>&1 \
+    || { tail -n 5 "$out/collect.txt"; echo "gpu_check: the CUDA tests do not import here"; return 1; }
 }
 
 if [ "$dry_run" = 0 ]; then

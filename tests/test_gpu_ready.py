@@ -195,6 +195,7 @@ def test_the_gpu_check_is_sized_for_seven_minutes_and_its_counts_are_the_grids(t
         assert found == cases + (peers if name == "every-method" else 0), (name, listed.stdout[-300:])
 
 
+@pytest.mark.slow  # the project installed offline and the CUDA tests collected: about 20 s
 def test_the_gpu_check_stops_before_measuring_without_a_gpu_and_leaves_no_report_behind(tmp_path):
     import os
     import subprocess
