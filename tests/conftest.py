@@ -31,6 +31,24 @@ def temp_method():
         REGISTRY.pop(name, None)
 
 
+@pytest.fixture
+def eager_compile(monkeypatch):
+    """torch.compile with Dynamo's eager backend, and FlexAttention's compiled kernel and Dynamo's
+    caches fresh before and after: what Dynamo does (recompile limits, nested compiles) without
+    inductor's compilation (tens of seconds in a fresh clone), and no kernel kept for other tests."""
+    import torch._dynamo
+
+    from attnbench.methods import _flex
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: real_compile(fn, dynamic=False, backend="eager"))
+    _flex.compiled_flex.cache_clear()
+    torch._dynamo.reset()
+    yield
+    _flex.compiled_flex.cache_clear()
+    torch._dynamo.reset()
+
+
 def run_cli(*args: str, cwd=None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m attnbench ARGS` in a subprocess, as a user would run it (exit codes, the
     allocator restart, signals). Most tests use `cli` instead: the same, in this process."""

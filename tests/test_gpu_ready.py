@@ -285,28 +285,18 @@ def test_a_ray_task_checks_its_device_on_its_node_and_runs_on_its_gpu(monkeypatc
     assert ran == ["cuda"] and row["device"] == "cuda:1"
 
 
-def test_flex_past_the_recompile_limit_is_an_error_row_never_the_eager_kernel(monkeypatch):
+def test_flex_past_the_recompile_limit_is_an_error_row_never_the_eager_kernel(eager_compile):
     import torch._dynamo
 
     from attnbench.methods import _flex
     from attnbench.runner import run_case
 
-    # Dynamo's recompile limit is Dynamo's whatever the backend: the eager backend spares the test
-    # inductor's compilation (half a minute in a fresh clone), and its kernels are not kept.
-    real_compile = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: real_compile(fn, dynamic=False, backend="eager"))
-    _flex.compiled_flex.cache_clear()
-    torch._dynamo.reset()
-    try:
-        _flex.compiled_flex("default")  # sets Dynamo's limits for FlexAttention
-        limit = _flex.RECOMPILE_SETTINGS[0] if hasattr(torch._dynamo.config, "recompile_limit") \
-            else _flex.CACHE_SETTINGS[0]
-        with torch._dynamo.config.patch(**{limit: 1}):  # stands for the limit a long run reaches
-            rows = [run_case(Case("flex", batch=1, heads=1, seq_len=n, head_dim=16, dtype="float32", threads=1),
-                             MeasureOptions(metrics=())) for n in (16, 32, 48)]
-    finally:
-        _flex.compiled_flex.cache_clear()
-        torch._dynamo.reset()
+    # Dynamo's recompile limit is Dynamo's whatever the backend (eager_compile: no inductor).
+    _flex.compiled_flex("default")  # sets Dynamo's limits for FlexAttention
+    limit = _flex.RECOMPILE_SETTINGS[0] if hasattr(torch._dynamo.config, "recompile_limit") else _flex.CACHE_SETTINGS[0]
+    with torch._dynamo.config.patch(**{limit: 1}):  # stands for the limit a long run reaches
+        rows = [run_case(Case("flex", batch=1, heads=1, seq_len=n, head_dim=16, dtype="float32", threads=1),
+                         MeasureOptions(metrics=())) for n in (16, 32, 48)]
     assert [r["status"] for r in rows] == ["ok", "error", "error"], [r["status_detail"] for r in rows]
     assert "recompile" in rows[1]["status_detail"].lower()
     assert rows[0]["kernel_compile_mode"] == "default"

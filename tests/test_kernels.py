@@ -87,24 +87,12 @@ def test_compile_runs_a_method_through_torch_compile(tmp_path):
     assert row["status"] == "ok" and row["compile"] == "default" and row["compile_s"] > 0 and row["build_ms"] > 0
 
 
-def test_flex_under_compile_nests_its_compiled_kernel_in_the_outer_graph(monkeypatch):
-    import torch._dynamo
-
-    from attnbench.methods import _flex
-
+def test_flex_under_compile_nests_its_compiled_kernel_in_the_outer_graph(eager_compile):
     # --compile wraps the call, which already holds a compiled FlexAttention: Dynamo traces through
-    # the inner torch.compile. The eager backend spares the test inductor's compilation (tens of
-    # seconds); tests/test_gpu.py runs inductor's kernel on a GPU and checks its memory.
-    real_compile = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: real_compile(fn, dynamic=False, backend="eager"))
-    _flex.compiled_flex.cache_clear()
-    torch._dynamo.reset()
-    try:
-        case = Case("flex", batch=1, heads=2, seq_len=128, head_dim=16, threads=1, compile="default", causal=True)
-        row = run_case(case, MeasureOptions(metrics=("error",)))
-    finally:
-        _flex.compiled_flex.cache_clear()
-        torch._dynamo.reset()
+    # the inner torch.compile (eager_compile: no inductor here; tests/test_gpu.py runs inductor's
+    # kernel on a GPU and checks its memory).
+    case = Case("flex", batch=1, heads=2, seq_len=128, head_dim=16, threads=1, compile="default", causal=True)
+    row = run_case(case, MeasureOptions(metrics=("error",)))
     assert row["status"] == "ok", row["status_detail"]
     assert row["compile"] == "default" and row["kernel_compile_mode"] == "default" and row["compile_s"] > 0
     assert row["error_frobenius"] < 1e-5
