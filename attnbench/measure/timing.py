@@ -112,16 +112,22 @@ def batched(call: Callable[[], object], device: torch.device, calls: int) -> tup
         return many, EVENTS_BATCH
 
 
-def seconds_per_call(run: Callable[[], object], device: torch.device, calls: int = 10) -> float:
-    """The GPU time of `calls` queued calls between one pair of events, per call: what decides
-    whether a call is short enough to time as a batch."""
-    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    begin.record()
-    for _ in range(calls):
-        run()
-    end.record()
-    torch.cuda.synchronize(device)
-    return begin.elapsed_time(end) / 1e3 / calls
+def seconds_per_call(run: Callable[[], object], device: torch.device) -> float:
+    """The GPU time per call, between one pair of events around one call, or around ten where one
+    is under 1 ms (a launch-bound call's events would time the queue): what decides whether a call
+    is short enough to time as a batch. A long call is run once, not ten times."""
+    per_call = 0.0
+    for calls in (1, 10):
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        for _ in range(calls):
+            run()
+        end.record()
+        torch.cuda.synchronize(device)
+        per_call = begin.elapsed_time(end) / 1e3 / calls
+        if per_call >= 1e-3:
+            break
+    return per_call
 
 
 def time_cuda(call: Callable[[], object], device: torch.device, *, min_time_s: float, max_time_s: float,
