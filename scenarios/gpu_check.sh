@@ -132,7 +132,7 @@ step prefill 8 8 40 -- "${ab[@]}" sweep llm_prefill_gpu -m full,sdpa-flash,full-
 step decode 6 6 30 -- "${ab[@]}" sweep llm_decode_gpu -m full,sdpa-flash,linear -n 8k,128k --q-seq 1 \
   --min-time 0.1 --max-time 0.5 -o "$out/decode.csv" --quiet
 # 6. Every built-in method runs on CUDA at 4k (FLOPs, memory, sparsity; four cases at a time, no timing).
-step every-method 23 23 45 -- "${ab[@]}" sweep scenarios/gpu_check.toml -n 4k --mode forward \
+step every-method 20 20 40 -- "${ab[@]}" sweep scenarios/gpu_check.toml -n 4k --mode forward \
   --metrics flops,memory,sparsity --jobs 4 -o "$out/every-method.csv" --quiet
 # 7. The GPU's timing A/A: 2 repetitions x 2 sides x 4 cases x 2 processes, judged by compare.
 step timing-aa 4 32 80 -- "$py" scenarios/timing_aa.py --device cuda --reps 2 --processes 2 --min-time 0.1 \

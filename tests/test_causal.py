@@ -5,12 +5,14 @@ import pytest
 import torch
 
 from attnbench.case import Case, MeasureOptions, make_cases
-from attnbench.contract import Shape
+from attnbench.contract import Shape, Unsupported
 from attnbench.errors import AttnbenchError
 from attnbench.measure.flops import _cpu_sdpa, _cuda_efficient, _cuda_flash, attention_pairs
 from attnbench.registry import create_method
 from attnbench.runner import run_case
 from tests.conftest import cli
+
+TORCH = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
 
 F64 = torch.float64
 
@@ -57,7 +59,14 @@ SHAPES = [Shape(2, 8, 128, 16, kv_heads=2, causal=True),  # causal GQA prefill
 @pytest.mark.parametrize("shape", SHAPES, ids=["causal-gqa", "decode-block", "decode-one"])
 def test_exact_methods_equal_causal_grouped_attention_in_float32(name, shape):
     q, k, v = inputs(shape, torch.float32)
-    _, fn = make(name, shape, torch.float32)
+    try:
+        _, fn = make(name, shape, torch.float32)
+    except Unsupported as exc:
+        # torch's CPU flash kernel takes grouped k, v only in newer releases (2.11 does, 2.6 does
+        # not): there the row is unsupported with torch's reason, never another kernel
+        assert name == "sdpa-flash" and shape.grouped and TORCH < (2, 11), exc
+        assert "same num_heads" in str(exc), exc
+        return
     assert (fn(q, k, v).double() - exact_attention(q, k, v, shape)).abs().max() < 1e-5
 
 
