@@ -65,10 +65,13 @@ setup() {
     "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" "${wheels[@]}" || return 1
   fi
   local build_path=$site
-  if ! "$py" -c "import setuptools" 2>/dev/null; then  # the project's build backend, from the wheels
+  # The project's build backend: setuptools 70.1 or newer builds a wheel alone (older ones need the
+  # wheel package); else the carried one.
+  if ! "$py" -c "import setuptools as s, sys; sys.exit(tuple(map(int, s.__version__.split('.')[:2])) < (70, 1))" \
+    2>/dev/null; then
     build_path="$site/.build:$site"
     "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site/.build" "$carried"/setuptools-*.whl \
-      || { echo "gpu_check: no setuptools here and none in $carried/ (scenarios/gpu_wheels.sh)"; return 1; }
+      || { echo "gpu_check: no setuptools >= 70.1 here and none in $carried/ (scenarios/gpu_wheels.sh)"; return 1; }
   fi
   PYTHONPATH="$build_path${PYTHONPATH:+:$PYTHONPATH}" "$py" -m pip install -q --no-index --no-deps \
     --no-build-isolation --no-compile --upgrade --target "$site" "$root" || return 1
