@@ -64,18 +64,18 @@ setup() {
   if [ "${#wheels[@]}" -gt 0 ]; then
     "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" "${wheels[@]}" || return 1
   fi
-  local build_path=$site
+  local build_path=$site builder="the environment's setuptools"
   # The project's build backend: setuptools 70.1 or newer builds a wheel alone (older ones need the
   # wheel package); else the carried one.
   if ! "$py" -c "import setuptools as s, sys; sys.exit(tuple(map(int, s.__version__.split('.')[:2])) < (70, 1))" \
     2>/dev/null; then
-    build_path="$site/.build:$site"
+    build_path="$site/.build:$site" builder="the carried setuptools"
     "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site/.build" "$carried"/setuptools-*.whl \
       || { echo "gpu_check: no setuptools >= 70.1 here and none in $carried/ (scenarios/gpu_wheels.sh)"; return 1; }
   fi
   PYTHONPATH="$build_path${PYTHONPATH:+:$PYTHONPATH}" "$py" -m pip install -q --no-index --no-deps \
     --no-build-isolation --no-compile --upgrade --target "$site" "$root" || return 1
-  echo "gpu_check: installed ${#wheels[@]} carried wheels and attnbench into $site, offline"
+  echo "gpu_check: installed ${#wheels[@]} carried wheels and attnbench (built with $builder) into $site, offline"
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
   export PYTORCH_NVML_BASED_CUDA_CHECK=1  # is_available() through NVML: no CUDA context before a fork
   "$py" - <<'PY' || return 1

@@ -20,6 +20,8 @@ python=${PYTHON:-python3}
 found=$("$venv/bin/python" -c "import torch; print(torch.__version__)")
 minor=$(echo "$version" | cut -d. -f1,2)
 report="$root/reports/measured/torch-$minor-suite.txt"
+# the tree as tested (a report being rewritten under reports/ is no change to the code)
+changes=$(cd "$root" && git diff --quiet HEAD -- . ':!reports' 2>/dev/null || echo '(with uncommitted changes)')
 log=$(mktemp)
 start=$SECONDS
 set +e
@@ -30,7 +32,7 @@ set -e
   echo "# bash scenarios/torch_suite.sh $version ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores)"
   echo "# torch $found, Python $("$venv/bin/python" -c 'import platform; print(platform.python_version())'),"\
     "$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo 'no git')"\
-    "$(cd "$root" && git diff --quiet HEAD 2>/dev/null || echo '(with uncommitted changes)');"\
+    "$changes;"\
     "pytest exit $code after $((SECONDS - start)) s"
   sed -n '/short test summary info/,$p' "$log"
   grep -q "short test summary info" "$log" || tail -n 3 "$log"
