@@ -14,11 +14,12 @@
 # Read on in docs/gpu.md.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
 dry_run=0
 if [ "${1:-}" = "--dry-run" ]; then dry_run=1; shift; fi
 case "${1:-}" in -*) echo "usage: bash scenarios/gpu_check.sh [--dry-run] [OUTDIR]" >&2; exit 2 ;; esac
-out=${1:-reports/gpu-check-$(date +%Y%m%d-%H%M%S)}
+out=${1:-$root/reports/gpu-check-$(date +%Y%m%d-%H%M%S)}
+case "$out" in /*) ;; *) out="$PWD/$out" ;; esac  # OUTDIR is the caller's; the steps run from the root
+cd "$root"
 py=${PYTHON:-python3}
 ab=("$py" -m attnbench)
 SIZED_FOR_S=420  # 7 minutes on one H100/H200, start-up of the machine aside
