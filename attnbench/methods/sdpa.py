@@ -42,8 +42,13 @@ def flash_refusal(q, k, v, grouped: bool) -> str:
         warnings.simplefilter("always")
         if can_use_flash_attention(SDPAParams(q, k, v, None, 0.0, False, grouped), True):
             return ""
+    return torch_reasons(caught) or "torch's checks refuse it"
+
+
+def torch_reasons(caught) -> str:
+    """The first line of each distinct warning torch gave for refusing a kernel, joined."""
     reasons = [str(w.message).split("(Triggered internally")[0].strip().splitlines()[0] for w in caught]
-    return "; ".join(dict.fromkeys(reasons)) or "torch's checks refuse it"
+    return "; ".join(dict.fromkeys(reasons))
 
 
 def pinned(backend_name: str, shape=None, device="cpu"):
@@ -106,10 +111,9 @@ def check_runs(fn, name: str, backend: str, shape, device, dtype) -> None:
         try:
             probe(fn, shape, device, dtype)
         except (RuntimeError, NotImplementedError) as exc:
-            reasons = [str(w.message).split("(Triggered internally")[0].strip().splitlines()[0] for w in caught]
             what = "backward " if torch.is_grad_enabled() else ""
             raise Unsupported(f"{name}: torch has no {backend} {what}kernel for this case ("
-                              + ("; ".join(dict.fromkeys(reasons)) or str(exc).splitlines()[0]) + ")") from None
+                              + (torch_reasons(caught) or str(exc).splitlines()[0]) + ")") from None
 
 
 class _Pinned:
