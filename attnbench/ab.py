@@ -12,9 +12,9 @@ case in a fresh worker), so drift of the machine falls on both sides alike. A si
 in one process of its own code (`attnbench.ab_side`), which imports torch, starts the workers'
 template and measures the GEMM rate once, not once per round; a revision without it (older
 code) runs each round as a `sweep` process of its own. Each side's rounds are merged per case
-(the time metric's `combine`: the row gets every process's samples) into `<ab>.sides/base.csv`
-and `head.csv`, both sides go into the one report `ab.csv` with a `revision` identity column,
-and compare judges HEAD against BASE with its usual states and exit codes.
+(the time metric's `combine`: the row gets every process's samples), both sides go into the
+one report `ab.csv` with a `revision` identity column, and compare judges HEAD's rows against
+BASE's with its usual states and exit codes (`<ab>.sides/verdicts.md`).
 """
 
 from __future__ import annotations
@@ -223,8 +223,9 @@ def merge(rounds: list[Path]) -> list:
 def ab(base: str | None, head: str | None, grid: Sequence[str], output: str | Path, *, processes: int = 5,
        base_python: str | None = None, head_python: str | None = None,
        on_round: Callable[[int, str], None] = lambda index, side: None, say: Callable[[str], None] = lambda line: None):
-    """Run the interleaved A/B; returns (the compare result, the two sides' report paths)."""
-    from attnbench.compare import compare_reports
+    """Run the interleaved A/B; returns the compare result and the folder of the rounds (and verdicts.md)."""
+    from attnbench.compare import compare_rows
+    from attnbench.render import comparison_lines
     from attnbench.report import check_target
     from attnbench.schema import Row, columns_for
 
@@ -259,15 +260,13 @@ def ab(base: str | None, head: str | None, grid: Sequence[str], output: str | Pa
         for server in filter(None, servers.values()):
             server.close()
     merged = {side.name: merge(rounds[side.name]) for side in chosen}
-    paths = {}
-    for name, rows in merged.items():  # each side alone, as compare joins them: no revision column
-        paths[name] = folder / f"{name}.csv"
-        write_rows(paths[name], rows, columns_for([r.case for r in rows]))
     labels = {side.name: side.label for side in chosen}
     both = [Row({**row, "revision": labels[name]}, samples=row.samples) for name in ("base", "head")
             for row in merged[name]]
     write_rows(output, both, columns_for([r.case for r in both]))
-    return compare_reports(paths["base"], paths["head"], ["time"], allow_disjoint=True), paths
+    result = compare_rows(merged["base"], merged["head"], ["time"], names=("base", "head"), allow_disjoint=True)
+    (folder / "verdicts.md").write_text("\n".join(comparison_lines(result, ("time",), markdown=True)) + "\n")
+    return result, folder
 
 
 def write_rows(path: Path, rows: list, columns: list[str]) -> None:

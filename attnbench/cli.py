@@ -21,7 +21,7 @@ from attnbench.case import Case, Limits, MeasureOptions
 from attnbench.cli_history import ab_command, history_command, html_command
 from attnbench.cli_model import capture_command, swap_command
 from attnbench.cli_shared import ParamOpt, _flag, measure_and_show
-from attnbench.errors import AttnbenchError
+from attnbench.errors import AttnbenchError, OutputClosed
 from attnbench.metrics import parse_metrics
 from attnbench.options import BY_KEY, OPTIONS, Choice, Flag, Grids, Option, parse_names, parse_param, parse_sizes
 
@@ -96,9 +96,15 @@ def _parameter(option: Option) -> inspect.Parameter:
         if isinstance(value, Choice) and not value.grid:  # a closed choice: Typer refuses anything else
             kind = enum.Enum(option.key, {c: c for c in value.choices}, type=str)
         bound = {"min": getattr(value, "low", 1)} if kind is int else {"min": 0.0} if kind is float else {}
-        annotation = Annotated[Optional[kind], typer.Option(*option.names, help=help_text, **bound)]
+        info = typer.Option(*option.names, help=help_text, **bound)
+        if option.key == "metrics":  # metrics registered from Python after this import show too
+            _METRICS_HELP.append(info)
+        annotation = Annotated[Optional[kind], info]
         default = None
     return inspect.Parameter(option.key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+_METRICS_HELP: list = []  # the --metrics options' help, written again when the CLI starts
 
 
 def _with_options(command: str, leading: list[inspect.Parameter] = ()):
@@ -381,7 +387,8 @@ def compare_command(
     fail_on_missing: Annotated[bool, _flag(
         "--fail-on-missing", help="Exit 1 also when a BASE row is missing from NEW.")] = False,
     allow_disjoint: Annotated[bool, _flag(
-        "--allow-disjoint", help="List two reports that share no case instead of failing (exit 2) on them.")] = False,
+        "--allow-disjoint", help="List the rows of two reports that share no case (still exit 2: nothing was "
+        "judged).")] = False,
     format: Annotated[CompareFormat, typer.Option("--format", help="text or markdown (for a pull-request comment).")]
     = CompareFormat.text,
 ) -> None:
@@ -394,10 +401,9 @@ def compare_command(
     Example: [bold]attnbench compare reports/baselines/ci.csv new.csv --metrics flops,sparsity[/bold]
     """
     from attnbench.compare import compare_reports
-    from attnbench.metrics import metric_names
     from attnbench.render import comparison_lines
 
-    chosen = parse_metrics(parse_names(metrics), comparable=True) if metrics else tuple(metric_names(comparable=True))
+    chosen = parse_metrics(parse_names(metrics), comparable=True) if metrics else None
     result = compare_reports(base, new, chosen, tolerances=_thresholds(tolerance, "--tolerance"),
                              floors=_thresholds(floor, "--floor"), allow_disjoint=allow_disjoint)
     for note in result.notes:
@@ -405,8 +411,12 @@ def compare_command(
     if result.hardware_differs:
         print(f"Warning: the reports differ in {', '.join(result.hardware_differs)}; "
               "time and memory may not be comparable", file=sys.stderr)
-    for line in comparison_lines(result, chosen, markdown=format is CompareFormat.markdown):
+    for line in comparison_lines(result, result.metrics, markdown=format is CompareFormat.markdown):
         typer.echo(line)
+    if result.compared_nothing:
+        print(f"Error: no case had a metric or status judged on both sides ({', '.join(result.metrics)}); "
+              "a gate that compared nothing does not pass", file=sys.stderr)
+        raise typer.Exit(2)
     if result.regressions or (fail_on_missing and result.missing):
         raise typer.Exit(1)
 
@@ -492,12 +502,17 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: every user error is one line on stderr and a non-zero exit.
     `argv` (default: the command line) lets tests and scripts call the CLI in-process."""
     try:
+        for info in _METRICS_HELP:
+            info.help = escape(_metrics_help())
         code = app(args=argv, prog_name="attnbench", standalone_mode=False)
     except TyperException as exc:  # usage errors: bad option value, unknown option or command
         if exc.format_message():  # empty when help was shown for a bare `attnbench`
             ctx = getattr(exc, "ctx", None)
             command = ctx.command_path if ctx is not None else "attnbench"
             print(f"Error: {exc.format_message()} (see '{command} --help')", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except OutputClosed as exc:
+        sys.stdout = open(os.devnull, "w")  # nothing left to flush into the closed pipe at exit
         sys.exit(exc.exit_code)
     except AttnbenchError as exc:
         print(f"Error: {exc}", file=sys.stderr)

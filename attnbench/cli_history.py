@@ -130,16 +130,13 @@ def ab_command(
     if "--metrics" not in grid:
         grid += ["--metrics", "time"]
     target = output or default_output("ab")
-    result, paths = ab(*(revisions + [None, None])[:2], [*scenario, *grid], target, processes=processes,
+    result, folder = ab(*(revisions + [None, None])[:2], [*scenario, *grid], target, processes=processes,
                        base_python=base_python, head_python=head_python,
                        on_round=lambda index, side: print(f"round {index + 1}/{processes}: {side}", file=sys.stderr),
                        say=lambda line: print(line, file=sys.stderr))
-    lines = comparison_lines(result, ("time",), markdown=False)
-    paths["base"].with_name("verdicts.md").write_text(
-        "\n".join(comparison_lines(result, ("time",), markdown=True)) + "\n")
-    for line in lines:
+    for line in comparison_lines(result, ("time",), markdown=False):
         typer.echo(line)
-    typer.echo(f"wrote {target} (both sides) and {paths['base'].parent}/ (each side, its rounds, verdicts.md)")
+    typer.echo(f"wrote {target} (both sides) and {folder}/ (each side's rounds, verdicts.md)")
     if result.regressions:
         raise typer.Exit(1)
 

@@ -8,6 +8,14 @@ class AttnbenchError(Exception):
 
 
 class NothingToCompare(AttnbenchError):
-    """Two reports that share no case: a gate that compared nothing must not pass."""
+    """A comparison that could judge nothing (no shared case, a metric a side lacks, two rows for
+    one case): a gate that compared nothing must not pass."""
 
     exit_code = 2
+
+
+class OutputClosed(AttnbenchError):
+    """The reader of standard output went away (`attnbench run -o - | head`): stop quietly, with
+    the exit status of a process ended by SIGPIPE, as `yes | head` does."""
+
+    exit_code = 141

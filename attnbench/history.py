@@ -100,17 +100,21 @@ def _steps(values: list[float], exact: bool) -> list[Step]:
 
 def history(paths: Sequence[str | Path], metrics: Sequence[str] | None = None,
             warn=lambda line: None) -> list[Series]:
-    """The series of every case and metric over the reports' commits, with their steps; `warn`
-    gets a line when the reports come from different hardware."""
+    """series_of the reports at these paths (each read once)."""
     from attnbench.report import load
+
+    return series_of([(str(path), load(path, say=lambda line: None).rows) for path in paths], metrics, warn)
+
+
+def series_of(reports: Sequence[tuple[str, list]], metrics: Sequence[str] | None = None,
+              warn=lambda line: None) -> list[Series]:
+    """The series of every case and metric over the reports' commits (each report: its name and
+    rows), with their steps; `warn` gets a line when the reports come from different hardware."""
     from attnbench.schema import Labeller, setup_of
 
-    if len(paths) < 2:
+    if len(reports) < 2:
         raise AttnbenchError("history needs reports from at least two commits")
-    rows = []
-    for path in paths:
-        for row in load(path, say=lambda line: None).rows:
-            rows.append((str(path), row))
+    rows = [(name, row) for name, report_rows in reports for row in report_rows]
     for column in HARDWARE:
         seen = {}
         for path, row in rows:
@@ -164,6 +168,16 @@ def history_rows(series: list[Series]) -> list[dict]:
 
 
 def plot_history(series: list[Series], path: Path, limit: int = 24) -> Path:
+    """history_figure saved to `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = history_figure(series, limit)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def history_figure(series: list[Series], limit: int = 24):
     """Each series with a step (all of them when none has one), its change points marked."""
     import matplotlib
 
@@ -185,6 +199,4 @@ def plot_history(series: list[Series], path: Path, limit: int = 24) -> Path:
     for ax in list(axes.flat)[len(shown):]:
         ax.set_visible(False)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig

@@ -177,11 +177,10 @@ def _environment(reports: list[tuple[str, list[dict]]]) -> list[str]:
     return out
 
 
-def _figures(path: Path) -> list[str]:
+def _figures(report) -> list[str]:
     from attnbench import plot
-    from attnbench.report import load
 
-    frame = load(path, say=lambda line: None).frame
+    frame = report.frame
     title = plot.describe(frame)
     out = []
     for name, make in (("efficiency", plot.efficiency_figure), ("error", plot.error_figure),
@@ -192,56 +191,48 @@ def _figures(path: Path) -> list[str]:
     return out
 
 
-def _verdicts(base: Path, new: Path) -> list[str]:
-    from attnbench.compare import compare_reports
-    from attnbench.metrics import metric_names
-    from attnbench.render import comparison_lines
+def _verdicts(base: str, base_rows: list, new: str, new_rows: list) -> list[str]:
+    """compare's verdicts of NEW's rows against BASE's, as a summary line and a table of what changed."""
+    from attnbench.compare import compare_rows
+    from attnbench.errors import NothingToCompare
+    from attnbench.render import comparison_summary
 
-    metrics = tuple(metric_names(comparable=True))
-    result = compare_reports(base, new, metrics, allow_disjoint=True)
-    lines = comparison_lines(result, metrics, markdown=True)
-    table, summary = [line for line in lines if line.startswith("|")], [line for line in lines if not
-                                                                      line.startswith("|")]
-    out = [f"<p>{html.escape(base.name)} (base) against {html.escape(new.name)}: {html.escape(' '.join(summary))}</p>"]
-    if len(table) > 2:
-        cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
-        out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells[0]) +
-                   "</tr></thead><tbody>")
-        for row in cells[2:]:
-            klass = ' class="regression"' if row[1].startswith("REGRESSION") else ""
-            out.append(f"<tr{klass}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    try:
+        result = compare_rows(base_rows, new_rows, names=(base, new), allow_disjoint=True)
+    except NothingToCompare as exc:
+        return [f"<p>{html.escape(base)} (base) against {html.escape(new)}: {html.escape(str(exc))}</p>"]
+    out = [f"<p>{html.escape(base)} (base) against {html.escape(new)}: {html.escape(comparison_summary(result))}</p>"]
+    changed = [r for r in result.rows if r.verdict != "unchanged"]
+    if changed:
+        heads = ["case", "verdict", *result.metrics]
+        out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in heads) + "</tr></thead><tbody>")
+        for row in changed:
+            cells = [row.label, row.verdict, *[" ".join(filter(None, (row.states.get(m), row.details.get(m)))) or "-"
+                                               for m in result.metrics]]
+            klass = ' class="regression"' if row.regressed else ""
+            out.append(f"<tr{klass}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
         out.append("</tbody></table>")
     return out
 
 
-def _ab_verdicts(path: Path, rows: list[dict]) -> list[str]:
+def _ab_verdicts(name: str, rows: list) -> list[str]:
     """An A/B report (attnbench ab: two values of `revision`): its second side judged against its first."""
-    import tempfile
-
-    from attnbench.ab import write_rows
-    from attnbench.schema import Row, columns_for
+    from attnbench.schema import Row
 
     revisions = list(dict.fromkeys(r["revision"] for r in rows if r.get("revision")))
     if len(revisions) != 2:
         return []
-    with tempfile.TemporaryDirectory() as folder:
-        halves = []
-        for index, revision in enumerate(revisions):
-            mine = [Row({**r, "revision": None}, samples=r.samples) for r in rows if r.get("revision") == revision]
-            halves.append(Path(folder) / f"{'base' if index == 0 else 'head'}.csv")
-            write_rows(halves[-1], mine, columns_for([r.case for r in mine]))
-        shown = _verdicts(*halves)
-    return [f"<p>A/B report {html.escape(path.name)}: {html.escape(revisions[1])} against "
-            f"{html.escape(revisions[0])}</p>", *shown]
+    halves = [[Row({**r, "revision": None}, samples=r.samples) for r in rows if r.get("revision") == revision]
+              for revision in revisions]
+    return [f"<p>A/B report {html.escape(name)}: {html.escape(revisions[1])} against "
+            f"{html.escape(revisions[0])}</p>", *_verdicts("base", halves[0], "head", halves[1])]
 
 
-def _history(paths: list[Path]) -> list[str]:
-    import tempfile
-
-    from attnbench.history import history, plot_history
+def _history(reports: list) -> list[str]:
+    from attnbench.history import history_figure, series_of
 
     try:
-        series = history(paths)
+        series = series_of([(str(r.path), r.rows) for r in reports])
     except AttnbenchError:  # one commit: no history to show
         return []
     stepped = [s for s in series if s.steps]
@@ -256,11 +247,7 @@ def _history(paths: list[Path]) -> list[str]:
                            f"<td>x{step.ratio:.3g}</td><td>[{step.low:.3g}, {step.high:.3g}]</td></tr>")
         out.append("</tbody></table>")
     if series:
-        with tempfile.TemporaryDirectory() as folder:
-            target = Path(folder) / "history.svg"
-            plot_history(series, target)
-            text = target.read_text()
-        out.append(f'<figure id="figure-history">{text[text.index("<svg"):]}<figcaption>history</figcaption>'
+        out.append(f'<figure id="figure-history">{_svg(history_figure(series))}<figcaption>history</figcaption>'
                    "</figure>")
     return out
 
@@ -272,7 +259,8 @@ def page(paths: Sequence[str | Path]) -> str:
     paths = [Path(p) for p in paths]
     if not paths:
         raise AttnbenchError("give at least one report")
-    reports = [(p.name, load(p, say=lambda line: None).rows) for p in paths]
+    loaded = [load(p, say=lambda line: None) for p in paths]  # each report read once
+    reports = [(p.name, report.rows) for p, report in zip(paths, loaded)]
     rows = sum(len(r) for _, r in reports)
     failed = sum(r.get("status") != "ok" for _, rs in reports for r in rs)
     statuses = sorted({str(r.get("status")) for _, rs in reports for r in rs})
@@ -288,13 +276,13 @@ def page(paths: Sequence[str | Path]) -> str:
              '<select id="status" aria-label="status"><option value="">every status</option>' +
              "".join(f'<option value="{html.escape(s)}">{html.escape(s)}</option>' for s in statuses) +
              '</select><span id="shown"></span></div>', *_table(reports),
-             f"<h2>Figures ({html.escape(paths[-1].name)})</h2>", *_figures(paths[-1])]
-    ab = _ab_verdicts(paths[-1], reports[-1][1]) if len(paths) == 1 else []
+             f"<h2>Figures ({html.escape(paths[-1].name)})</h2>", *_figures(loaded[-1])]
+    ab = _ab_verdicts(paths[-1].name, reports[-1][1]) if len(paths) == 1 else []
     if ab:
         parts += ["<h2>Compare</h2>", *ab]
     if len(paths) > 1:
-        parts += ["<h2>Compare</h2>", *_verdicts(paths[0], paths[-1])]
-        shown = _history(paths)
+        parts += ["<h2>Compare</h2>", *_verdicts(*reports[0], *reports[-1])]
+        shown = _history(loaded)
         if shown:
             parts += ["<h2>History</h2>", *shown]
     parts += [f"<script>{SCRIPT}</script>", "</body></html>"]

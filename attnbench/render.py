@@ -164,15 +164,13 @@ def _state(comparison_row, metric: str) -> str:
 
 
 def comparison_lines(comparison, metrics, markdown: bool) -> list[str]:
-    """The rows that changed (and a count of those that did not), as Markdown or plain text."""
-    changed = [r for r in comparison.rows if r.presence != "both" or any(s != "same" for s in r.states.values())]
+    """The rows that changed (and a count of every verdict), as Markdown or plain text."""
+    changed = [r for r in comparison.rows if r.verdict != "unchanged"]
     columns = ["case", "verdict", *metrics]
 
     def verdict(r) -> str:
-        if r.presence != "both":
-            return r.presence
-        text = "REGRESSION" if r.regressed else "ok"
-        return f"{text} ({r.details['status']})" if "status" in r.states else text
+        word = {"regression": "REGRESSION", "unchanged": "ok"}.get(r.verdict, r.verdict)
+        return f"{word} ({r.details['status']})" if r.states.get("status", "same") != "same" else word
 
     body = [[r.label, verdict(r), *[_state(r, m) or "-" for m in metrics]] for r in changed]
     lines = []
@@ -183,7 +181,13 @@ def comparison_lines(comparison, metrics, markdown: bool) -> list[str]:
         widths = [max(len(cells[i]) for cells in [columns, *body]) for i in range(len(columns))]
         lines += ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
                   for cells in [columns, *body]]
-    same = len(comparison.rows) - len(changed)
-    lines.append(f"{len(comparison.regressions)} regression(s), {len(comparison.missing)} missing, "
-                 f"{sum(r.presence == 'new' for r in comparison.rows)} new, {same} unchanged row(s)")
+    lines.append(comparison_summary(comparison))
     return lines
+
+
+def comparison_summary(comparison) -> str:
+    """One line that counts every verdict, e.g. '0 regression(s), 0 improved, 1 ambiguous, ...'."""
+    counts = comparison.count()
+    words = [f"{counts.pop('regression')} regression(s)", *(f"{n} {word}" for word, n in counts.items())]
+    line = ", ".join(words) + f" ({len(comparison.rows)} row(s))"
+    return line + ("; nothing was compared" if comparison.compared_nothing else "")

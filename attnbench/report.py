@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from attnbench.case import Case
-from attnbench.errors import AttnbenchError
+from attnbench.errors import AttnbenchError, OutputClosed
 from attnbench.schema import IDENTITY, REQUIRED, Row, column_type, convert
 
 REPORTS_DIR = Path("reports")
@@ -223,8 +223,11 @@ class CsvReport:
 
     def _header(self, stream) -> None:
         self._stream = stream
-        stream.write(self._line(self.columns).decode())
-        stream.flush()
+        try:
+            stream.write(self._line(self.columns).decode())
+            stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed() from None
 
     def _line(self, cells) -> bytes:
         buffer = io.StringIO()
@@ -249,8 +252,11 @@ class CsvReport:
             raise ValueError(f"row has columns the report lacks: {', '.join(sorted(unknown))}")
         line = self._line([_cell(row.get(c)) for c in self.columns])
         if self.to_stdout:
-            self._stream.write(line.decode())
-            self._stream.flush()
+            try:
+                self._stream.write(line.decode())
+                self._stream.flush()
+            except BrokenPipeError:
+                raise OutputClosed() from None
             return
         groups = getattr(row, "samples", None)
         try:

@@ -99,6 +99,19 @@ def test_csv_to_stdout_keeps_the_table_on_stderr():
     assert "FLOPs" in result.stderr and "peak mem" in result.stderr
 
 
+def test_csv_to_a_closed_pipe_ends_quietly_with_sigpipe_s_status():
+    """`attnbench run -o - | head -1`: the reader leaves after the header; no error, no traceback."""
+    import os
+
+    process = subprocess.Popen([sys.executable, "-m", "attnbench", "run", "-m", "full,linear", "-n", "32,64,128",
+                                "-o", "-", "--metrics", "flops", *QUICK], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert process.stdout.readline().startswith(b"method,")
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and "Error" not in stderr and "Traceback" not in stderr, stderr
+
+
 def test_list_and_info():
     listed = cli("list")
     assert listed.returncode == 0 and "full-explicit" in listed.stdout and "Vaswani" in listed.stdout

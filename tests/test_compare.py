@@ -139,7 +139,8 @@ def test_reports_that_share_no_case_are_an_error_naming_what_differs(base, tmp_p
     assert result.returncode == 2 and len(lines) == 1 and "share no case" in lines[0]
     assert "dtype (float32 vs float64)" in lines[0] and "--allow-disjoint" in lines[0]
     listed = cli("compare", str(base), str(disjoint), "--metrics", "flops", "--allow-disjoint")
-    assert listed.returncode == 0 and "6 missing, 6 new" in listed.stdout
+    assert listed.returncode == 2 and "6 missing, 6 new" in listed.stdout  # listed, yet nothing was judged
+    assert "compared nothing" in listed.stderr
 
 
 def test_a_report_missing_attnbench_columns_is_a_one_line_error(base, tmp_path):
@@ -167,3 +168,83 @@ def test_text_output_has_headers_and_a_missing_sidecar_is_said(base, tmp_path):
     assert len(notes) == 1 and str(new) in notes[0] and "IQRs" in notes[0]
     one = [line for line in result.stderr.splitlines() if "one process each" in line]
     assert len(one) == 1 and str(base) in one[0] and str(new) in one[0]  # one line for both
+
+
+# ---- a gate that compared nothing never passes ----
+
+def _without_metric_columns(base, target):
+    import pandas as pd
+
+    from attnbench.metrics import all_metrics
+
+    frame = pd.read_csv(base)
+    lost = [c for m in all_metrics() for c in m.columns if c in frame]
+    frame.drop(columns=lost).to_csv(target, index=False)
+    return target
+
+
+@pytest.mark.parametrize("against_itself", [False, True])
+def test_a_report_that_lost_its_metric_columns_fails_the_gate_naming_them(base, tmp_path, against_itself):
+    bare = _without_metric_columns(base, tmp_path / "bare.csv")
+    left = bare if against_itself else base
+    result = cli("compare", str(left), str(bare), "--metrics", "flops,time")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stdout + result.stderr
+    assert "no flops column" in lines[0] and "'flops'" in lines[0] and "--metrics" in lines[0]
+    assert "unchanged" not in result.stdout
+
+
+def test_by_default_a_metric_new_lost_is_a_regression_on_every_row(base, tmp_path):
+    bare = _without_metric_columns(base, tmp_path / "bare.csv")
+    result = cli("compare", str(base), str(bare))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "6 regression(s)" in result.stdout and "0 unchanged" in result.stdout
+    assert "lost no flops in NEW" in result.stdout
+    alone = cli("compare", str(bare), str(bare))  # nothing to judge on either side
+    assert alone.returncode == 2 and "has no column of a comparable metric" in alone.stderr
+
+
+def test_blank_metric_values_are_lost_not_unchanged(base, tmp_path):
+    def blank(row):
+        row["flops"] = ""
+        return row
+
+    result = cli("compare", str(base), str(copy_report(base, tmp_path / "blank.csv", blank)), "--metrics", "flops")
+    assert result.returncode == 1 and "6 regression(s)" in result.stdout, result.stdout
+    both_blank = copy_report(base, tmp_path / "blank2.csv", blank)
+    itself = cli("compare", str(both_blank), str(both_blank), "--metrics", "flops")
+    assert itself.returncode == 2 and "6 not compared" in itself.stdout and "compared nothing" in itself.stderr
+
+
+def test_a_report_whose_identity_columns_were_cut_is_an_error_naming_the_duplicates(base, tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(base).drop(columns=["seq_len"])  # 128 and 256 fall back to one default
+    frame.insert(0, "seq_len", 128)
+    frame.to_csv(tmp_path / "cut.csv", index=False)
+    result = cli("compare", str(base), str(tmp_path / "cut.csv"), "--metrics", "flops")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stdout + result.stderr
+    assert "more than one row for 3 case(s)" in lines[0] and "full n=128" in lines[0]
+
+
+def test_the_closing_line_counts_every_verdict_and_names_ambiguous_rows():
+    from attnbench.compare import Comparison, RowComparison
+    from attnbench.render import comparison_lines
+
+    rows = [RowComparison("a", {"time": "ambiguous"}, {"time": "1.04x [0.9, 1.2]"}),
+            RowComparison("b", {"time": "faster"}), RowComparison("c", {"time": "same"}),
+            RowComparison("d", presence="new"), RowComparison("e")]
+    lines = comparison_lines(Comparison(rows, [], metrics=("time",)), ("time",), markdown=False)
+    assert lines[-1] == ("0 regression(s), 1 improved, 1 ambiguous, 0 missing, 1 new, 1 unchanged, "
+                         "1 not compared (5 row(s))")
+    assert any(line.startswith("a ") and "ambiguous 1.04x" in line for line in lines)
+
+
+def test_compare_judges_rows_as_values_without_files(base):
+    from attnbench.compare import compare_rows
+    from attnbench.report import load
+
+    rows = load(base).rows
+    result = compare_rows(rows, rows, ["flops", "sparsity"])
+    assert result.count()["unchanged"] == len(rows) and not result.compared_nothing

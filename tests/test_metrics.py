@@ -70,6 +70,8 @@ def test_a_toy_metric_shows_up_in_run_the_csv_the_table_and_compare(toy_metric, 
     assert judged.returncode == 1 and "linear" in judged.stdout and "REGRESSION" in judged.stdout
     unknown = cli("run", "-n", "64", "--metrics", "toys")
     assert unknown.returncode == 1 and "toy" in unknown.stderr  # the vocabulary lists it
+    helped = cli("run", "--help")  # registered after the CLI was imported, yet listed
+    assert "toy:" in helped.stdout.replace("│", " ").replace("\n", " ")
 
 
 def test_a_metric_name_can_be_registered_once():

@@ -73,7 +73,8 @@ def test_a_report_saved_by_pandas_reads_back_as_the_original(small_report, tmp_p
     assert [r.samples for r in again.rows] == [r.samples for r in original.rows] and original.rows[0].samples
     assert isinstance(again.rows[0]["seq_len"], int) and isinstance(again.rows[0]["time_noisy"], bool)
     judged = cli("compare", str(small_report), str(copy))
-    assert judged.returncode == 0 and "0 regression(s), 0 missing, 0 new, 6 unchanged" in judged.stdout
+    assert judged.returncode == 0
+    assert "0 regression(s), 0 improved, 0 ambiguous, 0 missing, 0 new, 6 unchanged, 0 not compared" in judged.stdout
     assert cli("summary", str(copy)).stdout == cli("summary", str(small_report)).stdout
     assert cli("plot", str(copy), "-o", str(tmp_path), "--format", "png").returncode == 0
     cases = make_cases(["full", "full-explicit", "skyformer"], [128, 256], heads=2, head_dim=16, threads=1)
