@@ -103,6 +103,8 @@ def history(paths: Sequence[str | Path], metrics: Sequence[str] | None = None,
     """series_of the reports at these paths (each read once)."""
     from attnbench.report import load
 
+    if len(paths) < 2:
+        raise AttnbenchError("history needs reports from at least two commits")
     return series_of([(str(path), load(path, say=lambda line: None).rows) for path in paths], metrics, warn)
 
 
