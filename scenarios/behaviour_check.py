@@ -84,7 +84,8 @@ def main() -> None:
         sections += [record(["sweep", str(p.relative_to(ROOT)), "--dry-run"], tmp)
                      for p in sorted((ROOT / "scenarios").glob("*.toml"))]
         sections.append("# compare: every committed report against itself")
-        reports = sorted([*(ROOT / "reports" / "measured").rglob("*.csv"), *(ROOT / "reports" / "baselines").glob("*.csv")])
+        reports = sorted([*(ROOT / "reports" / "measured").rglob("*.csv"),
+                          *(ROOT / "reports" / "baselines").glob("*.csv")])
         sections += [record(["compare", str(p.relative_to(ROOT)), str(p.relative_to(ROOT))], tmp, lines=60)
                      for p in reports]
     target.write_text("\n".join(sections))
