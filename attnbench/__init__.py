@@ -17,14 +17,17 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Case": "attnbench.case", "Limits": "attnbench.case", "make_cases": "attnbench.case",
-    "MeasureOptions": "attnbench.case", "Metric": "attnbench.metrics", "register_metric": "attnbench.metrics",
-    "run": "attnbench.engine", "run_cases": "attnbench.engine", "InProcess": "attnbench.launchers",
-    "WorkerLauncher": "attnbench.workers", "run_case": "attnbench.runner",
-    "list_methods": "attnbench.registry", "get_method": "attnbench.registry",
-    "create_method": "attnbench.registry", "register": "attnbench.registry", "Method": "attnbench.contract",
-    "param": "attnbench.contract", "Shape": "attnbench.contract", "Capabilities": "attnbench.contract",
-    "environment": "attnbench.env", "load": "attnbench.report", "AttnbenchError": "attnbench.errors",
+    "Case": "attnbench.plan.case", "Limits": "attnbench.plan.case", "make_cases": "attnbench.plan.case",
+    "MeasureOptions": "attnbench.plan.case", "Metric": "attnbench.metrics", "register_metric": "attnbench.metrics",
+    "run": "attnbench.execute.engine", "run_cases": "attnbench.execute.engine",
+    "InProcess": "attnbench.execute.launchers", "WorkerLauncher": "attnbench.execute.workers",
+    "run_case": "attnbench.execute.runner", "list_methods": "attnbench.methods.registry",
+    "get_method": "attnbench.methods.registry", "create_method": "attnbench.methods.registry",
+    "register": "attnbench.methods.registry", "Method": "attnbench.methods.contract",
+    "param": "attnbench.methods.contract", "Shape": "attnbench.methods.contract",
+    "Capabilities": "attnbench.methods.contract", "environment": "attnbench.measure.machine.env",
+    "load": "attnbench.results.report", "compare_rows": "attnbench.judge.compare",
+    "AttnbenchError": "attnbench.errors",
 }
 __all__ = ["__version__", *_LAZY]
 

@@ -1,6 +1,6 @@
-"""A side's end of `attnbench ab`'s rounds (attnbench.ab starts it with the side's own code).
+"""A side's end of `attnbench ab`'s rounds (attnbench.ab.interleave starts it with the side's own code).
 
-Kept apart from attnbench.ab, which the CLI imports: this module runs the CLI.
+Kept apart from attnbench.ab.interleave, which the CLI imports: this module runs the CLI.
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ import argparse
 import time
 from pathlib import Path
 
-from attnbench import allocator
-from attnbench.analysis import loglog_slope
-from attnbench.case import MeasureOptions, make_cases
-from attnbench.engine import run_cases
-from attnbench.registry import list_methods
+from attnbench.execute.engine import run_cases
+from attnbench.judge.summary import loglog_slope
+from attnbench.measure.machine import allocator
+from attnbench.methods.registry import list_methods
+from attnbench.plan.case import MeasureOptions, make_cases
 
 LINEAR_ORDER = ("longformer", "bigbird", "sparse_transformer", "linformer", "performer", "linear", "nystromformer")
 PEERS = {"nystromformer": "peer-nystrom-attention", "performer": "peer-performer-pytorch",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from attnbench.report import load
+from attnbench.results.report import load
 
 SIZES = ("param_features", "param_landmarks", "param_proj_dim")
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from attnbench import allocator
-from attnbench.analysis import loglog_slope
-from attnbench.calls import make_inputs
-from attnbench.case import MeasureOptions, make_cases
-from attnbench.engine import run_cases
+from attnbench.execute.calls import make_inputs
+from attnbench.execute.engine import run_cases
+from attnbench.judge.summary import loglog_slope
+from attnbench.measure.machine import allocator
 from attnbench.measure.timing import time_call
 from attnbench.methods.smartbird import SmartBirdAttention
+from attnbench.plan.case import MeasureOptions, make_cases
 
 
 def straight_line(xs: list[float], ys: list[float]) -> tuple[float, float, float]:

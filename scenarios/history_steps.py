@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from attnbench.history import PENALTY, change_points
+from attnbench.judge.history import PENALTY, change_points
 
 SERIES, COMMITS, NOISE = 300, 14, 0.05
 

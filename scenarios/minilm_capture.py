@@ -20,10 +20,10 @@ import argparse
 import statistics
 from pathlib import Path
 
-from attnbench.capture import capture, read_header, write
-from attnbench.case import MeasureOptions, make_cases
-from attnbench.engine import run_cases
-from attnbench.swap import swap_cases
+from attnbench.execute.engine import run_cases
+from attnbench.hf.capture import capture, read_header, write
+from attnbench.hf.swap import swap_cases
+from attnbench.plan.case import MeasureOptions, make_cases
 
 CAPTURE = Path("reports/captures/minilm.safetensors")
 EXACT = 1e-5  # an error below this on every layer is float32 rounding (or 0: the model's own kernel)
@@ -132,7 +132,7 @@ def main() -> None:
     prefix = Path(args.out)
     targets = [prefix.with_name(prefix.name + suffix) for suffix in (".csv", "-swap.csv", "-error.png", ".md")]
     if args.again:
-        from attnbench.report import load
+        from attnbench.results.report import load
 
         rows, swapped = load(targets[0]).rows, load(targets[1]).rows
         figure(rows, targets[2])

@@ -52,8 +52,8 @@ def case_seconds(report: Path) -> float | None:
 def engine_overhead(lengths: list[int]) -> tuple[float, float, int]:
     """(engine wall, sum of case_seconds, cases) for run_cases with worker processes, in this process."""
     from attnbench import make_cases, run_cases
-    from attnbench.case import MeasureOptions
-    from attnbench.workers import WorkerLauncher, start_template
+    from attnbench.execute.workers import WorkerLauncher, start_template
+    from attnbench.plan.case import MeasureOptions
 
     start_template()  # as `attnbench sweep` does, before it builds its cases
     cases = make_cases(["full", "linear"], lengths, heads=1, head_dim=16, threads=1)

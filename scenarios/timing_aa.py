@@ -32,10 +32,10 @@ import sys
 import time
 from pathlib import Path
 
-from attnbench.compare import compare_reports
+from attnbench.judge.compare import compare_reports
 from attnbench.metrics.time import time_columns
-from attnbench.report import PROCESS_COLUMN, SAMPLES_COLUMN, load, read_samples, sidecar_path
-from attnbench.schema import Labeller
+from attnbench.results.report import PROCESS_COLUMN, SAMPLES_COLUMN, load, read_samples, sidecar_path
+from attnbench.results.schema import Labeller
 
 GRID = ["-m", "full,full-explicit,linear,skyformer", "-n", "1k,2k", "--metrics", "time"]  # --methods, --seq change it
 SCALES = (1.2, 1.5)
@@ -59,9 +59,8 @@ def measure(folder: Path, reps: int, processes: int, min_time: float, max_time: 
 def measure_ab(folder: Path, reps: int, processes: int, min_time: float, max_time: float, device: str) -> None:
     """The same A/A with `attnbench ab HEAD HEAD`: the two sides' rounds interleaved in one job;
     each pair's sides are kept as NN-base.csv and NN-new.csv for the judge."""
-    import shutil
-
-    from attnbench.report import sidecar_path
+    from attnbench.ab.interleave import write_rows
+    from attnbench.results.schema import Row
 
     folder.mkdir(parents=True)
     (folder / "settings.txt").write_text(f"ab --processes {processes} --min-time {min_time} --max-time {max_time} "
@@ -74,10 +73,11 @@ def measure_ab(folder: Path, reps: int, processes: int, min_time: float, max_tim
         done = subprocess.run(args, capture_output=True, text=True)
         if done.returncode not in (0, 1) or "wrote" not in done.stdout:  # 1: a (false) regression; else an error
             raise SystemExit(done.stderr)
-        sides = target.with_name(target.stem + ".sides")
-        for side, name in (("base", "base"), ("head", "new")):
-            shutil.copy(sides / f"{side}.csv", folder / f"{rep:02d}-{name}.csv")
-            shutil.copy(sidecar_path(sides / f"{side}.csv"), sidecar_path(folder / f"{rep:02d}-{name}.csv"))
+        both = load(target)  # the two sides, told apart by their revision column
+        revisions = list(dict.fromkeys(row["revision"] for row in both.rows))
+        for revision, name in zip(revisions, ("base", "new")):
+            rows = [Row({**r, "revision": None}, samples=r.samples) for r in both.rows if r["revision"] == revision]
+            write_rows(folder / f"{rep:02d}-{name}.csv", rows, both.columns)
         print(f"rep {rep + 1}/{reps} ab: {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 

@@ -1,5 +1,5 @@
 """What writing a report costs per row: 1,000 tiny rows (a full row's columns, every value set)
-through attnbench.report.CsvReport, each with a samples record, into a temporary folder; the
+through attnbench.results.report.CsvReport, each with a samples record, into a temporary folder; the
 median of 5 runs. Usage: python scenarios/writer_costs.py [--rows 1000]. Prints a Markdown line."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from attnbench.case import Case
-from attnbench.report import CsvReport
-from attnbench.schema import Row, columns_for, new_row
+from attnbench.plan.case import Case
+from attnbench.results.report import CsvReport
+from attnbench.results.schema import Row, columns_for, new_row
 
 
 def per_row_us(rows: int, fsync: bool = False) -> float:

@@ -14,7 +14,7 @@ os.environ.setdefault("TORCHINDUCTOR_VEC_ISA_OK", "1")
 
 import torch  # noqa: E402
 
-from attnbench.registry import REGISTRY
+from attnbench.methods.registry import REGISTRY
 
 
 @pytest.fixture
@@ -67,8 +67,8 @@ class Result:
 def cli(*args: str) -> Result:
     """`attnbench ARGS` in this process through attnbench.cli.main: what a user sees on stdout and
     stderr, and the exit code. The allocator restart (a re-exec) is what run_cli tests."""
-    from attnbench import allocator
     from attnbench.cli import main
+    from attnbench.measure.machine import allocator
 
     out, err = io.StringIO(), io.StringIO()
     apply = allocator.apply
@@ -95,8 +95,8 @@ QUICK = ["--heads", "2", "--head-dim", "16", "--min-time", "0.02", "--max-time",
 def small_report(tmp_path_factory):
     """One small timed report (full, full-explicit, skyformer at n = 128, 256), built once for the
     suite through the public API, with its samples sidecar."""
-    from attnbench.case import MeasureOptions, make_cases
-    from attnbench.engine import run_cases
+    from attnbench.execute.engine import run_cases
+    from attnbench.plan.case import MeasureOptions, make_cases
 
     path = tmp_path_factory.mktemp("reports") / "small.csv"
     cases = make_cases(["full", "full-explicit", "skyformer"], [128, 256], heads=2, head_dim=16, threads=1)
@@ -116,7 +116,7 @@ def qkv(b=1, h=2, n=64, p=16, scale=1.0, seed=1):
 
 def build(name, shape, seed=0, **params):
     """A method's attention function in float64 on the CPU, its draws seeded."""
-    from attnbench.registry import create_method
+    from attnbench.methods.registry import create_method
 
     return create_method(name, **params).build(shape, device=torch.device("cpu"), dtype=torch.float64,
                                                generator=torch.Generator().manual_seed(seed))

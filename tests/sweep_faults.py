@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.contract import Method
+from attnbench.methods.contract import Method
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def test_a_one_and_a_half_times_slower_method_is_confirmed_and_exits_1(repo, tmp
 
 
 def test_a_revision_without_ab_side_runs_each_round_as_a_sweep_of_its_own(tmp_path):
-    from attnbench.ab import Server, Side, run_round
+    from attnbench.ab.interleave import Server, Side, run_round
 
     old = tmp_path / "old"
     (old / "attnbench").mkdir(parents=True)
@@ -90,7 +90,7 @@ def test_a_revision_without_ab_side_runs_each_round_as_a_sweep_of_its_own(tmp_pa
 
 
 def test_a_sides_environment_is_that_of_the_grids_allocator_policy():
-    from attnbench.ab import Side, _environment
+    from attnbench.ab.interleave import Side, _environment
 
     side = Side("base", "this", sys.executable, ROOT, ROOT)
     # a round whose policy differs from its process's would restart itself, cutting a server off

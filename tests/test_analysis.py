@@ -1,6 +1,6 @@
 import pytest
 
-from attnbench.analysis import loglog_slope, loglog_slope_se
+from attnbench.judge.summary import loglog_slope, loglog_slope_se
 
 
 def test_fits_recover_known_powers_with_their_standard_error():

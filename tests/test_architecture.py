@@ -1,6 +1,8 @@
-"""The shape of the code: no import cycle inside attnbench, instruments that know neither the
-registry nor a case, no module outside attnbench/metrics/ that special-cases a metric by name, and
-measuring scripts that still import."""
+"""The shape of the code: packages in layers, each importing only its own layer and those below
+(lazy imports inside functions included), `plan/` and the metric and method contracts free of
+torch at import, no import cycle, at most 8 modules flat in attnbench/, no module over 400 lines
+and no function over 60, no module outside attnbench/metrics/ that special-cases a metric by name,
+and measuring scripts that still import."""
 
 import ast
 from pathlib import Path
@@ -72,10 +74,117 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+# Lowest first. A module belongs to the first entry its dotted name starts with (or equals).
+LAYERS = [
+    ("root", ["attnbench", "attnbench.errors", "attnbench.tomlfile"]),
+    ("methods", ["attnbench.methods"]),
+    ("measure", ["attnbench.measure"]),
+    ("metric contract", ["attnbench.metrics", "attnbench.metrics.display", "attnbench.metrics.policies"]),
+    ("plan", ["attnbench.plan"]),
+    ("results", ["attnbench.results"]),
+    ("hf", ["attnbench.hf"]),
+    ("execute", ["attnbench.execute"]),
+    ("metric passes", ["attnbench.metrics."]),
+    ("judge", ["attnbench.judge"]),
+    ("views", ["attnbench.views"]),
+    ("ab", ["attnbench.ab"]),
+    ("entry points", ["attnbench.cli", "attnbench.ab_side", "attnbench.__main__"]),
+]
+FLAT_ALLOWED = 8  # modules directly in attnbench/ besides __init__, __main__ and errors
+NO_TORCH_AT_IMPORT = ("attnbench.plan", "attnbench.metrics", "attnbench.methods.contract",
+                      "attnbench.methods.registry", "attnbench.results", "attnbench.judge")
+
+
+def layer_of(module: str) -> int:
+    """The index of the module's layer: exact names first, then the longest package prefix."""
+    best, length = None, -1
+    for index, (_, names) in enumerate(LAYERS):
+        for name in names:
+            exact = module == name or (name.endswith(".") and module.startswith(name))
+            inside = module.startswith(name + ".")
+            if exact and len(name) + 1 > length:
+                best, length = index, len(name) + 1
+            elif inside and len(name) > length:
+                best, length = index, len(name)
+    if best is None:
+        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
+    return best
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{module} ({LAYERS[layer_of(module)][0]}) imports {other} ({LAYERS[layer_of(other)][0]})"
+                  for module, imported in graph.items() for other in imported
+                  if layer_of(other) > layer_of(module))
+
+
+def test_every_package_imports_only_its_layer_and_those_below():
+    modules = _modules()
+    graph = {name: _imports(name, tree, set(modules)) for name, tree in modules.items()}
+    assert upward_imports(graph) == []
+
+
+def test_the_layer_check_can_fail():
+    graph = {"attnbench.plan.case": {"attnbench.execute.runner"}, "attnbench.metrics.time": {"attnbench.execute.calls"},
+             "attnbench.metrics": {"attnbench.metrics.time"}}
+    assert upward_imports(graph) == [
+        "attnbench.metrics (metric contract) imports attnbench.metrics.time (metric passes)",
+        "attnbench.plan.case (plan) imports attnbench.execute.runner (execute)"]
+
+
+def test_few_modules_are_flat_and_every_package_says_what_it_may_import():
+    flat = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__", "errors"))
+    assert len(flat) <= FLAT_ALLOWED, flat
+    for init in PACKAGE.rglob("__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert "import" in doc, f"{init.relative_to(ROOT)}: its docstring must say what the package may import"
+
+
+def _top_level_imports(tree: ast.Module) -> set[str]:
+    """Modules imported when the module itself is (not inside functions or TYPE_CHECKING)."""
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add(node.module or "")
+    return found
+
+
+def test_plan_and_the_contracts_import_no_torch_at_import_time():
+    modules = _modules()
+    graph = {name: {m for m in _top_level_imports(tree)} for name, tree in modules.items()}
+
+    def reaches_torch(name, seen=()):
+        if name in seen:
+            return False
+        direct = graph.get(name, set())
+        if any(m == "torch" or m.startswith("torch.") for m in direct):
+            return True
+        return any(reaches_torch(m, (*seen, name)) for m in direct if m in graph)
+
+    heavy = [name for name in modules if name.startswith(NO_TORCH_AT_IMPORT) and reaches_torch(name)]
+    assert heavy == []
+    graph["attnbench.plan.fake"] = {"attnbench.execute.calls"}
+    assert reaches_torch("attnbench.plan.fake")  # the check can fail
+
+
+def test_no_module_over_400_lines_and_no_function_over_60():
+    long_modules, long_functions = [], []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            long_modules.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60:
+                long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                                      f"{node.end_lineno - node.lineno + 1} lines")
+    assert long_modules == [] and long_functions == []
+
+
 def test_no_import_cycle_inside_attnbench():
     modules = _modules()
     graph = {name: _imports(name, tree, set(modules)) for name, tree in modules.items()}
-    assert graph["attnbench.runner"] >= {"attnbench.calls"}  # the graph sees imports at all
+    assert graph["attnbench.execute.runner"] >= {"attnbench.execute.calls"}  # the graph sees imports at all
     assert _cycles(graph) == []
 
 
@@ -90,9 +199,10 @@ def test_the_cycle_finder_finds_a_cycle_through_a_lazy_import():
 def test_instruments_import_neither_the_registry_nor_the_case():
     modules = _modules()
     for name, tree in modules.items():
-        if name.startswith("attnbench.measure"):
+        if name.startswith("attnbench.measure") and not name.startswith("attnbench.measure.machine"):
             imported = _imports(name, tree, set(modules))
-            assert not imported & {"attnbench.registry", "attnbench.case", "attnbench.schema"}, name
+            assert not imported & {"attnbench.methods.registry", "attnbench.plan.case",
+                                   "attnbench.results.schema"}, name
 
 
 def _special_cases(tree: ast.Module) -> list[str]:

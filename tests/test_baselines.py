@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attnbench.methods.nystromformer import segment_means
-from attnbench.registry import Shape, create_method
+from attnbench.methods.registry import Shape, create_method
 from tests.conftest import build, qkv
 
 F64 = torch.float64

@@ -4,12 +4,12 @@ exact definitions, every other refused with its reason, and the metrics followin
 import pytest
 import torch
 
-from attnbench.case import Case, MeasureOptions, make_cases
-from attnbench.contract import Shape, Unsupported
 from attnbench.errors import AttnbenchError
+from attnbench.execute.runner import run_case
 from attnbench.measure.flops import _cpu_sdpa, _cuda_efficient, _cuda_flash, attention_pairs
-from attnbench.registry import create_method
-from attnbench.runner import run_case
+from attnbench.methods.contract import Shape, Unsupported
+from attnbench.methods.registry import create_method
+from attnbench.plan.case import Case, MeasureOptions, make_cases
 from tests.conftest import cli
 
 TORCH = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
@@ -232,8 +232,8 @@ def test_error_above_the_dense_limit_is_matrix_free_on_a_rectangular_matrix():
 
 
 def test_layer_scope_builds_a_causal_grouped_decoder_layer():
-    from attnbench.model import build_network
-    from attnbench.model_shape import ModelShape
+    from attnbench.execute.model import build_network
+    from attnbench.plan.scopes import ModelShape
 
     shape = Shape(1, 4, 64, 8, kv_heads=2, causal=True)
     layer = build_network(create_method("full"), shape, "layer", ModelShape(), device="cpu", dtype=torch.float64,
@@ -267,7 +267,7 @@ def test_cli_runs_decode_and_refuses_bad_shapes_in_one_line(tmp_path):
     result = cli("run", "-m", "full,linformer,skyformer", "-n", "512", "--q-seq", "1", "--kv-heads", "2",
                  "--heads", "4", "--head-dim", "16", "--metrics", "flops,sparsity", "-o", str(out), "-q")
     assert result.returncode == 0, result.stderr
-    from attnbench.report import load
+    from attnbench.results.report import load
 
     rows = {r["method"]: r for r in load(out).rows}
     assert rows["full"]["q_seq_len"] == 1 and rows["full"]["kv_heads"] == 2 and rows["full"]["causal"] is False
@@ -280,7 +280,7 @@ def test_cli_runs_decode_and_refuses_bad_shapes_in_one_line(tmp_path):
 
 
 def test_scenario_grids_over_causal_and_query_lengths(tmp_path):
-    from attnbench.scenario import load_scenario
+    from attnbench.plan.scenario import load_scenario
 
     path = tmp_path / "s.toml"
     path.write_text('methods = ["full"]\nseq = [256]\ncausal = [false, true]\nq_seq = [1, 16]\nkv_heads = 2\n'
@@ -298,9 +298,9 @@ def test_show_pattern_draws_causal_patterns(tmp_path):
 
 
 def test_a_method_that_repeats_kv_keeps_its_own_weights_trained():
-    from attnbench.calls import make_call, trainable
-    from attnbench.model import build_network
-    from attnbench.model_shape import ModelShape
+    from attnbench.execute.calls import make_call, trainable
+    from attnbench.execute.model import build_network
+    from attnbench.plan.scopes import ModelShape
 
     shape = Shape(1, 4, 64, 8, kv_heads=2)
     method = create_method("sbm", clusters=4)

@@ -20,8 +20,8 @@ def _seconds(cmd):
 
 
 def test_help_and_bad_method_are_fast_and_do_not_import_torch():
-    # attnbench.workers too: a sweep starts the workers' template before this process imports torch
-    probe = ("import sys; from attnbench.cli import app; import attnbench.workers; "
+    # attnbench.execute.workers too: a sweep starts the workers' template before this process imports torch
+    probe = ("import sys; from attnbench.cli import app; import attnbench.execute.workers; "
              "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", probe], check=True)
     assert min(_seconds([sys.executable, "-m", "attnbench", "--help"]) for _ in range(2)) < 1.0
@@ -130,7 +130,7 @@ def test_help_keeps_bracketed_words_and_shows_defaults():
 
 
 def test_plot_draws_log_log_efficiency_curves(small_report, tmp_path):
-    from attnbench.plot import efficiency_figure, plot_report
+    from attnbench.views.plot import efficiency_figure, plot_report
 
     result = cli("plot", str(small_report), "-o", str(tmp_path / "figs"))
     assert result.returncode == 0, result.stderr
@@ -149,7 +149,7 @@ def test_plot_draws_log_log_efficiency_curves(small_report, tmp_path):
 
 
 def test_plot_keeps_methods_whose_parameter_columns_are_blank():
-    from attnbench.plot import efficiency_figure
+    from attnbench.views.plot import efficiency_figure
 
     frame = pd.DataFrame({"method": ["full", "full", "toy", "toy", "toy", "toy"], "seq_len": [64, 128] * 3,
                           "param_a": [None, None, 1.0, 1.0, 2.0, 2.0], "status": "ok", "mode": "forward",
@@ -201,7 +201,7 @@ def test_warmup_reaches_the_timer_from_the_command_line_and_a_scenario(tmp_path,
     assert seen[-1] == {"min_seconds": 0.3}
     scenario = tmp_path / "s.toml"
     scenario.write_text('methods = ["full"]\nseq = 64\nwarmup = 0.2\n')
-    from attnbench.scenario import load_scenario
+    from attnbench.plan.scenario import load_scenario
 
     assert load_scenario(scenario).options.warmup_s == 0.2
     scenario.write_text('methods = ["full"]\nseq = 64\nwarmup = "long"\n')

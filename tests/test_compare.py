@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from attnbench.report import sidecar_path
+from attnbench.results.report import sidecar_path
 from tests.conftest import cli
 
 
@@ -229,8 +229,8 @@ def test_a_report_whose_identity_columns_were_cut_is_an_error_naming_the_duplica
 
 
 def test_the_closing_line_counts_every_verdict_and_names_ambiguous_rows():
-    from attnbench.compare import Comparison, RowComparison
-    from attnbench.render import comparison_lines
+    from attnbench.judge.compare import Comparison, RowComparison
+    from attnbench.views.render import comparison_lines
 
     rows = [RowComparison("a", {"time": "ambiguous"}, {"time": "1.04x [0.9, 1.2]"}),
             RowComparison("b", {"time": "faster"}), RowComparison("c", {"time": "same"}),
@@ -242,8 +242,8 @@ def test_the_closing_line_counts_every_verdict_and_names_ambiguous_rows():
 
 
 def test_compare_judges_rows_as_values_without_files(base):
-    from attnbench.compare import compare_rows
-    from attnbench.report import load
+    from attnbench.judge.compare import compare_rows
+    from attnbench.results.report import load
 
     rows = load(base).rows
     result = compare_rows(rows, rows, ["flops", "sparsity"])

@@ -4,10 +4,10 @@ figures at their exact limits, and every method filling its columns or saying wh
 import pytest
 import torch
 
-from attnbench.case import MeasureOptions, make_cases
+from attnbench.execute.runner import run_case
 from attnbench.measure.conditioning import exact_row_sums, inverse_figures, score_figures
-from attnbench.registry import list_methods
-from attnbench.runner import run_case
+from attnbench.methods.registry import list_methods
+from attnbench.plan.case import MeasureOptions, make_cases
 
 OPTIONS = MeasureOptions(metrics=("conditioning",))
 
@@ -77,7 +77,7 @@ def test_every_method_fills_the_columns_or_says_why_not(method):
 
 def test_conditioning_is_refused_outside_attention_scope():
     from attnbench.errors import AttnbenchError
-    from attnbench.scenario import scenario_from_dict
+    from attnbench.plan.scenario import scenario_from_dict
 
     with pytest.raises(AttnbenchError, match="attention"):
         scenario_from_dict({"methods": ["full"], "seq": 64, "scope": "layer", "metrics": ["conditioning"]},

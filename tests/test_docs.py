@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.docs import DOCS, PAGES
+from attnbench.cli.docs import DOCS, PAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("name", sorted(PAGES))
 def test_generated_reference_pages_are_current(name):
-    assert (DOCS / name).read_text() == PAGES[name](), f"docs/{name} is stale: run python -m attnbench.docs"
+    assert (DOCS / name).read_text() == PAGES[name](), f"docs/{name} is stale: run python -m attnbench.cli.docs"
 
 
 def test_the_readme_is_short_and_its_links_exist():

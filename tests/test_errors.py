@@ -4,10 +4,10 @@
 import pytest
 import torch
 
-from attnbench.case import MeasureOptions, make_cases
+from attnbench.execute.runner import run_case
 from attnbench.measure import error as error_measure
 from attnbench.measure.error import relative_errors, spectral_norm_estimate, transpose_map
-from attnbench.runner import run_case
+from attnbench.plan.case import MeasureOptions, make_cases
 from tests.conftest import cli
 
 

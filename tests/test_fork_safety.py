@@ -35,7 +35,7 @@ if hasattr(torch, "accelerator"):
             forbid(torch.accelerator, name)
 
 from attnbench.metrics import metric_names
-from attnbench.workers import PRELOAD, metric_imports
+from attnbench.execute.workers import PRELOAD, metric_imports
 
 failures = {}
 for module in [*metric_imports(metric_names()), *PRELOAD]:
@@ -60,7 +60,7 @@ def test_the_workers_template_imports_query_no_cuda_and_no_accelerator():
 
 
 def test_workers_and_their_template_check_cuda_through_nvml(monkeypatch):
-    from attnbench import workers
+    from attnbench.execute import workers
 
     monkeypatch.delenv("PYTORCH_NVML_BASED_CUDA_CHECK", raising=False)
     workers._context()

@@ -6,11 +6,11 @@ import statistics
 import pytest
 import torch
 
-from attnbench.case import MeasureOptions, make_cases
+from attnbench.execute.runner import run_case
 from attnbench.methods.kernelized import kernelized_attention
+from attnbench.methods.registry import Shape
 from attnbench.methods.sbm import edge_attention, fastrg_edges
-from attnbench.registry import Shape
-from attnbench.runner import run_case
+from attnbench.plan.case import MeasureOptions, make_cases
 from tests.conftest import build, qkv
 
 F64 = torch.float64

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from attnbench.case import Case, Limits, MeasureOptions, make_cases
-from attnbench.contract import Unsupported
+from attnbench.execute.runner import run_case
 from attnbench.measure.memory import cuda_peak_bytes
 from attnbench.measure.timing import time_cuda
-from attnbench.runner import run_case
+from attnbench.methods.contract import Unsupported
+from attnbench.plan.case import Case, Limits, MeasureOptions, make_cases
 from tests.conftest import requires_cuda
 
 pytestmark = [requires_cuda, pytest.mark.cuda]
@@ -50,7 +50,7 @@ def test_cuda_graph_replays_are_timed_and_rows_say_how():
 
 
 def test_device_memory_cap_makes_an_oom_row():
-    from attnbench.workers import WorkerLauncher
+    from attnbench.execute.workers import WorkerLauncher
 
     case = make_cases(["full-explicit"], [16384], device="cuda")[0]  # 4 GiB of scores per copy
     row = WorkerLauncher(Limits(max_memory_bytes=256 * 2**20)).run(case, QUICK)
@@ -69,9 +69,9 @@ def test_nvml_clock_columns_are_filled_or_unavailable():
 
 @pytest.mark.parametrize("method", ["sdpa-flash", "sdpa-efficient", "sdpa-math", "flex"])
 def test_pinned_kernels_run_half_precision_and_match_exact_attention(method):
-    from attnbench.contract import Shape
+    from attnbench.methods.contract import Shape
     from attnbench.methods.full import explicit_softmax_attention
-    from attnbench.registry import create_method
+    from attnbench.methods.registry import create_method
 
     dev = torch.device("cuda")
     fn = create_method(method).build(Shape(1, 4, 1024, 64), device=dev, dtype=torch.float16, generator=None)
@@ -101,9 +101,9 @@ def test_the_gpu_is_observed_after_the_warm_up_and_while_timed_calls_run():
 @pytest.mark.parametrize("method", ["full", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdpa-math", "flex"])
 @pytest.mark.parametrize("q_len", [1024, 16, 1])
 def test_causal_grouped_kernels_match_exact_attention_and_count_the_lower_triangle(method, q_len):
-    from attnbench.contract import Shape
     from attnbench.measure.flops import count_flops
-    from attnbench.registry import create_method
+    from attnbench.methods.contract import Shape
+    from attnbench.methods.registry import create_method
 
     dev, shape = torch.device("cuda"), Shape(1, 8, 1024, 64, kv_heads=2, q_seq_len=q_len, causal=True)
     instance = create_method(method)

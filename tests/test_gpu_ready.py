@@ -8,14 +8,14 @@ import sys
 import pytest
 import torch
 
-from attnbench.case import Case, Limits, MeasureOptions
+from attnbench.plan.case import Case, Limits, MeasureOptions
 from tests.conftest import cli
 
 QUICK = MeasureOptions(metrics=("flops",), min_time_s=0.0, max_time_s=0.0)
 
 
 def test_the_device_memory_cap_names_the_device_by_index(monkeypatch):
-    from attnbench import workers
+    from attnbench.execute import workers
 
     calls = []
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
@@ -36,7 +36,7 @@ def test_the_device_memory_cap_names_the_device_by_index(monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="stands in for a worker whose set-up raises: needs no CUDA")
 def test_a_worker_whose_set_up_raises_says_why_in_the_row():
-    from attnbench.workers import WorkerLauncher
+    from attnbench.execute.workers import WorkerLauncher
 
     # Capping device memory on a torch without CUDA raises in the worker, outside the case.
     case = Case("full", batch=1, heads=1, seq_len=32, head_dim=8, device="cuda", threads=1)
@@ -72,14 +72,14 @@ class _GeneratorDevices(torch.overrides.TorchFunctionMode):
 
 
 # Every method with its defaults, and the options that build more (a convolution, a dense mask).
-VARIANTS = [(name, {}) for name in __import__("attnbench.registry", fromlist=["x"]).list_methods()] + [
+VARIANTS = [(name, {}) for name in __import__("attnbench.methods.registry", fromlist=["x"]).list_methods()] + [
     ("nystromformer", {"conv": 3}), ("sbm", {"variant": "bernoulli"}), ("sbm", {"multi_edges": True})]
 
 
 @pytest.mark.parametrize(("name", "params"), VARIANTS, ids=[f"{n}{p or ''}" for n, p in VARIANTS])
 def test_no_method_hands_a_cpu_generator_to_an_op_on_its_device(name, params, monkeypatch):
-    from attnbench.contract import Shape, Unsupported
-    from attnbench.registry import create_method
+    from attnbench.methods.contract import Shape, Unsupported
+    from attnbench.methods.registry import create_method
 
     real, stands_for = torch.Generator, {}
 
@@ -125,8 +125,8 @@ def test_the_matrix_free_error_makes_its_vectors_on_the_inputs_device():
 
 
 def test_a_failing_attention_error_estimate_is_an_error_row_not_a_blank(monkeypatch):
+    from attnbench.execute.runner import run_case
     from attnbench.measure import error as instruments
-    from attnbench.runner import run_case
 
     def broken(*args, **kwargs):
         raise RuntimeError("Expected all tensors to be on the same device")
@@ -178,8 +178,8 @@ def _gpu_check_plan(out) -> list[tuple[str, int, int, list[str]]]:
 
 
 def test_the_gpu_check_is_sized_for_seven_minutes_and_its_counts_are_the_grids(tmp_path):
-    from attnbench.case import expand_methods
     from attnbench.methods import BUILTIN
+    from attnbench.plan.case import expand_methods
 
     steps, total = _gpu_check_plan(tmp_path / "out")
     estimate = sum(s[2] for s in steps)
@@ -241,8 +241,8 @@ class _ForwardOnly(torch.autograd.Function):
 
 @pytest.mark.parametrize("mode", ["forward", "backward", "train"])
 def test_a_kernel_without_a_backward_is_unsupported_in_backward_modes(mode, monkeypatch):
+    from attnbench.execute.runner import run_case
     from attnbench.methods import sdpa
-    from attnbench.runner import run_case
 
     monkeypatch.setattr(sdpa, "pinned", lambda backend, *shape_and_device: _ForwardOnly.apply)
     row = run_case(Case("sdpa-math", batch=1, heads=1, seq_len=64, head_dim=8, mode=mode, threads=1), QUICK)
@@ -267,8 +267,8 @@ def test_a_ray_sweep_leaves_the_device_check_to_its_tasks(monkeypatch):
 
 
 def test_a_ray_task_checks_its_device_on_its_node_and_runs_on_its_gpu(monkeypatch):
-    from attnbench import case as cases
-    from attnbench import ray_launcher, workers
+    from attnbench.execute import ray_launcher, workers
+    from attnbench.plan import case as cases
 
     case = Case("full", batch=1, heads=1, seq_len=32, head_dim=8, device="cuda:1", threads=1)
     if not torch.cuda.is_available():  # a node without a GPU: an error row that names the node
@@ -296,8 +296,8 @@ def test_a_ray_task_checks_its_device_on_its_node_and_runs_on_its_gpu(monkeypatc
 def test_flex_past_the_recompile_limit_is_an_error_row_never_the_eager_kernel(eager_compile):
     import torch._dynamo
 
+    from attnbench.execute.runner import run_case
     from attnbench.methods import _flex
-    from attnbench.runner import run_case
 
     # Dynamo's recompile limit is Dynamo's whatever the backend (eager_compile: no inductor).
     _flex.compiled_flex("default")  # sets Dynamo's limits for FlexAttention
@@ -314,9 +314,9 @@ def test_flex_past_the_recompile_limit_is_an_error_row_never_the_eager_kernel(ea
 def test_backward_cases_time_the_backward_pass_alone(scope, monkeypatch):
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from attnbench.case import make_cases
+    from attnbench.execute.runner import run_case
     from attnbench.measure import timing
-    from attnbench.runner import run_case
+    from attnbench.plan.case import make_cases
 
     class OpNames(TorchDispatchMode):
         def __init__(self):
@@ -349,7 +349,7 @@ def test_backward_cases_time_the_backward_pass_alone(scope, monkeypatch):
 
 
 def test_the_backward_alone_reaches_every_input_from_one_kept_forward():
-    from attnbench.calls import make_backward
+    from attnbench.execute.calls import make_backward
 
     calls = []
 
@@ -364,7 +364,7 @@ def test_the_backward_alone_reaches_every_input_from_one_kept_forward():
 
 
 def test_bandwidth_is_a_fraction_of_the_datasheet_peak(monkeypatch):
-    from attnbench import peaks
+    from attnbench.measure.machine import peaks
     from attnbench.metrics.time import time_columns
 
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda dev: type("P", (), {"name": "NVIDIA H200"})())
@@ -378,8 +378,8 @@ def test_bandwidth_is_a_fraction_of_the_datasheet_peak(monkeypatch):
 
 
 def test_cuda_cases_default_to_bfloat16_and_amp_keeps_float32_weights():
-    from attnbench.case import make_cases
     from attnbench.errors import AttnbenchError
+    from attnbench.plan.case import make_cases
 
     def dtype(**setup):
         return make_cases(["full"], [64], devices_here=False, **setup)[0].dtype
@@ -396,8 +396,8 @@ def test_cuda_cases_default_to_bfloat16_and_amp_keeps_float32_weights():
 
 @pytest.mark.parametrize("amp", ["bfloat16", "float16"])
 def test_amp_autocasts_the_network_over_float32_weights_and_is_recorded(amp, monkeypatch):
-    from attnbench.case import make_cases
-    from attnbench.runner import run_case
+    from attnbench.execute.runner import run_case
+    from attnbench.plan.case import make_cases
 
     seen = []
     real = torch.nn.functional.linear
@@ -446,8 +446,8 @@ class _GpuClock:
 def test_a_microsecond_call_is_timed_as_a_batch_of_calls(kernel_us, short_calls, capturable, method, monkeypatch):
     import contextlib
 
-    from attnbench.contract import Unsupported
     from attnbench.measure import timing
+    from attnbench.methods.contract import Unsupported
 
     gpu = _GpuClock(kernel_us * 1e-6)
     captures = []
@@ -472,8 +472,8 @@ def test_a_microsecond_call_is_timed_as_a_batch_of_calls(kernel_us, short_calls,
 
 
 def test_the_time_metric_records_how_the_time_was_taken(monkeypatch):
+    from attnbench.execute.runner import run_case
     from attnbench.measure import timing
-    from attnbench.runner import run_case
 
     cpu = run_case(Case("full", batch=1, heads=1, seq_len=64, head_dim=8, threads=1),
                    MeasureOptions(metrics=("time",), min_time_s=0.01, max_time_s=0.05))
@@ -486,8 +486,8 @@ def test_the_time_metric_records_how_the_time_was_taken(monkeypatch):
 
 
 def test_sdpa_flash_runs_its_own_bottom_right_causal_kernel_for_a_short_query_block(monkeypatch):
-    from attnbench.contract import Shape, Unsupported
     from attnbench.methods import sdpa
+    from attnbench.methods.contract import Shape, Unsupported
     from attnbench.methods.full import explicit_softmax_attention, future_keys
 
     shape = Shape(1, 4, 64, 16, kv_heads=2, q_seq_len=3, causal=True)

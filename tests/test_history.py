@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from attnbench.history import change_points, history
+from attnbench.judge.history import change_points, history
 from tests.conftest import cli
 
 

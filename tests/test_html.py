@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.html import write_site
+from attnbench.views.html import write_site
 from tests.conftest import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ def test_an_existing_page_is_never_replaced_without_force(tmp_path):
 def test_an_ab_report_shows_its_revisions_and_head_judged_against_base(tmp_path):
     import csv
 
-    from attnbench.html import page
+    from attnbench.views.html import page
 
     single = tmp_path / "one.csv"
     assert cli("run", "-m", "full", "-n", "64", "--metrics", "flops", "-o", str(single)).returncode == 0

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnbench import env
-from attnbench.case import Case, MeasureOptions, make_cases
-from attnbench.contract import Shape
+from attnbench.execute.runner import run_case
+from attnbench.measure.machine import env
+from attnbench.measure.machine.peaks import gpu_spec, gpu_table, spec_peak
+from attnbench.methods.contract import Shape
+from attnbench.methods.registry import create_method
 from attnbench.metrics.time import clock_noisy
-from attnbench.peaks import gpu_spec, gpu_table, spec_peak
-from attnbench.registry import create_method
-from attnbench.runner import run_case
+from attnbench.plan.case import Case, MeasureOptions, make_cases
 from tests.conftest import cli
 
 SHAPE = Shape(1, 2, 256, 16)
@@ -205,7 +205,7 @@ def test_a_moving_clock_or_a_throttled_window_makes_the_timing_noisy():
 
 
 def test_missing_kernel_peers_are_listed_with_their_install_hint_and_refused_in_one_line():
-    from attnbench.registry import missing_peers
+    from attnbench.methods.registry import missing_peers
 
     missing = missing_peers()
     if "peer-flash-attn" not in missing:

@@ -5,12 +5,12 @@ import types
 import pytest
 import torch
 
-from attnbench import env
 from attnbench.measure.flops import count_flops, fvcore_flops
+from attnbench.measure.machine import env
 from attnbench.measure.memory import cpu_peak_bytes
 from attnbench.measure.timing import Timing, time_call
 from attnbench.methods.full import explicit_softmax_attention
-from attnbench.registry import Shape, create_method
+from attnbench.methods.registry import Shape, create_method
 
 B, H, N, D = 1, 2, 256, 32
 MATMUL_FLOPS = 4 * B * H * N * N * D

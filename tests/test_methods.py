@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from attnbench.calls import make_call
-from attnbench.contract import Shape, Unsupported
+from attnbench.execute.calls import make_call
 from attnbench.measure.flops import count_flops
+from attnbench.methods.contract import Shape, Unsupported
 from attnbench.methods.full import explicit_softmax_attention
-from attnbench.registry import create_method, list_methods
+from attnbench.methods.registry import create_method, list_methods
 from tests.conftest import SMALL
 
 SHAPE = Shape(batch=2, heads=2, seq_len=128, head_dim=16)
@@ -84,8 +84,8 @@ def test_explicit_reference_matches_sdpa_in_float32():
 @pytest.mark.parametrize("name", list_methods())
 def test_the_same_seed_gives_the_same_output_and_flops_twice(name):
     """The CI gate compares FLOPs and sparsity exactly: they must not depend on anything but the seed."""
-    from attnbench.case import MeasureOptions, make_cases
-    from attnbench.runner import run_case
+    from attnbench.execute.runner import run_case
+    from attnbench.plan.case import MeasureOptions, make_cases
 
     outputs = []
     for _ in range(2):

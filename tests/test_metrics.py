@@ -6,14 +6,14 @@ import importlib.util
 
 import pytest
 
-from attnbench.compare import Exact, Tolerance
 from attnbench.metrics import all_metrics, get_metric, register_metric, unregister_metric
+from attnbench.metrics.policies import Exact, Tolerance
 from tests.conftest import QUICK, cli
 
 TOY_METRIC = '''
-from attnbench.compare import Tolerance
+from attnbench.metrics.policies import Tolerance
 from attnbench.metrics import Metric
-from attnbench.render import Column
+from attnbench.metrics.display import Column
 
 
 def measure(ctx):

@@ -4,12 +4,12 @@ training step; the model's size and FLOPs against their formulas; Skyformer appr
 import pytest
 import torch
 
-from attnbench.case import MeasureOptions, make_cases
-from attnbench.contract import Shape
-from attnbench.model import build_network, dense_flops, parameter_count
-from attnbench.model_shape import ModelShape
-from attnbench.registry import create_method, list_methods
-from attnbench.runner import run_case
+from attnbench.execute.model import build_network, dense_flops, parameter_count
+from attnbench.execute.runner import run_case
+from attnbench.methods.contract import Shape
+from attnbench.methods.registry import create_method, list_methods
+from attnbench.plan.case import MeasureOptions, make_cases
+from attnbench.plan.scopes import ModelShape
 from tests.conftest import SMALL, build, cli, qkv
 
 # Kernels that do not run on a CPU: SDPA's CUDA-only backends, FlexAttention's backward.

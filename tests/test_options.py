@@ -1,7 +1,7 @@
 import pytest
 
 from attnbench.errors import AttnbenchError
-from attnbench.options import parse_dtype, parse_param, parse_size, parse_sizes
+from attnbench.plan.values import parse_dtype, parse_param, parse_size, parse_sizes
 
 
 def test_sizes_lists_suffixes_and_doubling_ranges():

@@ -9,9 +9,9 @@ import functools
 import pytest
 import torch
 
-from attnbench.case import Case
-from attnbench.contract import Shape
-from attnbench.registry import create_method
+from attnbench.methods.contract import Shape
+from attnbench.methods.registry import create_method
+from attnbench.plan.case import Case
 
 WIDE = torch.float64
 RTOL = 1e-8
@@ -20,7 +20,7 @@ RTOL = 1e-8
 @functools.cache  # MiniLM runs once per kind and length, not once per method
 def _inputs(kind: str, n: int):
     """q, k, v (1, 2, n, 32) in float64: MiniLM's (init, pretrained) or scaled Gaussians."""
-    from attnbench.calls import make_inputs
+    from attnbench.execute.calls import make_inputs
 
     source, scale = ("random", float(kind.split(":")[1])) if kind.startswith("random") else (kind, 1.0)
     case = Case("full", batch=1, heads=2, seq_len=n, head_dim=32, dtype="float64", inputs=source, input_scale=scale)

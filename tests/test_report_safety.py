@@ -11,9 +11,9 @@ import time
 import pandas as pd
 import pytest
 
-from attnbench.case import Case
-from attnbench.report import CsvReport, load, lock_path, read_samples, sidecar_path
-from attnbench.schema import Row, columns_for, new_row
+from attnbench.plan.case import Case
+from attnbench.results.report import CsvReport, load, lock_path, read_samples, sidecar_path
+from attnbench.results.schema import Row, columns_for, new_row
 from tests.conftest import cli, run_cli
 
 TINY = ["--metrics", "flops", "-q", "--heads", "1", "--head-dim", "8", "--threads", "1", "--allocator", "system"]

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from attnbench.analysis import summary_lines
-from attnbench.plot import breakdown_figure, density_figure, error_figure, pareto_figure
+from attnbench.judge.summary import summary_lines
+from attnbench.views.plot import breakdown_figure, density_figure, error_figure, pareto_figure
 from tests.conftest import cli
 
 
@@ -103,7 +103,7 @@ def test_scenario_tasks_set_lengths_batches_and_parameters(tmp_path):
     scenario.write_text('methods = ["full", "sbm"]\nscope = "model"\nmode = "forward"\n'
                         'tasks = [{ name = "L", seq = 2048, params = { density = 0.01 } },\n'
                         '         { name = "I", seq = 1024, batch = 2, params = { density = 0.02 } }]\n')
-    from attnbench.scenario import load_scenario
+    from attnbench.plan.scenario import load_scenario
 
     cases = load_scenario(scenario).cases()
     assert [(c.method, c.task, c.seq_len, c.batch, c.params.get("density")) for c in cases] == [
@@ -128,7 +128,7 @@ def test_scenarios_read_on_python_3_10_through_tomli(tmp_path, monkeypatch):
     import importlib
     import sys
 
-    import attnbench.scenario
+    import attnbench.plan.scenario
     import attnbench.tomlfile
 
     monkeypatch.setitem(sys.modules, "tomllib", None)  # as on 3.10: importing it fails
@@ -137,14 +137,14 @@ def test_scenarios_read_on_python_3_10_through_tomli(tmp_path, monkeypatch):
         assert module.tomllib.__name__ == "tomli"
         scenario = tmp_path / "s.toml"
         scenario.write_text('methods = ["full"]\nseq = 64\n')
-        assert attnbench.scenario.load_scenario(scenario).seq == [64]
+        assert attnbench.plan.scenario.load_scenario(scenario).seq == [64]
     finally:
         monkeypatch.undo()
         importlib.reload(attnbench.tomlfile)
 
 
 def test_method_descriptions_say_what_stands_in_for_what():
-    from attnbench.registry import get_method
+    from attnbench.methods.registry import get_method
 
     def helps(name):
         return " ".join(p.help for p in get_method(name).params())
@@ -155,9 +155,9 @@ def test_method_descriptions_say_what_stands_in_for_what():
 
 
 def test_noisy_timings_are_marked_in_the_summary_and_drawn_hollow():
-    from attnbench.analysis import loglog_slope_se
+    from attnbench.judge.summary import loglog_slope_se
     from attnbench.measure.statistics import quiet
-    from attnbench.plot import efficiency_figure
+    from attnbench.views.plot import efficiency_figure
 
     assert not quiet([10.0, 10.0]) and quiet([10.0] * 5)  # 2 samples cannot be quiet
     slope, se = loglog_slope_se([1024, 2048, 4096], [10, 38, 170])
@@ -172,7 +172,7 @@ def test_noisy_timings_are_marked_in_the_summary_and_drawn_hollow():
 
 
 def test_figures_a_paper_can_use(small_report, tmp_path):
-    from attnbench.plot import efficiency_figure, method_styles, pareto_figure, plot_report
+    from attnbench.views.plot import efficiency_figure, method_styles, pareto_figure, plot_report
 
     frame = pd.read_csv(small_report)
     fig = efficiency_figure(frame, title="t")
@@ -197,6 +197,6 @@ def test_figures_a_paper_can_use(small_report, tmp_path):
     assert tuple(scatter["skyformer"].get_facecolor()[0][:3]) == pytest.approx(to_rgb(colours["skyformer"]["color"]))
     paths = plot_report(frame, tmp_path, "r", formats=("pdf",))
     assert paths[0].suffix == ".pdf" and paths[0].stat().st_size > 1000
-    from attnbench.plot import describe
+    from attnbench.views.plot import describe
 
     assert describe(frame) == "b=1, h=2, d=16, float32, cpu, attention scope, forward"

@@ -3,13 +3,13 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from attnbench.case import Case, MeasureOptions, make_cases
-from attnbench.contract import Capabilities, Method
-from attnbench.engine import run
 from attnbench.errors import AttnbenchError
-from attnbench.registry import register
-from attnbench.runner import run_case
-from attnbench.schema import columns_for
+from attnbench.execute.engine import run
+from attnbench.execute.runner import run_case
+from attnbench.methods.contract import Capabilities, Method
+from attnbench.methods.registry import register
+from attnbench.plan.case import Case, MeasureOptions, make_cases
+from attnbench.results.schema import columns_for
 
 QUICK = MeasureOptions(min_time_s=0.02, max_time_s=0.2)
 CONTRACT = ["method", "batch", "heads", "seq_len", "head_dim", "dtype", "device", "mode", "seed", "status",
@@ -112,7 +112,7 @@ def test_cuda_without_a_gpu_is_refused():
 
 
 def test_cases_are_the_cartesian_product_with_defaults_filled(temp_method):
-    from attnbench.contract import param
+    from attnbench.methods.contract import param
 
     @register(temp_method("toy-grid"))
     @dataclass(frozen=True)

@@ -144,8 +144,8 @@ def test_jobs_run_deterministic_passes_in_parallel_and_refuse_timing(tmp_path):
 def test_a_dead_template_is_restarted_and_the_case_still_runs():
     from multiprocessing import forkserver
 
-    from attnbench.case import MeasureOptions, make_cases
-    from attnbench.workers import WorkerLauncher
+    from attnbench.execute.workers import WorkerLauncher
+    from attnbench.plan.case import MeasureOptions, make_cases
 
     (case,) = make_cases(["full"], [32], heads=1, head_dim=8, threads=1)
     launcher, options = WorkerLauncher(), MeasureOptions(metrics=("flops",))
@@ -158,7 +158,7 @@ def test_a_dead_template_is_restarted_and_the_case_still_runs():
 
 
 def test_the_workers_template_imports_what_the_chosen_metrics_need():
-    from attnbench.workers import metric_imports
+    from attnbench.execute.workers import metric_imports
 
     # a time-only sweep (attnbench ab's rounds) skips torch._dynamo, about 2 s per sweep
     assert metric_imports(["time"]) == [] and metric_imports(["sparsity", "error", "time"]) == []

@@ -4,7 +4,7 @@ columns, the summary and compare all use these.
 A case's time is the geometric mean of its per-process medians (`level`): each process's median
 is robust to the odd slow call, and across processes the geometric mean is a steadier estimate
 than their median with 3 to 5 processes, and makes a ratio of two cases' times a difference of
-logs, which is what compare's bootstrap (attnbench.bootstrap) resamples. With one process it is
+logs, which is what compare's bootstrap (attnbench.measure.bootstrap) resamples. With one process it is
 that process's median.
 """
 

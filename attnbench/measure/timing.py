@@ -25,8 +25,8 @@ from typing import Callable
 
 import torch
 
-from attnbench.contract import Unsupported
 from attnbench.measure.statistics import NOISY_IQR_FRACTION, quiet
+from attnbench.methods.contract import Unsupported
 
 SHORT_CALL_S = 100e-6  # CUDA: a call shorter than this is timed as a batch of calls (short_calls="batch")
 BATCH_S = 1e-3  # ... of about this long on the GPU
@@ -73,7 +73,7 @@ _FLUSH_BUFFERS: dict[torch.device, torch.Tensor] = {}
 def l2_flusher(device: torch.device) -> Callable[[], object]:
     """A call that evicts the device's L2 cache: zero a buffer of twice its size (256 MiB when
     torch does not give the size). The buffer is made once per device and kept, so a worker can
-    make it before it caps the case's memory (attnbench.workers): it is not the case's memory."""
+    make it before it caps the case's memory (attnbench.execute.workers): it is not the case's memory."""
     device = torch.device("cuda", torch.cuda.current_device()) if device.index is None else device
     if device not in _FLUSH_BUFFERS:
         size = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 128 * 2**20
@@ -193,7 +193,7 @@ def time_call(call: Callable[[], object], device: torch.device, *, threads: int,
 
 
 # (device, dtype, threads) -> dense matmul FLOP/s measured in this process, or handed to it by
-# the process that starts it (attnbench.workers): a sweep measures each rate once, not per worker.
+# the process that starts it (attnbench.execute.workers): a sweep measures each rate once, not per worker.
 GEMM_RATES: dict[tuple[str, str, int], float] = {}
 
 

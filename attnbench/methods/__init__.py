@@ -1,5 +1,9 @@
-"""Built-in methods, one file each. The registry loads a method's module when it is first used,
-so the names live here: adding a method is its file plus one line below."""
+"""Built-in methods, one file each, with their contract (contract: Method, Shape, param) and
+registry (registry). The registry loads a method's module when it is first used, so the names
+live here: adding a method is its file plus one line below.
+
+May import attnbench.errors only (and torch): every other package may use a method.
+"""
 
 # name -> "module:Class" under attnbench.methods
 BUILTIN = {

@@ -13,7 +13,7 @@ import functools
 
 import torch
 
-from attnbench.contract import Shape, Unsupported
+from attnbench.methods.contract import Shape, Unsupported
 
 BLOCK = 128  # FlexAttention's default block: a block mask skips work in 128 x 128 tiles
 # One process compiles FlexAttention again for every length, grad mode and mask of a run. Past

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attnbench.contract import Shape, param
 from attnbench.methods._flex import FlexAttention, block_mask, causal_mod, compile_mode, flex_flops, tile_scores
+from attnbench.methods.contract import Shape, param
 from attnbench.methods.full import EXACT, Full
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attnbench.contract import Capabilities, Method, Shape
+from attnbench.methods.contract import Capabilities, Method, Shape
 
 PAPER = "Vaswani et al. 2017, Attention Is All You Need, arXiv:1706.03762"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.contract import Method, Shape, param
+from attnbench.methods.contract import Method, Shape, param
 
 PAPER = ("Zhou et al. 2021, Informer: Beyond Efficient Transformer for Long Sequence Time-Series Forecasting, "
          "arXiv:2012.07436")

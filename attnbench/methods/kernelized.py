@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.contract import Method, Shape, param
 from attnbench.methods._linalg import gaussian_kernel
+from attnbench.methods.contract import Method, Shape, param
 
 PAPER = "Chen et al. 2021, Skyformer: Remodel Self-Attention with Gaussian Kernel and Nystrom Method, arXiv:2111.00035"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attnbench.contract import Unsupported
+from attnbench.methods.contract import Unsupported
 from attnbench.methods.full import Full
 from attnbench.methods.sdpa import probe
 

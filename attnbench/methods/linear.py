@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from attnbench.contract import Capabilities, Method, Shape, param
 from attnbench.methods._prefix import feature_attention, feature_flops, feature_memory
+from attnbench.methods.contract import Capabilities, Method, Shape, param
 
 PAPER = ("Katharopoulos et al. 2020, Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention, "
          "arXiv:2006.16236")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.contract import Capabilities, Method, Shape, param
+from attnbench.methods.contract import Capabilities, Method, Shape, param
 
 PAPER = "Wang et al. 2020, Linformer: Self-Attention with Linear Complexity, arXiv:2006.04768"
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attnbench.contract import Capabilities, Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops, dense_rows
 from attnbench.methods._flex import BACKEND_HELP, FlexAttention, FlexBackend, block_mask, flex_flops, flex_memory_bytes
+from attnbench.methods.contract import Capabilities, Method, Shape, param
 
 PAPER = "Beltagy et al. 2020, Longformer: The Long-Document Transformer, arXiv:2004.05150"
 

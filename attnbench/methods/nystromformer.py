@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attnbench.contract import Method, Shape, param
 from attnbench.methods._linalg import INIT_RULES, inverse_flops, iterative_inverse
+from attnbench.methods.contract import Method, Shape, param
 
 PAPER = "Xiong et al. 2021, Nystromformer: A Nystrom-Based Algorithm for Approximating Self-Attention, arXiv:2102.03902"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attnbench.contract import Method, Shape, param
+from attnbench.methods.contract import Method, Shape, param
 from attnbench.methods.linformer import Linformer
 from attnbench.methods.nystromformer import Nystromformer
 from attnbench.methods.performer import Performer

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.contract import Capabilities, Method, Shape, param
 from attnbench.methods._prefix import feature_attention, feature_flops, feature_memory
+from attnbench.methods.contract import Capabilities, Method, Shape, param
 
 PAPER = "Choromanski et al. 2021, Rethinking Attention with Performers, arXiv:2009.14794"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.contract import Capabilities, Method, Shape, param
+from attnbench.methods.contract import Capabilities, Method, Shape, param
 
 PAPER = "Kitaev et al. 2020, Reformer: The Efficient Transformer, arXiv:2001.04451"
 SELF_SCORE = -1e5  # HF's self-attention mask value: kept only when a query has nothing else

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attnbench.contract import Method, Shape, Unsupported, param
 from attnbench.methods._sampled import SampledHooks
+from attnbench.methods.contract import Method, Shape, Unsupported, param
 
 PAPER = "Cho et al. 2022, Transformers meet Stochastic Block Models, arXiv:2210.15541"
 # torch flags every CSR tensor as beta; the kernels used here are the documented ones.

@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from attnbench.contract import Shape, Unsupported
+from attnbench.methods.contract import Shape, Unsupported
 from attnbench.methods.full import Full, FullExplicit, sdpa_arguments
 
 

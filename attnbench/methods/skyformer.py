@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.contract import Method, Shape, param
 from attnbench.methods._linalg import INIT_RULES, gaussian_kernel, inverse_flops, iterative_inverse
+from attnbench.methods.contract import Method, Shape, param
 from attnbench.methods.kernelized import PAPER
 
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.contract import Method, Shape, param
 from attnbench.methods._sampled import SampledHooks
+from attnbench.methods.contract import Method, Shape, param
 
 PAPER = ("Wu et al. 2021, Smart Bird: Learnable Sparse Attention for Efficient and Effective Transformer, "
          "arXiv:2108.09193")

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attnbench.contract import Capabilities, Method, Shape, param
 from attnbench.methods._blocks import block_attention, block_flops
 from attnbench.methods._flex import BACKEND_HELP, FlexAttention, FlexBackend, block_mask, flex_flops, flex_memory_bytes
+from attnbench.methods.contract import Capabilities, Method, Shape, param
 
 PAPER = "Child et al. 2019, Generating Long Sequences with Sparse Transformers, arXiv:1904.10509"
 

@@ -4,10 +4,14 @@ A metric is one module of this package (or an entry point of the group `attnbenc
 holding `METRIC = Metric(...)`: its name, the CSV columns it fills and their types, its pass
 (`measure(ctx) -> {column: value}`, run once per case in `order`), what the engine must know
 about it (`deterministic`, `per_process`, `combine`), how `compare` judges it (a policy of
-attnbench.compare) and how it is shown (attnbench.render's table columns and figure panels).
+attnbench.judge.compare) and how it is shown (attnbench.views.render's table columns and figure panels).
 `run --metrics`, scenario files and `compare --metrics` all take these names. Neither this
 package nor its modules import torch at import time, so the command line can check names before
 torch loads; a pass imports what it needs.
+
+The contract (this module, display, policies) may import attnbench.errors and attnbench.measure
+only. The passes (every other module here) may import everything up to attnbench.execute, never
+judge or views: a metric declares how it is shown and judged, as data.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ ENTRY_POINT_GROUP = "attnbench.metrics"
 class Metric:
     """A measurement pass and everything the tool needs to know about it.
 
-    measure: ctx -> {column: value}; ctx (attnbench.runner.PassContext) has case, options,
+    measure: ctx -> {column: value}; ctx (attnbench.execute.runner.PassContext) has case, options,
     method, fn, call (one call in the case's mode), q, k, v, device, itemsize, row (what earlier
     passes and the method's formulas filled) and samples (where a pass leaves raw samples, one
     list per process, on `row.samples`, for the report's sidecar). A pass must not print.
@@ -55,9 +59,9 @@ class Metric:
     scopes: tuple[str, ...] = ()
     scope_error: str = ""
     template_imports: tuple[str, ...] = ()
-    compare: Any = None  # a policy of attnbench.compare (Exact, Tolerance, Bootstrap), or None
-    table: tuple = ()  # attnbench.render.Column, in table order
-    panels: tuple = ()  # attnbench.render.Panel, one per efficiency-figure panel
+    compare: Any = None  # a policy of attnbench.judge.compare (Exact, Tolerance, Bootstrap), or None
+    table: tuple = ()  # attnbench.views.render.Column, in table order
+    panels: tuple = ()  # attnbench.views.render.Panel, one per efficiency-figure panel
 
     def column_type(self, column: str) -> type:
         return self.types.get(column, float)

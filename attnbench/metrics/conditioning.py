@@ -10,9 +10,9 @@ A figure that does not apply to a method is blank and `cond_not_applicable` says
 the case's q, k (exact figures in float64, over blocks of query rows, never n x n at once; the
 method's own in the case's dtype)."""
 
-from attnbench.compare import Tolerance
 from attnbench.metrics import Metric
-from attnbench.render import Column, fmt_number
+from attnbench.metrics.display import Column, fmt_number
+from attnbench.metrics.policies import Tolerance
 
 METHOD_COLUMNS = ("cond_landmark_condition", "cond_landmark_rank", "cond_inverse_residual", "cond_row_sum_ratio_min",
                   "cond_row_sums_nonpositive", "cond_row_sums_low")

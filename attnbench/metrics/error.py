@@ -4,9 +4,9 @@ n = 1024, matrix-free above), and, for a method with its own exact target (Skyfo
 kernelized attention), the error against that target; mean and std over `--repeats` draws.
 The norms are attnbench.measure.error's; which methods are built and compared is decided here."""
 
-from attnbench.compare import Tolerance
 from attnbench.metrics import Metric
-from attnbench.render import Column, fmt_number
+from attnbench.metrics.display import Column, fmt_number
+from attnbench.metrics.policies import Tolerance
 
 SCOPE_ONLY = "the error metric compares attention outputs with exact attention: use it at --scope attention"
 
@@ -19,7 +19,7 @@ def case_errors(case, method, q, k, v, *, reference: str, repeats: int, recorded
     import torch
 
     from attnbench.measure.error import attention_error, frozen_draws, mean_std, relative_errors, value_width
-    from attnbench.registry import create_method
+    from attnbench.methods.registry import create_method
 
     shape, wide = case.shape, torch.float64
     exact_inputs = (q.to(wide), k.to(wide), v.to(wide))
@@ -42,16 +42,7 @@ def case_errors(case, method, q, k, v, *, reference: str, repeats: int, recorded
     exact_outputs = {key: ref(*exact_inputs) for key, ref in references.items()}
     if recorded is not None:
         exact_outputs["model_"] = recorded.to(q.device, wide)
-    found: dict[str, list[float]] = {}
-    first = None
-    for repeat in range(repeats):
-        fn = draw(repeat)
-        first = first or fn
-        out = fn(q, k, v)
-        for key, target in exact_outputs.items():
-            errors = relative_errors(out, target)
-            found.setdefault(f"{key}spectral", []).append(float(errors["spectral"].mean()))
-            found.setdefault(f"{key}frobenius", []).append(float(errors["frobenius"].mean()))
+    found, first = _output_errors(draw, q, k, v, exact_outputs, repeats)
     # The attention matrix per query head: grouped k are repeated to every head (the matrix each
     # query head applies is the same; a shared V would mix a group's heads in the transpose).
     target, wide_k, exact_k = references[""], k, exact_inputs[1]
@@ -74,6 +65,23 @@ def case_errors(case, method, q, k, v, *, reference: str, repeats: int, recorded
         result.update(error_target=method.exact_target, error_target_spectral=target_spectral,
                       error_target_spectral_std=target_std)
     return result
+
+
+def _output_errors(draw, q, k, v, exact_outputs: dict, repeats: int) -> tuple[dict[str, list[float]], object]:
+    """Each draw's spectral and Frobenius errors against every exact output, and the first draw."""
+    from attnbench.measure.error import relative_errors
+
+    found: dict[str, list[float]] = {}
+    first = None
+    for repeat in range(repeats):
+        fn = draw(repeat)
+        first = first or fn
+        out = fn(q, k, v)
+        for key, target in exact_outputs.items():
+            errors = relative_errors(out, target)
+            found.setdefault(f"{key}spectral", []).append(float(errors["spectral"].mean()))
+            found.setdefault(f"{key}frobenius", []).append(float(errors["frobenius"].mean()))
+    return found, first
 
 
 def _takes_values_of_width(fn, q, k, width: int) -> bool:
@@ -99,7 +107,7 @@ def measure(ctx) -> dict:
 
     recorded = None
     if ctx.case.inputs.startswith("capture:"):
-        from attnbench.capture import capture_path, layer_tensors
+        from attnbench.hf.capture import capture_path, layer_tensors
 
         recorded = layer_tensors(capture_path(ctx.case.inputs), ctx.case.capture, ctx.case.layer)[3]
     with torch.no_grad():  # the matrix-free estimate turns gradients on where it needs them

@@ -4,9 +4,9 @@ through FlexAttention cannot be counted (torch 2.13 has no rule for its operator
 empty and `flops_by_op` says why.
 `flops_attention` is the part inside the attention calls (all of it at attention scope)."""
 
-from attnbench.compare import Exact
 from attnbench.metrics import Metric
-from attnbench.render import Column, Panel, fmt_count
+from attnbench.metrics.display import Column, Panel, fmt_count
+from attnbench.metrics.policies import Exact
 
 TOLERANCE = 0.10  # counted vs analytic beyond this sets flops_mismatch
 
@@ -27,7 +27,7 @@ def measure(ctx) -> dict:
     elif ctx.case.scope == "swap":  # the model's own attention modules are not ours to count apart
         attention = None
     else:
-        from attnbench.model import attention_flops, mixed_precision
+        from attnbench.execute.model import attention_flops, mixed_precision
 
         attention = attention_flops(ctx.attentions, ctx.call, ctx.case.mode, mixed_precision(ctx.case.amp, ctx.device))
     return {"flops": counted, "flops_attention": attention,

@@ -4,9 +4,9 @@ peak_mem_reserved_bytes). For a layer or model the weights count as
 inputs; a backward or training step is measured from no gradients and (train) a fresh AdamW, so
 its gradients and optimizer state are in the peak."""
 
-from attnbench.compare import Tolerance
 from attnbench.metrics import Metric
-from attnbench.render import Column, Panel, fmt_bytes
+from attnbench.metrics.display import Column, Panel, fmt_bytes
+from attnbench.metrics.policies import Tolerance
 
 
 def measure(ctx) -> dict:

@@ -7,9 +7,9 @@ about 2. From the method's formula, or from the draw for data-dependent methods 
 Deterministic for a fixed seed, so `compare` treats any change as a changed algorithm.
 """
 
-from attnbench.compare import Exact
 from attnbench.metrics import Metric
-from attnbench.render import Column, fmt_number
+from attnbench.metrics.display import Column, fmt_number
+from attnbench.metrics.policies import Exact
 
 
 def measure(ctx) -> dict:

@@ -4,9 +4,9 @@ bfloat16 costs): the relative error of the final hidden states and, for a model 
 language-model head, the KL divergence of its next-token distributions and the change in
 perplexity on the tokens. Computed in float64 from one forward of each."""
 
-from attnbench.compare import Tolerance
 from attnbench.metrics import Metric
-from attnbench.render import Column, fmt_number
+from attnbench.metrics.display import Column, fmt_number
+from attnbench.metrics.policies import Tolerance
 
 SCOPE_ONLY = "the swap metric compares a swapped model with the unmodified one: use attnbench swap"
 

@@ -15,10 +15,9 @@ set of columns (one process cannot see it: a whole process may run 1.5x slower t
 with a quiet IQR).
 """
 
-from attnbench.compare import Bootstrap
 from attnbench.metrics import Metric
-from attnbench.render import Column, Panel, fmt_number
-from attnbench.schema import numeric
+from attnbench.metrics.display import Column, Panel, fmt_number
+from attnbench.metrics.policies import Bootstrap, numeric
 
 NOISY_PROCESS_SPREAD = 1.10  # slowest/fastest process median above this: the timing is noisy
 # A side timed in one process: compare counts a time change only beyond this relative change.
@@ -84,8 +83,8 @@ def gpu_columns(readings: list[tuple[float, dict]]) -> dict:
 def measure(ctx) -> dict:
     import time
 
+    from attnbench.measure.machine.peaks import machine_bandwidth, machine_peak
     from attnbench.measure.timing import time_call
-    from attnbench.peaks import machine_bandwidth, machine_peak
 
     case, options, cuda = ctx.case, ctx.options, ctx.device.type == "cuda"
     readings: list[tuple[float, dict]] = []
@@ -95,7 +94,7 @@ def measure(ctx) -> dict:
                          max_time_s=options.max_time_s, l2=options.l2, cuda_graphs=options.cuda_graphs,
                          warmup_s=options.warmup_s, observe=observe, short_calls=options.short_calls)
     if cuda:
-        from attnbench.env import gpu_monitor
+        from attnbench.measure.machine.env import gpu_monitor
 
         with gpu_monitor(case.device) as read:
             timing = timed(lambda: readings.append((time.perf_counter(), read())))

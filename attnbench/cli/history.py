@@ -1,0 +1,120 @@
+"""Performance over time: `history` (series over commits with their change points) and `html`
+(one self-contained report page). Thin: attnbench.judge.history and attnbench.views.html do the work."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from attnbench.cli.shared import _flag
+from attnbench.errors import AttnbenchError
+from attnbench.plan.values import parse_names
+
+ReportsArg = Annotated[list[Path], typer.Argument(help="CSV reports written by run, sweep or swap.")]
+
+
+def history_command(
+    reports: ReportsArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The history CSV to write.")],
+    metrics: Annotated[Optional[str], typer.Option(
+        "--metrics", help="Metrics, comma separated (the comparable ones). [default: all of them]")] = None,
+    plot: Annotated[bool, _flag("--plot", help="Also draw each series with a step, its change points marked "
+                                               "(OUTPUT with .png).")] = False,
+) -> None:
+    """Each case's series over the reports' commits, per metric, and where a step change begins.
+
+    Reports are joined on case identity; commits come from the rows' git_sha, in the order their
+    rows ran. Exact metrics (FLOPs, sparsity) step at any change; the others by PELT change-point
+    detection (ruptures) on the log series, against the series' own noise. Each step has its
+    size (median after / before) and a 95% bootstrap interval.
+
+    Example: [bold]attnbench history reports/nightly-*.csv -o history.csv --plot[/bold]
+    """
+    import csv
+
+    from attnbench.judge.history import history, history_rows, plot_history
+
+    targets = [output] + ([output.with_suffix(".png")] if plot else [])
+    taken = [str(t) for t in targets if t.exists()]
+    if taken:
+        raise AttnbenchError(f"{', '.join(taken)} already exists; choose another -o")
+    series = history(reports, parse_names(metrics) if metrics else None, warn=lambda line: print(line, file=sys.stderr))
+    rows = history_rows(series)
+    if not rows:
+        raise AttnbenchError("no case has ok rows in two or more commits: nothing to follow")
+    with output.open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for s in series:
+        for step in s.steps:
+            typer.echo(f"{s.label}: {s.column} steps x{step.ratio:.3g} [{step.low:.3g}, {step.high:.3g}] from commit "
+                       f"{s.commits[step.index][:12]} (commit {step.index + 1} of {len(s.commits)})")
+    stepped = sum(bool(s.steps) for s in series)
+    typer.echo(f"{len(series)} series, {stepped} with a change point; wrote {output}")
+    if plot:
+        typer.echo(f"wrote {plot_history(series, targets[1])}")
+
+
+def html_command(
+    reports: ReportsArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The folder to write index.html into.")],
+    force: Annotated[bool, _flag("--force", help="Replace an existing index.html.")] = False,
+) -> None:
+    """One self-contained page of the reports: no server, no network, prints to PDF.
+
+    The environment of each report, a sortable and filterable table of every row (failed rows
+    with their reasons), the figures of the last report, the compare verdicts of the first report
+    against the last, and the history view when the reports come from several commits.
+
+    Example: [bold]attnbench html reports/measured/skyformer-table2.csv -o site/[/bold]
+    """
+    from attnbench.views.html import write_site
+
+    typer.echo(f"wrote {write_site(reports, output, force)}")
+
+
+def ab_command(
+    ctx: typer.Context,
+    arguments: Annotated[Optional[list[str]], typer.Argument(
+        help="BASE [HEAD] [SCENARIO], then the grid as run's options (-m, -n, -p, --heads, ...). BASE and HEAD are "
+             "git revisions; HEAD defaults to the working tree as it is.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="The report of both sides (a revision column). [default: reports/ab-<time>.csv]")]
+    = None,
+    processes: Annotated[int, typer.Option("--processes", min=1, help="Rounds: each times every case once per "
+                                                                      "side, in alternating order.")] = 5,
+    base_python: Annotated[Optional[str], typer.Option(
+        "--base-python", help="Instead of revisions: the Python of an environment with BASE installed.")] = None,
+    head_python: Annotated[Optional[str], typer.Option(
+        "--head-python", help="... and the Python of the environment with HEAD installed.")] = None,
+) -> None:
+    """Interleaved A/B of two revisions in one job; exit 1 on a confirmed regression.
+
+    Each revision is checked out once into its own worktree (cached by commit) and run with this
+    environment's packages. The cases run interleaved: round 1 times every case in BASE, then in
+    HEAD; round 2 in the opposite order; and so on, each case in a fresh worker, so drift of the
+    machine falls on both sides alike; a side's rounds run in one process of its own code, which
+    pays the imports and the GEMM rate once. compare then judges HEAD's time against BASE's,
+    with its states and exit codes.
+
+    Example: [bold]attnbench ab HEAD~1 HEAD -m full,linear -n 512,1k --processes 3[/bold]
+    """
+    from attnbench.ab.interleave import ab, split_arguments
+    from attnbench.results.report import default_output
+    from attnbench.views.render import comparison_lines
+
+    revisions, grid = split_arguments([*(arguments or []), *ctx.args], revisions=not (base_python or head_python))
+    target = output or default_output("ab")
+    result, folder = ab(*(revisions + [None, None])[:2], grid, target, processes=processes,
+                       base_python=base_python, head_python=head_python,
+                       on_round=lambda index, side: print(f"round {index + 1}/{processes}: {side}", file=sys.stderr),
+                       say=lambda line: print(line, file=sys.stderr))
+    for line in comparison_lines(result, ("time",), markdown=False):
+        typer.echo(line)
+    typer.echo(f"wrote {target} (both sides) and {folder}/ (each side's rounds, verdicts.md)")
+    if result.regressions:
+        raise typer.Exit(1)

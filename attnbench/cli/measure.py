@@ -1,0 +1,142 @@
+"""run, sweep and scenarios: measure cases (in this process, or isolated in workers, here or on
+Ray) into a report, with a progress bar and a table."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from attnbench.cli.shared import measure_and_show
+from attnbench.cli.spec import SWEEP_PROCESSES, _split, _with_options
+from attnbench.errors import AttnbenchError
+from attnbench.measure.machine.allocator import DEFAULT as DEFAULT_POLICY
+from attnbench.plan.case import Case
+
+
+def _execute(plan, command: str, control: dict) -> None:
+    """Shared by run (in this process) and sweep (isolated workers, here or on Ray): check, measure
+    through the engine, render. Whatever can be checked without torch is checked first, so bad
+    input fails before the import and before the allocator restart."""
+    from attnbench.execute.launchers import check_launch, make_launcher
+    from attnbench.methods.registry import check_names
+    from attnbench.metrics import chosen
+    from attnbench.plan.case import expand_methods
+    from attnbench.results.report import check_target
+
+    executor = control.get("executor", "local") if command == "sweep" else "in-process"
+    jobs, dry_run, resume = control.get("jobs", 1), control.get("dry_run", False), control.get("resume", False)
+    find_max_seq = control.get("find_max_seq", False)
+    expand_methods(plan.methods)
+    check_names([plan.options.reference])
+    check_launch(executor, jobs, control.get("address"))
+    plan.options.check_concurrency(jobs, find_max_seq)
+    check_target(plan.output, control.get("append", False) or resume)
+    again = [m for m in chosen(plan.options.metrics) if m.per_process]
+    processes = plan.options.processes if again and not find_max_seq else 1
+    if not dry_run:
+        from attnbench.measure.machine import allocator as allocator_policy
+
+        allocator_policy.apply(control.get("allocator", DEFAULT_POLICY))  # may restart this process once
+        if executor == "local" or processes > 1:
+            from attnbench.execute.workers import start_template
+
+            start_template(plan.options.metrics)  # the workers' template imports torch while this process does too
+    # A Ray task checks its device on its node; a dry run lists a GPU grid anywhere.
+    cases = plan.cases(devices_here=executor != "ray" and not dry_run)
+    if dry_run:
+        from attnbench.results.schema import Labeller, identity
+
+        label = Labeller([identity(c) for c in cases])
+        for i, case in enumerate(cases, 1):
+            shape = "".join([f" kv_heads={case.kv_heads}" if case.kv_heads else "",
+                             f" q_seq={case.q_seq_len}" if case.q_seq_len else "", " causal" if case.causal else ""])
+            typer.echo(f"{i:4d}  {label(identity(case))}  batch={case.batch} heads={case.heads} "
+                       f"head_dim={case.head_dim}{shape} {case.dtype} {case.mode} seed={case.seed}")
+        names = ", ".join(m.name for m in again)
+        where = (f"{names} in {processes} processes each" if again and processes > 1 else
+                 f"{names} in one process each" if again else "nothing measured per process")
+        limits = plan.limits
+        typer.echo(f"{len(cases)} case(s), {where}; limits: {limits.max_memory_bytes / 2**30:g} GiB, "
+                   f"{limits.timeout_s:g} s per case")
+        return
+    # made after the grid is checked: a Ray launcher starts a cluster, which bad input should not
+    launcher = make_launcher(executor, limits=plan.limits, jobs=jobs, address=control.get("address"),
+                             processes=plan.options.processes)
+    measure_and_show(cases, plan.options, launcher, plan.output, plan.name, control, processes)
+
+
+@_with_options("run")
+def run_command(**given) -> None:
+    """Measure METHODs over sequence lengths in this process: one CSV row per case and a table.
+
+    Each case is measured in separate passes (FLOPs, peak memory, time), so they do not disturb
+    each other. A failing case (out of memory, NaN, unsupported) becomes a row with its status.
+    `attnbench sweep` runs the same cases, each isolated in a worker with limits.
+    Without --method and --seq: full at n=1024.
+
+    Example: [bold]attnbench run -m full,full-explicit -n 1k..4k --mode backward -o base.csv[/bold]
+    """
+    from attnbench.plan.scenario import scenario_from_dict
+
+    scenario, control = _split(given)
+    captured = any(str(v).startswith("capture:") for v in scenario.get("inputs", []))
+    defaults = {"methods": ["full"], **({} if captured else {"seq": [Case.seq_len]})}  # a capture has its length
+    plan = scenario_from_dict({"name": "run", **defaults, **scenario})
+    _execute(plan, "run", control)
+
+
+SCENARIO_ARGUMENT = inspect.Parameter(
+    "scenario", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+    annotation=Annotated[Optional[str], typer.Argument(
+        help="Scenario file (TOML), or the name of a bundled one (see 'attnbench scenarios'). Omit it to give the "
+        "grid as options.")])
+
+
+@_with_options("sweep", [SCENARIO_ARGUMENT])
+def sweep_command(scenario: Optional[str] = None, **given) -> None:
+    """Run a grid of cases, each in a worker process with a memory cap and a time limit.
+
+    Out of memory, timeouts, crashed workers, NaN outputs and errors become rows with their
+    status, and the sweep goes on. Every row is written the moment its case ends, so an
+    interrupted sweep keeps every finished case; --resume completes it. Options given here
+    override the scenario file's.
+
+    With --jobs N, N cases run at once (no timing); with --executor ray, each case is a task on a
+    Ray cluster, isolated the same way.
+
+    Example: [bold]attnbench sweep scenarios/smartbird_fig3.toml --max-memory 4GB[/bold]
+    """
+    from attnbench.plan.scenario import load_scenario, scenario_from_dict
+
+    overrides, control = _split(given)
+    if scenario is None and not overrides.get("methods"):
+        raise AttnbenchError("give a scenario file (see scenarios/) or the grid itself with --method and --seq")
+    defaults = {"processes": SWEEP_PROCESSES}
+    plan = (load_scenario(scenario, overrides, defaults) if scenario
+            else scenario_from_dict({"name": "sweep", **defaults, **overrides}))
+    _execute(plan, "sweep", control)
+
+
+def scenarios_command() -> None:
+    """List the scenarios shipped with attnbench: the name to give 'attnbench sweep', what each
+    reproduces, and its grid.
+
+    Example: [bold]attnbench sweep skyformer_table2 -o table2.csv[/bold]
+    """
+    from rich.table import Table
+
+    from attnbench.plan.scenario import bundled_scenarios
+    from attnbench.views.render import console
+
+    table = Table(title="attnbench scenarios ('attnbench sweep NAME')", title_justify="left")
+    for column in ("name", "reproduces", "grid"):
+        table.add_column(column)
+    for name, data in bundled_scenarios():
+        seq = data.get("seq") or ", ".join(f"{t.get('name')} {t.get('seq')}" for t in data.get("tasks", []))
+        grid = f"{', '.join(data.get('methods', []))}; n = {seq}; {data.get('scope', 'attention')} scope"
+        table.add_row(name, escape(data.get("reproduces", "") or data.get("description", "").strip().split("\n")[0]),
+                      escape(grid))
+    console().print(table)

@@ -1,0 +1,186 @@
+"""Measure one case: build its inputs, then run each chosen metric's pass on the same call.
+
+The passes disturb each other (a dispatch mode and the profiler slow every op), so each runs
+the same call separately, after a warm-up call that also checks the output is finite; timing
+runs last. A failing case becomes a row with a status ('oom', 'nan', 'unsupported', 'error').
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from attnbench.execute.calls import make_backward, make_call, make_inputs
+from attnbench.execute.rows import stamp
+from attnbench.measure.timing import synchronize
+from attnbench.methods.contract import Unsupported
+from attnbench.metrics import chosen
+from attnbench.plan.case import Case, MeasureOptions
+from attnbench.results.schema import Row, new_row
+
+
+@dataclass
+class PassContext:
+    """What a metric's pass sees (attnbench.metrics.Metric.measure). At attention scope `fn` is
+    the method's attention function and `inputs` are q, k, v; at layer and model scope `fn` is
+    the network and `inputs` its input (q, k, v are then None). A pass that keeps raw samples
+    leaves them on `row.samples`, one list per process."""
+
+    case: Case
+    options: MeasureOptions
+    method: Any
+    fn: Callable
+    inputs: tuple
+    call: Callable[[], object]
+    q: torch.Tensor | None
+    k: torch.Tensor | None
+    v: torch.Tensor | None
+    device: torch.device
+    itemsize: int
+    row: Row
+    fresh_state: Callable[[], None]  # drop gradients and optimizer state before a measured call
+    attentions: list  # layer/model scope: the network's Attention modules (attnbench.execute.model)
+    # A case with a backward: makes the backward pass alone as a call (one forward kept, its graph
+    # retained); None for a forward case.
+    backward: Callable[[], Callable[[], object]] | None = None
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return True
+    text = str(exc)
+    # EAGAIN: under an address-space cap, a new thread finds no room for its stack.
+    return any(sign in text for sign in ("out of memory", "can't allocate memory", "Resource temporarily unavailable"))
+
+
+def _finite(result: object) -> bool:
+    tensors = result if isinstance(result, tuple | list) else (result,)
+    return all(bool(torch.isfinite(t).all()) for t in tensors if isinstance(t, torch.Tensor))
+
+
+def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
+    """The method's formulas for this case; `scores` is the realized count for data-dependent
+    methods (per attention call). At layer and model scope, each layer's attention plus the
+    matmuls around it (attnbench.execute.model.dense_flops); a backward or training step costs the
+    forward plus two matmuls per matmul of the dense part."""
+    from attnbench.execute.model import dense_flops
+    from attnbench.plan.scopes import ModelShape
+
+    if case.scope == "swap":  # a whole model: the formulas are the attention's alone
+        return dict.fromkeys(("flops_analytic", "scores_computed", "peak_mem_analytic_bytes", "bytes_moved_analytic"))
+    shape = method.formula_shape(case.shape)  # per head when the method repeats k, v
+    forward = method.flops(shape, scores)
+    backward = method.backward_flops(shape, scores) if case.mode != "forward" else 0
+    scores = method.scores_computed(shape) if scores is None else scores
+    attention = None if forward is None or backward is None else forward + backward
+    if case.scope == "attention":
+        memory, moved = method.memory_bytes(shape, itemsize, case.mode, scores), \
+            method.bytes_moved(shape, itemsize, case.mode, scores)
+        if shape != case.shape and memory is not None:  # k, v repeated in the call: the copies, written once
+            copies = 2 * shape.batch * shape.heads * shape.seq_len * shape.head_dim * itemsize
+            memory, moved = memory + copies, None if moved is None else moved + copies
+        return {"flops_analytic": attention, "scores_computed": scores,
+                "peak_mem_analytic_bytes": memory, "bytes_moved_analytic": moved}
+    model = ModelShape(layers=case.layers, ffn_dim=case.ffn_dim)
+    dense = dense_flops(case.batch, case.seq_len, case.heads, case.head_dim, model, case.scope, case.kv_heads)
+    dense *= 1 if case.mode == "forward" else 3
+    return {"flops_analytic": None if attention is None else case.layers * attention + dense,
+            "scores_computed": scores, "peak_mem_analytic_bytes": None, "bytes_moved_analytic": None}
+
+
+def _prepare(case: Case, method, device, dtype, row: Row):
+    """(fn, inputs, call, fresh_state, diagnostics, attention modules, backward) for the case's scope; the
+    build's wall time goes to row['build_ms']. With case.compile, the call runs the method's
+    function through torch.compile (the hooks keep the function itself)."""
+    if case.scope == "attention":
+        q, k, v, generator = make_inputs(case)
+        start = time.perf_counter()
+        fn = method.make(case.shape, device=device, dtype=dtype, generator=generator)
+        synchronize(device)
+        row["build_ms"] = (time.perf_counter() - start) * 1e3
+        timed = fn if case.compile == "off" else torch.compile(fn, mode=case.compile)
+
+        def diagnostics() -> dict:
+            with torch.no_grad():
+                own, wide_k, wide_v = method.hook_view(fn, k, v)
+                return method.diagnostics(own, q, wide_k, wide_v)
+        backward = None if case.mode == "forward" else lambda: make_backward(timed, q, k, v)
+        return fn, (q, k, v), make_call(timed, q, k, v, case.mode), lambda: None, diagnostics, [], backward
+    if case.compile != "off":
+        raise Unsupported("--compile compiles the method's attention function: it applies at attention scope")
+    if case.scope == "swap":
+        from attnbench.hf.swap import prepare_swap
+
+        start = time.perf_counter()
+        swapped = prepare_swap(case, method, device, dtype)
+        row["build_ms"] = (time.perf_counter() - start) * 1e3  # the model's tokens; layers build in the first call
+        return swapped, (swapped.ids,), swapped, lambda: None, lambda: {}, [], None
+    from attnbench.execute.model import attention_diagnostics, mixed_precision, prepare_network
+
+    start = time.perf_counter()
+    prepared = prepare_network(case, method, device=device, dtype=dtype,
+                               generator=torch.Generator().manual_seed(case.seed))
+    synchronize(device)
+    row["build_ms"] = (time.perf_counter() - start) * 1e3
+    mixed = mixed_precision(case.amp, device)
+    return (prepared.fn, prepared.inputs, prepared.call, prepared.fresh_state,
+            lambda: attention_diagnostics(method, prepared.attentions, prepared.call, mixed), prepared.attentions,
+            prepared.backward)
+
+
+def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
+    method, shape, device = case.instance(), case.shape, torch.device(case.device)
+    dtype = getattr(torch, case.dtype)
+    reason = method.unsupported(shape, "backward" if case.mode == "train" else case.mode)
+    if reason:
+        row.update(status="unsupported", status_detail=reason)
+        return
+    with torch.set_grad_enabled(case.mode != "forward"):  # a build may probe its kernel's backward
+        fn, inputs, call, fresh_state, diagnostics, attentions, backward = _prepare(case, method, device, dtype, row)
+    start = time.perf_counter()
+    first = call()  # also the warm-up the memory pass needs; under --compile, the compilation
+    synchronize(device)
+    if case.compile != "off" or method.compiled():
+        row["compile_s"] = time.perf_counter() - start
+    row["kernel_compile_mode"] = method.compile_mode(device)
+    if case.shape.grouped:
+        row["grouped_kv"] = "repeated" if method.kv_grouping(case.shape) == "repeat" else "native"
+    if not _finite(first):
+        row.update(status="nan", status_detail="the output holds NaN or Inf")
+        return
+    extras = diagnostics()  # method-specific figures, e.g. an inverse's residual
+    row.update(extras)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    row.update(_analytic(method, case, itemsize, extras.get("scores_computed")))
+    q, k, v = inputs if case.scope == "attention" else (None, None, None)
+    context = PassContext(case, options, method, fn, inputs, call, q, k, v, device, itemsize, row, fresh_state,
+                          attentions, backward)
+    for metric in chosen(options.metrics):
+        row.update(metric.measure(context))
+    row["status"] = "ok"
+
+
+def run_case(case: Case, options: MeasureOptions | None = None) -> Row:
+    """Measure one case; never raises for a failing case (the row's status says what happened)."""
+    options = options or MeasureOptions()
+    if case.threads is None:  # a Case made by hand: torch's thread count, recorded as such
+        case = dataclasses.replace(case, threads=torch.get_num_threads())
+    row = new_row(case)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(case.threads)
+    start = time.perf_counter()
+    try:
+        _measure(case, options, row)
+    except Unsupported as exc:
+        row.update(status="unsupported", status_detail=str(exc).splitlines()[0][:500])
+    except Exception as exc:  # failures are data: record and go on
+        row.update(status="oom" if _is_oom(exc) else "error",
+                   status_detail=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+    finally:
+        torch.set_num_threads(previous_threads)
+    row["case_seconds"] = time.perf_counter() - start  # building, warm-up and every pass
+    return stamp(row, case)

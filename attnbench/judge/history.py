@@ -1,0 +1,204 @@
+"""Performance over commits: reports from successive commits joined on case identity, each case's
+series per metric, and where a step change begins.
+
+Every row carries `git_sha` and `timestamp`; a commit's value of a case is its row's (the median
+over its rows when a commit was measured more than once), and commits are ordered by when their
+rows ran. The metrics are the comparable ones (`attnbench.metrics`, by their compare policy's
+column): for an exact metric (FLOPs, sparsity: `Exact`) any change is a step; for the others
+the change points come from ruptures' PELT (optimal partitioning with a penalty, the family of
+asv's step detection) on the logarithm of the series, with the penalty set by the series' own
+noise (a robust estimate from successive differences), so a step must stand out of it. Each
+step has its size (the ratio of the medians after and before) and a 95% bootstrap interval of
+that ratio from the two segments' values.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from attnbench.errors import AttnbenchError
+from attnbench.measure.machine import MACHINE
+
+PENALTY = 8.0  # x noise variance x log(n): 1% false steps, 99% of 1.5x steps (scenarios/history_steps.py)
+BOOTSTRAP = 2000
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int  # the first commit after the change
+    ratio: float  # median after / median before
+    low: float
+    high: float
+
+
+@dataclass
+class Series:
+    label: str
+    metric: str
+    column: str
+    exact: bool
+    commits: list[str]
+    values: list[float | None]
+    steps: list[Step]
+
+
+def _metric_columns(names: Sequence[str] | None) -> list[tuple[str, str, bool]]:
+    from attnbench.metrics import all_metrics
+    from attnbench.metrics.policies import Exact
+
+    found = [(m.name, m.compare.column, isinstance(m.compare, Exact)) for m in all_metrics() if m.compare is not None]
+    if names:
+        unknown = sorted(set(names) - {name for name, _, _ in found})
+        if unknown:
+            raise AttnbenchError(f"--metrics takes {', '.join(n for n, _, _ in found)}, not {', '.join(unknown)}")
+        found = [f for f in found if f[0] in names]
+    return found
+
+
+def _bootstrap_ratio(before: list[float], after: list[float], seed: int = 0) -> tuple[float, float]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(before), np.asarray(after)
+    ratios = np.median(rng.choice(b, (BOOTSTRAP, len(b))), axis=1) / np.median(rng.choice(a, (BOOTSTRAP, len(a))),
+                                                                              axis=1)
+    low, high = np.quantile(ratios, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def change_points(values: Sequence[float], exact: bool) -> list[int]:
+    """Indexes where a new level begins: for an exact metric every change; else PELT on log values."""
+    if exact:
+        return [i for i in range(1, len(values)) if values[i] != values[i - 1]]
+    if len(values) < 3 or min(values) <= 0:
+        return []
+    import numpy as np
+    import ruptures
+
+    logs = np.log(np.asarray(values, dtype=float))
+    noise = 1.4826 * float(np.median(np.abs(np.diff(logs)))) / math.sqrt(2)  # robust to the steps themselves
+    noise = max(noise, 1e-3)  # a flat series: steps under 0.1% are not steps
+    algorithm = ruptures.Pelt(model="l2", min_size=1, jump=1).fit(logs.reshape(-1, 1))
+    return [i for i in algorithm.predict(pen=PENALTY * noise ** 2 * math.log(len(values))) if i < len(values)]
+
+
+def _steps(values: list[float], exact: bool) -> list[Step]:
+    points = change_points(values, exact)
+    bounds = [0, *points, len(values)]
+    steps = []
+    for k, index in enumerate(points):
+        before, after = values[bounds[k]:index], values[index:bounds[k + 2]]
+        ratio = statistics.median(after) / statistics.median(before) if statistics.median(before) else math.inf
+        low, high = (ratio, ratio) if exact else _bootstrap_ratio(before, after)
+        steps.append(Step(index, ratio, low, high))
+    return steps
+
+
+def history(paths: Sequence[str | Path], metrics: Sequence[str] | None = None,
+            warn=lambda line: None) -> list[Series]:
+    """series_of the reports at these paths (each read once)."""
+    from attnbench.results.report import load
+
+    if len(paths) < 2:
+        raise AttnbenchError("history needs reports from at least two commits")
+    return series_of([(str(path), load(path, say=lambda line: None).rows) for path in paths], metrics, warn)
+
+
+def series_of(reports: Sequence[tuple[str, list]], metrics: Sequence[str] | None = None,
+              warn=lambda line: None) -> list[Series]:
+    """The series of every case and metric over the reports' commits (each report: its name and
+    rows), with their steps; `warn` gets a line when the reports come from different hardware."""
+    from attnbench.results.schema import Labeller, setup_of
+
+    if len(reports) < 2:
+        raise AttnbenchError("history needs reports from at least two commits")
+    rows = [(name, row) for name, report_rows in reports for row in report_rows]
+    for column in MACHINE:
+        seen = {}
+        for path, row in rows:
+            if row.get(column):
+                seen.setdefault(str(row[column]), path)
+        if len(seen) > 1:
+            warn(f"Warning: the reports differ in {column} ({'; '.join(f'{v} in {p}' for v, p in seen.items())}): "
+                 "time and memory steps may be the machines'")
+    commit_of = {}
+    for path, row in rows:  # a commit: its git_sha, else the report it is in
+        key = str(row.get("git_sha") or path)
+        commit_of.setdefault(key, str(row.get("timestamp") or ""))
+    commits = sorted(commit_of, key=lambda key: commit_of[key])
+    if len(commits) < 2:
+        raise AttnbenchError("the reports all come from one commit (their git_sha): give reports of several commits")
+    label = Labeller([r for _, r in rows])
+    cases: dict = {}
+    for path, row in rows:
+        if row["status"] == "ok":
+            identity = (setup_of(row), row["method"], tuple(sorted((k, str(v)) for k, v in row.items()
+                                                                    if k.startswith("param_"))))
+            cases.setdefault(identity, (label(row), {}))[1].setdefault(str(row.get("git_sha") or path), []).append(row)
+    out = []
+    for name, column, exact in _metric_columns(metrics):
+        for case_label, by_commit in cases.values():
+            values = []
+            for commit in commits:
+                found = [r[column] for r in by_commit.get(commit, []) if isinstance(r.get(column), int | float)]
+                values.append(statistics.median(found) if found else None)
+            present = [(c, v) for c, v in zip(commits, values) if v is not None]
+            if len(present) < 2:
+                continue
+            measured = [v for _, v in present]
+            steps = _steps(measured, exact)
+            out.append(Series(case_label, name, column, exact, [c for c, _ in present], measured, steps))
+    return out
+
+
+def history_rows(series: list[Series]) -> list[dict]:
+    """Tidy rows: one per case, metric and commit; the steps on the commit where they begin."""
+    rows = []
+    for s in series:
+        at = {step.index: step for step in s.steps}
+        for i, (commit, value) in enumerate(zip(s.commits, s.values)):
+            step = at.get(i)
+            rows.append({"case": s.label, "metric": s.metric, "column": s.column, "commit_index": i, "git_sha": commit,
+                         "value": value, "change_point": step is not None,
+                         "step_ratio": step.ratio if step else None, "step_ratio_low": step.low if step else None,
+                         "step_ratio_high": step.high if step else None})
+    return rows
+
+
+def plot_history(series: list[Series], path: Path, limit: int = 24) -> Path:
+    """history_figure saved to `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = history_figure(series, limit)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def history_figure(series: list[Series], limit: int = 24):
+    """Each series with a step (all of them when none has one), its change points marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [s for s in series if s.steps] or series
+    shown = shown[:limit]
+    columns = min(3, len(shown))
+    rows = -(-len(shown) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3 * rows), squeeze=False)
+    for ax, s in zip(axes.flat, shown):
+        ax.plot(range(len(s.values)), s.values, marker="o")
+        for step in s.steps:
+            ax.axvline(step.index - 0.5, color="tab:red", linestyle="--")
+            ax.annotate(f"x{step.ratio:.2f}", (step.index - 0.5, max(s.values)), color="tab:red", fontsize=8)
+        ax.set_title(f"{s.label}: {s.column}", fontsize=8)
+        ax.set_xticks(range(len(s.commits)), [c[:7] for c in s.commits], rotation=60, fontsize=6)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig

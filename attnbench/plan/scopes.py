@@ -1,0 +1,24 @@
+"""The scopes a case can measure, and the shape of the layer or model around the attention
+(torch-free, so the command line and scenario files can name the defaults without loading it).
+The modules themselves are in attnbench.execute.model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCOPES = ("attention", "layer", "model")
+# --scope model without --heads/--head-dim: the LRA configuration, 2 heads of 32 (width 64).
+MODEL_HEADS, MODEL_HEAD_DIM = 2, 32
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What a layer or model is made of beyond the attention shape (the LRA configuration)."""
+
+    layers: int = 2
+    ffn_dim: int = 0  # 0: twice the width (the LRA configuration: 128 for width 64)
+    vocab: int = 512
+    classes: int = 10
+
+    def ffn(self, width: int) -> int:
+        return self.ffn_dim or 2 * width

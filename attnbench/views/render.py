@@ -1,0 +1,145 @@
+"""Human views of rows (rich): number formats, the table's columns and the figure's panels that
+metrics declare, the table, progress, and compare's lines. Only this module and cli.py draw on a
+terminal."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.markup import escape
+from rich.table import Table
+
+from attnbench.metrics import all_metrics
+from attnbench.plan.case import Case
+from attnbench.results.schema import Labeller
+
+
+def _has_values(rows: list[dict], columns: Iterable[str]) -> bool:
+    return any(row.get(c) not in (None, "") and row.get(c) == row.get(c) for row in rows for c in columns)
+
+
+def rows_table(rows: Iterable[dict], title: str = "attnbench") -> Table:
+    """One line per case: the columns of every metric the rows have values for, and the status.
+
+    '(!)' marks counted FLOPs more than 10% from the analytic formula; '~' a noisy time.
+    """
+    rows = list(rows)
+    label = Labeller(rows, with_length=False)
+    shown = [column for metric in all_metrics() if _has_values(rows, metric.columns) for column in metric.table
+             if column.needs is None or _has_values(rows, [column.needs])]
+    table = Table(title=title, title_justify="left")
+    table.add_column("case")
+    table.add_column("n", justify="right")
+    for column in shown:
+        table.add_column(column.title(rows), justify="right")
+    table.add_column("status")
+    for row in rows:
+        ok = row.get("status") == "ok"
+        status = row.get("status") or "-"
+        detail = escape(str(row.get("status_detail") or ""))
+        table.add_row(escape(label(row)), str(row["seq_len"]), *(column.cell(row) if ok else "-" for column in shown),
+                      status if ok else f"[red]{status}[/red] {detail}")
+    return table
+
+
+def console(stderr: bool = False):
+    """A rich console; wide enough for the table when output is not a terminal (logs, CI)."""
+    from rich.console import Console
+
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=160)
+
+
+class Progress:
+    """Progress of a run or sweep: a rich bar with ETA and the current case, or plain lines.
+
+    Use as a context manager; `start(total)` once, `row(row)` as each row arrives, and `step(row)`
+    for each process of a case timed in `processes` but its last (the bar moves a share of a case).
+    """
+
+    def __init__(self, screen, cases_rows: list[dict], quiet: bool = False, processes: int = 1) -> None:
+        self.screen, self.plain = screen, quiet or not screen.is_terminal
+        self.label = Labeller(cases_rows)
+        self.done, self.total, self.bar, self.task = 0, 0, None, None
+        self.processes, self.steps = processes, {}  # row key -> processes of that case already done
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def start(self, total: int) -> None:
+        self.total = total
+        if not self.plain:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as Bar
+
+            self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), TimeRemainingColumn(), console=self.screen, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("cases", total=total or None)
+
+    def step(self, row: dict) -> None:
+        key = Case.of(row)
+        self.steps[key] = self.steps.get(key, 0) + 1
+        time_ms = row.get("time_ms_median")
+        line = (f"[{self.done + 1}/{self.total}] {self.label(row)}: process {self.steps[key]}/{self.processes} "
+                + (f"{time_ms:.2f} ms" if isinstance(time_ms, float) else row["status"]))
+        if self.plain:
+            self.screen.print(line, markup=False, highlight=False)
+        else:
+            self.bar.update(self.task, advance=1 / self.processes, description=line[:80])
+
+    def row(self, row: dict) -> None:
+        share = 1 - self.steps.pop(Case.of(row), 0) / self.processes  # what its steps did not move
+        self.done += 1
+        time_ms = row.get("time_ms_median")
+        result = row["status"] if row["status"] != "ok" or time_ms is None else f"ok {time_ms:.2f} ms"
+        count = f"{self.done}/{self.total}" if self.total else f"{self.done}"
+        line = f"[{count}] {self.label(row)}: {result}"
+        if row["status"] not in ("ok", "max_seq") and row.get("status_detail"):
+            line += f" ({row['status_detail']})"
+        if self.plain:
+            self.screen.print(line, markup=False, highlight=False)
+        else:
+            self.bar.update(self.task, advance=share, description=line[:80])
+            if row["status"] != "ok":
+                self.bar.console.print(line, markup=False, highlight=False)
+
+
+def _state(comparison_row, metric: str) -> str:
+    state = comparison_row.states.get(metric, "")
+    detail = comparison_row.details.get(metric)
+    return f"{state} {detail}" if detail and state else state
+
+
+def comparison_lines(comparison, metrics, markdown: bool) -> list[str]:
+    """The rows that changed (and a count of every verdict), as Markdown or plain text."""
+    changed = [r for r in comparison.rows if r.verdict != "unchanged"]
+    columns = ["case", "verdict", *metrics]
+
+    def verdict(r) -> str:
+        word = {"regression": "REGRESSION", "unchanged": "ok"}.get(r.verdict, r.verdict)
+        return f"{word} ({r.details['status']})" if r.states.get("status", "same") != "same" else word
+
+    body = [[r.label, verdict(r), *[_state(r, m) or "-" for m in metrics]] for r in changed]
+    lines = []
+    if markdown:
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    elif body:  # aligned columns under a header
+        widths = [max(len(cells[i]) for cells in [columns, *body]) for i in range(len(columns))]
+        lines += ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+                  for cells in [columns, *body]]
+    lines.append(comparison_summary(comparison))
+    return lines
+
+
+def comparison_summary(comparison) -> str:
+    """One line that counts every verdict, e.g. '0 regression(s), 0 improved, 1 ambiguous, ...'."""
+    counts = comparison.count()
+    words = [f"{counts.pop('regression')} regression(s)", *(f"{n} {word}" for word, n in counts.items())]
+    line = ", ".join(words) + f" ({len(comparison.rows)} row(s))"
+    return line + ("; nothing was compared" if comparison.compared_nothing else "")
