@@ -39,8 +39,9 @@ run: setup
 	$(BIN)/attnbench run --method full,full-explicit,kernelized,skyformer,sbm,smartbird --seq 512..4096 -p density=0.01 --heads 4 --head-dim 64 -o $$out \
 	  && $(BIN)/attnbench plot $$out -o reports
 
+# Two workers: much of the suite waits on subprocesses (workers, sweeps, the GPU check's set-up).
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # The GPU check in one call (docs/gpu.md): the python3 on PATH as it is (its own CUDA torch), no
 # venv, no network; gpu-wheels/ (scenarios/gpu_wheels.sh) carries what that environment lacks.

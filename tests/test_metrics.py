@@ -13,7 +13,7 @@ from tests.conftest import QUICK, cli
 TOY_METRIC = '''
 from attnbench.metrics.policies import Tolerance
 from attnbench.metrics import Metric
-from attnbench.metrics.display import Column
+from attnbench.metrics.display import Column, Panel
 
 
 def measure(ctx):
@@ -24,7 +24,8 @@ def measure(ctx):
 METRIC = Metric(
     name="toy", help="Frobenius norm of the output", columns=("toy_output_norm",), measure=measure,
     order=60, default=False, compare=Tolerance("toy_output_norm", rel=0.01),
-    table=(Column("toy norm", lambda row: f"{row['toy_output_norm']:.3f}"),),
+    table=(Column("toy norm", lambda row: f"{row['toy_output_norm']:.3f}", sort="toy_output_norm"),),
+    panels=(Panel("toy_output_norm", "toy output norm"),),
 )
 '''
 
@@ -72,6 +73,23 @@ def test_a_toy_metric_shows_up_in_run_the_csv_the_table_and_compare(toy_metric, 
     assert unknown.returncode == 1 and "toy" in unknown.stderr  # the vocabulary lists it
     helped = cli("run", "--help")  # registered after the CLI was imported, yet listed
     assert "toy:" in helped.stdout.replace("│", " ").replace("\n", " ")
+
+
+def test_a_new_metric_shows_in_the_table_the_plot_and_the_html_page(toy_metric, tmp_path):
+    """Its one file declares its table column and its panel; the views read them."""
+    from attnbench.results.report import load
+    from attnbench.views.html import page
+    from attnbench.views.plot import efficiency_figure
+
+    report = tmp_path / "toy.csv"
+    result = cli("run", "-m", "full,linear", "-n", "64,128", "--metrics", "flops,toy", "-o", str(report), *QUICK)
+    assert result.returncode == 0 and "toy norm" in result.stdout, result.stderr
+    figure = efficiency_figure(load(report).frame)
+    assert "toy output norm" in [ax.get_ylabel() for ax in figure.axes]
+    text = page([report])
+    assert "<th>toy norm</th>" in text and "<th>FLOPs</th>" in text
+    norms = [float(r["toy_output_norm"]) for r in csv.DictReader(report.open())]
+    assert all(f'data-value="{n}"' in text for n in norms)  # sorted by the raw value
 
 
 def test_a_metric_name_can_be_registered_once():

@@ -13,7 +13,7 @@ from attnbench.execute.engine import run_cases
 from attnbench.plan.case import Limits, MeasureOptions, make_cases
 
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray cluster, in one worker
 ROOT = Path(__file__).resolve().parent.parent
 DETERMINISTIC = ("method", "seq_len", "status", "flops", "flops_attention", "sparsity", "peak_mem_bytes")
 

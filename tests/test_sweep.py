@@ -42,7 +42,7 @@ def test_sigkill_of_the_runner_then_resume_gives_each_case_once(tmp_path):
     # --allocator system: the allocator restart is test_cli's subject; here it would only cost time.
     # One process per case: the interleaving of --processes is test_processes' subject.
     args = ["sweep", "-m", "full,full-explicit", "-n", "32,64,128", "--metrics", "time", "-o", str(out),
-            "-q", "--heads", "1", "--head-dim", "8", "--min-time", "0.2", "--max-time", "0.4", "--threads", "1",
+            "-q", "--heads", "1", "--head-dim", "8", "--min-time", "0.05", "--max-time", "0.1", "--threads", "1",
             "--allocator", "system", "--processes", "1"]
     runner = subprocess.Popen([sys.executable, "-m", "attnbench", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"})

@@ -80,10 +80,13 @@ METRIC = Metric(
     help="score range and peakiness of exact attention; a Nystrom method's landmark conditioning; approximated "
          "row sums against the exact ones",
     compare=Tolerance("cond_score_max", rel=0.01, absolute=1e-9),
-    table=(Column("max |score|", lambda row: fmt_number(row.get("cond_score_max"), ".3g")),
-           Column("peak w", lambda row: fmt_number(row.get("cond_peak_weight_mean"), ".3g")),
-           Column("cond(M)", lambda row: fmt_number(row.get("cond_landmark_condition"), ".2g"),
+    table=(Column("max |score|", sort="cond_score_max", cell=lambda row: fmt_number(row.get("cond_score_max"), ".3g")),
+           Column("peak w", sort="cond_peak_weight_mean",
+                  cell=lambda row: fmt_number(row.get("cond_peak_weight_mean"), ".3g")),
+           Column("cond(M)", sort="cond_landmark_condition",
+                  cell=lambda row: fmt_number(row.get("cond_landmark_condition"), ".2g"),
                   needs="cond_landmark_condition"),
-           Column("min D~/D", lambda row: fmt_number(row.get("cond_row_sum_ratio_min"), ".3g"),
+           Column("min D~/D", sort="cond_row_sum_ratio_min",
+                  cell=lambda row: fmt_number(row.get("cond_row_sum_ratio_min"), ".3g"),
                   needs="cond_row_sum_ratio_min")),
 )

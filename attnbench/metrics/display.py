@@ -44,6 +44,7 @@ class Column:
     header: str | Callable[[list[dict]], str]
     cell: Callable[[dict], str]
     needs: str | None = None  # shown only when a row has a value in this column (e.g. a backward's time)
+    sort: str | None = None  # the column whose raw value orders the cells (the html page sorts by it)
 
     def title(self, rows: list[dict]) -> str:
         return self.header(rows) if callable(self.header) else self.header

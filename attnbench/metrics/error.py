@@ -139,5 +139,5 @@ METRIC = Metric(
     types={"error_reference": str, "error_target": str}, scopes=("attention",), scope_error=SCOPE_ONLY,
     help="relative spectral/Frobenius error against --reference in float64, for --repeats draws",
     compare=Tolerance("error_spectral", rel=0.10, absolute=1e-6),
-    table=(Column("error", lambda row: fmt_number(row.get("error_spectral"), ".3g")),),
+    table=(Column("error", sort="error_spectral", cell=lambda row: fmt_number(row.get("error_spectral"), ".3g")),),
 )

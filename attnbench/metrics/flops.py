@@ -50,6 +50,6 @@ METRIC = Metric(
     help="FLOPs counted by execution (FlopCounterMode), '(!)' when >10% from the formula",
     compare=Exact("flops"),
     template_imports=("torch._dynamo",),  # FlopCounterMode's module tracker imports it on first use
-    table=(Column("FLOPs", _cell),),
+    table=(Column("FLOPs", sort="flops", cell=_cell),),
     panels=(Panel("flops", "FLOPs (multiply-add = 2)"),),
 )

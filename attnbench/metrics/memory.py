@@ -25,6 +25,6 @@ METRIC = Metric(
     help="peak bytes allocated by one call beyond its inputs",
     compare=Tolerance("peak_mem_bytes", rel=0.02, absolute=64 * 1024),
     template_imports=("torch._dynamo",),  # the profiler imports it when it starts
-    table=(Column("peak mem", lambda row: fmt_bytes(row.get("peak_mem_bytes"))),),
+    table=(Column("peak mem", sort="peak_mem_bytes", cell=lambda row: fmt_bytes(row.get("peak_mem_bytes"))),),
     panels=(Panel("peak_mem_bytes", "peak memory (bytes)"),),
 )

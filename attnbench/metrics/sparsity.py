@@ -23,5 +23,5 @@ METRIC = Metric(
     name="sparsity", order=10, columns=("sparsity",), measure=measure,
     help="computed scores / the scores of exact attention (n^2; causal: n(n+1)/2), from the formula or the draw",
     compare=Exact("sparsity"),
-    table=(Column("sparsity", lambda row: fmt_number(row.get("sparsity"))),),
+    table=(Column("sparsity", sort="sparsity", cell=lambda row: fmt_number(row.get("sparsity"))),),
 )

@@ -49,6 +49,7 @@ METRIC = Metric(
     scopes=("swap",), scope_error=SCOPE_ONLY,
     help="swap scope: hidden-state error, next-token KL and perplexity against the unmodified model",
     compare=Tolerance("swap_hidden_error", rel=0.10, absolute=1e-6),
-    table=(Column("hidden err", lambda row: fmt_number(row.get("swap_hidden_error"), ".3g")),
-           Column("KL", lambda row: fmt_number(row.get("swap_kl_nats"), ".3g"))),
+    table=(Column("hidden err", sort="swap_hidden_error",
+                  cell=lambda row: fmt_number(row.get("swap_hidden_error"), ".3g")),
+           Column("KL", sort="swap_kl_nats", cell=lambda row: fmt_number(row.get("swap_kl_nats"), ".3g"))),
 )

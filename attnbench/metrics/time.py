@@ -220,18 +220,23 @@ METRIC = Metric(
          "--processes N, in N processes)",
     compare=Bootstrap("time_ms_median", spread_column="time_ms_iqr", rel=0.05, absolute=0.01,
                       one_process_rel=ONE_PROCESS_THRESHOLD, measured_on="on a 2-core CPU"),
-    table=(Column("time ms", lambda r: f"{r['time_ms_median']:.3f}" if _timed(r) else "-"),
-           Column("± IQR", lambda r: f"{r['time_ms_iqr']:.3f}" + (" ~" if r.get("time_noisy") is True else "")
+    table=(Column("time ms", sort="time_ms_median", cell=lambda r: f"{r['time_ms_median']:.3f}" if _timed(r) else "-"),
+           Column("± IQR", sort="time_ms_iqr",
+                  cell=lambda r: f"{r['time_ms_iqr']:.3f}" + (" ~" if r.get("time_noisy") is True else "")
                   if _timed(r) else "-"),
-           Column("bwd ms", lambda r: fmt_number(r.get("time_backward_ms_median"), ".3f"),
+           Column("bwd ms", sort="time_backward_ms_median",
+                  cell=lambda r: fmt_number(r.get("time_backward_ms_median"), ".3f"),
                   needs="time_backward_ms_median"),
-           Column("processes: spread", _spread_cell),
-           Column("TFLOP/s", lambda r: fmt_number(_scaled(r, "achieved_flops_per_s", 1e12), ".3g")),
-           Column(_peak_header, lambda r: f"{100 * r['machine_peak_fraction']:.1f}"
+           Column("processes: spread", sort="time_process_spread", cell=_spread_cell),
+           Column("TFLOP/s", sort="achieved_flops_per_s",
+                  cell=lambda r: fmt_number(_scaled(r, "achieved_flops_per_s", 1e12), ".3g")),
+           Column(_peak_header, sort="machine_peak_fraction", cell=lambda r: f"{100 * r['machine_peak_fraction']:.1f}"
                   if numeric(r, "machine_peak_fraction") is not None and _timed(r) else "-"),
-           Column("GB/s", lambda r: fmt_number(_scaled(r, "achieved_bandwidth_bytes_per_s", 1e9), ".3g"),
+           Column("GB/s", sort="achieved_bandwidth_bytes_per_s",
+                  cell=lambda r: fmt_number(_scaled(r, "achieved_bandwidth_bytes_per_s", 1e9), ".3g"),
                   needs="achieved_bandwidth_bytes_per_s"),
-           Column("% peak bw", lambda r: fmt_number(_scaled(r, "bandwidth_peak_fraction", 0.01), ".1f"),
+           Column("% peak bw", sort="bandwidth_peak_fraction",
+                  cell=lambda r: fmt_number(_scaled(r, "bandwidth_peak_fraction", 0.01), ".1f"),
                   needs="bandwidth_peak_fraction")),
     panels=(Panel("time_ms_median", "time per call (ms)", band="time_ms_iqr"),),
 )

@@ -123,25 +123,27 @@ def _shape(row: dict) -> str:
     return ", ".join(parts)
 
 
-def _time(row: dict) -> str:
-    median, low, high = row.get("time_ms_median"), row.get("time_ms_process_min"), row.get("time_ms_process_max")
-    if median is None:
-        return ""
-    if low is not None and high is not None and row.get("time_processes", 1) and row.get("time_processes", 1) > 1:
-        return f"{median:.4g} [{low:.4g}, {high:.4g}]"
-    iqr = row.get("time_ms_iqr")
-    return f"{median:.4g} ± {iqr:.2g}" if iqr is not None else f"{median:.4g}"
+def _metric_cell(column, row: dict) -> str:
+    """A metric's declared cell (attnbench.metrics.display.Column), sorted by its raw value."""
+    shown = column.cell(row) if row.get("status") == "ok" else ""
+    raw = row.get(column.sort) if column.sort else shown
+    sort = "" if raw is None or raw == "-" else str(raw)
+    return f'<td class="num" data-value="{html.escape(sort)}">{html.escape("" if shown == "-" else shown)}</td>'
 
 
 def _table(reports: list[tuple[str, list[dict]]]) -> list[str]:
-    from attnbench.metrics.display import fmt_bytes, fmt_count
+    """Every row: its case, then the table columns each metric declares (as the terminal table
+    shows them), then its status and the reason a row failed."""
+    from attnbench.views.render import shown_columns
 
     several = len(reports) > 1
-    tasks = any(r.get("task") for _, rows in reports for r in rows)
-    revisions = any(r.get("revision") for _, rows in reports for r in rows)
+    every = [r for _, rows in reports for r in rows]
+    tasks = any(r.get("task") for r in every)
+    revisions = any(r.get("revision") for r in every)
+    metric_columns = shown_columns(every)
     heads = ["report"] * several + ["revision"] * revisions + ["method"] + ["task"] * tasks + [
-        "parameters", "b x h x n x d", "dtype", "mode", "scope", "status", "time ms [process range]", "peak memory",
-        "FLOPs", "error", "reason"]
+        "parameters", "b x h x n x d", "dtype", "mode", "scope", "status",
+        *(column.title(every) for column in metric_columns), "reason"]
     out = ['<table id="rows"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in heads) +
            "</tr></thead><tbody>"]
     for name, rows in reports:
@@ -152,13 +154,7 @@ def _table(reports: list[tuple[str, list[dict]]]) -> list[str]:
                 _cell(_params(row)), f'<td data-value="{row.get("seq_len")}">'
                 f'{html.escape(_shape(row))}</td>', _cell(row.get("dtype")), _cell(row.get("mode")),
                 _cell(row.get("scope")), _cell(row.get("status")),
-                f'<td class="num" data-value="{html.escape(str(row.get("time_ms_median") or ""))}">'
-                f'{html.escape(_time(row))}</td>',
-                f'<td class="num" data-value="{row.get("peak_mem_bytes") or ""}">'
-                f'{html.escape(fmt_bytes(row.get("peak_mem_bytes")) if row.get("peak_mem_bytes") else "")}</td>',
-                f'<td class="num" data-value="{row.get("flops") or ""}">'
-                f'{html.escape(fmt_count(row.get("flops")) if row.get("flops") else "")}</td>',
-                _cell(row.get("error_spectral"), "{:.3g}", "num"),
+                *(_metric_cell(column, row) for column in metric_columns),
                 _cell(row.get("status_detail"), css="reason")]
             status = html.escape(str(row.get("status")))
             out.append(f'<tr data-status="{status}"{" class=failed" if failed else ""}>{"".join(cells)}</tr>')

@@ -18,6 +18,13 @@ def _has_values(rows: list[dict], columns: Iterable[str]) -> bool:
     return any(row.get(c) not in (None, "") and row.get(c) == row.get(c) for row in rows for c in columns)
 
 
+def shown_columns(rows: list[dict]) -> list:
+    """The table columns (attnbench.metrics.display.Column) that every metric with values in these
+    rows declares, in pass order: the terminal table and the html page show the same."""
+    return [column for metric in all_metrics() if _has_values(rows, metric.columns) for column in metric.table
+            if column.needs is None or _has_values(rows, [column.needs])]
+
+
 def rows_table(rows: Iterable[dict], title: str = "attnbench") -> Table:
     """One line per case: the columns of every metric the rows have values for, and the status.
 
@@ -25,8 +32,7 @@ def rows_table(rows: Iterable[dict], title: str = "attnbench") -> Table:
     """
     rows = list(rows)
     label = Labeller(rows, with_length=False)
-    shown = [column for metric in all_metrics() if _has_values(rows, metric.columns) for column in metric.table
-             if column.needs is None or _has_values(rows, [column.needs])]
+    shown = shown_columns(rows)
     table = Table(title=title, title_justify="left")
     table.add_column("case")
     table.add_column("n", justify="right")
