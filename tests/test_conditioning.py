@@ -63,7 +63,9 @@ def test_approximated_row_sums_track_the_exact_ones_where_the_approximation_is_g
 
 
 @pytest.mark.parametrize("method", list_methods())
-def test_every_method_fills_the_columns_or_says_why_not(method):
+def test_every_method_fills_the_columns_or_says_why_not(method, request):
+    if method == "flex":  # the columns are the subject: Dynamo's eager backend, no inductor build
+        request.getfixturevalue("eager_compile")
     (case,) = make_cases([method], [128], heads=2, head_dim=16, threads=1)
     row = run_case(case, OPTIONS)
     if row["status"] == "unsupported":

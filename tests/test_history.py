@@ -88,7 +88,7 @@ def test_reports_from_other_hardware_are_named_in_a_warning(tmp_path, template):
 
     paths = _series(tmp_path, template, 2, machine)
     lines = []
-    history(paths, ["flops"], warn=lines.append)
+    history(paths, ["flops"], say=lines.append)
     assert len(lines) == 1 and "cpu_model" in lines[0] and "CPU A" in lines[0] and "c01.csv" in lines[0]
 
 

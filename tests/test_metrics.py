@@ -3,6 +3,7 @@ worth of code shows up in `run --metrics`, the CSV, the table and `compare`, tou
 
 import csv
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -10,24 +11,17 @@ from attnbench.metrics import all_metrics, get_metric, register_metric, unregist
 from attnbench.metrics.policies import Exact, Tolerance
 from tests.conftest import QUICK, cli
 
-TOY_METRIC = '''
-from attnbench.metrics.policies import Tolerance
-from attnbench.metrics import Metric
-from attnbench.metrics.display import Column, Panel
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(ctx):
-    out = ctx.call()
-    return {"toy_output_norm": float(out.norm()) if ctx.case.mode == "forward" else None}
+def _docs_example(heading: str) -> str:
+    """The first Python block under `heading` in docs/extending.md: the worked example, as printed."""
+    text = (ROOT / "docs" / "extending.md").read_text()
+    start = text.index("```python\n", text.index(heading)) + len("```python\n")
+    return text[start:text.index("```", start)]
 
 
-METRIC = Metric(
-    name="toy", help="Frobenius norm of the output", columns=("toy_output_norm",), measure=measure,
-    order=60, default=False, compare=Tolerance("toy_output_norm", rel=0.01),
-    table=(Column("toy norm", lambda row: f"{row['toy_output_norm']:.3f}", sort="toy_output_norm"),),
-    panels=(Panel("toy_output_norm", "toy output norm"),),
-)
-'''
+TOY_METRIC = _docs_example("### Adding a metric")
 
 
 @pytest.fixture

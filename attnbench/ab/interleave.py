@@ -237,10 +237,9 @@ def _bundled(resolve_scenario, token: str) -> bool:
 
 def merge(rounds: list[Path]) -> list:
     """A side's rounds as one row per case: the first round's row with every round's time samples."""
-    from attnbench.metrics import all_metrics
+    from attnbench.metrics import combine_processes
     from attnbench.results.report import load
 
-    again = [m for m in all_metrics() if m.per_process]
     by_case: dict = {}
     for path in rounds:
         for row in load(path, say=lambda line: None).rows:
@@ -248,11 +247,7 @@ def merge(rounds: list[Path]) -> list:
     merged = []
     for rows in by_case.values():
         first, later = rows[0], [r for r in rows[1:] if r["status"] == "ok"]
-        if first["status"] == "ok" and later:
-            for metric in again:
-                if first.get(metric.columns[0]) is not None:
-                    first = metric.combine(first, later)
-        merged.append(first)
+        merged.append(combine_processes(first, later) if first["status"] == "ok" and later else first)
     return merged
 
 
@@ -261,15 +256,14 @@ def ab(base: str | None, head: str | None, grid: Sequence[str], output: str | Pa
        on_round: Callable[[int, str], None] = lambda index, side: None, say: Callable[[str], None] = lambda line: None):
     """Run the interleaved A/B; returns the compare result and the folder of the rounds (and verdicts.md)."""
     from attnbench.judge.compare import compare_rows
-    from attnbench.results.report import check_target
+    from attnbench.results.report import check_target, refuse_to_replace
     from attnbench.results.schema import Row, columns_for
     from attnbench.views.render import comparison_lines
 
     output = Path(output).resolve()  # the sides run in their own worktrees
     check_target(output, append=False, can_append=False)
     folder = output.with_name(output.name.removesuffix(".csv") + ".sides")
-    if folder.exists():
-        raise AttnbenchError(f"{folder} already exists (an earlier A/B's rounds); remove it or choose another -o")
+    refuse_to_replace([folder], "remove it or choose another -o", why=" (an earlier A/B's rounds)")
     if processes < 1:
         raise AttnbenchError(f"--processes must be at least 1, not {processes}")
     chosen = sides(base, head, base_python, head_python)

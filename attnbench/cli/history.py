@@ -29,26 +29,21 @@ def history_command(
     Reports are joined on case identity; commits come from the rows' git_sha, in the order their
     rows ran. Exact metrics (FLOPs, sparsity) step at any change; the others by PELT change-point
     detection (ruptures) on the log series, against the series' own noise. Each step has its
-    size (median after / before) and a 95% bootstrap interval.
+    size (after / before) and a 95% bootstrap interval.
 
     Example: [bold]attnbench history reports/nightly-*.csv -o history.csv --plot[/bold]
     """
-    import csv
-
-    from attnbench.judge.history import history, history_rows, plot_history
+    from attnbench.judge.history import history, history_rows
+    from attnbench.results.report import refuse_to_replace, write_table
+    from attnbench.views.plot import plot_history
 
     targets = [output] + ([output.with_suffix(".png")] if plot else [])
-    taken = [str(t) for t in targets if t.exists()]
-    if taken:
-        raise AttnbenchError(f"{', '.join(taken)} already exists; choose another -o")
-    series = history(reports, parse_names(metrics) if metrics else None, warn=lambda line: print(line, file=sys.stderr))
+    refuse_to_replace(targets, "choose another -o")
+    series = history(reports, parse_names(metrics) if metrics else None, say=lambda line: print(line, file=sys.stderr))
     rows = history_rows(series)
     if not rows:
         raise AttnbenchError("no case has ok rows in two or more commits: nothing to follow")
-    with output.open("w", newline="") as f:
-        writer = csv.DictWriter(f, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_table(output, rows)
     for s in series:
         for step in s.steps:
             typer.echo(f"{s.label}: {s.column} steps x{step.ratio:.3g} [{step.low:.3g}, {step.high:.3g}] from commit "

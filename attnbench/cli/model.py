@@ -58,10 +58,11 @@ def capture_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from attnbench.hf.capture import capture, write
+    from attnbench.results.report import refuse_to_replace
     from attnbench.views.render import console
 
-    if output.exists() and not force:
-        raise AttnbenchError(f"{output} already exists; choose another -o, or pass --force to replace it")
+    if not force:
+        refuse_to_replace([output], "choose another -o, or pass --force to replace it")
     if not output.parent.is_dir():
         raise AttnbenchError(f"the folder of {output} does not exist; create it or choose another -o")
     screen = console(stderr=True)

@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Iterator
 from attnbench.errors import AttnbenchError
 from attnbench.execute.launchers import InProcess, Launcher, make_launcher
 from attnbench.execute.rows import failure_row
-from attnbench.metrics import chosen
+from attnbench.metrics import chosen, combine_processes
 from attnbench.plan.case import Case, MeasureOptions
 from attnbench.results.report import CsvReport
 from attnbench.results.schema import Row, columns_for
@@ -116,11 +116,6 @@ def _interleaved(cases: list[Case], options: MeasureOptions, launcher: Launcher,
     first process is kept at once. `step(row)` sees each process's row before that."""
     again = [m for m in chosen(options.metrics) if m.per_process]
 
-    def combine(row: Row, later: list[Row]) -> Row:
-        for metric in again:
-            row = metric.combine(row, later)
-        return row
-
     first: dict[int, Row] = {}
     for index, row in _each(cases, options, launcher):
         if row["status"] == "ok":
@@ -138,7 +133,7 @@ def _interleaved(cases: list[Case], options: MeasureOptions, launcher: Launcher,
             if process < options.processes - 1:
                 step(row)
             else:
-                keep(combine(first[index], later[index]))
+                keep(combine_processes(first[index], later[index], options.metrics))
 
 
 def _interrupt(signum, frame):

@@ -15,7 +15,8 @@ inside an `Attention` module, so FLOPs inside it are counted apart (`flops_atten
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -138,10 +139,12 @@ class Prepared:
 
     fn: object
     inputs: tuple
-    call: object
-    fresh_state: object
-    attentions: list  # the network's Attention modules (empty at attention scope)
-    backward: object = None  # makes the backward pass alone as a call (attnbench.execute.calls.make_backward)
+    call: Callable[[], object]
+    fresh_state: Callable[[], None] = lambda: None
+    attentions: list = field(default_factory=list)  # the network's Attention modules (layer/model scope)
+    backward: Callable | None = None  # makes the backward pass alone as a call (calls.make_backward)
+    diagnostics: Callable[[], dict] = dict  # method-specific figures, e.g. an inverse's residual
+    qkv: tuple = (None, None, None)  # attention scope: q, k, v
 
 
 def _token_loss(network_output, labels):
@@ -187,7 +190,7 @@ def prepare_network(case, method, *, device, dtype, generator) -> Prepared:
         def forward():
             with context(), mixed():
                 return network(*inputs)
-        return Prepared(network, inputs, forward, lambda: None, attentions)
+        return Prepared(network, inputs, forward, attentions=attentions)
     if case.scope == "layer":
         inputs[0].requires_grad_()
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, eps=1e-6) if case.mode == "train" else None

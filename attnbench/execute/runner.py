@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import torch
 
-from attnbench.execute.calls import make_backward, make_call, make_inputs
 from attnbench.execute.rows import stamp
+from attnbench.execute.scopes import prepare
 from attnbench.measure.timing import synchronize
 from attnbench.methods.contract import Unsupported
 from attnbench.metrics import chosen
@@ -92,46 +92,6 @@ def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
             "scores_computed": scores, "peak_mem_analytic_bytes": None, "bytes_moved_analytic": None}
 
 
-def _prepare(case: Case, method, device, dtype, row: Row):
-    """(fn, inputs, call, fresh_state, diagnostics, attention modules, backward) for the case's scope; the
-    build's wall time goes to row['build_ms']. With case.compile, the call runs the method's
-    function through torch.compile (the hooks keep the function itself)."""
-    if case.scope == "attention":
-        q, k, v, generator = make_inputs(case)
-        start = time.perf_counter()
-        fn = method.make(case.shape, device=device, dtype=dtype, generator=generator)
-        synchronize(device)
-        row["build_ms"] = (time.perf_counter() - start) * 1e3
-        timed = fn if case.compile == "off" else torch.compile(fn, mode=case.compile)
-
-        def diagnostics() -> dict:
-            with torch.no_grad():
-                own, wide_k, wide_v = method.hook_view(fn, k, v)
-                return method.diagnostics(own, q, wide_k, wide_v)
-        backward = None if case.mode == "forward" else lambda: make_backward(timed, q, k, v)
-        return fn, (q, k, v), make_call(timed, q, k, v, case.mode), lambda: None, diagnostics, [], backward
-    if case.compile != "off":
-        raise Unsupported("--compile compiles the method's attention function: it applies at attention scope")
-    if case.scope == "swap":
-        from attnbench.hf.swap import prepare_swap
-
-        start = time.perf_counter()
-        swapped = prepare_swap(case, method, device, dtype)
-        row["build_ms"] = (time.perf_counter() - start) * 1e3  # the model's tokens; layers build in the first call
-        return swapped, (swapped.ids,), swapped, lambda: None, lambda: {}, [], None
-    from attnbench.execute.model import attention_diagnostics, mixed_precision, prepare_network
-
-    start = time.perf_counter()
-    prepared = prepare_network(case, method, device=device, dtype=dtype,
-                               generator=torch.Generator().manual_seed(case.seed))
-    synchronize(device)
-    row["build_ms"] = (time.perf_counter() - start) * 1e3
-    mixed = mixed_precision(case.amp, device)
-    return (prepared.fn, prepared.inputs, prepared.call, prepared.fresh_state,
-            lambda: attention_diagnostics(method, prepared.attentions, prepared.call, mixed), prepared.attentions,
-            prepared.backward)
-
-
 def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
     method, shape, device = case.instance(), case.shape, torch.device(case.device)
     dtype = getattr(torch, case.dtype)
@@ -140,9 +100,9 @@ def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
         row.update(status="unsupported", status_detail=reason)
         return
     with torch.set_grad_enabled(case.mode != "forward"):  # a build may probe its kernel's backward
-        fn, inputs, call, fresh_state, diagnostics, attentions, backward = _prepare(case, method, device, dtype, row)
+        prepared = prepare(case, method, device, dtype, row)
     start = time.perf_counter()
-    first = call()  # also the warm-up the memory pass needs; under --compile, the compilation
+    first = prepared.call()  # also the warm-up the memory pass needs; under --compile, the compilation
     synchronize(device)
     if case.compile != "off" or method.compiled():
         row["compile_s"] = time.perf_counter() - start
@@ -152,13 +112,12 @@ def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
     if not _finite(first):
         row.update(status="nan", status_detail="the output holds NaN or Inf")
         return
-    extras = diagnostics()  # method-specific figures, e.g. an inverse's residual
+    extras = prepared.diagnostics()
     row.update(extras)
     itemsize = torch.empty((), dtype=dtype).element_size()
     row.update(_analytic(method, case, itemsize, extras.get("scores_computed")))
-    q, k, v = inputs if case.scope == "attention" else (None, None, None)
-    context = PassContext(case, options, method, fn, inputs, call, q, k, v, device, itemsize, row, fresh_state,
-                          attentions, backward)
+    context = PassContext(case, options, method, prepared.fn, prepared.inputs, prepared.call, *prepared.qkv, device,
+                          itemsize, row, prepared.fresh_state, prepared.attentions, prepared.backward)
     for metric in chosen(options.metrics):
         row.update(metric.measure(context))
     row["status"] = "ok"

@@ -8,8 +8,9 @@ column): for an exact metric (FLOPs, sparsity: `Exact`) any change is a step; fo
 the change points come from ruptures' PELT (optimal partitioning with a penalty, the family of
 asv's step detection) on the logarithm of the series, with the penalty set by the series' own
 noise (a robust estimate from successive differences), so a step must stand out of it. Each
-step has its size (the ratio of the medians after and before) and a 95% bootstrap interval of
-that ratio from the two segments' values.
+step has its size and a 95% interval: an exact metric's ratio of the medians after and before;
+for the others the ratio of the two segments' geometric means with the bootstrap compare uses
+(attnbench.measure.bootstrap, each commit's value a group of its own).
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ from attnbench.errors import AttnbenchError
 from attnbench.measure.machine import MACHINE
 
 PENALTY = 8.0  # x noise variance x log(n): 1% false steps, 99% of 1.5x steps (scenarios/history_steps.py)
-BOOTSTRAP = 2000
 
 
 @dataclass(frozen=True)
 class Step:
     index: int  # the first commit after the change
-    ratio: float  # median after / median before
+    ratio: float  # after / before: medians (exact metrics), else geometric means
     low: float
     high: float
 
@@ -59,17 +59,6 @@ def _metric_columns(names: Sequence[str] | None) -> list[tuple[str, str, bool]]:
     return found
 
 
-def _bootstrap_ratio(before: list[float], after: list[float], seed: int = 0) -> tuple[float, float]:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    a, b = np.asarray(before), np.asarray(after)
-    ratios = np.median(rng.choice(b, (BOOTSTRAP, len(b))), axis=1) / np.median(rng.choice(a, (BOOTSTRAP, len(a))),
-                                                                              axis=1)
-    low, high = np.quantile(ratios, [0.025, 0.975])
-    return float(low), float(high)
-
-
 def change_points(values: Sequence[float], exact: bool) -> list[int]:
     """Indexes where a new level begins: for an exact metric every change; else PELT on log values."""
     if exact:
@@ -87,31 +76,38 @@ def change_points(values: Sequence[float], exact: bool) -> list[int]:
 
 
 def _steps(values: list[float], exact: bool) -> list[Step]:
+    import numpy as np
+
+    from attnbench.measure.bootstrap import ratio_interval
+
     points = change_points(values, exact)
     bounds = [0, *points, len(values)]
     steps = []
     for k, index in enumerate(points):
         before, after = values[bounds[k]:index], values[index:bounds[k + 2]]
-        ratio = statistics.median(after) / statistics.median(before) if statistics.median(before) else math.inf
-        low, high = (ratio, ratio) if exact else _bootstrap_ratio(before, after)
+        if exact:
+            ratio = statistics.median(after) / statistics.median(before) if statistics.median(before) else math.inf
+            low = high = ratio
+        else:  # each commit's value a group of one: the ratio of the segments' geometric means
+            ratio, low, high = ratio_interval([[v] for v in before], [[v] for v in after], np.random.default_rng(0))
         steps.append(Step(index, ratio, low, high))
     return steps
 
 
 def history(paths: Sequence[str | Path], metrics: Sequence[str] | None = None,
-            warn=lambda line: None) -> list[Series]:
+            say=lambda line: None) -> list[Series]:
     """series_of the reports at these paths (each read once)."""
     from attnbench.results.report import load
 
     if len(paths) < 2:
         raise AttnbenchError("history needs reports from at least two commits")
-    return series_of([(str(path), load(path, say=lambda line: None).rows) for path in paths], metrics, warn)
+    return series_of([(str(path), load(path, say=lambda line: None).rows) for path in paths], metrics, say)
 
 
 def series_of(reports: Sequence[tuple[str, list]], metrics: Sequence[str] | None = None,
-              warn=lambda line: None) -> list[Series]:
+              say=lambda line: None) -> list[Series]:
     """The series of every case and metric over the reports' commits (each report: its name and
-    rows), with their steps; `warn` gets a line when the reports come from different hardware."""
+    rows), with their steps; `say` gets a line when the reports come from different hardware."""
     from attnbench.results.schema import Labeller, setup_of
 
     if len(reports) < 2:
@@ -123,7 +119,7 @@ def series_of(reports: Sequence[tuple[str, list]], metrics: Sequence[str] | None
             if row.get(column):
                 seen.setdefault(str(row[column]), path)
         if len(seen) > 1:
-            warn(f"Warning: the reports differ in {column} ({'; '.join(f'{v} in {p}' for v, p in seen.items())}): "
+            say(f"Warning: the reports differ in {column} ({'; '.join(f'{v} in {p}' for v, p in seen.items())}): "
                  "time and memory steps may be the machines'")
     commit_of = {}
     for path, row in rows:  # a commit: its git_sha, else the report it is in
@@ -167,38 +163,3 @@ def history_rows(series: list[Series]) -> list[dict]:
                          "step_ratio": step.ratio if step else None, "step_ratio_low": step.low if step else None,
                          "step_ratio_high": step.high if step else None})
     return rows
-
-
-def plot_history(series: list[Series], path: Path, limit: int = 24) -> Path:
-    """history_figure saved to `path`."""
-    import matplotlib.pyplot as plt
-
-    fig = history_figure(series, limit)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def history_figure(series: list[Series], limit: int = 24):
-    """Each series with a step (all of them when none has one), its change points marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = [s for s in series if s.steps] or series
-    shown = shown[:limit]
-    columns = min(3, len(shown))
-    rows = -(-len(shown) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3 * rows), squeeze=False)
-    for ax, s in zip(axes.flat, shown):
-        ax.plot(range(len(s.values)), s.values, marker="o")
-        for step in s.steps:
-            ax.axvline(step.index - 0.5, color="tab:red", linestyle="--")
-            ax.annotate(f"x{step.ratio:.2f}", (step.index - 0.5, max(s.values)), color="tab:red", fontsize=8)
-        ax.set_title(f"{s.label}: {s.column}", fontsize=8)
-        ax.set_xticks(range(len(s.commits)), [c[:7] for c in s.commits], rotation=60, fontsize=6)
-    for ax in list(axes.flat)[len(shown):]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    return fig

@@ -139,6 +139,16 @@ def parse_metrics(names: list[str], what: str = "--metrics", comparable: bool = 
     return tuple(dict.fromkeys(names))
 
 
+def combine_processes(first, later: list, names=None):
+    """The one merge of a case measured in several processes: `first` (every pass ran in it)
+    merged with the later processes' rows by the `combine` of each per-process metric (of
+    `names`, default all) that `first` has a value for."""
+    for metric in all_metrics():
+        if metric.per_process and (names is None or metric.name in names) and first.get(metric.columns[0]) is not None:
+            first = metric.combine(first, later)
+    return first
+
+
 def result_columns() -> list[str]:
     """Every registered metric's columns, in pass order."""
     return [c for m in all_metrics() for c in m.columns]

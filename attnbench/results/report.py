@@ -60,15 +60,35 @@ def _read_header(path: Path) -> list[str]:
         return next(csv.reader(f), [])
 
 
+def refuse_to_replace(paths, fix: str, why: str = "") -> None:
+    """The one refusal to overwrite: a one-line error naming every path that already holds
+    something (an empty file holds nothing), `why` after the names and `fix` after a semicolon."""
+    taken = [str(p) for p in map(Path, paths) if p.exists() and not (p.is_file() and p.stat().st_size == 0)]
+    if taken:
+        raise AttnbenchError(f"{', '.join(taken)} already exists{why}; {fix}")
+
+
 def check_target(target: str | Path | None, append: bool, can_append: bool = True) -> None:
     """Refuse, in one line, to write to a report that exists unless rows are to be added to it
     (`can_append`: whether the command has --append to say so)."""
-    if target is None or str(target) == "-":
+    if target is None or str(target) == "-" or append:
         return
-    path = Path(target)
-    if path.is_file() and path.stat().st_size and not append:
-        hint = "pass --append to add rows to it, or choose" if can_append else "remove it or choose"
-        raise AttnbenchError(f"{path} already exists; {hint} another -o/--output")
+    hint = "pass --append to add rows to it, or choose" if can_append else "remove it or choose"
+    refuse_to_replace([target], f"{hint} another -o/--output")
+
+
+def write_table(path: str | Path, rows: list[dict]) -> Path:
+    """Rows that are not a report's (a history's series, say) as a CSV, whole or not at all; an
+    existing file is refused."""
+    path = Path(path)
+    refuse_to_replace([path], "choose another -o")
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)
+    partial.replace(path)
+    return path
 
 
 def _whole_rows_end(data: bytes) -> int:

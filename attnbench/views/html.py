@@ -225,7 +225,8 @@ def _ab_verdicts(name: str, rows: list) -> list[str]:
 
 
 def _history(reports: list) -> list[str]:
-    from attnbench.judge.history import history_figure, series_of
+    from attnbench.judge.history import series_of
+    from attnbench.views.plot import history_figure
 
     try:
         series = series_of([(str(r.path), r.rows) for r in reports])
@@ -287,10 +288,12 @@ def page(paths: Sequence[str | Path]) -> str:
 
 def write_site(paths: Sequence[str | Path], folder: str | Path, force: bool = False) -> Path:
     """Write folder/index.html; an existing page is replaced only with `force`."""
+    from attnbench.results.report import refuse_to_replace
+
     folder = Path(folder)
     target = folder / "index.html"
-    if target.exists() and not force:
-        raise AttnbenchError(f"{target} already exists; pass --force to replace it, or choose another -o")
+    if not force:
+        refuse_to_replace([target], "pass --force to replace it, or choose another -o")
     text = page(paths)
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / ".index.html.partial"

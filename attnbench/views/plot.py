@@ -321,3 +321,40 @@ def pattern_figure(method: str, seq_len: int, params: dict, *, heads: int, head_
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# ---- a history's series (attnbench.judge.history) ----
+
+def plot_history(series: list, path: Path, limit: int = 24) -> Path:
+    """history_figure saved to `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = history_figure(series, limit)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def history_figure(series: list, limit: int = 24):
+    """Each series with a step (all of them when none has one), its change points marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [s for s in series if s.steps] or series
+    shown = shown[:limit]
+    columns = min(3, len(shown))
+    rows = -(-len(shown) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3 * rows), squeeze=False)
+    for ax, s in zip(axes.flat, shown):
+        ax.plot(range(len(s.values)), s.values, marker="o")
+        for step in s.steps:
+            ax.axvline(step.index - 0.5, color="tab:red", linestyle="--")
+            ax.annotate(f"x{step.ratio:.2f}", (step.index - 0.5, max(s.values)), color="tab:red", fontsize=8)
+        ax.set_title(f"{s.label}: {s.column}", fontsize=8)
+        ax.set_xticks(range(len(s.commits)), [c[:7] for c in s.commits], rotation=60, fontsize=6)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
