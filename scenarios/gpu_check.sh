@@ -93,7 +93,9 @@ print("gpu_check: imports " + ", ".join(f"{what} {version(what)}" for what in
       ("torch", "attnbench", "fvcore", "ruptures", "pandas", "typer", "nvidia-ml-py")))
 PY
   # the CUDA tests must import here too (a missing optional package skips them, never breaks collection)
-  "$py" -m pytest --collect-only -q -m cuda -p no:cacheprovider tests >"$out/collect.txt" 2>&1 \
+  local cuda_files
+  cuda_files=$(grep -rl --include='test_*.py' "pytest.mark.cuda" tests)  # the files that hold CUDA tests
+  "$py" -m pytest --collect-only -q -m cuda -p no:cacheprovider $cuda_files >"$out/collect.txt" 2>&1 \
     || { tail -n 5 "$out/collect.txt"; echo "gpu_check: the CUDA tests do not import here"; return 1; }
 }
 

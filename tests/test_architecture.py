@@ -168,6 +168,16 @@ def test_plan_and_the_contracts_import_no_torch_at_import_time():
     assert reaches_torch("attnbench.plan.fake")  # the check can fail
 
 
+def test_the_tests_mirror_the_packages():
+    """A test file lives in the folder of the package it tests (tests/judge/ for attnbench/judge/);
+    only the architecture's own test, the shared fixtures and the fault methods stay at the top."""
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders <= packages and folders, folders - packages
+    top = sorted(p.name for p in (ROOT / "tests").glob("*.py"))
+    assert top == ["conftest.py", "sweep_faults.py", "test_architecture.py"], top
+
+
 def test_no_module_over_400_lines_and_no_function_over_60():
     long_modules, long_functions = [], []
     for path in PACKAGE.rglob("*.py"):

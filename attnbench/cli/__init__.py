@@ -12,7 +12,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from typer.exceptions import TyperException
 
 import attnbench
@@ -28,7 +27,7 @@ from attnbench.cli.reports import (
     summary_command,
 )
 from attnbench.cli.shared import _flag
-from attnbench.cli.spec import _METRICS_HELP, _metrics_help
+from attnbench.cli.spec import refresh
 from attnbench.errors import AttnbenchError, OutputClosed
 
 app = typer.Typer(
@@ -73,8 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: every user error is one line on stderr and a non-zero exit.
     `argv` (default: the command line) lets tests and scripts call the CLI in-process."""
     try:
-        for info in _METRICS_HELP:
-            info.help = escape(_metrics_help())
+        refresh()
         code = app(args=argv, prog_name="attnbench", standalone_mode=False)
     except TyperException as exc:  # usage errors: bad option value, unknown option or command
         if exc.format_message():  # empty when help was shown for a bare `attnbench`

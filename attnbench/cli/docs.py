@@ -55,14 +55,14 @@ def columns_page() -> str:
 
 def options_page() -> str:
     from attnbench.cli.spec import option_help
-    from attnbench.plan.options import OPTIONS
+    from attnbench.plan.options import all_options
 
     lines = ["# run and sweep options", "",
              "Generated from the option spec (`attnbench/plan/options.py`) by `python -m attnbench.cli.docs`; do",
              "not edit by hand. `key` is the scenario file's key (TOML); options given on the command line override",
              "the file's.",
              "", "| option | scenario key | commands | what it does | a scenario value is |", "|---|---|---|---|---|"]
-    for option in OPTIONS:
+    for option in all_options():
         flags = ", ".join(f"`{n}`" for n in option.names) if option.cli else "-"
         key = f"`{option.key}`" if option.scenario else "-"
         text = option_help(option).replace("|", "\\|")

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from attnbench.plan.case import Case, Limits, MeasureOptions
-from attnbench.plan.options import BY_KEY, OPTIONS, Option
+from attnbench.plan.options import Option, all_options, by_key
 from attnbench.plan.values import Choice, Flag, Grids
 
 
@@ -66,33 +66,42 @@ def _parameter(option: Option) -> inspect.Parameter:
         if isinstance(value, Choice) and not value.grid:  # a closed choice: Typer refuses anything else
             kind = enum.Enum(option.key, {c: c for c in value.choices}, type=str)
         bound = {"min": getattr(value, "low", 1)} if kind is int else {"min": 0.0} if kind is float else {}
-        info = typer.Option(*option.names, help=help_text, **bound)
-        if option.key == "metrics":  # metrics registered from Python after this import show too
-            _METRICS_HELP.append(info)
-        annotation = Annotated[Optional[kind], info]
+        annotation = Annotated[Optional[kind], typer.Option(*option.names, help=help_text, **bound)]
         default = None
     return inspect.Parameter(option.key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
-_METRICS_HELP: list = []  # the --metrics options' help, written again when the CLI starts
+_COMMANDS: list = []  # (function, command, leading parameters) of every command made from the spec
+
+
+def _apply(fn, command: str, leading) -> None:
+    params = [*leading, *(_parameter(o) for o in all_options() if o.cli and command in o.commands)]
+    fn.__signature__ = inspect.Signature(params)
+    fn.__annotations__ = {p.name: p.annotation for p in params}
 
 
 def _with_options(command: str, leading: list[inspect.Parameter] = ()):
-    """Give a command the run/sweep options of the spec as its Typer parameters."""
+    """Give a command the options of the spec (the metrics' own included) as its Typer parameters."""
     def decorate(fn):
-        params = [*leading, *(_parameter(o) for o in OPTIONS if o.cli and command in o.commands)]
-        fn.__signature__ = inspect.Signature(params)
-        fn.__annotations__ = {p.name: p.annotation for p in params}
+        _apply(fn, command, leading)
+        _COMMANDS.append((fn, command, leading))
         return fn
     return decorate
+
+
+def refresh() -> None:
+    """Make the commands' options again from the spec as it is now: metrics registered from Python
+    after this import (their names in --metrics' help, their own options) show too."""
+    for fn, command, leading in _COMMANDS:
+        _apply(fn, command, leading)
 
 
 def _split(given: dict) -> tuple[dict, dict]:
     """(scenario keys, command behaviour) from the parsed parameters: values parsed by their grammar,
     each under its spec key; what was not given is left out."""
-    scenario, control = {}, {}
+    scenario, control, spec = {}, {}, by_key()
     for key, value in given.items():
-        option = BY_KEY[key]
+        option = spec[key]
         if value is None or value is False:
             continue
         if isinstance(value, enum.Enum):

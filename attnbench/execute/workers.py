@@ -4,7 +4,7 @@
 thread-pool state carries over from one measured case to the next, and every case gets the
 same memory cap. Workers are forked from a template process (multiprocessing's forkserver) that
 has imported torch and attnbench (and what the chosen metrics import on first use) and done
-nothing else (no CUDA, no accelerator query, no thread pools: tests/test_fork_safety.py), so a
+nothing else (no CUDA, no accelerator query, no thread pools: tests/execute/test_fork_safety.py), so a
 worker starts in milliseconds instead of paying the imports (about 2 s) again, and CUDA works in
 it (torch refuses CUDA in a process forked after a CUDA query); if the template dies,
 multiprocessing starts a new one for the next worker. The template and the workers check CUDA

@@ -4,7 +4,8 @@ A metric is one module of this package (or an entry point of the group `attnbenc
 holding `METRIC = Metric(...)`: its name, the CSV columns it fills and their types, its pass
 (`measure(ctx) -> {column: value}`, run once per case in `order`), what the engine must know
 about it (`deterministic`, `per_process`, `combine`), how `compare` judges it (a policy of
-attnbench.judge.compare) and how it is shown (attnbench.views.render's table columns and figure panels).
+attnbench.metrics.policies) and how it is shown (attnbench.metrics.display: table columns and
+figure panels), and options of its own (a plan.options.Option with target "metric").
 `run --metrics`, scenario files and `compare --metrics` all take these names. Neither this
 package nor its modules import torch at import time, so the command line can check names before
 torch loads; a pass imports what it needs.
@@ -60,8 +61,10 @@ class Metric:
     scope_error: str = ""
     template_imports: tuple[str, ...] = ()
     compare: Any = None  # a policy of attnbench.judge.compare (Exact, Tolerance, Bootstrap), or None
-    table: tuple = ()  # attnbench.views.render.Column, in table order
-    panels: tuple = ()  # attnbench.views.render.Panel, one per efficiency-figure panel
+    table: tuple = ()  # attnbench.metrics.display.Column, in table order
+    panels: tuple = ()  # attnbench.metrics.display.Panel, one per efficiency-figure panel
+    options: tuple = ()  # attnbench.plan.options.Option (target "metric"): settings of its own, which
+    #                      run, sweep and scenario files take and its pass reads as ctx.options.setting(key)
 
     def column_type(self, column: str) -> type:
         return self.types.get(column, float)

@@ -103,6 +103,11 @@ class MeasureOptions:
     short_calls: str = "batch"  # time on CUDA: a call under 100 us as a batch of calls (batch) or alone (each)
     processes: int = 1  # per-process metrics (time) are measured in this many separate processes, interleaved
     process_index: int = 0  # set by the engine: which of those processes this is (0 runs every pass)
+    settings: tuple[tuple[str, Any], ...] = ()  # the metrics' own options (Metric.options), as given
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A metric's own option (target "metric" in the option spec), or `default` when not given."""
+        return dict(self.settings).get(key, default)
 
     def check_concurrency(self, concurrency: int, find_max_seq: bool = False) -> None:
         """Cases run at once only when every chosen metric is deterministic, and not while probing

@@ -48,7 +48,7 @@ class Option:
     key: str  # the scenario key and the Python name
     help: str
     value: Value
-    target: str  # grid, setup, options, limits, plan or command
+    target: str  # grid, setup, options, limits, plan, command or metric (a metric's own setting)
     field: str | None = None  # the target's field, when it is not `key`
     flags: tuple[str, ...] = ()  # command-line names; default --<key with dashes>
     commands: tuple[str, ...] = ("run", "sweep")
@@ -191,5 +191,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("allocator", "CPU allocator policy: cache (keep freed memory, as CUDA does) or system (glibc defaults). "
            "Your own MALLOC_*/LD_PRELOAD always win.", Text(), "command", scenario=False, default="cache"),
 )
-BY_KEY = {option.key: option for option in OPTIONS}
-SCENARIO_KEYS = {option.key: option for option in OPTIONS if option.scenario}
+
+
+def all_options() -> tuple[Option, ...]:
+    """The built-in options, then those the registered metrics declare (`Metric.options`, target
+    "metric": a metric's own setting, read by its pass as `ctx.options.setting(key)`)."""
+    from attnbench.metrics import all_metrics
+
+    return OPTIONS + tuple(option for metric in all_metrics() for option in metric.options)
+
+
+def by_key() -> dict[str, Option]:
+    return {option.key: option for option in all_options()}
+
+
+def scenario_keys() -> dict[str, Option]:
+    return {option.key: option for option in all_options() if option.scenario}

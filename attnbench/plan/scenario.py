@@ -9,8 +9,9 @@
     metrics = ["time", "memory"]
     seeds = [0, 1]
 
-Every key, its type and where it lands are in attnbench.plan.options.OPTIONS (KEYS below lists
-them). Values given on the command line override the file's.
+Every key, its type and where it lands are in the option spec (attnbench.plan.options: the
+built-in options and those the metrics declare). Values given on the command line override the
+file's.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from typing import Any
 from attnbench import tomlfile
 from attnbench.errors import AttnbenchError
 from attnbench.plan.case import Case, Limits, MeasureOptions, make_cases
-from attnbench.plan.options import SCENARIO_KEYS
+from attnbench.plan.options import OPTIONS, scenario_keys
 from attnbench.plan.values import parse_bytes, parse_seconds, parse_sizes
 
 # Every key, its grammar and where it lands are in attnbench.plan.options.OPTIONS; defaults come from
 # Case (set-up), MeasureOptions (metrics and their budgets) and Limits (worker limits).
-KEYS: dict[str, str] = {key: option.value.kind for key, option in SCENARIO_KEYS.items()}
-GRID_KEYS = tuple(option.field or key for key, option in SCENARIO_KEYS.items()
-                  if option.target == "grid")  # Case fields, grid axes
+GRID_KEYS = tuple(option.field or option.key for option in OPTIONS
+                  if option.scenario and option.target == "grid")  # Case fields, grid axes
 
 
 @dataclass
@@ -88,7 +88,7 @@ def _lengths(source: str, key: str, value: Any) -> list[int]:
             raise _fail(source, key, str(exc)) from None
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items):
-        raise _fail(source, key, f"must be {KEYS['seq']}, not {value!r}")
+        raise _fail(source, key, f"must be {scenario_keys()['seq'].value.kind}, not {value!r}")
     return items
 
 
@@ -120,19 +120,20 @@ def _task(source: str, index: int, task: Any) -> dict[str, Any]:
 def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Scenario:
     """Validate a scenario's keys and types against the option spec (not yet its methods: see
     Scenario.cases) and route each value to where it lands."""
+    spec = scenario_keys()
     for key in data:
-        if key not in SCENARIO_KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
+        if key not in spec:
+            close = difflib.get_close_matches(key, spec, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise _fail(source, key, f"unknown key; {hint}valid keys: {', '.join(KEYS)}")
+            raise _fail(source, key, f"unknown key; {hint}valid keys: {', '.join(spec)}")
     inputs = data.get("inputs", [])
     captured = any(str(v).startswith("capture:") for v in (inputs if isinstance(inputs, list) else [inputs]))
     for required in ("methods", "seq"):
         if required not in data and not (required == "seq" and ("tasks" in data or captured)):
-            raise _fail(source, required, f"missing; give {KEYS[required]}")
+            raise _fail(source, required, f"missing; give {spec[required].value.kind}")
     values: dict[str, Any] = {}
     for key, raw in data.items():
-        option = SCENARIO_KEYS[key]
+        option = spec[key]
         try:
             values[key] = option.value.check(raw)
         except ValueError:
@@ -144,11 +145,12 @@ def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Sc
                   "timeout_s": parse_seconds(values["timeout"]) if "timeout" in values else None}
     except AttnbenchError as exc:
         raise AttnbenchError(f"{source}: {exc}") from None
-    routed: dict[str, dict[str, Any]] = {"grid": {}, "setup": {}, "options": {}}
+    routed: dict[str, dict[str, Any]] = {"grid": {}, "setup": {}, "options": {}, "metric": {}}
     for key, value in values.items():
-        option = SCENARIO_KEYS[key]
+        option = spec[key]
         if option.target in routed:
             routed[option.target][option.field or key] = value
+    routed["options"]["settings"] = tuple(sorted(routed.pop("metric").items()))
     if "metrics" in routed["options"]:
         routed["options"]["metrics"] = tuple(routed["options"]["metrics"])
     text = {k: values.get(k) for k in ("name", "description", "reproduces", "output")}

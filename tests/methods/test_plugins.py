@@ -12,7 +12,7 @@ import attnbench
 from attnbench.methods.registry import REGISTRY
 from tests.conftest import cli
 
-README = Path(__file__).resolve().parent.parent / "docs" / "extending.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
 
 
 def example_module() -> str:

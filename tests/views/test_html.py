@@ -10,7 +10,7 @@ import pytest
 from attnbench.views.html import write_site
 from tests.conftest import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TABLE2 = ROOT / "reports" / "measured" / "skyformer-table2.csv"
 # The committed screenshot is refreshed only when asked: writing it on every run would leave every
 # `make test` with a changed file in the checkout.

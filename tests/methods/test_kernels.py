@@ -45,7 +45,7 @@ def test_a_backend_that_cannot_run_on_cpu_is_unsupported_with_torchs_reason(name
 
 # One pattern through inductor's compiled CPU kernel (seconds of compilation per mask in a fresh
 # clone); the others through Dynamo's eager backend, which checks the masks themselves, as the
-# kernel applies them. tests/test_gpu.py runs every pattern through the compiled GPU kernel.
+# kernel applies them. tests/execute/test_gpu.py runs every pattern through the compiled GPU kernel.
 @pytest.mark.parametrize("name, params, compiled", [
     ("bigbird", {"block_size": 32, "random_blocks": 2}, True),
     ("longformer", {"window": 64, "global_tokens": 3}, False),
@@ -94,7 +94,7 @@ def test_compile_runs_a_method_through_torch_compile(tmp_path):
 
 def test_flex_under_compile_nests_its_compiled_kernel_in_the_outer_graph(eager_compile):
     # --compile wraps the call, which already holds a compiled FlexAttention: Dynamo traces through
-    # the inner torch.compile (eager_compile: no inductor here; tests/test_gpu.py runs inductor's
+    # the inner torch.compile (eager_compile: no inductor here; tests/execute/test_gpu.py runs inductor's
     # kernel on a GPU and checks its memory).
     case = Case("flex", batch=1, heads=2, seq_len=128, head_dim=16, threads=1, compile="default", causal=True)
     row = run_case(case, MeasureOptions(metrics=("error",)))

@@ -1,6 +1,6 @@
 """The CUDA paths, checked without a GPU: each test stands in for what a GPU would show (a device
 index torch requires, a generator on the wrong device, a tensor made on the CPU) and fails on
-code that would break on the first GPU run. tests/test_gpu.py runs them for real on a GPU."""
+code that would break on the first GPU run. tests/execute/test_gpu.py runs them for real on a GPU."""
 
 import statistics
 import sys
@@ -165,7 +165,7 @@ def _gpu_check_plan(out) -> list[tuple[str, int, int, list[str]]]:
     import subprocess
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run(["bash", "scenarios/gpu_check.sh", "--dry-run", str(out)], cwd=root, capture_output=True,
                           text=True, check=True)
     steps = []
@@ -204,7 +204,7 @@ def test_the_gpu_check_stops_before_measuring_without_a_gpu_and_leaves_no_report
     import subprocess
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     existing = tmp_path / "taken"
     existing.mkdir()
     (existing / "headline.csv").write_text("kept\n")

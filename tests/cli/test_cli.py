@@ -101,8 +101,8 @@ def test_csv_to_a_closed_pipe_ends_quietly_with_sigpipe_s_status():
     """`attnbench run -o - | head -1`: the reader leaves after the header; no error, no traceback."""
     import os
 
-    process = subprocess.Popen([sys.executable, "-m", "attnbench", "run", "-m", "full,linear", "-n", "32,64,128",
-                                "-o", "-", "--metrics", "flops", *QUICK], stdout=subprocess.PIPE,
+    argv = ["run", "-m", "full,linear", "-n", "32,64", "-o", "-", "--metrics", "flops", "--allocator", "system", *QUICK]
+    process = subprocess.Popen([sys.executable, "-m", "attnbench", *argv], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert process.stdout.readline().startswith(b"method,")
     process.stdout.close()

@@ -8,7 +8,7 @@ import pytest
 
 from attnbench.cli.docs import DOCS, PAGES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", sorted(PAGES))

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import cli, run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--heads", "1", "--head-dim", "8", "--min-time", "0.02", "--max-time", "0.1", "--threads", "1"]
 
 

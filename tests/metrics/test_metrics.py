@@ -11,7 +11,7 @@ from attnbench.metrics import all_metrics, get_metric, register_metric, unregist
 from attnbench.metrics.policies import Exact, Tolerance
 from tests.conftest import QUICK, cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _docs_example(heading: str) -> str:
@@ -84,6 +84,35 @@ def test_a_new_metric_shows_in_the_table_the_plot_and_the_html_page(toy_metric, 
     assert "<th>toy norm</th>" in text and "<th>FLOPs</th>" in text
     norms = [float(r["toy_output_norm"]) for r in csv.DictReader(report.open())]
     assert all(f'data-value="{n}"' in text for n in norms)  # sorted by the raw value
+
+
+def test_an_option_declared_in_a_metric_s_file_reaches_run_scenarios_and_help(tmp_path):
+    """docs/extending.md's option example: one file declares the metric and its --toy-ord."""
+    import torch
+
+    from attnbench.plan.scenario import scenario_from_dict
+
+    path = tmp_path / "toy_p.py"
+    path.write_text(_docs_example("### Adding a run/sweep option"))
+    spec = importlib.util.spec_from_file_location("toy_p", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    register_metric(module.METRIC)
+    try:
+        norms = {}
+        for order in ("1", "2"):
+            result = cli("run", "-m", "full", "-n", "64", "--metrics", "toy_p", "--toy-ord", order, "-o", "-", *QUICK)
+            assert result.returncode == 0, result.stderr
+            norms[order] = float(next(csv.DictReader(result.stdout.splitlines()))["toy_norm_p"])
+        assert norms["1"] > norms["2"] > 0  # |x|_1 >= |x|_2 for any x, equal only for one nonzero
+        plan = scenario_from_dict({"methods": ["full"], "seq": 64, "toy_ord": 3})
+        assert plan.options.setting("toy_ord") == 3.0 and plan.options.setting("other", "x") == "x"
+        helped = cli("run", "--help").stdout
+        assert "--toy-ord" in helped and "Toy p-norm metric" in helped
+        assert torch.tensor([3.0, 4.0]).norm(p=1) == 7  # the reading the metric relies on
+    finally:
+        unregister_metric("toy_p")
+    assert "--toy-ord" not in cli("run", "--help").stdout
 
 
 def test_a_metric_name_can_be_registered_once():
