@@ -18,49 +18,23 @@ from attnbench.plan.case import Case
 
 def _execute(plan, command: str, control: dict) -> None:
     """Shared by run (in this process) and sweep (isolated workers, here or on Ray): check, measure
-    through the engine, render. Whatever can be checked without torch is checked first, so bad
-    input fails before the import and before the allocator restart."""
-    from attnbench.execute.launchers import check_launch, make_launcher
-    from attnbench.methods.registry import check_names
-    from attnbench.metrics import chosen
-    from attnbench.plan.case import expand_methods
-    from attnbench.results.report import check_target
+    through the engine, render (attnbench.execute.launchers orders the checks and readies this
+    process)."""
+    from attnbench.execute.launchers import check_plan, make_launcher, prepare_here
+    from attnbench.views.render import dry_run_lines
 
     executor = control.get("executor", "local") if command == "sweep" else "in-process"
     jobs, dry_run, resume = control.get("jobs", 1), control.get("dry_run", False), control.get("resume", False)
-    find_max_seq = control.get("find_max_seq", False)
-    expand_methods(plan.methods)
-    check_names([plan.options.reference])
-    check_launch(executor, jobs, control.get("address"))
-    plan.options.check_concurrency(jobs, find_max_seq)
-    check_target(plan.output, control.get("append", False) or resume)
-    again = [m for m in chosen(plan.options.metrics) if m.per_process]
-    processes = plan.options.processes if again and not find_max_seq else 1
+    processes = check_plan(plan, executor, jobs=jobs, address=control.get("address"),
+                           find_max_seq=control.get("find_max_seq", False),
+                           append=control.get("append", False) or resume)
     if not dry_run:
-        from attnbench.measure.machine import allocator as allocator_policy
-
-        allocator_policy.apply(control.get("allocator", DEFAULT_POLICY))  # may restart this process once
-        if executor == "local" or processes > 1:
-            from attnbench.execute.workers import start_template
-
-            start_template(plan.options.metrics)  # the workers' template imports torch while this process does too
+        prepare_here(plan, executor, processes, control.get("allocator", DEFAULT_POLICY))
     # A Ray task checks its device on its node; a dry run lists a GPU grid anywhere.
     cases = plan.cases(devices_here=executor != "ray" and not dry_run)
     if dry_run:
-        from attnbench.results.schema import Labeller, identity
-
-        label = Labeller([identity(c) for c in cases])
-        for i, case in enumerate(cases, 1):
-            shape = "".join([f" kv_heads={case.kv_heads}" if case.kv_heads else "",
-                             f" q_seq={case.q_seq_len}" if case.q_seq_len else "", " causal" if case.causal else ""])
-            typer.echo(f"{i:4d}  {label(identity(case))}  batch={case.batch} heads={case.heads} "
-                       f"head_dim={case.head_dim}{shape} {case.dtype} {case.mode} seed={case.seed}")
-        names = ", ".join(m.name for m in again)
-        where = (f"{names} in {processes} processes each" if again and processes > 1 else
-                 f"{names} in one process each" if again else "nothing measured per process")
-        limits = plan.limits
-        typer.echo(f"{len(cases)} case(s), {where}; limits: {limits.max_memory_bytes / 2**30:g} GiB, "
-                   f"{limits.timeout_s:g} s per case")
+        for line in dry_run_lines(cases, plan.options.metrics, processes, plan.limits):
+            typer.echo(line)
         return
     # made after the grid is checked: a Ray launcher starts a cluster, which bad input should not
     launcher = make_launcher(executor, limits=plan.limits, jobs=jobs, address=control.get("address"),

@@ -119,14 +119,15 @@ def swap_command(
     Example: [bold]attnbench swap minilm -m full,linear,performer -o swap.csv[/bold]
     """
     from attnbench.execute.launchers import make_launcher
-    from attnbench.hf.swap import DEFAULT_METRICS, SCOPE, swap_cases
+    from attnbench.hf.swap import DEFAULT_METRICS, swap_cases
     from attnbench.metrics import chosen, parse_metrics
     from attnbench.plan.case import MeasureOptions
+    from attnbench.plan.scopes import SWAP
     from attnbench.results.report import check_target
 
     names = parse_metrics(parse_names(metrics)) if metrics else DEFAULT_METRICS
     for metric in chosen(names):
-        if metric.scopes and SCOPE not in metric.scopes:
+        if metric.scopes and SWAP not in metric.scopes:
             raise AttnbenchError(f"--metrics {metric.name} measures at --scope {', '.join(metric.scopes)}; swap "
                                  "takes swap, flops, memory and time")
     check_target(output, append)

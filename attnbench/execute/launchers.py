@@ -67,3 +67,34 @@ def make_launcher(executor: str = "in-process", *, limits: Limits | None = None,
     if executor == "in-process":  # several processes per case: workers, without a sweep's limits
         return WorkerLauncher(Limits(max_memory_bytes=None, timeout_s=None))
     return WorkerLauncher(limits, jobs=jobs)
+
+
+def check_plan(plan, executor: str, *, jobs: int = 1, address: str | None = None, find_max_seq: bool = False,
+               append: bool = False) -> int:
+    """Every check of a run or sweep that needs no torch, in the order a user meets them (methods,
+    the reference, where it runs, concurrency, the report), so bad input fails before torch loads
+    and before the allocator restart; returns how many processes time each case."""
+    from attnbench.methods.registry import check_names
+    from attnbench.metrics import chosen
+    from attnbench.plan.case import expand_methods
+    from attnbench.results.report import check_target
+
+    expand_methods(plan.methods)
+    check_names([plan.options.reference])
+    check_launch(executor, jobs, address)
+    plan.options.check_concurrency(jobs, find_max_seq)
+    check_target(plan.output, append)
+    again = [m for m in chosen(plan.options.metrics) if m.per_process]
+    return plan.options.processes if again and not find_max_seq else 1
+
+
+def prepare_here(plan, executor: str, processes: int, allocator: str) -> None:
+    """This process made ready to measure: the allocator policy (which may restart it once), then
+    the workers' template, which imports torch while this process does too."""
+    from attnbench.measure.machine import allocator as allocator_policy
+
+    allocator_policy.apply(allocator)
+    if executor == "local" or processes > 1:
+        from attnbench.execute.workers import start_template
+
+        start_template(plan.options.metrics)

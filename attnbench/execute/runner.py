@@ -20,6 +20,7 @@ from attnbench.measure.timing import synchronize
 from attnbench.methods.contract import Unsupported
 from attnbench.metrics import chosen
 from attnbench.plan.case import Case, MeasureOptions
+from attnbench.plan.scopes import SWAP
 from attnbench.results.schema import Row, new_row
 
 
@@ -70,7 +71,7 @@ def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
     from attnbench.execute.model import dense_flops
     from attnbench.plan.scopes import ModelShape
 
-    if case.scope == "swap":  # a whole model: the formulas are the attention's alone
+    if case.scope == SWAP:  # a whole model: the formulas are the attention's alone
         return dict.fromkeys(("flops_analytic", "scores_computed", "peak_mem_analytic_bytes", "bytes_moved_analytic"))
     shape = method.formula_shape(case.shape)  # per head when the method repeats k, v
     forward = method.flops(shape, scores)

@@ -19,6 +19,7 @@ from attnbench.execute.calls import make_backward, make_call, make_inputs
 from attnbench.execute.model import Prepared
 from attnbench.measure.timing import synchronize
 from attnbench.methods.contract import Unsupported
+from attnbench.plan.scopes import ALL_SCOPES, SWAP
 
 
 def _timed_build(row, device, build: Callable[[], object]):
@@ -62,7 +63,8 @@ def swap(case, method, device, dtype, row) -> Prepared:
     return Prepared(swapped, (swapped.ids,), swapped)
 
 
-PREPARE = {"attention": attention, "layer": network, "model": network, "swap": swap}
+PREPARE = {"attention": attention, "layer": network, "model": network, SWAP: swap}
+assert set(PREPARE) == set(ALL_SCOPES), "every scope is prepared here"
 
 
 def prepare(case, method, device, dtype, row) -> Prepared:

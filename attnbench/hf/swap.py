@@ -20,8 +20,8 @@ import torch
 from attnbench.errors import AttnbenchError
 from attnbench.methods.contract import Shape, Unsupported
 from attnbench.plan.case import Case
+from attnbench.plan.scopes import SWAP
 
-SCOPE = "swap"  # the cases' scope
 DEFAULT_METRICS = ("flops", "memory", "time", "swap")
 
 
@@ -78,7 +78,7 @@ def swap_cases(model: str, methods: Sequence[str], params: Mapping[str, Sequence
     cases = make_cases(methods, [shape.seq_len], params, batch=shape.batch, heads=shape.heads, head_dim=shape.head_dim,
                        kv_heads=shape.kv_heads, causal=shape.causal, seed=seed, threads=threads, device=device,
                        dtype=dtype)
-    return [dataclasses.replace(c, scope=SCOPE, inputs=f"text:{source}" if source != "ids" else "ids", model=model,
+    return [dataclasses.replace(c, scope=SWAP, inputs=f"text:{source}" if source != "ids" else "ids", model=model,
                                 swap_layers=swapped) for c in cases]
 
 

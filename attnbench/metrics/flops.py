@@ -7,6 +7,7 @@ empty and `flops_by_op` says why.
 from attnbench.metrics import Metric
 from attnbench.metrics.display import Column, Panel, fmt_count
 from attnbench.metrics.policies import Exact
+from attnbench.plan.scopes import SWAP
 
 TOLERANCE = 0.10  # counted vs analytic beyond this sets flops_mismatch
 
@@ -24,7 +25,7 @@ def measure(ctx) -> dict:
     analytic = ctx.row.get("flops_analytic")
     if ctx.case.scope == "attention":
         attention = counted
-    elif ctx.case.scope == "swap":  # the model's own attention modules are not ours to count apart
+    elif ctx.case.scope == SWAP:  # the model's own attention modules are not ours to count apart
         attention = None
     else:
         from attnbench.execute.model import attention_flops, mixed_precision

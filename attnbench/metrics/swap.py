@@ -7,6 +7,7 @@ perplexity on the tokens. Computed in float64 from one forward of each."""
 from attnbench.metrics import Metric
 from attnbench.metrics.display import Column, fmt_number
 from attnbench.metrics.policies import Tolerance
+from attnbench.plan.scopes import SWAP
 
 SCOPE_ONLY = "the swap metric compares a swapped model with the unmodified one: use attnbench swap"
 
@@ -18,7 +19,7 @@ def _perplexity(logits, ids) -> float:
 
 
 def measure(ctx) -> dict:
-    if ctx.case.scope != "swap":
+    if ctx.case.scope != SWAP:
         raise ValueError(SCOPE_ONLY)
     import torch
 
@@ -46,7 +47,7 @@ METRIC = Metric(
                  "swap_perplexity_reference": "the unmodified model's perplexity on the same tokens"},
     name="swap", order=45, default=False, measure=measure,
     columns=("swap_hidden_error", "swap_kl_nats", "swap_perplexity", "swap_perplexity_reference"),
-    scopes=("swap",), scope_error=SCOPE_ONLY,
+    scopes=(SWAP,), scope_error=SCOPE_ONLY,
     help="swap scope: hidden-state error, next-token KL and perplexity against the unmodified model",
     compare=Tolerance("swap_hidden_error", rel=0.10, absolute=1e-6),
     table=(Column("hidden err", sort="swap_hidden_error",

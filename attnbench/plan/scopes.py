@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCOPES = ("attention", "layer", "model")
+SCOPES = ("attention", "layer", "model")  # what --scope chooses
+SWAP = "swap"  # the scope of `attnbench swap`'s cases: a Hugging Face model with the method in its layers
+ALL_SCOPES = (*SCOPES, SWAP)  # every scope a row can hold (attnbench.execute.scopes prepares each)
 # --scope model without --heads/--head-dim: the LRA configuration, 2 heads of 32 (width 64).
 MODEL_HEADS, MODEL_HEAD_DIM = 2, 32
 

@@ -149,3 +149,24 @@ def comparison_summary(comparison) -> str:
     words = [f"{counts.pop('regression')} regression(s)", *(f"{n} {word}" for word, n in counts.items())]
     line = ", ".join(words) + f" ({len(comparison.rows)} row(s))"
     return line + ("; nothing was compared" if comparison.compared_nothing else "")
+
+
+def dry_run_lines(cases, metrics, processes: int, limits) -> list[str]:
+    """What a dry run lists: each case on a line, then what is measured per process and the limits."""
+    from attnbench.metrics import chosen
+    from attnbench.results.schema import identity
+
+    label = Labeller([identity(c) for c in cases])
+    lines = []
+    for i, case in enumerate(cases, 1):
+        shape = "".join([f" kv_heads={case.kv_heads}" if case.kv_heads else "",
+                         f" q_seq={case.q_seq_len}" if case.q_seq_len else "", " causal" if case.causal else ""])
+        lines.append(f"{i:4d}  {label(identity(case))}  batch={case.batch} heads={case.heads} "
+                     f"head_dim={case.head_dim}{shape} {case.dtype} {case.mode} seed={case.seed}")
+    again = [m for m in chosen(metrics) if m.per_process]
+    names = ", ".join(m.name for m in again)
+    where = (f"{names} in {processes} processes each" if again and processes > 1 else
+             f"{names} in one process each" if again else "nothing measured per process")
+    lines.append(f"{len(cases)} case(s), {where}; limits: {limits.max_memory_bytes / 2**30:g} GiB, "
+                 f"{limits.timeout_s:g} s per case")
+    return lines
