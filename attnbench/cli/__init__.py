@@ -15,7 +15,8 @@ import typer
 from typer.exceptions import TyperException
 
 import attnbench
-from attnbench.cli.history import ab_command, history_command, html_command
+from attnbench.cli.ab import ab_command
+from attnbench.cli.history import history_command, html_command
 from attnbench.cli.measure import run_command, scenarios_command, sweep_command
 from attnbench.cli.model import capture_command, swap_command
 from attnbench.cli.reports import (

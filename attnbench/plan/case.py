@@ -20,7 +20,7 @@ from attnbench.methods.contract import Method, Shape
 from attnbench.methods.registry import check_names, create_method, get_method, list_methods
 from attnbench.metrics import default_metrics
 from attnbench.plan.scopes import MODEL_HEAD_DIM, MODEL_HEADS, SCOPES, ModelShape
-from attnbench.plan.values import COMPILE_MODES, parse_amp, parse_dtype, parse_mode
+from attnbench.plan.values import COMPILE_MODES, parse_amp, parse_dtype, parse_mode, whole
 
 
 @dataclass(frozen=True)
@@ -189,11 +189,11 @@ def _check_setup(setup: dict, devices_here: bool = True) -> dict:
 
     for what in ("batch", "heads", "head_dim"):
         value = setup[what]
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        if not whole(value):
             raise AttnbenchError(f"{what} must be a positive whole number, not {value!r}")
     kv_heads = setup["kv_heads"]
     if kv_heads is not None:
-        if not isinstance(kv_heads, int) or isinstance(kv_heads, bool) or kv_heads <= 0:
+        if not whole(kv_heads):
             raise AttnbenchError(f"kv_heads must be a positive whole number, not {kv_heads!r}")
         if setup["heads"] % kv_heads:
             divisors = ", ".join(str(d) for d in range(1, setup["heads"] + 1) if setup["heads"] % d == 0)
@@ -203,7 +203,7 @@ def _check_setup(setup: dict, devices_here: bool = True) -> dict:
             raise AttnbenchError(f"--inputs {setup['inputs']} gives MiniLM's q, k, v, one key head per query head: "
                                  "leave --kv-heads out, or use --inputs random")
     q_seq = setup["q_seq_len"]
-    if q_seq is not None and (not isinstance(q_seq, int) or isinstance(q_seq, bool) or q_seq <= 0):
+    if q_seq is not None and not whole(q_seq):
         raise AttnbenchError(f"q_seq must be a positive whole number, not {q_seq!r}")
     if not isinstance(setup["causal"], bool):
         raise AttnbenchError(f"causal must be true or false, not {setup['causal']!r}")
@@ -248,7 +248,7 @@ def _check_scope(setup: dict) -> dict:
         raise AttnbenchError(f"--inputs {setup['inputs']} gives q, k, v, but at --scope {scope} they come from the "
                              "layer's own projections of its input; use --scope attention for real q, k, v")
     for name, value in given.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not whole(value):
             raise AttnbenchError(f"--{name.replace('_', '-')} must be a positive whole number, not {value!r}")
     if scope == "layer" and (given.get("layers", 1) != 1 or "vocab" in given):
         raise AttnbenchError("--scope layer is one layer on real-valued inputs: --layers and --vocab are for "
@@ -273,7 +273,7 @@ def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[
     if not methods:
         raise AttnbenchError("give at least one method")
     for n in seq_lens:
-        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        if not whole(n):
             raise AttnbenchError(f"seq must be a positive whole number, not {n!r}")
     given = {k: v for k, v in setup.items() if v is not None}
     if given.get("scope") == "model":  # the LRA configuration unless heads/head_dim are given

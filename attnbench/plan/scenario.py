@@ -25,7 +25,7 @@ from attnbench import tomlfile
 from attnbench.errors import AttnbenchError
 from attnbench.plan.case import Case, Limits, MeasureOptions, make_cases
 from attnbench.plan.options import OPTIONS, scenario_keys
-from attnbench.plan.values import parse_bytes, parse_seconds, parse_sizes
+from attnbench.plan.values import Lengths, parse_bytes, parse_seconds, whole
 
 # Every key, its grammar and where it lands are in attnbench.plan.options.OPTIONS; defaults come from
 # Case (set-up), MeasureOptions (metrics and their budgets) and Limits (worker limits).
@@ -80,16 +80,13 @@ def _fail(source: str, key: str, problem: str) -> AttnbenchError:
 
 
 def _lengths(source: str, key: str, value: Any) -> list[int]:
-    """A length, a list of lengths or a range string, as a list."""
-    if isinstance(value, str):
-        try:
-            return parse_sizes(value, key)
-        except AttnbenchError as exc:
-            raise _fail(source, key, str(exc)) from None
-    items = value if isinstance(value, list) else [value]
-    if not items or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items):
-        raise _fail(source, key, f"must be {scenario_keys()['seq'].value.kind}, not {value!r}")
-    return items
+    """A length, a list of lengths or a range string, as a list (the grammar of `seq`)."""
+    try:
+        return Lengths().check(value, key)
+    except ValueError:
+        raise _fail(source, key, f"must be {Lengths.kind}, not {value!r}") from None
+    except AttnbenchError as exc:
+        raise _fail(source, key, str(exc)) from None
 
 
 def _grids(source: str, where: str, params: dict) -> dict[str, list]:
@@ -111,7 +108,7 @@ def _task(source: str, index: int, task: Any) -> dict[str, Any]:
                                    f"not {task!r}")
     batch = task.get("batch")
     batches = batch if isinstance(batch, list) else [batch] if batch is not None else []
-    if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in batches):
+    if not all(whole(b) for b in batches):
         raise _fail(source, f"{where}.batch", f"must be a positive integer or a list of them, not {batch!r}")
     return {"name": task["name"], "seq": _lengths(source, f"{where}.seq", task["seq"]), "batch": batches,
             "params": _grids(source, f"{where}.params", task.get("params", {}))}

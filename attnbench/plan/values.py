@@ -21,6 +21,11 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autot
 EXECUTORS = ("local", "ray")
 
 
+def whole(value, low: int | None = 1) -> bool:
+    """A whole number (never a bool, which Python counts as one) of at least `low` (None: any)."""
+    return isinstance(value, int) and not isinstance(value, bool) and (low is None or value >= low)
+
+
 def parse_size(text: str, what: str = "value") -> int:
     """'4096' or '4k' (k = 1024) -> a positive int."""
     raw = text.strip().lower()
@@ -165,7 +170,7 @@ class Whole(Value):
             (" or a list of them" if grid else "")
 
     def _one(self, value) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < self.low:
+        if not whole(value, self.low):
             raise ValueError
         return value
 
@@ -303,8 +308,7 @@ class Seeds(Value):
         return parse_ints(text, flag)
 
     def check(self, value):
-        if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                               for v in value):
+        if not isinstance(value, list) or not value or not all(whole(v, low=None) for v in value):
             raise ValueError
         return value
 
@@ -320,8 +324,7 @@ class Layers(Value):
 
     def check(self, value):
         items = value if isinstance(value, list) else [value]
-        if not items or not all(v == "all" or isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                for v in items):
+        if not items or not all(v == "all" or whole(v, low=0) for v in items):
             raise ValueError
         return items
 
@@ -332,11 +335,11 @@ class Lengths(Value):
     def parse(self, text, flag: str):
         return parse_sizes(text, flag)
 
-    def check(self, value):
+    def check(self, value, what: str = "seq"):
         if isinstance(value, str):
-            return parse_sizes(value, "seq")
+            return parse_sizes(value, what)
         items = value if isinstance(value, list) else [value]
-        if not items or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items):
+        if not items or not all(whole(v) for v in items):
             raise ValueError
         return items
 

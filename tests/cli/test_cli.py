@@ -196,7 +196,8 @@ def test_warmup_reaches_the_timer_from_the_command_line_and_a_scenario(tmp_path,
     quick = ["-m", "full", "-n", "64", "--metrics", "time", "--min-time", "0.01", "--max-time", "0.05",
              "--threads", "1"]
     assert cli("run", *quick, "--warmup", "0.3", "-o", str(tmp_path / "a.csv")).returncode == 0
-    assert seen[-1] == {"min_seconds": 0.3}
+    # the case's warm-up (a first run in this process also measures the machine's GEMM rate, warmed its own way)
+    assert {"min_seconds": 0.3} in seen
     scenario = tmp_path / "s.toml"
     scenario.write_text('methods = ["full"]\nseq = 64\nwarmup = 0.2\n')
     from attnbench.plan.scenario import load_scenario
