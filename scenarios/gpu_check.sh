@@ -108,8 +108,8 @@ if [ "$dry_run" = 0 ]; then
   exec > >(tee -a "$out/log") 2>&1
   echo "gpu_check: $(date -u +%Y-%m-%dT%H:%M:%SZ) into $out with $py"
   setup || { echo "gpu_check: set-up failed: nothing was measured"; exit 1; }
-  "$py" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" || {
-    "$py" -c "import torch; print(f'gpu_check: torch {torch.__version__} here sees no CUDA device')"
+  "$py" -c "import sys, torch; torch.cuda.is_available() or sys.exit(
+    f'gpu_check: torch {torch.__version__} here sees no CUDA device')" || {
     echo "gpu_check: this check needs a CUDA GPU: nothing was measured"
     exit 3
   }

@@ -27,12 +27,12 @@ def test_failures_become_rows_with_their_status_and_the_sweep_goes_on(tmp_path):
     faults = (f"tests.sweep_faults:{m}" for m in ("Hog", "Hang", "Suicide", "NaNs"))
     methods = ",".join(["full", *faults, "full-explicit"])
     result = cli("sweep", "-m", methods, "-n", "64", "--metrics", "time", "--max-memory", "1GB",
-                 "--timeout", "5s", "-o", str(out), "-q", *QUICK)
+                 "--timeout", "4s", "-o", str(out), "-q", *QUICK)
     assert result.returncode == 0, result.stderr
     status = {r["method"].removeprefix("tests.sweep_faults:"): (r["status"], r["status_detail"]) for r in rows(out)}
     assert {m: s for m, (s, _) in status.items()} == {
         "full": "ok", "Hog": "oom", "Hang": "timeout", "Suicide": "crashed", "NaNs": "nan", "full-explicit": "ok"}
-    assert "SIGKILL" in status["Suicide"][1] and "5 s" in status["Hang"][1]
+    assert "SIGKILL" in status["Suicide"][1] and "4 s" in status["Hang"][1]
     assert "6 row" in result.stdout and "1 oom" in result.stdout
 
 
