@@ -33,7 +33,7 @@ def _fn(name, **params):
 
 @pytest.mark.parametrize("name", ["sdpa-math", "flex"])
 def test_exact_kernels_equal_sdpa(name, request):
-    if name == "flex":  # dense FlexAttention through the eager backend; its compiled kernels: bigbird, causal GQA
+    if name == "flex":  # dense FlexAttention through the eager backend; the compiled kernel: bigbird's
         request.getfixturevalue("eager_compile")
     q, k, v = _inputs()
     assert torch.allclose(_fn(name)(q, k, v), F.scaled_dot_product_attention(q, k, v), atol=1e-5, rtol=0)

@@ -18,11 +18,20 @@ from tests.conftest import cli, run_cli
 
 TINY = ["--metrics", "flops", "-q", "--heads", "1", "--head-dim", "8", "--threads", "1", "--allocator", "system"]
 GRID = ["-m", "full,linear", "-n", "64,128"]  # four rows: a full disk keeps two and a half of them
+pytestmark = pytest.mark.xdist_group("report-safety")  # one uninterrupted sweep (`whole`) for the module
 
 
 def _keys(path):
     with open(path, newline="") as f:
         return [(r["method"], r["seq_len"], r.get("param_normalize", "")) for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The grid's report as one uninterrupted sweep writes it: what the damaged ones must become."""
+    path = tmp_path_factory.mktemp("whole") / "whole.csv"
+    assert cli("sweep", *GRID, *TINY, "-o", str(path)).returncode == 0
+    return path
 
 
 def _popen(*args, **kwargs):
@@ -67,9 +76,7 @@ def _limit(size):
 
 
 @pytest.mark.slow
-def test_a_full_disk_keeps_whole_rows_and_resume_completes_the_report(tmp_path):
-    whole = tmp_path / "whole.csv"
-    assert cli("sweep", *GRID, *TINY, "-o", str(whole)).returncode == 0
+def test_a_full_disk_keeps_whole_rows_and_resume_completes_the_report(whole, tmp_path):
     lines = whole.read_bytes().splitlines(keepends=True)
     limit = len(lines[0]) + len(lines[1]) + len(lines[2]) + len(lines[3]) // 2  # room for 2.5 rows
     out = tmp_path / "r.csv"
@@ -86,9 +93,7 @@ def test_a_full_disk_keeps_whole_rows_and_resume_completes_the_report(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_row_cut_anywhere_is_left_out_then_resumed(tmp_path):
-    whole = tmp_path / "whole.csv"
-    assert cli("sweep", *GRID, *TINY, "-o", str(whole)).returncode == 0
+def test_a_row_cut_anywhere_is_left_out_then_resumed(whole, tmp_path):
     data = whole.read_bytes()
     last_start = data.rstrip(b"\r\n").rfind(b"\n") + 1
     last = data[last_start:]
