@@ -49,7 +49,8 @@ def test_a_backend_that_cannot_run_on_cpu_is_unsupported_with_torchs_reason(name
 # clone); the others through Dynamo's eager backend, which checks the masks themselves, as the
 # kernel applies them. tests/execute/test_gpu.py runs every pattern through the compiled GPU kernel.
 @pytest.mark.parametrize("name, params, compiled", [
-    ("bigbird", {"block_size": 32, "random_blocks": 2}, True),
+    pytest.param("bigbird", {"block_size": 32, "random_blocks": 2}, True,
+                 marks=pytest.mark.xdist_group("bigbird-kernel")),
     ("longformer", {"window": 64, "global_tokens": 3}, False),
     ("sparse_transformer", {"pattern": "strided", "stride": 32}, False),
     ("sparse_transformer", {"pattern": "fixed", "stride": 32, "summary": 4}, False),
@@ -70,6 +71,7 @@ def test_flex_backend_equals_the_reference_and_the_dense_masked_softmax(name, pa
     assert scores >= mask.sum() and scores % (128 * 128) == 0
 
 
+@pytest.mark.xdist_group("bigbird-kernel")  # the compiled kernel of the bigbird case above, in the same worker
 def test_flex_rows_report_compile_time_and_the_tiles_they_compute():
     # Two random blocks: the pattern (this seed's draw) scores 58/64 of the pairs, and FlexAttention
     # computes whole 128 x 128 tiles, of which it touches all 4. (Three cover every pair at n = 256.)
