@@ -81,6 +81,7 @@ def test_a_four_times_slower_method_is_confirmed_and_exits_1_even_on_a_loaded_ma
         f"round-0{i}-{side}.csv" for i in range(1, 3) for side in ("base", "head")]
 
 
+@pytest.mark.slow
 def test_a_revision_without_ab_side_runs_each_round_as_a_sweep_of_its_own(tmp_path):
     from attnbench.ab.interleave import Server, Side, run_round
 
@@ -114,6 +115,7 @@ def _one_error(result):
     return lines[0]
 
 
+@pytest.mark.slow
 def test_bad_revisions_a_dirty_base_and_an_existing_report_are_one_line_errors(repo, tmp_path):
     assert "unknown revision 'nope'" in _one_error(ab(repo, "nope", "-m", "full", "-n", "128"))
     taken = tmp_path / "taken.csv"

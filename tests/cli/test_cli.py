@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import QUICK, cli, run_cli
 
 
+@pytest.mark.slow
 def test_help_and_bad_method_do_not_import_torch_or_restart():
     """What keeps `--help` and a bad method name fast (scenarios/startup_costs.py measures it): no
     torch import, no allocator restart (a restart would replace the process before 'done')."""
@@ -75,6 +76,7 @@ def test_exit_codes_of_a_real_process():
     assert bad_value.returncode == 1 and bad_value.stderr.startswith("Error: --seq")
 
 
+@pytest.mark.slow
 def test_run_writes_a_report_and_refuses_to_overwrite_it(tmp_path):
     out = tmp_path / "r.csv"
     result = cli("run", "-m", "full,full-explicit", "-n", "64,128", "-o", str(out), *QUICK)
@@ -97,6 +99,7 @@ def test_csv_to_stdout_keeps_the_table_on_stderr():
     assert "FLOPs" in result.stderr and "peak mem" in result.stderr
 
 
+@pytest.mark.slow
 def test_csv_to_a_closed_pipe_ends_quietly_with_sigpipe_s_status():
     """`attnbench run -o - | head -1`: the reader leaves after the header; no error, no traceback."""
     import os
@@ -127,6 +130,7 @@ def test_help_keeps_bracketed_words_and_shows_defaults():
     assert all("--help" in line for line in flags), flags  # flags take no value (Typer's own --help aside)
 
 
+@pytest.mark.slow
 def test_plot_draws_log_log_efficiency_curves(small_report, tmp_path):
     from attnbench.views.plot import efficiency_figure, plot_report
 
@@ -157,6 +161,7 @@ def test_plot_keeps_methods_whose_parameter_columns_are_blank():
     assert {"full", "toy a=1", "toy a=2"} <= labels
 
 
+@pytest.mark.slow
 def test_allocator_policy_is_applied_and_recorded():
     default = run_cli("run", "-n", "64", "-o", "-", "--metrics", "flops", *QUICK)  # restarts itself
     system = cli("run", "-n", "64", "-o", "-", "--metrics", "flops", "--allocator", "system", *QUICK)
@@ -186,6 +191,7 @@ def test_options_mean_the_same_on_every_command(tmp_path):
     assert exact.returncode == 0 and (tmp_path / "pat.svg").is_file()
 
 
+@pytest.mark.slow
 def test_warmup_reaches_the_timer_from_the_command_line_and_a_scenario(tmp_path, monkeypatch):
     """An option declared once in the spec: a flag, a scenario key and the timer's argument."""
     from attnbench.measure import timing

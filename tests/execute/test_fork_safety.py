@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 # The queries that initialise CUDA, or arm the bad-fork guard, when called before a fork.
 _PROBE = r"""
 import importlib, json, sys
@@ -48,6 +50,7 @@ print(json.dumps({"failures": failures, "called": called,
 """
 
 
+@pytest.mark.slow
 def test_the_workers_template_imports_query_no_cuda_and_no_accelerator():
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, timeout=300)

@@ -34,6 +34,7 @@ def test_the_device_memory_cap_names_the_device_by_index(monkeypatch):
     assert calls[0][0] == pytest.approx((2**20 + 2**29) / 2**30)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="stands in for a worker whose set-up raises: needs no CUDA")
 def test_a_worker_whose_set_up_raises_says_why_in_the_row():
     from attnbench.execute.workers import WorkerLauncher

@@ -85,6 +85,7 @@ def test_skyformer_targeting_softmax_with_every_row_as_landmark_is_softmax():
     assert create_method("skyformer").exact_target == "kernelized"
 
 
+@pytest.mark.slow
 def test_skyformer_error_against_softmax_falls_as_features_grow():
     cases = make_cases(["skyformer"], [512], {"target": ["softmax"], "features": [32, 128, 512]}, heads=2,
                        head_dim=32, threads=1)

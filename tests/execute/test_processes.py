@@ -102,6 +102,7 @@ def _timing(rng, processes, ratio=1.0, between=0.10, within=0.03, samples=15):
     return [list(ratio * np.exp(rng.normal(0, between) + rng.normal(0, within, samples))) for _ in range(processes)]
 
 
+@pytest.mark.slow
 def test_two_stage_bootstrap_covers_the_true_ratio_at_about_its_nominal_rate():
     rng, trials = np.random.default_rng(7), 120
     covered = pooled = 0
@@ -160,6 +161,7 @@ def test_scenario_processes_is_checked(tmp_path):
     assert result.returncode != 0 and "processes: must be a positive integer" in result.stderr
 
 
+@pytest.mark.slow
 def test_run_with_three_processes_writes_their_columns_samples_and_summary(tmp_path):
     out = tmp_path / "p.csv"
     result = cli("run", "-m", "full,linear", "-n", "128", "--heads", "1", "--head-dim", "8", "--metrics", "time",

@@ -129,6 +129,7 @@ def test_run_and_sweep_of_one_grid_give_the_same_columns(tmp_path):
                {k: b[k] for k in ("method", "param_features", "status", "flops", "sparsity")}
 
 
+@pytest.mark.slow
 def test_jobs_run_deterministic_passes_in_parallel_and_refuse_timing(tmp_path):
     grid = ["-m", "full,linear", "-n", "64", "--heads", "1", "--head-dim", "8", "--threads", "1", "-q"]
     one, two = tmp_path / "one.csv", tmp_path / "two.csv"
@@ -166,6 +167,7 @@ def test_the_workers_template_imports_what_the_chosen_metrics_need():
     assert metric_imports(["flops", "memory", "time"]) == ["torch._dynamo"]
 
 
+@pytest.mark.slow
 def test_bundled_scenarios_run_by_name_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no scenarios/ folder here
     listed = cli("scenarios")

@@ -55,6 +55,7 @@ def _relative(a, b):
     return float((a - b).abs().max() / b.abs().max())
 
 
+@pytest.mark.slow
 def test_minilm_capture_reproduces_every_layers_output_through_full(minilm_file):
     header = read_header(minilm_file)
     assert [r.layer for r in header.layers] == list(range(6)) and header.architecture == "BertModel"
@@ -80,6 +81,7 @@ def test_minilm_capture_holds_the_projections_of_the_layers_input(minilm_file):
     assert _relative(q, expected[0]) < 1e-6 and _relative(k, expected[1]) < 1e-6
 
 
+@pytest.mark.slow
 def test_tiny_llama_capture_is_causal_grouped_and_after_rope(llama_folder, llama_file):
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
@@ -112,6 +114,7 @@ def _rows(path):
     return list(csv.DictReader(open(path)))
 
 
+@pytest.mark.slow
 def test_run_on_a_capture_measures_every_method_against_the_models_own_output(llama_file, tmp_path, eager_compile):
     # eager_compile: FlexAttention through Dynamo's eager backend (the capture is the subject, not its kernel)
     out = tmp_path / "run.csv"
@@ -142,6 +145,7 @@ def test_run_on_a_capture_takes_every_layer_by_default(llama_file, tmp_path):
     assert all(float(r["error_model_spectral"]) > 1e-3 for r in rows if r["method"] == "performer")
 
 
+@pytest.mark.slow
 def test_a_capture_that_disagrees_with_full_is_reported(minilm_file, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
@@ -157,6 +161,7 @@ def test_a_capture_that_disagrees_with_full_is_reported(minilm_file, tmp_path):
     assert result.returncode == 0 and "warning: at layer 1" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_swap_full_reproduces_the_model_and_linear_performer_do_not(llama_folder):
     options = MeasureOptions(metrics=("swap",))
     rows = {c.method: run_case(c, options) for c in swap_cases("minilm", ["full", "linear", "performer"], seq=128)}
@@ -250,6 +255,7 @@ def test_layer_all_takes_every_minilm_layer_and_needs_real_inputs():
         make_cases(["full"], [64], layer="all")
 
 
+@pytest.mark.slow
 def test_plot_and_summary_read_swap_rows(tmp_path):
     out = tmp_path / "swap.csv"
     assert cli("swap", "minilm", "-m", "full,linear", "--seq", "64", "--metrics", "time,swap", "--min-time", "0.05",

@@ -50,7 +50,7 @@ def test_a_backend_that_cannot_run_on_cpu_is_unsupported_with_torchs_reason(name
 # kernel applies them. tests/execute/test_gpu.py runs every pattern through the compiled GPU kernel.
 @pytest.mark.parametrize("name, params, compiled", [
     pytest.param("bigbird", {"block_size": 32, "random_blocks": 2}, True,
-                 marks=pytest.mark.xdist_group("bigbird-kernel")),
+                 marks=[pytest.mark.xdist_group("bigbird-kernel"), pytest.mark.slow]),
     ("longformer", {"window": 64, "global_tokens": 3}, False),
     ("sparse_transformer", {"pattern": "strided", "stride": 32}, False),
     ("sparse_transformer", {"pattern": "fixed", "stride": 32, "summary": 4}, False),
@@ -71,6 +71,7 @@ def test_flex_backend_equals_the_reference_and_the_dense_masked_softmax(name, pa
     assert scores >= mask.sum() and scores % (128 * 128) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("bigbird-kernel")  # the compiled kernel of the bigbird case above, in the same worker
 def test_flex_rows_report_compile_time_and_the_tiles_they_compute():
     # Two random blocks: the pattern (this seed's draw) scores 58/64 of the pairs, and FlexAttention
@@ -85,6 +86,7 @@ def test_flex_rows_report_compile_time_and_the_tiles_they_compute():
     assert flex["flops_analytic"] == 4 * flex["scores_computed"] * 16
 
 
+@pytest.mark.slow
 def test_compile_runs_a_method_through_torch_compile(tmp_path):
     out = tmp_path / "c.csv"
     result = cli("run", "-m", "full-explicit", "-n", "128", "--heads", "1", "--head-dim", "16", "--compile",

@@ -38,6 +38,7 @@ def on_path(tmp_path, monkeypatch):
 QUICK = ["-n", "64", "--heads", "2", "--head-dim", "16", "--min-time", "0.02", "--max-time", "0.1", "--threads", "1"]
 
 
+@pytest.mark.slow
 def test_readme_example_runs_by_module_and_attribute(on_path):
     import subprocess
 

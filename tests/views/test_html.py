@@ -48,6 +48,7 @@ def _values(driver, column: int) -> list[str]:
         f".map(r => r.cells[{column}].dataset.value)")
 
 
+@pytest.mark.slow
 def test_the_table2_page_renders_sorts_filters_and_has_no_console_errors(browser, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -99,6 +100,7 @@ def test_a_failed_row_shows_its_reason_and_two_reports_are_compared(browser, tmp
     assert [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")] == []
 
 
+@pytest.mark.slow
 def test_an_existing_page_is_never_replaced_without_force(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
