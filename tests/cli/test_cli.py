@@ -91,6 +91,7 @@ def test_run_writes_a_report_and_refuses_to_overwrite_it(tmp_path):
     assert appended.returncode == 0 and len(pd.read_csv(out)) == 5
 
 
+@pytest.mark.slow
 def test_csv_to_stdout_keeps_the_table_on_stderr():
     result = cli("run", "-n", "64", "--mode", "backward", "-o", "-", "--metrics", "flops,memory", *QUICK)
     assert result.returncode == 0, result.stderr

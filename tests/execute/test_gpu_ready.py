@@ -311,6 +311,7 @@ def test_flex_past_the_recompile_limit_is_an_error_row_never_the_eager_kernel(ea
     assert rows[0]["kernel_compile_mode"] == "default"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scope", ["attention", "layer"])
 def test_backward_cases_time_the_backward_pass_alone(scope, monkeypatch):
     from torch.utils._python_dispatch import TorchDispatchMode

@@ -48,6 +48,7 @@ def test_full_explicit_peak_memory_sees_the_square_buffers_and_full_does_not():
     assert fused["peak_mem_bytes"] < explicit["peak_mem_bytes"] / 10
 
 
+@pytest.mark.slow
 def test_failures_become_rows(temp_method):
     @register(temp_method("toy-nan"))
     @dataclass(frozen=True)

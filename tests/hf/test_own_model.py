@@ -66,6 +66,7 @@ def test_minilm_capture_reproduces_every_layers_output_through_full(minilm_file)
             assert _relative(_attend(name, record, q, k, v), out) < 1e-5, (name, record.layer)
 
 
+@pytest.mark.slow
 def test_minilm_capture_holds_the_projections_of_the_layers_input(minilm_file):
     # Independent of attention: the captured q, k of layer 3 are the layer's own projections of
     # its input hidden states (what the hook must have seen).
@@ -194,6 +195,7 @@ def test_swap_in_bfloat16_is_judged_against_the_float32_model(llama_folder):
                for name, t in loaded.model.state_dict().items())
 
 
+@pytest.mark.slow
 def test_swap_command_writes_rows_with_a_time(tmp_path):
     out = tmp_path / "swap.csv"
     result = cli("swap", "minilm", "-m", "linear", "--seq", "64", "--layers", "0,5", "--min-time", "0.05",
