@@ -5,6 +5,7 @@ and no function over 60, no module outside attnbench/metrics/ that special-cases
 and measuring scripts that still import."""
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache
 def _modules() -> dict[str, ast.Module]:
+    """Every module of the package, parsed once for the whole file (the trees are only read)."""
     return {_module_name(p): ast.parse(p.read_text(), str(p)) for p in PACKAGE.rglob("*.py")}
 
 
