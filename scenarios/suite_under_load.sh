@@ -19,7 +19,9 @@ set -e
   echo "# bash scenarios/suite_under_load.sh: the suite beside a busy loop pinned to CPU 0"
   echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, the loop used $(ps -o times= -p $loop | tr -d ' ') s of CPU"
   echo "# exit $status after $(( $(date +%s) - started )) s"
-  grep -v "^[.sFEx]*\( *\[ *[0-9]*%\]\)\?$" "$report.partial" | grep -v "^  " | grep -v "Warning\|warnings.warn\|^$" | tail -40
+  # pytest's failures (if any), its slowest tests and its summary; not its progress dots or warnings
+  sed -n '/^=* FAILURES =*$/,/^=* warnings summary\|^=* slowest/p' "$report.partial" | grep -v "warnings summary" | head -80
+  sed -n '/^=* slowest/,$p' "$report.partial"
 } > "$report"
 rm -f "$report.partial"
 tail -3 "$report"
