@@ -20,7 +20,7 @@ set -e
   echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, the loop used $(ps -o times= -p $loop | tr -d ' ') s of CPU"
   echo "# exit $status after $(( $(date +%s) - started )) s"
   # pytest's failures (if any), its slowest tests and its summary; not its progress dots or warnings
-  sed -n '/^=* FAILURES =*$/,/^=* warnings summary\|^=* slowest/p' "$report.partial" | grep -v "warnings summary" | head -80
+  sed -n '/^=* FAILURES =*$/,/^=* warnings summary\|^=* slowest/p' "$report.partial" | { grep -v "warnings summary" || true; } | head -80
   sed -n '/^=* slowest/,$p' "$report.partial"
 } > "$report"
 rm -f "$report.partial"
