@@ -149,9 +149,10 @@ def _chosen_metrics(metrics, base_rows: list, new_rows: list, names: tuple[str, 
             if lacking:
                 both = [m for m in metric_names(comparable=True)
                         if all(_present(rows, get_metric(m).compare.column) for _, rows in sides)]
-                raise NothingToCompare(f"{' and '.join(lacking)} has no {column} column, so metric {name!r} cannot be "
-                                       f"compared; choose with --metrics among those both reports have: "
-                                       f"{', '.join(both) or 'none'}")
+                verb = "have" if len(lacking) > 1 else "has"
+                raise NothingToCompare(f"{' and '.join(lacking)} {verb} no {column} column, so metric {name!r} "
+                                       f"cannot be compared; choose with --metrics among those both reports "
+                                       f"have: {', '.join(both) or 'none'}")
         return tuple(metrics), []
     chosen, notes = [], []
     for name in metric_names(comparable=True):
