@@ -21,9 +21,10 @@ import statistics
 from pathlib import Path
 
 from attnbench.execute.engine import run_cases
-from attnbench.hf.capture import capture, read_header, write
+from attnbench.hf.capture import capture, write
 from attnbench.hf.swap import swap_cases
 from attnbench.plan.case import MeasureOptions, make_cases
+from attnbench.plan.sources import read_header
 
 CAPTURE = Path("reports/captures/minilm.safetensors")
 EXACT = 1e-5  # an error below this on every layer is float32 rounding (or 0: the model's own kernel)

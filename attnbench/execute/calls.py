@@ -16,7 +16,8 @@ def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, t
     generator = torch.Generator().manual_seed(case.seed)
     shape = case.shape
     if case.inputs.startswith("capture:"):
-        from attnbench.hf.capture import capture_path, layer_tensors
+        from attnbench.hf.capture import layer_tensors
+        from attnbench.plan.sources import capture_path
 
         tensors = layer_tensors(capture_path(case.inputs), case.capture, case.layer)[:3]
     elif case.inputs == "random":

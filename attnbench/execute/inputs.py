@@ -20,15 +20,7 @@ import functools
 
 import torch
 
-from attnbench.plan.sources import (  # noqa: F401  (the sources as planning knows them)
-    MODEL_HEAD_DIM,
-    MODEL_HEADS,
-    MODEL_LAYERS,
-    WINDOW,
-    check_source,
-    english_text,
-    model_dir,
-)
+from attnbench.plan.sources import MODEL_HEAD_DIM, MODEL_HEADS, WINDOW, check_source, english_text, model_dir
 
 
 @functools.cache

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from attnbench.errors import AttnbenchError
-from attnbench.plan.sources import FORMAT, PREFIX, VERSION, Header, LayerRecord, capture_path, read_header  # noqa: F401  (the capture's header is planning's)
+from attnbench.plan.sources import FORMAT, VERSION, LayerRecord, read_header
 
 
 def parse_layers(text: str | None, layers: int) -> list[int]:

@@ -107,7 +107,8 @@ def measure(ctx) -> dict:
 
     recorded = None
     if ctx.case.inputs.startswith("capture:"):
-        from attnbench.hf.capture import capture_path, layer_tensors
+        from attnbench.hf.capture import layer_tensors
+        from attnbench.plan.sources import capture_path
 
         recorded = layer_tensors(capture_path(ctx.case.inputs), ctx.case.capture, ctx.case.layer)[3]
     with torch.no_grad():  # the matrix-free estimate turns gradients on where it needs them

