@@ -125,3 +125,9 @@ def build(name, shape, seed=0, **params):
 
     return create_method(name, **params).build(shape, device=torch.device("cpu"), dtype=torch.float64,
                                                generator=torch.Generator().manual_seed(seed))
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests first (stable otherwise): with `make test`'s two workers, the long ones then
+    start early instead of ending the run on one worker while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
