@@ -27,7 +27,8 @@ def history_command(
     """Each case's series over the reports' commits, per metric, and where a step change begins.
 
     Reports are joined on case identity; commits come from the rows' git_sha, in the order their
-    rows ran. Exact metrics (FLOPs, sparsity) step at any change; the others by PELT change-point
+    rows ran. Reports that all come from one commit (runs of a working tree) are points of their
+    own, in the order they ran. Exact metrics (FLOPs, sparsity) step at any change; the others by PELT change-point
     detection (ruptures) on the log series, against the series' own noise. Each step has its
     size (after / before) and a 95% bootstrap interval.
 
@@ -42,12 +43,14 @@ def history_command(
     series = history(reports, parse_names(metrics) if metrics else None, say=lambda line: print(line, file=sys.stderr))
     rows = history_rows(series)
     if not rows:
-        raise AttnbenchError("no case has ok rows in two or more commits: nothing to follow")
+        raise AttnbenchError("no case has ok rows in two or more commits (or reports): nothing to follow")
     write_table(output, rows)
     for s in series:
         for step in s.steps:
-            typer.echo(f"{s.label}: {s.column} steps x{step.ratio:.3g} [{step.low:.3g}, {step.high:.3g}] from commit "
-                       f"{s.commits[step.index][:12]} (commit {step.index + 1} of {len(s.commits)})")
+            point = "report" if s.by == "report" else "commit"
+            typer.echo(f"{s.label}: {s.column} steps x{step.ratio:.3g} [{step.low:.3g}, {step.high:.3g}] from {point} "
+                       f"{s.commits[step.index][:12 if point == 'commit' else None]} "
+                       f"({point} {step.index + 1} of {len(s.commits)})")
     stepped = sum(bool(s.steps) for s in series)
     typer.echo(f"{len(series)} series, {stepped} with a change point; wrote {output}")
     if plot:

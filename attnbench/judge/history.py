@@ -3,7 +3,9 @@ series per metric, and where a step change begins.
 
 Every row carries `git_sha` and `timestamp`; a commit's value of a case is its row's (the median
 over its rows when a commit was measured more than once), and commits are ordered by when their
-rows ran. The metrics are the comparable ones (`attnbench.metrics`, by their compare policy's
+rows ran. Reports that all come from one commit (runs of a working tree, measured before it is
+committed) are a history too: each report is then a point, ordered by when its rows ran, and
+`Series.by` says so. The metrics are the comparable ones (`attnbench.metrics`, by their compare policy's
 column): for an exact metric (FLOPs, sparsity: `Exact`) any change is a step; for the others
 the change points come from ruptures' PELT (optimal partitioning with a penalty, the family of
 asv's step detection) on the logarithm of the series, with the penalty set by the series' own
@@ -41,9 +43,10 @@ class Series:
     metric: str
     column: str
     exact: bool
-    commits: list[str]
+    commits: list[str]  # the points: commits, or reports where every report comes from one commit
     values: list[float | None]
     steps: list[Step]
+    by: str = "commit"  # or "report": the reports came from one commit, each is a point ordered by time
 
 
 def _metric_columns(names: Sequence[str] | None) -> list[tuple[str, str, bool]]:
@@ -100,7 +103,7 @@ def history(paths: Sequence[str | Path], metrics: Sequence[str] | None = None,
     from attnbench.results.report import load
 
     if len(paths) < 2:
-        raise AttnbenchError("history needs reports from at least two commits")
+        raise AttnbenchError("history needs at least two reports (of several commits, or runs of one)")
     return series_of([(str(path), load(path, say=lambda line: None).rows) for path in paths], metrics, say)
 
 
@@ -111,7 +114,7 @@ def series_of(reports: Sequence[tuple[str, list]], metrics: Sequence[str] | None
     from attnbench.results.schema import Labeller, setup_of
 
     if len(reports) < 2:
-        raise AttnbenchError("history needs reports from at least two commits")
+        raise AttnbenchError("history needs at least two reports (of several commits, or runs of one)")
     rows = [(name, row) for name, report_rows in reports for row in report_rows]
     for column in MACHINE:
         seen = {}
@@ -121,20 +124,19 @@ def series_of(reports: Sequence[tuple[str, list]], metrics: Sequence[str] | None
         if len(seen) > 1:
             say(f"Warning: the reports differ in {column} ({'; '.join(f'{v} in {p}' for v, p in seen.items())}): "
                  "time and memory steps may be the machines'")
-    commit_of = {}
-    for path, row in rows:  # a commit: its git_sha, else the report it is in
-        key = str(row.get("git_sha") or path)
-        commit_of.setdefault(key, str(row.get("timestamp") or ""))
-    commits = sorted(commit_of, key=lambda key: commit_of[key])
-    if len(commits) < 2:
-        raise AttnbenchError("the reports all come from one commit (their git_sha): give reports of several commits")
+    point_of, by = _points(rows, say)
+    began: dict[str, str] = {}  # point -> when its first row ran
+    for _, row in rows:
+        point, when = point_of[id(row)], str(row.get("timestamp") or "")
+        began[point] = min(began.get(point, when), when)
+    commits = sorted(began, key=began.get)
     label = Labeller([r for _, r in rows])
     cases: dict = {}
-    for path, row in rows:
+    for _, row in rows:
         if row["status"] == "ok":
             identity = (setup_of(row), row["method"], tuple(sorted((k, str(v)) for k, v in row.items()
                                                                     if k.startswith("param_"))))
-            cases.setdefault(identity, (label(row), {}))[1].setdefault(str(row.get("git_sha") or path), []).append(row)
+            cases.setdefault(identity, (label(row), {}))[1].setdefault(point_of[id(row)], []).append(row)
     out = []
     for name, column, exact in _metric_columns(metrics):
         for case_label, by_commit in cases.values():
@@ -147,8 +149,25 @@ def series_of(reports: Sequence[tuple[str, list]], metrics: Sequence[str] | None
                 continue
             measured = [v for _, v in present]
             steps = _steps(measured, exact)
-            out.append(Series(case_label, name, column, exact, [c for c, _ in present], measured, steps))
+            out.append(Series(case_label, name, column, exact, [c for c, _ in present], measured, steps, by))
     return out
+
+
+def _points(rows: list[tuple[str, dict]], say) -> tuple[dict[int, str], str]:
+    """Each row's point of the history (keyed by id(row)): its commit (git_sha, else its report),
+    or, where every row comes from one commit, its report; and "commit" or "report"."""
+    commit = {id(row): str(row.get("git_sha") or path) for path, row in rows}
+    if len(set(commit.values())) > 1:
+        return commit, "commit"
+    names = {path: Path(path).stem for path, _ in rows}
+    if len(set(names.values())) < len(names):  # two reports of one name in different folders
+        names = {path: path for path in names}
+    reports = {id(row): names[path] for path, row in rows}
+    if len(set(reports.values())) < 2:
+        raise AttnbenchError("history needs at least two reports (of several commits, or runs of one)")
+    say(f"The reports all come from one commit ({next(iter(commit.values()))[:12]}): each report is a point, "
+        "ordered by when its rows ran")
+    return reports, "report"
 
 
 def history_rows(series: list[Series]) -> list[dict]:
@@ -158,7 +177,9 @@ def history_rows(series: list[Series]) -> list[dict]:
         at = {step.index: step for step in s.steps}
         for i, (commit, value) in enumerate(zip(s.commits, s.values)):
             step = at.get(i)
-            rows.append({"case": s.label, "metric": s.metric, "column": s.column, "commit_index": i, "git_sha": commit,
+            rows.append({"case": s.label, "metric": s.metric, "column": s.column, "commit_index": i,
+                         # one commit's reports: each point is a report, named here instead of a commit
+                         "git_sha": commit if s.by == "commit" else "", "report": commit if s.by == "report" else "",
                          "value": value, "change_point": step is not None,
                          "step_ratio": step.ratio if step else None, "step_ratio_low": step.low if step else None,
                          "step_ratio_high": step.high if step else None})

@@ -92,7 +92,31 @@ def test_reports_from_other_hardware_are_named_in_a_warning(tmp_path, template):
     assert len(lines) == 1 and "cpu_model" in lines[0] and "CPU A" in lines[0] and "c01.csv" in lines[0]
 
 
-def test_one_commit_is_a_one_line_error(tmp_path, template):
+def test_reports_of_one_commit_are_points_in_the_order_they_ran(tmp_path, template):
+    """Runs of one working tree (one git_sha): each report a point, ordered by time, not by name."""
+    def one_commit(row, run):
+        row["git_sha"] = "a" * 40
+        row["timestamp"] = f"2026-12-0{3 - run}T00:00:00"  # written in the reverse order of their names
+        if row["method"] == "linear" and run == 0:  # the last run (by time) counted twice the FLOPs
+            row["flops"] = str(2 * int(row["flops"]))
+
+    paths = _series(tmp_path, template, 3, one_commit)
+    said = []
+    series = history(paths, ["flops"], say=said.append)
+    assert {s.by for s in series} == {"report"} and all(s.commits == ["c02", "c01", "c00"] for s in series)
+    assert len(said) == 1 and "one commit" in said[0] and "ordered by when" in said[0]
+    linear = [s for s in series if s.label.startswith("linear")]
+    assert linear and all([(step.index, step.ratio) for step in s.steps] == [(2, 2.0)] for s in linear)
+    out = tmp_path / "h.csv"
+    result = cli("history", *map(str, paths), "-o", str(out), "--plot")
+    assert result.returncode == 0, result.stderr
+    assert "from report c00 (report 3 of 3)" in result.stdout and "one commit" in result.stderr
+    rows = list(csv.DictReader(open(out)))
+    assert {r["report"] for r in rows} == {"c00", "c01", "c02"} and {r["git_sha"] for r in rows} == {""}
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_one_report_is_a_one_line_error(tmp_path, template):
     paths = _series(tmp_path, template, 1, lambda row, commit: None)
     result = cli("history", str(paths[0]), str(paths[0]), "-o", str(tmp_path / "h.csv"))
-    assert result.returncode == 1 and "one commit" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert result.returncode == 1 and "at least two reports" in result.stderr and len(result.stderr.splitlines()) == 1
