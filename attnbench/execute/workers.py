@@ -53,9 +53,9 @@ PRELOAD = ["torch.profiler", "attnbench.execute.runner", "attnbench.measure.flop
 # ... and what the chosen metrics import on first use (torch._dynamo for FLOPs and memory, about
 # 2 s): set by start_template; None (a launcher made without it) means every metric's.
 _metric_imports: list[str] | None = None
-# GEMM rates this process's workers measured, handed to every later worker (of this launcher or a
-# later one: a machine's rate does not change between two sweeps of one process)
-_GEMM_RATES: dict = {}
+# The GEMM yardstick's sizes this process's workers found, handed to every later worker (of this
+# launcher or a later one); the rate itself is measured beside every case (attnbench.measure.machine.peaks)
+_GEMM_SIZES: dict = {}
 
 
 def metric_imports(metrics) -> list[str]:
@@ -147,9 +147,9 @@ def _worker_main(connection, max_memory_bytes: int | None) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
     connection.send("ready")
-    case, options, rates = connection.recv()
+    case, options, sizes = connection.recv()
     try:
-        connection.send(_measure_capped(case, options, rates, max_memory_bytes))
+        connection.send(_measure_capped(case, options, sizes, max_memory_bytes))
     except BaseException as exc:  # the worker's own set-up failed: the runner's row says why
         # (said once, in the row: re-raising would print a traceback on the user's terminal)
         connection.send(RAISED + f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500])
@@ -158,11 +158,11 @@ def _worker_main(connection, max_memory_bytes: int | None) -> None:
 RAISED = "raised: "  # what a worker sends instead of a row when its own set-up raised
 
 
-def _measure_capped(case: Case, options: MeasureOptions, rates: dict, max_memory_bytes: int | None):
-    """(row, GEMM rates) of one case, measured under the memory cap."""
-    from attnbench.measure.timing import GEMM_RATES
+def _measure_capped(case: Case, options: MeasureOptions, sizes: dict, max_memory_bytes: int | None):
+    """(row, GEMM yardstick sizes) of one case, measured under the memory cap."""
+    from attnbench.measure.timing import GEMM_SIZES
 
-    GEMM_RATES.update(rates)  # what earlier workers of this sweep measured: not measured again
+    GEMM_SIZES.update(sizes)  # what earlier workers of this sweep found: not searched again
     _warm_up(case, options)
     host_cap = max_memory_bytes
     if max_memory_bytes and case.device.startswith("cuda"):
@@ -178,7 +178,7 @@ def _measure_capped(case: Case, options: MeasureOptions, rates: dict, max_memory
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from attnbench.execute.runner import run_case  # preloaded by the template: no import cost here
 
-    return run_case(case, options), GEMM_RATES
+    return run_case(case, options), GEMM_SIZES
 
 
 class WorkerLauncher:
@@ -195,7 +195,7 @@ class WorkerLauncher:
         self._context = _context()
         self._running: set = set()
         self._lock = threading.Lock()
-        self._rates = _GEMM_RATES
+        self._sizes = _GEMM_SIZES
 
     def _start(self):
         """A started worker and its connection; raises if none could be started."""
@@ -234,16 +234,16 @@ class WorkerLauncher:
                     return failure_row(case, "crashed", f"no worker could be started, twice: {exc}")
         try:
             with self._lock:
-                rates = dict(self._rates)
-            connection.send((case, options, rates))
+                sizes = dict(self._sizes)
+            connection.send((case, options, sizes))
             if connection.poll(self.timeout_s):
                 answer = connection.recv()
                 self._stop(process)
                 if isinstance(answer, str):
                     return failure_row(case, "crashed", "the worker " + answer)
-                row, rates = answer
+                row, sizes = answer
                 with self._lock:
-                    self._rates.update(rates)
+                    self._sizes.update(sizes)
                 return row
         except (EOFError, ConnectionResetError, BrokenPipeError):
             pass  # the worker died mid-case

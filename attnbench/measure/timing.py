@@ -18,6 +18,7 @@ time; within a batch the L2 cache stays as the previous call left it. `Timing.me
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from dataclasses import dataclass
@@ -50,6 +51,12 @@ class Timing:
     @property
     def median_ms(self) -> float:
         return statistics.median(self.samples_s) * 1e3
+
+    @staticmethod
+    def joined(rounds: "list[Timing]") -> "Timing":
+        """One timing of several rounds of one call: every round's samples (seconds per call)."""
+        return Timing(tuple(t for timing in rounds for t in timing.samples_s),
+                      max(timing.calls_per_sample for timing in rounds), rounds[0].method)
 
 
 def synchronize(device: torch.device) -> None:
@@ -173,15 +180,18 @@ def time_cuda(call: Callable[[], object], device: torch.device, *, min_time_s: f
 
 def time_call(call: Callable[[], object], device: torch.device, *, threads: int,
               min_time_s: float, max_time_s: float, l2: str = "cold", cuda_graphs: bool = False,
-              warmup_s: float = 0.1, observe: Callable[[], None] | None = None, short_calls: str = "batch") -> Timing:
+              warmup_s: float = 0.1, observe: Callable[[], None] | None = None, short_calls: str = "batch",
+              warm: bool = True) -> Timing:
     """Median/IQR of `call` after warm-up; stops early once IQR/median < 10% past min_time_s.
-    On CUDA, events (see time_cuda); `l2`, `cuda_graphs`, `observe` and `short_calls` apply there only."""
+    On CUDA, events (see time_cuda); `l2`, `cuda_graphs`, `observe` and `short_calls` apply there only.
+    `warm=False`: a later round of a call already warmed up (CPU; CUDA warms every time, for its set-up)."""
     if device.type == "cuda":
         return time_cuda(call, device, min_time_s=min_time_s, max_time_s=max_time_s, l2=l2, cuda_graphs=cuda_graphs,
                          warmup_s=warmup_s, observe=observe, short_calls=short_calls)
     if cuda_graphs:
         raise Unsupported("--cuda-graphs captures CUDA work; this case runs on the CPU")
-    warm_up(call, device, min_seconds=warmup_s)
+    if warm:
+        warm_up(call, device, min_seconds=warmup_s)
     # Imported here, never at module level: up to torch 2.11 importing it asks the accelerator
     # whether a device is there, which in the workers' template breaks CUDA in every forked worker.
     from torch.utils.benchmark import Timer
@@ -192,36 +202,70 @@ def time_call(call: Callable[[], object], device: torch.device, *, threads: int,
     return Timing(tuple(measurement.times), measurement.number_per_run)
 
 
-# (device, dtype, threads) -> dense matmul FLOP/s measured in this process, or handed to it by
-# the process that starts it (attnbench.execute.workers): a sweep measures each rate once, not per worker.
-GEMM_RATES: dict[tuple[str, str, int], float] = {}
+# (device, dtype, threads) -> the GEMM size of the yardstick, found in this process or handed to it
+# by the process that starts it (attnbench.execute.workers): a sweep searches each size once.
+# The size is kept, never the rate: the rate is measured beside every case (gemm_rates).
+GEMM_SIZES: dict[tuple[str, str, int], int] = {}
+GEMM_CALLS = 5  # timed GEMMs per size in one burst
+GEMM_CALL_S = 0.01  # the yardstick's largest GEMM takes about this long: compute-bound, and a burst stays short
 
 
-def matmul_peak_flops_per_s(device: str, dtype: str, threads: int) -> float:
-    """This machine's dense matmul rate for a dtype: the yardstick for achieved FLOP/s.
-
-    The GEMM grows until one warm call takes 20 ms (so it is compute-bound), capped at 4096 on
-    CPU and 8192 on GPU; measured once per (device, dtype, threads) and kept in GEMM_RATES.
-    """
+def gemm_size(device: str, dtype: str, threads: int) -> int:
+    """The yardstick's GEMM size: grown from 256 until one warm call takes GEMM_CALL_S (so it is
+    compute-bound), capped at 4096 on CPU and 8192 on GPU; searched once per (device, dtype, threads)."""
     key = (device, dtype, threads)
-    if key not in GEMM_RATES:
-        GEMM_RATES[key] = _measure_matmul_rate(torch.device(device), getattr(torch, dtype), threads)
-    return GEMM_RATES[key]
+    if key not in GEMM_SIZES:
+        GEMM_SIZES[key] = _grow_gemm(torch.device(device), getattr(torch, dtype), threads)
+    return GEMM_SIZES[key]
 
 
-def _measure_matmul_rate(dev: torch.device, dt: torch.dtype, threads: int) -> float:
+def _grow_gemm(dev: torch.device, dt: torch.dtype, threads: int) -> int:
     cap = 8192 if dev.type == "cuda" else 4096
     n = 256
-    while True:
-        a = torch.randn(n, n, device=dev).to(dt)
-        b = torch.randn(n, n, device=dev).to(dt)
-        torch.mm(a, b)  # untimed: a size's first call pays cuBLAS handle creation and lazy loading
-        synchronize(dev)
-        start = time.perf_counter()
-        torch.mm(a, b)
-        synchronize(dev)
-        if time.perf_counter() - start >= 0.02 or n >= cap:
-            break
-        n *= 2
-    timing = time_call(lambda: torch.mm(a, b), dev, threads=threads, min_time_s=0.2, max_time_s=1.0)
-    return 2 * n**3 / statistics.median(timing.samples_s)
+    with _threads(dev, threads):
+        while True:
+            a = b = torch.ones(n, n, device=dev, dtype=dt)
+            torch.mm(a, b)  # untimed: a size's first call pays cuBLAS handle creation and lazy loading
+            synchronize(dev)
+            start = time.perf_counter()
+            torch.mm(a, b)
+            synchronize(dev)
+            if time.perf_counter() - start >= GEMM_CALL_S or n >= cap:
+                return n
+            n *= 2
+
+
+def gemm_rates(device: str, dtype: str, threads: int) -> list[list[float]]:
+    """One burst of the machine's dense GEMM rate, the yardstick a case's achieved FLOP/s is a
+    fraction of: GEMM_CALLS timed calls at 3/4 of the yardstick's size and at its size (the
+    fastest size is not always the largest: caches), each size warmed by one call. The FLOP/s
+    of every call, one list per size."""
+    dev, dt = torch.device(device), getattr(torch, dtype)
+    largest = gemm_size(device, dtype, threads)
+    rates = []
+    with _threads(dev, threads):
+        for n in (largest * 3 // 4, largest):
+            a = b = torch.ones(n, n, device=dev, dtype=dt)  # a GEMM's speed does not depend on its values
+            torch.mm(a, b)
+            calls = []
+            for _ in range(GEMM_CALLS):
+                synchronize(dev)
+                start = time.perf_counter()
+                torch.mm(a, b)
+                synchronize(dev)
+                calls.append(2 * n**3 / (time.perf_counter() - start))
+            rates.append(calls)
+    return rates
+
+
+@contextlib.contextmanager
+def _threads(dev: torch.device, threads: int):
+    """torch's intra-op thread count set to the case's for a block (a CPU GEMM otherwise uses every
+    core while the case is timed on `threads`)."""
+    before = torch.get_num_threads()
+    if dev.type == "cpu" and threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

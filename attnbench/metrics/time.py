@@ -15,6 +15,7 @@ set of columns (one process cannot see it: a whole process may run 1.5x slower t
 with a quiet IQR).
 """
 
+from attnbench.measure.statistics import NOISY_IQR_FRACTION
 from attnbench.metrics import Metric
 from attnbench.metrics.display import Column, Panel, fmt_number
 from attnbench.metrics.policies import Bootstrap, numeric
@@ -44,14 +45,29 @@ def time_columns(groups: list[list[float]], calls_per_sample: int, row: dict) ->
     achieved = None if work is None else work / (time_ms / 1e3)
     bandwidth = None if moved is None else moved / (time_ms / 1e3)
     bandwidth_peak = numeric(row, "peak_bandwidth_bytes_per_s")
+    fraction = None if achieved is None or not peak else achieved / peak
     return {"time_ms_median": time_ms, "time_ms_iqr": iqr(pooled), "time_samples": len(pooled),
             "time_calls_per_sample": calls_per_sample, "time_processes": len(groups),
             "time_ms_process_min": min(medians), "time_ms_process_max": max(medians), "time_process_spread": spread,
             "time_noisy": not all(quiet(g) for g in groups) or spread > NOISY_PROCESS_SPREAD or clock_noisy(row),
             "achieved_flops_per_s": achieved,
-            "machine_peak_fraction": None if achieved is None or not peak else achieved / peak,
+            "machine_peak_fraction": fraction, "machine_peak_flag": peak_flag(fraction, row),
             "achieved_bandwidth_bytes_per_s": bandwidth,
             "bandwidth_peak_fraction": None if bandwidth is None or not bandwidth_peak else bandwidth / bandwidth_peak}
+
+
+def peak_flag(fraction: float | None, row: dict) -> str:
+    """Why machine_peak_fraction is not a plain number, or '': above 1 (more than the peak: the
+    peak is no peak for this case, or the time is wrong), or a measured yardstick that moved more
+    than a noisy timing's IQR (10% of its median) over its bursts around the case."""
+    if fraction is None:
+        return ""
+    spread = numeric(row, "machine_peak_spread")
+    reasons = ([f"above the {'datasheet peak' if row.get('peak_source') == 'spec' else 'measured GEMM'}"]
+               if fraction > 1 else [])
+    if spread is not None and spread > NOISY_IQR_FRACTION:
+        reasons.append(f"the GEMM yardstick moved (IQR {100 * spread:.0f}% of its median) while the case ran")
+    return "; ".join(reasons)
 
 
 def clock_noisy(row: dict) -> bool:
@@ -83,32 +99,31 @@ def gpu_columns(readings: list[tuple[float, dict]]) -> dict:
 def measure(ctx) -> dict:
     import time
 
-    from attnbench.measure.machine.peaks import machine_bandwidth, machine_peak
+    from attnbench.measure.machine.peaks import beside_yardstick, machine_bandwidth
     from attnbench.measure.timing import time_call
 
     case, options, cuda = ctx.case, ctx.options, ctx.device.type == "cuda"
     readings: list[tuple[float, dict]] = []
 
-    def timed(observe=None):
-        return time_call(ctx.call, ctx.device, threads=case.threads, min_time_s=options.min_time_s,
-                         max_time_s=options.max_time_s, l2=options.l2, cuda_graphs=options.cuda_graphs,
-                         warmup_s=options.warmup_s, observe=observe, short_calls=options.short_calls)
-    if cuda:
+    def timed(share: float, first: bool, observe=None):  # `share` of the time budget; `first` warms up
+        return time_call(ctx.call, ctx.device, threads=case.threads, min_time_s=options.min_time_s * share,
+                         max_time_s=options.max_time_s * share, l2=options.l2, cuda_graphs=options.cuda_graphs,
+                         warmup_s=options.warmup_s, warm=first, observe=observe, short_calls=options.short_calls)
+
+    def timed_here(share: float, first: bool):
+        if not cuda:
+            return timed(share, first)
         from attnbench.measure.machine.env import gpu_monitor
 
         with gpu_monitor(case.device) as read:
-            timing = timed(lambda: readings.append((time.perf_counter(), read())))
-    else:
-        timing = timed()
+            return timed(share, first, lambda: readings.append((time.perf_counter(), read())))
+    # every process measures the yardstick beside its own timing: combine merges them as it merges times
+    timing, extra = beside_yardstick(case.device, case.dtype, case.threads, timed_here)
     # a batch of short calls is flushed before none of them: the L2 is as the previous call left it
     l2 = options.l2 if timing.calls_per_sample == 1 else "warm"
-    extra = {"time_l2": l2 if cuda else "", "time_cuda_graphs": options.cuda_graphs if cuda else "",
-             "time_method": timing.method,
-             **(gpu_columns(readings) if cuda else {})}
-    # Later processes only add samples: the machine's rate is measured once, by the first.
-    peak, source = machine_peak(case.device, case.dtype, case.threads) if options.process_index == 0 else (None, "")
-    extra.update(machine_peak_flops_per_s=peak, peak_source=source,
-                 peak_bandwidth_bytes_per_s=machine_bandwidth(case.device))
+    extra.update(time_l2=l2 if cuda else "", time_cuda_graphs=options.cuda_graphs if cuda else "",
+                 time_method=timing.method, peak_bandwidth_bytes_per_s=machine_bandwidth(case.device),
+                 **(gpu_columns(readings) if cuda else {}))
     if ctx.backward is not None:  # the backward pass alone, beside forward + backward
         from attnbench.measure.statistics import iqr
 
@@ -133,7 +148,8 @@ def combine(first, later: list):
             groups += row.samples
         else:
             failed.append(f"process {index}: {row.get('status')} ({row.get('status_detail') or ''})")
-    combined = type(first)({**first, **time_columns(groups, first["time_calls_per_sample"], first)}, samples=groups)
+    combined = type(first)({**first, **_yardstick([first, *later])}, samples=groups)
+    combined.update(time_columns(groups, first["time_calls_per_sample"], combined))
     backward = [r for r in [first, *later] if r.get("status") == "ok" and numeric(r, "time_backward_ms_median")]
     if backward:  # kept as each process's median and IQR: the same statistic as time_ms_median over them
         from attnbench.measure.statistics import level
@@ -147,6 +163,21 @@ def combine(first, later: list):
     return combined
 
 
+def _yardstick(rows: list) -> dict:
+    """The measured GEMM yardstick of several processes: the geometric mean of theirs (the
+    statistic of the time it divides); its spread the widest of theirs, or how far they are apart."""
+    peaks = [(numeric(r, "machine_peak_flops_per_s"), numeric(r, "machine_peak_spread")) for r in rows
+             if r.get("status") == "ok" and r.get("peak_source") == "measured"]
+    peaks = [(peak, spread or 0.0) for peak, spread in peaks if peak]
+    if len(peaks) < 2:
+        return {}
+    from attnbench.measure.statistics import level
+
+    rates = [peak for peak, _ in peaks]
+    return {"machine_peak_flops_per_s": level([[rate] for rate in rates]),
+            "machine_peak_spread": max(max(rates) / min(rates) - 1, *(spread for _, spread in peaks))}
+
+
 def _timed(row: dict) -> bool:
     return numeric(row, "time_ms_median") is not None
 
@@ -156,17 +187,57 @@ def _scaled(row: dict, column: str, unit: float) -> float | None:
     return None if value is None or not _timed(row) else value / unit
 
 
+def _iqr_cell(row: dict) -> str:
+    if not _timed(row):
+        return "-"
+    if (numeric(row, "time_samples") or 0) < 2:
+        return "1 sample ~"  # an IQR of one sample is 0: no figure at all
+    return f"{row['time_ms_iqr']:.3f}" + (" ~" if row.get("time_noisy") is True else "")
+
+
+def _noise_legend(rows: list[dict]) -> str | None:
+    if not any(r.get("time_noisy") is True and _timed(r) for r in rows):
+        return None
+    single = any(_timed(r) and (numeric(r, "time_samples") or 0) < 2 for r in rows)
+    return ("~ after the IQR: a noisy time (fewer than 5 samples, IQR over 10% of the median, processes over 10% "
+            "apart, or a GPU clock that moved); rerun it on a quiet machine, or with --min-time"
+            + ("; '1 sample': one call outlasted the time budget, so there is no spread to show" if single else ""))
+
+
+def _several_processes(rows: list[dict]) -> bool:
+    return any((numeric(r, "time_processes") or 0) > 1 and _timed(r) for r in rows)
+
+
 def _spread_cell(row: dict) -> str:
     processes, spread = numeric(row, "time_processes"), numeric(row, "time_process_spread")
-    if not _timed(row) or processes is None:
+    if not _timed(row) or processes is None or spread is None:
         return "-"
-    return "1" if processes < 2 else f"{processes:.0f}: {100 * (spread - 1):.0f}%"
+    return f"{100 * (spread - 1):.0f}% of {processes:.0f}"
 
 
 def _peak_header(rows: list[dict]) -> str:
     sources = {r.get("peak_source") for r in rows if r.get("peak_source")}
     return {frozenset({"spec"}): "% spec peak", frozenset({"measured"}): "% measured GEMM"}.get(
         frozenset(sources), "% peak (spec or GEMM)")
+
+
+def _peak_cell(row: dict) -> str:
+    fraction = numeric(row, "machine_peak_fraction")
+    if fraction is None or not _timed(row):
+        return "-"
+    return f"{100 * fraction:.1f}" + (" !" if row.get("machine_peak_flag") else "")
+
+
+def _peak_legend(rows: list[dict]) -> str | None:
+    sources = {r.get("peak_source") for r in rows if _timed(r) and numeric(r, "machine_peak_fraction") is not None}
+    if not sources:
+        return None
+    basis = {"spec": "the GPU's datasheet peak for the dtype",
+             "measured": "this machine's dense GEMM rate, measured between rounds of each case's timing"}
+    line = "% peak: achieved FLOP/s over " + " or ".join(basis[s] for s in sorted(sources) if s in basis)
+    if any(r.get("machine_peak_flag") for r in rows if _timed(r)):
+        line += "; ! marks a fraction above 100% or a GEMM yardstick that moved over 10% (machine_peak_flag says which)"
+    return line
 
 
 METRIC = Metric(
@@ -196,8 +267,14 @@ METRIC = Metric(
                                         "(NVML's violation counter, differenced)",
         "gpu_thermal_throttled_fraction": "CUDA: fraction of the timed window heat held the clocks down (NVML)",
         "achieved_flops_per_s": "flops (or flops_analytic) / time",
-        "machine_peak_flops_per_s": "the peak it is a fraction of: a GPU's datasheet, or this machine's measured "
-                                    "dense GEMM",
+        "machine_peak_flops_per_s": "the peak it is a fraction of: a GPU's datasheet, or this machine's dense GEMM "
+                                    "rate measured in bursts between rounds of the case's timing, in its process "
+                                    "(the median over bursts at the fastest GEMM size; geometric mean over processes)",
+        "machine_peak_spread": "measured peak: the IQR of its bursts' GEMM rates / their median (several processes: "
+                               "the widest of theirs, or how far their rates are apart); how far the yardstick moved "
+                               "while the case ran",
+        "machine_peak_flag": "why machine_peak_fraction is not a plain number: above the peak, or a yardstick that "
+                             "moved more than 10%; empty when neither",
         "peak_source": "spec (datasheet) or measured (GEMM)",
         "machine_peak_fraction": "achieved_flops_per_s / machine_peak_flops_per_s",
         "achieved_bandwidth_bytes_per_s": "bytes_moved_analytic / time",
@@ -209,32 +286,36 @@ METRIC = Metric(
              "time_processes", "time_ms_process_min", "time_ms_process_max", "time_process_spread",
              "time_method", "time_l2", "time_cuda_graphs", "gpu_sm_clock_mhz_start", "gpu_sm_clock_mhz_end",
              "gpu_power_throttled_fraction", "gpu_thermal_throttled_fraction",
-             "achieved_flops_per_s", "machine_peak_flops_per_s", "peak_source", "machine_peak_fraction",
+             "achieved_flops_per_s", "machine_peak_flops_per_s", "peak_source", "machine_peak_spread",
+             "machine_peak_fraction", "machine_peak_flag",
              "achieved_bandwidth_bytes_per_s", "peak_bandwidth_bytes_per_s", "bandwidth_peak_fraction"),
     types={"time_samples": int, "time_calls_per_sample": int, "time_noisy": bool, "time_processes": int,
            "time_method": str, "time_l2": str, "time_cuda_graphs": bool, "gpu_sm_clock_mhz_start": int,
            "gpu_sm_clock_mhz_end": int,
-           "peak_source": str},
+           "peak_source": str, "machine_peak_flag": str},
     measure=measure, deterministic=False, per_process=True, combine=combine,
     help="median time per call and its IQR (timed last, alone; CUDA events with a cold L2 on a GPU; with "
          "--processes N, in N processes)",
     compare=Bootstrap("time_ms_median", spread_column="time_ms_iqr", rel=0.05, absolute=0.01,
                       one_process_rel=ONE_PROCESS_THRESHOLD, measured_on="on a 2-core CPU"),
-    table=(Column("time ms", sort="time_ms_median", cell=lambda r: f"{r['time_ms_median']:.3f}" if _timed(r) else "-"),
-           Column("± IQR", sort="time_ms_iqr",
-                  cell=lambda r: f"{r['time_ms_iqr']:.3f}" + (" ~" if r.get("time_noisy") is True else "")
-                  if _timed(r) else "-"),
+    table=(Column("time ms", sort="time_ms_median", cell=lambda r: f"{r['time_ms_median']:.3f}" if _timed(r) else "-",
+                  legend="time ms: the median time per call (several processes: the geometric mean of their medians)"),
+           Column("± IQR", sort="time_ms_iqr", cell=_iqr_cell, legend=_noise_legend),
            Column("bwd ms", sort="time_backward_ms_median",
                   cell=lambda r: fmt_number(r.get("time_backward_ms_median"), ".3f"),
                   needs="time_backward_ms_median"),
-           Column("processes: spread", sort="time_process_spread", cell=_spread_cell),
+           Column("process spread", sort="time_process_spread", cell=_spread_cell, needs=_several_processes,
+                  legend="process spread: how much slower the slowest process's median is than the fastest's, "
+                         "of N processes"),
            Column("TFLOP/s", sort="achieved_flops_per_s",
-                  cell=lambda r: fmt_number(_scaled(r, "achieved_flops_per_s", 1e12), ".3g")),
-           Column(_peak_header, sort="machine_peak_fraction", cell=lambda r: f"{100 * r['machine_peak_fraction']:.1f}"
-                  if numeric(r, "machine_peak_fraction") is not None and _timed(r) else "-"),
-           Column("GB/s", sort="achieved_bandwidth_bytes_per_s",
+                  cell=lambda r: fmt_number(_scaled(r, "achieved_flops_per_s", 1e12), ".3g"),
+                  legend="TFLOP/s: counted FLOPs (the formula's where nothing could be counted) / time"),
+           Column(_peak_header, sort="machine_peak_fraction", cell=_peak_cell, legend=_peak_legend),
+           Column("GB/s (analytic)", sort="achieved_bandwidth_bytes_per_s",
                   cell=lambda r: fmt_number(_scaled(r, "achieved_bandwidth_bytes_per_s", 1e9), ".3g"),
-                  needs="achieved_bandwidth_bytes_per_s"),
+                  needs="achieved_bandwidth_bytes_per_s",
+                  legend="GB/s (analytic): the bytes the method's formula says it must move (q, k, v, output and "
+                         "what it materializes) / time, not a measured traffic"),
            Column("% peak bw", sort="bandwidth_peak_fraction",
                   cell=lambda r: fmt_number(_scaled(r, "bandwidth_peak_fraction", 0.01), ".1f"),
                   needs="bandwidth_peak_fraction")),

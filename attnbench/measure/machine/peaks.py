@@ -4,16 +4,21 @@ a measured bandwidth is a fraction of (bandwidth_peak_fraction: datasheets only)
 On a GPU in the table of published dense peaks (attnbench/data/gpu_peaks.toml: each row cites
 its datasheet) the peak is the datasheet's for the case's dtype (tf32 for float32 when TF32
 matmuls are on): peak_source 'spec'. Elsewhere (every CPU, an unknown GPU, a dtype the table
-lacks) it is this machine's measured dense GEMM rate: peak_source 'measured', and a fused kernel
-can then exceed 100%.
+lacks) it is this machine's dense GEMM rate, measured beside the case (`beside_yardstick`):
+peak_source 'measured'. A fused kernel can exceed it; the row then flags the fraction.
 """
 
 from __future__ import annotations
 
 import functools
+import statistics
 from importlib import resources
+from typing import TYPE_CHECKING, Callable
 
 from attnbench import tomlfile
+
+if TYPE_CHECKING:
+    from attnbench.measure.timing import Timing
 
 DTYPE_KEYS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": None}
 
@@ -46,19 +51,53 @@ def spec_bandwidth(device_name: str) -> float | None:
     return None if row is None else row["bandwidth"] * 1e9
 
 
-def machine_peak(device: str, dtype: str, threads: int) -> tuple[float, str]:
-    """(peak FLOP/s, 'spec' or 'measured') for the case's device and dtype."""
+def spec_peak_of(device: str, dtype: str) -> float | None:
+    """The datasheet peak of the case's GPU for its dtype, or None (a CPU, a GPU the table lacks)."""
     import torch
 
-    from attnbench.measure.timing import matmul_peak_flops_per_s
-
     dev = torch.device(device)
-    if dev.type == "cuda":
-        name = torch.cuda.get_device_properties(dev).name
-        spec = spec_peak(name, dtype, torch.backends.cuda.matmul.allow_tf32)
-        if spec is not None:
-            return spec, "spec"
-    return matmul_peak_flops_per_s(device, dtype, threads), "measured"
+    if dev.type != "cuda":
+        return None
+    return spec_peak(torch.cuda.get_device_properties(dev).name, dtype, torch.backends.cuda.matmul.allow_tf32)
+
+
+ROUNDS = 4  # a measured yardstick: the case's timing is split in this many rounds, a GEMM burst around each
+
+
+def beside_yardstick(device: str, dtype: str, threads: int,
+                     timed: Callable[[float, bool], Timing]) -> tuple[Timing, dict]:
+    """The case's timing and the peak its FLOP/s is a fraction of, as the row's columns.
+
+    `timed(share, first)` times the case for `share` of its time budget (`first`: the round that
+    warms it up). A datasheet peak where there is one: one round. Elsewhere the machine's GEMM
+    rate, measured in the same process in a burst before each of ROUNDS rounds and after the
+    last, so that the yardstick samples the same stretch of time as the case: a machine slowed by
+    other work slows both, and their ratio holds still where the time does not. The peak is, per
+    GEMM size, the median over every burst, at the fastest size; machine_peak_spread (the bursts'
+    IQR / their median, as the case's own noise is judged) says how far the yardstick moved while
+    the case ran. A case whose round holds
+    fewer than 3 samples (a call about as long as the round) takes the rest of its budget in one
+    more round, so that splitting it costs no samples.
+    """
+    from attnbench.measure.timing import Timing
+
+    spec = spec_peak_of(device, dtype)
+    if spec is not None:
+        return timed(1.0, True), {"machine_peak_flops_per_s": spec, "peak_source": "spec", "machine_peak_spread": None}
+    from attnbench.measure.statistics import iqr
+    from attnbench.measure.timing import gemm_rates
+
+    bursts, rounds, left = [gemm_rates(device, dtype, threads)], [], ROUNDS
+    while left:
+        few = bool(rounds) and len(rounds[-1].samples_s) < 3  # a call about as long as a round
+        share = left if few else 1
+        rounds.append(timed(share / ROUNDS, not rounds))
+        left -= share
+        bursts.append(gemm_rates(device, dtype, threads))
+    per_size = [statistics.median([rate for calls in size for rate in calls]) for size in zip(*bursts)]
+    per_burst = [max(statistics.median(calls) for calls in burst) for burst in bursts]
+    return Timing.joined(rounds), {"machine_peak_flops_per_s": max(per_size), "peak_source": "measured",
+                                   "machine_peak_spread": iqr(per_burst) / statistics.median(per_burst)}
 
 
 def machine_bandwidth(device: str) -> float | None:
