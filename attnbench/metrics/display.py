@@ -38,16 +38,28 @@ def fmt_number(n: object, spec: str = ".4g") -> str:
 
 @dataclass(frozen=True)
 class Column:
-    """One column of the on-screen table: a header (or a function of the rows shown that gives it)
-    and how a row's cell reads."""
+    """One column of the on-screen table: a header (or a function of the rows shown that gives it),
+    how a row's cell reads, and the legend line that explains its marks or its basis."""
 
     header: str | Callable[[list[dict]], str]
     cell: Callable[[dict], str]
-    needs: str | None = None  # shown only when a row has a value in this column (e.g. a backward's time)
+    # shown only when a row has a value in this column (e.g. a backward's time), or when this is true of the rows
+    needs: str | Callable[[list[dict]], bool] | None = None
     sort: str | None = None  # the column whose raw value orders the cells (the html page sorts by it)
+    # what the header cannot say (a mark, a basis), under the table; a function of the rows gives
+    # None where the rows show nothing to explain
+    legend: str | Callable[[list[dict]], str | None] | None = None
 
     def title(self, rows: list[dict]) -> str:
         return self.header(rows) if callable(self.header) else self.header
+
+    def shown(self, rows: list[dict], has_values: Callable[[list[dict], list[str]], bool]) -> bool:
+        if self.needs is None:
+            return True
+        return self.needs(rows) if callable(self.needs) else has_values(rows, [self.needs])
+
+    def explain(self, rows: list[dict]) -> str | None:
+        return self.legend(rows) if callable(self.legend) else self.legend
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,19 @@ def measure(ctx) -> dict:
 
 
 def _cell(row: dict) -> str:
+    if row.get("flops") in (None, "") and str(row.get("flops_by_op") or "").startswith("not counted"):
+        return "n/c"
     text = fmt_count(row.get("flops"))
-    return f"[yellow]{text} (!)[/yellow]" if row.get("flops_mismatch") else text
+    return f"{text} (!)" if row.get("flops_mismatch") else text
+
+
+def _legend(rows: list[dict]) -> str:
+    marks = []
+    if any(row.get("flops_mismatch") is True for row in rows):
+        marks.append("(!) more than 10% from the method's formula (flops_analytic)")
+    if any(_cell(row) == "n/c" for row in rows if row.get("status") == "ok"):
+        marks.append("n/c: not countable (FlexAttention's operator), flops_analytic has the formula's")
+    return "FLOPs: counted by running one call, multiply-add = 2" + "".join(f"; {mark}" for mark in marks)
 
 
 METRIC = Metric(
@@ -51,6 +62,6 @@ METRIC = Metric(
     help="FLOPs counted by execution (FlopCounterMode), '(!)' when >10% from the formula",
     compare=Exact("flops"),
     template_imports=("torch._dynamo",),  # FlopCounterMode's module tracker imports it on first use
-    table=(Column("FLOPs", sort="flops", cell=_cell),),
+    table=(Column("FLOPs", sort="flops", cell=_cell, legend=_legend),),
     panels=(Panel("flops", "FLOPs (multiply-add = 2)"),),
 )

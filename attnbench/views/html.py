@@ -39,6 +39,7 @@ tr.failed td { background: #fff4f2; } td.reason { color: #9b2c1f; max-width: 28r
 figure { margin: 1rem 0; } figure svg { max-width: 100%; height: auto; }
 .env td:first-child { color: #5a6272; white-space: nowrap; }
 .regression { color: #9b2c1f; font-weight: 600; }
+p.legend { color: #5a6272; font-size: 12px; margin: .15rem 0; }
 @media print { .controls { display: none; } th { position: static; } body { max-width: none; margin: 0; }
                figure, table { break-inside: avoid; } }
 """
@@ -159,6 +160,8 @@ def _table(reports: list[tuple[str, list[dict]]]) -> list[str]:
             status = html.escape(str(row.get("status")))
             out.append(f'<tr data-status="{status}"{" class=failed" if failed else ""}>{"".join(cells)}</tr>')
     out.append("</tbody></table>")
+    legend = [text for column in metric_columns if (text := column.explain(every))]
+    out += [f'<p class="legend">{html.escape(text)}</p>' for text in legend]
     return out
 
 
@@ -180,10 +183,11 @@ def _figures(report) -> list[str]:
     title = plot.describe(frame)
     out = []
     for name, make in (("efficiency", plot.efficiency_figure), ("error", plot.error_figure),
-                       ("pareto", plot.pareto_figure), ("density", plot.density_figure)):
+                       ("quality", plot.quality_figure), ("pareto", plot.pareto_figure),
+                       ("density", plot.density_figure)):
         fig = make(frame, title=title) if name == "efficiency" else make(frame, title)
-        if fig is not None:
-            out.append(f'<figure id="figure-{name}">{_svg(fig)}<figcaption>{name}</figcaption></figure>')
+        if fig is not None:  # each figure carries its own title: no caption under it
+            out.append(f'<figure id="figure-{name}">{_svg(fig)}</figure>')
     return out
 
 
@@ -230,10 +234,11 @@ def _history(reports: list) -> list[str]:
 
     try:
         series = series_of([(str(r.path), r.rows) for r in reports])
-    except AttnbenchError:  # one commit: no history to show
+    except AttnbenchError:  # one report: no history to show
         return []
     stepped = [s for s in series if s.steps]
-    out = [f"<p>{len(series)} series over {max(len(s.commits) for s in series)} commits; "
+    points = "reports of one commit" if series and series[0].by == "report" else "commits"
+    out = [f"<p>{len(series)} series over {max(len(s.commits) for s in series)} {points}; "
            f"{len(stepped)} with a change point.</p>"] if series else []
     if stepped:
         out.append("<table><thead><tr><th>case</th><th>metric</th><th>from commit</th><th>step</th>"
@@ -244,8 +249,7 @@ def _history(reports: list) -> list[str]:
                            f"<td>x{step.ratio:.3g}</td><td>[{step.low:.3g}, {step.high:.3g}]</td></tr>")
         out.append("</tbody></table>")
     if series:
-        out.append(f'<figure id="figure-history">{_svg(history_figure(series))}<figcaption>history</figcaption>'
-                   "</figure>")
+        out.append(f'<figure id="figure-history">{_svg(history_figure(series))}</figure>')
     return out
 
 

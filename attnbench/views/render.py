@@ -22,7 +22,42 @@ def shown_columns(rows: list[dict]) -> list:
     """The table columns (attnbench.metrics.display.Column) that every metric with values in these
     rows declares, in pass order: the terminal table and the html page show the same."""
     return [column for metric in all_metrics() if _has_values(rows, metric.columns) for column in metric.table
-            if column.needs is None or _has_values(rows, [column.needs])]
+            if column.shown(rows, _has_values)]
+
+
+def legend_lines(rows: list[dict], shown: list) -> list[str]:
+    """Under the table: the set-up every row shares (heads, kv heads, head_dim, ...), then what
+    each shown column's marks and basis mean, where these rows show them."""
+    setup = shared_setup(rows)
+    lines = [setup] if setup else []
+    return lines + [text for column in shown if (text := column.explain(rows))]
+
+
+SHARED_SETUP = (("batch", "batch {}"), ("heads", "heads {}"), ("kv_heads", "kv heads {}"), ("head_dim", "head_dim {}"),
+                ("q_seq_len", "q_seq {}"), ("dtype", "{}"), ("mode", "{}"), ("causal", "causal"), ("device", "on {}"),
+                ("scope", "{} scope"), ("threads", "{} thread(s)"), ("time_processes", "timed in {} process(es)"))
+
+
+def shared_setup(rows: list[dict]) -> str:
+    """'all rows: batch 1, heads 4, kv heads 4, head_dim 64, float32, forward, on cpu, ...': the
+    set-up the case column leaves out because every row has it (kv heads = heads where unset)."""
+    parts = []
+    for column, form in SHARED_SETUP:
+        values = {_setup_value(row, column) for row in rows} - {None}
+        if len(values) == 1 and (value := values.pop()) not in ("", False):
+            parts.append(form.format(value))
+    return "all rows: " + ", ".join(parts) if parts else ""
+
+
+def _setup_value(row: dict, column: str):
+    value = row.get(column)
+    if column == "kv_heads" and value in (None, "", 0):
+        value = row.get("heads")  # unset: as many as the query heads
+    if column == "time_processes" and row.get("time_ms_median") in (None, ""):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return None if value is None or value != value else value
 
 
 def rows_table(rows: Iterable[dict], title: str = "attnbench") -> Table:
@@ -33,7 +68,8 @@ def rows_table(rows: Iterable[dict], title: str = "attnbench") -> Table:
     rows = list(rows)
     label = Labeller(rows, with_length=False)
     shown = shown_columns(rows)
-    table = Table(title=title, title_justify="left")
+    legend = "\n".join(escape(line) for line in legend_lines(rows, shown))
+    table = Table(title=title, title_justify="left", caption=legend, caption_justify="left")
     table.add_column("case")
     table.add_column("n", justify="right")
     for column in shown:
