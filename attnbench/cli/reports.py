@@ -68,8 +68,9 @@ def summary_command(
         "methods agrees: skyformer-table2 or sbm-table3.")] = None,
 ) -> None:
     """Scaling exponents of time and memory in n, where each method becomes cheaper than the
-    reference, and how many times faster or slower each ran at the largest common n; or, with
-    --relative-to, the ratio tables of the papers.
+    reference, how many times faster or slower each ran at the largest common n, and each
+    method's error and conditioning where the report has them; or, with --relative-to, the
+    ratio tables of the papers.
 
     Example: [bold]attnbench summary reports/sbm-table3.csv --relative-to full-explicit --paper sbm-table3[/bold]
     """
@@ -88,9 +89,10 @@ def summary_command(
 
         lines = relative_lines(rows, relative_to, paper)
     else:
-        from attnbench.judge.summary import summary_lines
+        from attnbench.judge.summary import quality_lines, summary_lines
 
-        lines = summary_lines(rows, reference) or ["no ok rows with times to summarise"]
+        lines = summary_lines(rows, reference) + quality_lines(rows) or [
+            "no ok rows with a time, an error or a conditioning figure to summarise"]
     for line in lines:
         typer.echo(line)
 
@@ -222,7 +224,8 @@ def plot_command(
     format: Annotated[str, typer.Option(
         "--format", help="File formats, comma separated: png, svg, pdf." + _default("png,svg"))] = "png,svg",
 ) -> None:
-    """Plot time, peak memory and FLOPs against sequence length (log-log), PNG and SVG.
+    """Plot time, peak memory and FLOPs against sequence length (log-log), and error and
+    conditioning (per model layer for captured inputs) where the report has them; PNG and SVG.
 
     Example: [bold]attnbench plot reports/run-20260101-120000.csv --out-dir reports/[/bold]
     """
@@ -233,5 +236,8 @@ def plot_command(
     if not formats or set(formats) - set(FORMATS):
         raise AttnbenchError(f"--format takes formats from {','.join(FORMATS)}, not {format!r}")
     frame = load(report).frame
-    for path in plot_report(frame, out_dir or report.parent, report.stem, formats):
+    paths = plot_report(frame, out_dir or report.parent, report.stem, formats)
+    if not paths:
+        raise AttnbenchError(f"{report} has no ok row with a time, memory, FLOPs, error or conditioning to draw")
+    for path in paths:
         typer.echo(f"wrote {path}")

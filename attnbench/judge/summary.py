@@ -124,7 +124,7 @@ def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
         if not others:
             continue
         base = ref[largest]
-        lines.append(f"at n={largest}, {reference} took {float(base['time_ms_median']):.3g} ms; relative to it:")
+        lines.append(f"at n={largest}, {reference} took {milliseconds(float(base['time_ms_median']))}; relative to it:")
         for key, row in sorted(others, key=lambda item: float(item[1]["time_ms_median"])):
             t, tb = float(row["time_ms_median"]), float(base["time_ms_median"])
             ratio = tb / t if t <= tb else t / tb
@@ -137,6 +137,43 @@ def summary_lines(rows: list[dict], reference: str = "full") -> list[str]:
         lines.append("times come from one process per case: on a CPU, separate processes of one case can differ by "
                      "1.3x or more, each with a quiet IQR, and no +/- here can show it; --processes 3 or more "
                      "measures it")
+    return lines
+
+
+def milliseconds(value: float) -> str:
+    """'4620 ms', '26.1 ms', '0.0812 ms': three significant figures, never in powers of ten."""
+    return f"{value:.0f} ms" if value >= 100 else f"{value:.3g} ms"
+
+
+QUALITY = (("error_spectral", "spectral error"), ("error_target_spectral", "error against its exact target"),
+           ("error_model_spectral", "error against the model's output"), ("cond_score_max", "max |score|"),
+           ("cond_landmark_condition", "cond(M)"))
+
+
+def quality_lines(rows: list[dict]) -> list[str]:
+    """Per method (and parameter set): the median of each error and conditioning column over its
+    ok rows, with its range and over how many rows (layers, lengths, draws) it was taken."""
+    ok = [row for row in rows if row.get("status") == "ok"]
+    present = [(column, text) for column, text in QUALITY if any(numeric(row, column) is not None for row in ok)]
+    if not present:
+        return []
+    label = Labeller([{**row, "layer": None} for row in ok], with_length=False)  # layers are the range, not series
+    series: dict[str, list[dict]] = {}
+    for row in ok:
+        series.setdefault(label({**row, "layer": None}), []).append(row)
+    layers = {row.get("layer") for row in ok if row.get("layer") not in (None, "")}
+    over = "layers and lengths" if len(layers) > 1 else "lengths"
+    lines = [f"error and conditioning per method: median (range over {over}, rows)"]
+    for name, group in series.items():
+        parts = []
+        for column, text in present:
+            values = sorted(v for row in group if (v := numeric(row, column)) is not None)
+            if values:
+                middle = values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:
+                                                                               len(values) // 2 + 1]) / 2
+                parts.append(f"{text} {middle:.3g} ({values[0]:.3g}-{values[-1]:.3g}, {len(values)})")
+        if parts:
+            lines.append(f"  {name}: " + "; ".join(parts))
     return lines
 
 

@@ -66,6 +66,40 @@ def _length_axis(ax, lengths) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
 
 
+def _short(value: float) -> str:
+    """A tick's number: 0.5, 2, 50, 200 k, 3 G (never 4x10^0)."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= 10 * scale:
+            return f"{value / scale:g} {unit}"
+    return f"{value:g}"
+
+
+def _value_axis(ax) -> None:
+    """Log ticks at 1, 2 and 5 of each decade, written as plain numbers: a panel whose values span
+    less than a decade (one length, close methods) still reads without powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: _short(value)))
+
+
+def _coinciding(curves: dict[str, pd.Series]) -> dict[str, tuple[int, int]]:
+    """Each series' (place, count) among the series it lies on (the same lengths, values within
+    3%: no further apart than a marker on a log axis), in drawing order: equal FLOP counts of
+    several methods would otherwise hide all but the last line drawn."""
+    groups: list[list[str]] = []
+    for name, curve in curves.items():
+        for group in groups:
+            other = curves[group[0]]
+            if curve.index.equals(other.index) and ((curve - other).abs() <= 0.03 * other.abs()).all():
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return {name: (place, len(group)) for group in groups for place, name in enumerate(group)}
+
+
 def _bytes_axis(ax) -> None:
     """Ticks at powers of 4 bytes, written 1 MiB, 4 MiB, 16 MiB (decades of bytes read badly)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
@@ -87,8 +121,11 @@ def _panels(frame: pd.DataFrame) -> list:
     return with_data or panels[:1]
 
 
-def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Each metric's panel (time, peak memory, FLOPs, ...) against n, one line per case series."""
+def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
+    """Each metric's panel (time, peak memory, FLOPs, ...) against n, one line per case series;
+    None where no panel has data (a report of error or conditioning only)."""
+    if not any(panel.column in frame and frame[panel.column].notna().any() for panel in _panels(frame)):
+        return None
     ok = frame[frame["status"] == "ok"]
     records = ok.to_dict("records")
     label = Labeller(records, with_length=False)
@@ -98,18 +135,24 @@ def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure:
     for name, method in sorted(set(zip(ok["_series"], ok["method"]))):
         variants.setdefault(method, []).append(name)
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.2), layout="constrained", squeeze=False)
+    noisy_drawn = False
     for ax, panel in zip(axes[0], panels):
         data = ok[ok[panel.column].notna()] if panel.column in ok else ok.iloc[0:0]
-        for name, group in data.groupby("_series", sort=True):
-            group = group.sort_values("seq_len")
+        series = {name: group.sort_values("seq_len") for name, group in data.groupby("_series", sort=True)}
+        stacked = _coinciding({name: g.set_index("seq_len")[panel.column] for name, g in series.items()})
+        for name, group in series.items():
             method = group["method"].iloc[0]
             style = STYLES[variants[method].index(name) % len(STYLES)]
-            line, = ax.plot(group["seq_len"], group[panel.column], linestyle=style, label=name, **styles[method])
+            place, count = stacked[name]
+            under = count - 1 - place  # lines drawn later on the same values: this one is drawn wider, beneath
+            line, = ax.plot(group["seq_len"], group[panel.column], linestyle=style, label=name,
+                            lw=1.5 + 2.5 * under, markersize=6 + 4 * under, zorder=2 + place, **styles[method])
             if panel.column == "time_ms_median" and "time_noisy" in group:  # noisy timings drawn hollow
                 noisy = group[group["time_noisy"].eq(True)]
                 if not noisy.empty:
+                    noisy_drawn = True
                     ax.plot(noisy["seq_len"], noisy[panel.column], linestyle="none", marker=styles[method]["marker"],
-                            markerfacecolor="white", markeredgecolor=line.get_color(), zorder=3)
+                            markerfacecolor="white", markeredgecolor=line.get_color(), zorder=3 + count)
             if panel.band and panel.band in group:
                 half = group[panel.band].fillna(0) / 2
                 ax.fill_between(group["seq_len"], group[panel.column] - half, group[panel.column] + half,
@@ -123,8 +166,15 @@ def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure:
             _length_axis(ax, data["seq_len"])
         if panel.column.endswith("_bytes"):
             _bytes_axis(ax)
+        else:
+            _value_axis(ax)
         ax.grid(True, which="both", alpha=0.3)
     handles, names = axes[0][0].get_legend_handles_labels()
+    if noisy_drawn:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="white", markeredgecolor="grey"))
+        names.append("hollow: a noisy time")
     if handles:  # one legend for all panels, below them, so it never covers data
         fig.legend(handles, names, loc="outside lower center", ncol=min(4, len(handles)), fontsize=9)
     if title:
@@ -181,6 +231,51 @@ def error_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
         ax.grid(True, which="both", alpha=0.3)
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=3, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+QUALITY_PANELS = (("error_spectral", "relative spectral-norm error ||O^ - O||2 / ||O||2"),
+                  ("error_model_spectral", "error against the model's own output"),
+                  ("cond_score_max", "largest |q.k| / sqrt(head_dim)"),
+                  ("cond_landmark_condition", "condition number of the landmark matrix"))
+
+
+def quality_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
+    """Error and conditioning per method against the model layer (captured or pretrained inputs,
+    where the layer varies) or against n: what a report of the error and conditioning metrics
+    holds, with or without a time. None when the report has no such column, or when the error
+    figure already draws it against a size parameter and no layer varies."""
+    ok = frame[frame["status"] == "ok"]
+    panels = [(column, text) for column, text in QUALITY_PANELS if column in ok and ok[column].notna().any()]
+    by_layer = "layer" in ok and ok.loc[ok[panels[0][0]].notna(), "layer"].nunique() > 1 if panels else False
+    if not panels or (not by_layer and error_figure(frame) is not None):
+        return None
+    x = "layer" if by_layer else "seq_len"
+    records = [{**row, x: None} for row in ok.to_dict("records")]  # the x axis names no series
+    label = Labeller(records, with_length=by_layer and ok["seq_len"].nunique() > 1)
+    ok = ok.assign(_series=[label(row) for row in records])
+    styles = method_styles(frame)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.2), layout="constrained", squeeze=False)
+    for ax, (column, text) in zip(axes[0], panels):
+        data = ok[ok[column].notna()]
+        for index, (name, group) in enumerate(data.groupby("_series", sort=True)):
+            curve = group.groupby(x)[column].median().sort_index()  # draws of one point: their median
+            method = group["method"].iloc[0]
+            ax.plot(curve.index, curve.values, linestyle=STYLES[index % len(STYLES)], label=name, **styles[method])
+        ax.set(yscale="log", xlabel="model layer" if by_layer else "sequence length n", ylabel=text,
+               title=text.split(" ||")[0])
+        if by_layer:
+            ax.set_xticks(sorted(int(v) for v in data[x].unique()))
+        else:
+            ax.set_xscale("log")
+            _length_axis(ax, data[x])
+        _value_axis(ax)
+        ax.grid(True, which="both", alpha=0.3)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="outside lower center", ncol=min(4, len(handles)), fontsize=8)
     if title:
         fig.suptitle(title)
     return fig
@@ -277,11 +372,13 @@ FORMATS = ("png", "svg", "pdf")
 
 
 def plot_report(frame: pd.DataFrame, out_dir: Path, stem: str, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
-    """Write <stem>-efficiency (and, when the report has their columns, -error, -pareto, -density
-    and -breakdown) in each of `formats` into out_dir, titled with what they show; returns the paths."""
+    """Write <stem>-efficiency (when it has times, memory or FLOPs) and, when the report has their
+    columns, -error, -quality, -pareto, -density and -breakdown, in each of `formats` into out_dir,
+    titled with what they show; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     title = describe(frame)
     figures = {"efficiency": efficiency_figure(frame, title=title), "error": error_figure(frame, title),
+               "quality": quality_figure(frame, title),
                "pareto": pareto_figure(frame, title), "density": density_figure(frame, title),
                "breakdown": breakdown_figure(frame, title)}
     paths = []
@@ -352,8 +449,12 @@ def history_figure(series: list, limit: int = 24):
         for step in s.steps:
             ax.axvline(step.index - 0.5, color="tab:red", linestyle="--")
             ax.annotate(f"x{step.ratio:.2f}", (step.index - 0.5, max(s.values)), color="tab:red", fontsize=8)
-        ax.set_title(f"{s.label}: {s.column}", fontsize=8)
-        ax.set_xticks(range(len(s.commits)), [c[:7] for c in s.commits], rotation=60, fontsize=6)
+        ax.set_title(f"{s.label}: {s.column}", fontsize=9)
+        by_report = s.by == "report"
+        names = [c[-16:] if by_report else c[:7] for c in s.commits]  # a report's name ends in its time
+        every = max(1, -(-len(names) // 8))  # at most 8 labels: a long history labels every k-th point
+        ax.set_xticks(range(0, len(names), every), names[::every], rotation=30, ha="right", fontsize=8)
+        ax.set_xlabel("report (one commit: in the order they ran)" if by_report else "commit", fontsize=8)
     for ax in list(axes.flat)[len(shown):]:
         ax.set_visible(False)
     fig.tight_layout()

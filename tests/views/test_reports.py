@@ -200,3 +200,55 @@ def test_figures_a_paper_can_use(small_report, tmp_path):
     from attnbench.views.plot import describe
 
     assert describe(frame) == "b=1, h=2, d=16, float32, cpu, attention scope, forward"
+
+
+def test_equal_counts_stay_visible_ticks_read_plainly_and_hollow_points_are_in_the_legend():
+    from attnbench.views.plot import efficiency_figure
+
+    equal = [{"method": m, "seq_len": n, "status": "ok", "flops": 4.0 * n * n, "time_ms_median": t,
+              "time_noisy": noisy} for m, t, noisy in (("full", 3.0, True), ("kernelized", 4.0, False),
+                                                        ("full-explicit", 5.0, False)) for n in (4096,)]
+    fig = efficiency_figure(pd.DataFrame(equal))
+    flops_ax = next(ax for ax in fig.axes if ax.get_title() == "FLOPs")
+    widths = {line.get_label(): line.get_linewidth() for line in flops_ax.lines
+              if not line.get_label().startswith("O(")}
+    assert len(set(widths.values())) == 3  # one on another: each drawn wider than the one above it
+    sizes = sorted(line.get_markersize() for line in flops_ax.lines if line.get_label() in widths)
+    assert sizes[0] < sizes[1] < sizes[2]
+    fig.canvas.draw()
+    labels = [t.get_text() for ax in fig.axes for t in ax.get_yticklabels() + ax.get_xticklabels()]
+    assert labels and not any("10^" in label or "\\times" in label for label in labels), labels
+    assert "4k" in labels
+    assert "hollow: a noisy time" in [text.get_text() for text in fig.legends[0].get_texts()]
+
+
+def _error_only():
+    """What `run --inputs capture:... --metrics error,conditioning` writes: no time, one row per layer."""
+    return [{"method": m, "seq_len": 128, "status": "ok", "layer": layer, "inputs": "capture:minilm.pt",
+             "error_spectral": e * (1 + layer / 10), "cond_score_max": 5.0 + layer}
+            for m, e in (("performer", 0.4), ("skyformer", 0.1)) for layer in range(6)]
+
+
+def test_a_report_of_errors_alone_is_plotted_and_summarised(tmp_path):
+    from attnbench.judge.summary import quality_lines
+    from attnbench.views.plot import efficiency_figure, plot_report, quality_figure
+
+    frame = pd.DataFrame(_error_only())
+    assert efficiency_figure(frame) is None  # no empty time figure
+    fig = quality_figure(frame)
+    assert [ax.get_xlabel() for ax in fig.axes[:2]] == ["model layer", "model layer"]
+    assert {line.get_label() for line in fig.axes[0].lines} == {"performer", "skyformer"}
+    names = {path.name for path in plot_report(frame, tmp_path, "e")}
+    assert {"e-quality.png", "e-quality.svg"} <= names and not any("efficiency" in name for name in names)
+    lines = quality_lines(_error_only())
+    assert lines[0] == "error and conditioning per method: median (range over layers and lengths, rows)"
+    assert lines[2] == "  skyformer: spectral error 0.125 (0.1-0.15, 6); max |score| 7.5 (5-10, 6)"
+    assert summary_lines(_error_only()) == []  # no time: the time lines have nothing to say
+
+
+def test_summary_writes_milliseconds_without_powers_of_ten():
+    from attnbench.judge.summary import milliseconds
+
+    assert [milliseconds(v) for v in (4620.4, 26.14, 0.08123)] == ["4620 ms", "26.1 ms", "0.0812 ms"]
+    lines = summary_lines(rows("full", [1200, 4620.4, 9000]) + rows("fast", [10, 20, 40]))
+    assert "at n=4096, full took 9000 ms; relative to it:" in lines
