@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -124,8 +125,29 @@ def _measure(case: Case, options: MeasureOptions, row: Row) -> None:
     row["status"] = "ok"
 
 
+# What torch warns while it picks an SDPA kernel (which fused kernels it passed over, e.g. for a V
+# of another width than Q and K): nothing about the case's figures, said on every call.
+NOT_ABOUT_THE_CASE = ("Flash attention requires", "Flash attention kernel not used", "Memory efficient kernel not used",
+                      "Memory Efficient attention requires", "CuDNN attention kernel not used",
+                      "cuDNN attention requires", "Torch was not compiled with")
+
+
+def case_warnings(caught) -> str:
+    """The warnings a case raised that may matter to its figures, each once: 'warned: ...; ...'."""
+    said = []
+    for warning in caught:
+        if issubclass(warning.category, DeprecationWarning | PendingDeprecationWarning | FutureWarning):
+            continue  # about code to change, not about this case
+        text = str(warning.message).split("(Triggered internally")[0].strip()
+        first = text.splitlines()[0] if text else type(warning.message).__name__
+        if not first.startswith(NOT_ABOUT_THE_CASE) and first not in said:
+            said.append(first)
+    return ("warned: " + "; ".join(said))[:500] if said else ""
+
+
 def run_case(case: Case, options: MeasureOptions | None = None) -> Row:
-    """Measure one case; never raises for a failing case (the row's status says what happened)."""
+    """Measure one case; never raises for a failing case (the row's status says what happened).
+    Warnings are caught, not printed: those that may matter go in the row's status_detail, once."""
     options = options or MeasureOptions()
     if case.threads is None:  # a Case made by hand: torch's thread count, recorded as such
         case = dataclasses.replace(case, threads=torch.get_num_threads())
@@ -133,6 +155,17 @@ def run_case(case: Case, options: MeasureOptions | None = None) -> Row:
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(case.threads)
     start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:  # entering it resets "once per place": once per case
+        _measure_or_record(case, options, row)
+    torch.set_num_threads(previous_threads)
+    warned = case_warnings(caught)
+    if warned:
+        row["status_detail"] = "; ".join(filter(None, (row.get("status_detail"), warned)))[:500]
+    row["case_seconds"] = time.perf_counter() - start  # building, warm-up and every pass
+    return stamp(row, case)
+
+
+def _measure_or_record(case: Case, options: MeasureOptions, row: Row) -> None:
     try:
         _measure(case, options, row)
     except Unsupported as exc:
@@ -140,7 +173,3 @@ def run_case(case: Case, options: MeasureOptions | None = None) -> Row:
     except Exception as exc:  # failures are data: record and go on
         row.update(status="oom" if _is_oom(exc) else "error",
                    status_detail=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
-    finally:
-        torch.set_num_threads(previous_threads)
-    row["case_seconds"] = time.perf_counter() - start  # building, warm-up and every pass
-    return stamp(row, case)

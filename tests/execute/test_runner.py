@@ -147,3 +147,26 @@ def test_bigbird_records_how_many_random_blocks_it_could_draw():
     few, enough = (run_case(c, MeasureOptions(metrics=("flops",))) for c in cases)
     assert few["status"] == enough["status"] == "ok" and few["param_random_blocks"] == 3
     assert few["random_blocks_drawn"] == 0.0 and enough["random_blocks_drawn"] == 3.0  # 4 blocks leave none
+
+
+def test_warnings_are_caught_and_those_that_may_matter_go_in_the_row_once(monkeypatch):
+    import warnings
+
+    from attnbench.execute import runner
+
+    def noisy(case, options, row):
+        for _ in range(12):  # what torch says on every call while it picks an SDPA kernel
+            warnings.warn("Flash attention requires q,k,v to have the same last dimension and to be less than or "
+                          "equal to 256. Got Query.size(-1): 64, Key.size(-1): 64, Value.size(-1): 128 "
+                          "(Triggered internally at sdp_utils_cpp.h:94.)", UserWarning)
+            warnings.warn("the input was clamped to the kernel's range", UserWarning)
+        warnings.warn("this argument is deprecated", DeprecationWarning)
+        row["status"] = "ok"
+    monkeypatch.setattr(runner, "_measure", noisy)
+    with warnings.catch_warnings(record=True) as printed:
+        warnings.simplefilter("always")
+        first = runner.run_case(Case("full", seq_len=64, threads=1))
+        second = runner.run_case(Case("full", seq_len=64, threads=1))
+    assert printed == []  # nothing reaches the terminal
+    for row in (first, second):  # every case says it, once, not only the first of the process
+        assert row["status"] == "ok" and row["status_detail"] == "warned: the input was clamped to the kernel's range"
