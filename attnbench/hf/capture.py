@@ -93,13 +93,21 @@ def capture(model: str, *, text: str | None = None, seq: int | None = None, laye
 
 def write(captured: Captured, path: str | Path) -> None:
     """Write atomically (a partial file never carries the final name); the caller refuses an
-    existing target."""
+    existing target. The file takes the user's umask, as any file they write (safetensors
+    writes 0600)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
     save_file(captured.tensors, str(partial), metadata=captured.metadata)
+    os.chmod(partial, 0o666 & ~_umask())
     os.replace(partial, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: set back at once
+    os.umask(mask)
+    return mask
 
 
 def layer_tensors(path: str, sha256: str | None, layer: int):

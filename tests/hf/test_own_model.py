@@ -267,3 +267,16 @@ def test_plot_and_summary_read_swap_rows(tmp_path):
     plotted = cli("plot", str(out), "-o", str(tmp_path), "--format", "png")
     assert plotted.returncode == 0, plotted.stderr
     assert list(tmp_path.glob("*.png"))
+
+
+def test_a_capture_file_takes_the_users_umask(tmp_path):
+    import os
+
+    from attnbench.hf.capture import Captured
+
+    before = os.umask(0o027)
+    try:
+        write(Captured({"q": torch.ones(2)}, {"format": "x"}), tmp_path / "c.safetensors")
+    finally:
+        os.umask(before)
+    assert oct((tmp_path / "c.safetensors").stat().st_mode & 0o777) == oct(0o640)  # safetensors alone: 0600
