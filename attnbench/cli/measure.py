@@ -33,7 +33,9 @@ def _execute(plan, command: str, control: dict) -> None:
     # A Ray task checks its device on its node; a dry run lists a GPU grid anywhere.
     cases = plan.cases(devices_here=executor != "ray" and not dry_run)
     if dry_run:
-        for line in dry_run_lines(cases, plan.options.metrics, processes, plan.limits):
+        # limits hold where a case runs in a worker (sweep); run measures in this process, uncapped
+        limits = plan.limits if command == "sweep" else None
+        for line in dry_run_lines(cases, plan.options.metrics, processes, limits):
             typer.echo(line)
         return
     # made after the grid is checked: a Ray launcher starts a cluster, which bad input should not

@@ -188,7 +188,8 @@ def comparison_summary(comparison) -> str:
 
 
 def dry_run_lines(cases, metrics, processes: int, limits) -> list[str]:
-    """What a dry run lists: each case on a line, then what is measured per process and the limits."""
+    """What a dry run lists: each case on a line, then what is measured per process and the limits
+    (None: the cases run in this process, where no limit applies)."""
     from attnbench.metrics import chosen
     from attnbench.results.schema import identity
 
@@ -203,6 +204,7 @@ def dry_run_lines(cases, metrics, processes: int, limits) -> list[str]:
     names = ", ".join(m.name for m in again)
     where = (f"{names} in {processes} processes each" if again and processes > 1 else
              f"{names} in one process each" if again else "nothing measured per process")
-    lines.append(f"{len(cases)} case(s), {where}; limits: {limits.max_memory_bytes / 2**30:g} GiB, "
-                 f"{limits.timeout_s:g} s per case")
+    bounds = (f"limits: {limits.max_memory_bytes / 2**30:g} GiB, {limits.timeout_s:g} s per case" if limits else
+              "in this process, no memory or time limit (sweep runs each case in a capped worker)")
+    lines.append(f"{len(cases)} case(s), {where}; {bounds}")
     return lines

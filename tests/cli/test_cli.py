@@ -178,8 +178,9 @@ def test_options_mean_the_same_on_every_command(tmp_path):
     listed = cli("run", "-m", "linear", "-n", "64", "--seed", "0,1,2", "--dry-run")
     assert listed.returncode == 0 and listed.stdout.strip().splitlines()[-1].startswith("3 case(s)")
     assert [line.split()[-1] for line in listed.stdout.splitlines()[:3]] == ["seed=0", "seed=1", "seed=2"]
+    assert "limits:" not in listed.stdout and "no memory or time limit" in listed.stdout  # run is not capped
     swept = cli("sweep", "-m", "linear", "-n", "64", "--seed", "0,1", "--dry-run")
-    assert swept.stdout.strip().splitlines()[-1].startswith("2 case(s)")
+    assert swept.stdout.strip().splitlines()[-1].startswith("2 case(s)") and "limits: 3 GiB" in swept.stdout
     many = cli("show-pattern", "-m", "bigbird", "-n", "256", "-p", "block_size=16,32")
     lines = many.stderr.strip().splitlines()
     assert many.returncode == 1 and len(lines) == 1 and "block_size=16,32 gives several" in lines[0]
