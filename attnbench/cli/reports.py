@@ -184,7 +184,8 @@ def list_command(pattern: Annotated[str, typer.Argument(help="Shell-style filter
 
     table = Table(title="attnbench methods", title_justify="left")
     for column in ("method", "parameters (type, default)", "capabilities", "paper"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a word longer than the column folds, never cut with '...'
+
     for name in list_methods(pattern):
         cls = get_method(name)
         caps = cls.capabilities
@@ -195,7 +196,8 @@ def list_command(pattern: Annotated[str, typer.Argument(help="Shell-style filter
         grouped = {"native": "native", "repeat": "k, v repeated", "no": "no"}[caps.grouped_kv]
         flags += (f"\ncausal: {'yes' if caps.causal else 'no'}\nGQA (--kv-heads): {grouped}\n"
                   f"decode (--q-seq): {'yes' if caps.short_query else 'no'}")
-        params = "\n".join(f"{p.describe()}: {p.help}" for p in cls.params()) or "-"
+        # choices as 'a | b | c': a line may break between them
+        params = "\n".join(f"{p.describe().replace('|', ' | ')}: {p.help}" for p in cls.params()) or "-"
         table.add_row(name, params, flags, cls.paper)
     for name, why in missing_peers().items():
         if fnmatch.fnmatch(name, pattern):

@@ -124,11 +124,12 @@ class RepeatedKV:
 
 
 def param(default: Any, help: str, *, low: float | None = None, high: float | None = None,
-          choices: tuple[str, ...] | None = None) -> Any:
-    """Declare a method parameter: a dataclass field with its paper default and its valid range."""
+          choices: tuple[str, ...] | None = None, default_means: str | None = None) -> Any:
+    """Declare a method parameter: a dataclass field with its paper default and its valid range;
+    `default_means` says what a default that is a sentinel (0 = as initialised) stands for."""
     kind = type(default) if choices is None else str
     return field(default=default, metadata={"help": help, "type": kind, "low": low, "high": high,
-                                             "choices": choices})
+                                             "choices": choices, "default_means": default_means})
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ class ParamSpec:
     low: float | None
     high: float | None
     choices: tuple[str, ...] | None
+    default_means: str | None = None
 
     def describe(self) -> str:
         if self.choices:
@@ -150,7 +152,8 @@ class ParamSpec:
                 rule += f">={self.low:g}"
             if self.high is not None:
                 rule += f"<={self.high:g}"
-        return f"{self.name} ({rule}, default {self.default})"
+        default = f"{self.default}: {self.default_means}" if self.default_means else self.default
+        return f"{self.name} ({rule}, default {default})"
 
     def coerce(self, method: str, value: Any) -> Any:
         """A CLI string (or a Python value) as this parameter's type; ValueError says what is wrong."""
@@ -197,7 +200,7 @@ class Method:
     @classmethod
     def params(cls) -> list[ParamSpec]:
         return [ParamSpec(f.name, f.metadata["type"], f.default, f.metadata["help"], f.metadata["low"],
-                          f.metadata["high"], f.metadata["choices"])
+                          f.metadata["high"], f.metadata["choices"], f.metadata.get("default_means"))
                 for f in fields(cls) if f.default is not MISSING]
 
     def build(self, shape: Shape, *, device: Any, dtype: Any, generator: Any) -> AttentionFn:

@@ -261,7 +261,10 @@ class SBM(SampledHooks, Method):
     delta: float = param(0.01, "exploration probability added to every pair", low=0, high=1)
     density: float = param(0.0, "target mean density: scales the expected edge count to density x n^2; the merged "
                            "(binary) mask's realised density is lower where edges repeat, i.e. close to the target "
-                           "only at low density (rows record density_mean); 0 = as initialised", low=0, high=1)
+                           "only at low density (rows record density_mean); the paper's trained models reach 0.01 "
+                           "to 0.1", low=0, high=1,
+                           default_means="as initialised, about a quarter of all pairs, so O(n^2) work; give e.g. "
+                                         "-p density=0.01")
     variant: str = param("fastrg", "fastrg (paper, sparse) or bernoulli (the released code's dense forward; its "
                          "backward here is eq. 9's straight-through, not the released clipping)",
                          choices=("fastrg", "bernoulli"))

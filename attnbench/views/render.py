@@ -11,7 +11,7 @@ from rich.table import Table
 
 from attnbench.metrics import all_metrics
 from attnbench.plan.case import Case
-from attnbench.results.schema import Labeller
+from attnbench.results.schema import Labeller, text
 
 
 def _has_values(rows: list[dict], columns: Iterable[str]) -> bool:
@@ -30,7 +30,25 @@ def legend_lines(rows: list[dict], shown: list) -> list[str]:
     each shown column's marks and basis mean, where these rows show them."""
     setup = shared_setup(rows)
     lines = [setup] if setup else []
-    return lines + [text for column in shown if (text := column.explain(rows))]
+    return lines + sentinel_defaults(rows) + [text for column in shown if (text := column.explain(rows))]
+
+
+def sentinel_defaults(rows: list[dict]) -> list[str]:
+    """What a parameter's default stands for where rows run with it and it is a sentinel (SBM's
+    density 0: as initialised), e.g. 'sbm: density 0.0 = as initialised, ...'."""
+    from attnbench.methods.registry import get_method
+
+    lines = []
+    for method in dict.fromkeys(str(row.get("method")) for row in rows):
+        try:
+            specs = get_method(method).params()
+        except Exception:  # a method of another revision or package: nothing to say about it
+            continue
+        for spec in specs:
+            if spec.default_means and any(row.get("method") == method and text(row.get(f"param_{spec.name}"))
+                                          == text(spec.default) for row in rows):
+                lines.append(f"{method}: {spec.name} {spec.default} = {spec.default_means}")
+    return lines
 
 
 SHARED_SETUP = (("batch", "batch {}"), ("heads", "heads {}"), ("kv_heads", "kv heads {}"), ("head_dim", "head_dim {}"),

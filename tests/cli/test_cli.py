@@ -117,6 +117,12 @@ def test_csv_to_a_closed_pipe_ends_quietly_with_sigpipe_s_status():
 def test_list_and_info():
     listed = cli("list")
     assert listed.returncode == 0 and "full-explicit" in listed.stdout and "Vaswani" in listed.stdout
+    assert "…" not in listed.stdout and "..." not in listed.stdout  # wrapped, never cut
+    import re
+
+    words = set(re.findall(r"[\w.:]+", cli("list", "smartbird").stdout))
+    assert {"inverse_log_sq", "inverse_log", "raw", "topk", "random"} <= words
+    assert {"0.0:", "initialised,", "quarter"} <= set(re.findall(r"[\w.:,]+", cli("list", "sbm").stdout))
     info = cli("info")
     assert info.returncode == 0 and "torch_version" in info.stdout and "gpu_name" in info.stdout
 

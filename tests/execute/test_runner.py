@@ -158,9 +158,9 @@ def test_warnings_are_caught_and_those_that_may_matter_go_in_the_row_once(monkey
         for _ in range(12):  # what torch says on every call while it picks an SDPA kernel
             warnings.warn("Flash attention requires q,k,v to have the same last dimension and to be less than or "
                           "equal to 256. Got Query.size(-1): 64, Key.size(-1): 64, Value.size(-1): 128 "
-                          "(Triggered internally at sdp_utils_cpp.h:94.)", UserWarning)
-            warnings.warn("the input was clamped to the kernel's range", UserWarning)
-        warnings.warn("this argument is deprecated", DeprecationWarning)
+                          "(Triggered internally at sdp_utils_cpp.h:94.)", UserWarning, stacklevel=1)
+            warnings.warn("the input was clamped to the kernel's range", UserWarning, stacklevel=1)
+        warnings.warn("this argument is deprecated", DeprecationWarning, stacklevel=1)
         row["status"] = "ok"
     monkeypatch.setattr(runner, "_measure", noisy)
     with warnings.catch_warnings(record=True) as printed:

@@ -63,3 +63,11 @@ def test_the_set_up_a_row_varies_is_left_to_the_case_column_and_spread_is_shown_
     assert "process spread" in text and "12% of 3" in text
     default_kv = [_row(kv_heads=None)]
     assert "heads 8, kv heads 8," in legend_lines(default_kv, shown_columns(default_kv))[0]
+
+
+def test_a_sentinel_default_says_what_it_stands_for():
+    rows = [_row("sbm", param_density=0.0, param_clusters=128), _row("sbm", n=1024, param_density=0.01)]
+    lines = legend_lines(rows, shown_columns(rows))
+    assert "sbm: density 0.0 = as initialised, about a quarter of all pairs, so O(n^2) work; give e.g. -p " \
+           "density=0.01" in lines
+    assert not any(line.startswith("sbm:") for line in legend_lines(rows[1:], shown_columns(rows[1:])))
