@@ -206,7 +206,7 @@ def time_call(call: Callable[[], object], device: torch.device, *, threads: int,
 # by the process that starts it (attnbench.execute.workers): a sweep searches each size once.
 # The size is kept, never the rate: the rate is measured beside every case (gemm_rates).
 GEMM_SIZES: dict[tuple[str, str, int], int] = {}
-GEMM_CALLS = 5  # timed GEMMs per size in one burst
+GEMM_CALLS = 3  # timed GEMMs per size in one burst
 GEMM_CALL_S = 0.01  # the yardstick's largest GEMM takes about this long: compute-bound, and a burst stays short
 
 

@@ -118,7 +118,7 @@ def measure(ctx) -> dict:
         with gpu_monitor(case.device) as read:
             return timed(share, first, lambda: readings.append((time.perf_counter(), read())))
     # every process measures the yardstick beside its own timing: combine merges them as it merges times
-    timing, extra = beside_yardstick(case.device, case.dtype, case.threads, timed_here)
+    timing, extra = beside_yardstick(case.device, case.dtype, case.threads, timed_here, options.min_time_s)
     # a batch of short calls is flushed before none of them: the L2 is as the previous call left it
     l2 = options.l2 if timing.calls_per_sample == 1 else "warm"
     extra.update(time_l2=l2 if cuda else "", time_cuda_graphs=options.cuda_graphs if cuda else "",

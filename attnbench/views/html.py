@@ -177,14 +177,15 @@ def _environment(reports: list[tuple[str, list[dict]]]) -> list[str]:
 
 
 def _figures(report) -> list[str]:
-    from attnbench.views import plot
+    from attnbench.views import accuracy, plot
+    from attnbench.views.axes import describe
 
     frame = report.frame
-    title = plot.describe(frame)
+    title = describe(frame)
     out = []
-    for name, make in (("efficiency", plot.efficiency_figure), ("error", plot.error_figure),
-                       ("quality", plot.quality_figure), ("pareto", plot.pareto_figure),
-                       ("density", plot.density_figure)):
+    for name, make in (("efficiency", plot.efficiency_figure), ("error", accuracy.error_figure),
+                       ("quality", accuracy.quality_figure), ("pareto", accuracy.pareto_figure),
+                       ("density", accuracy.density_figure)):
         fig = make(frame, title=title) if name == "efficiency" else make(frame, title)
         if fig is not None:  # each figure carries its own title: no caption under it
             out.append(f'<figure id="figure-{name}">{_svg(fig)}</figure>')

@@ -27,8 +27,8 @@ def _machine(monkeypatch, slowdowns: list[float]):
 
 
 def test_a_load_that_slows_the_machine_slows_the_yardstick_and_the_fraction_holds(monkeypatch):
-    quiet_timing, quiet = peaks.beside_yardstick("cpu", "float32", 2, _machine(monkeypatch, [1.0] * 4))
-    loaded_timing, loaded = peaks.beside_yardstick("cpu", "float32", 2, _machine(monkeypatch, [2.0] * 4))
+    quiet_timing, quiet = peaks.beside_yardstick("cpu", "float32", 2, _machine(monkeypatch, [1.0] * 4), 0.5)
+    loaded_timing, loaded = peaks.beside_yardstick("cpu", "float32", 2, _machine(monkeypatch, [2.0] * 4), 0.5)
     assert loaded_timing.median_ms == pytest.approx(2 * quiet_timing.median_ms)  # the time doubled ...
     work = 0.5e9  # FLOPs of the case
     fractions = [time_columns([timing_.samples_ms], 1, {"flops": work, **columns})["machine_peak_fraction"]
@@ -39,7 +39,7 @@ def test_a_load_that_slows_the_machine_slows_the_yardstick_and_the_fraction_hold
 
 
 def test_a_yardstick_that_moved_and_a_fraction_above_one_are_flagged(monkeypatch):
-    _, moved = peaks.beside_yardstick("cpu", "float32", 2, _machine(monkeypatch, [1.0, 1.0, 3.0, 3.0]))
+    _, moved = peaks.beside_yardstick("cpu", "float32", 2, _machine(monkeypatch, [1.0, 1.0, 3.0, 3.0]), 0.5)
     assert moved["machine_peak_spread"] > 0.1
     columns = time_columns([[10.0] * 5], 1, {"flops": 0.5e9, **moved})
     assert "yardstick moved" in columns["machine_peak_flag"]
@@ -60,7 +60,7 @@ def test_a_long_call_takes_the_rest_of_its_budget_in_one_round(monkeypatch):
     def timed(share, first):
         shares.append((share, first))
         return timing.Timing((2.0,), 1)  # one call outlasts the round
-    found, _ = peaks.beside_yardstick("cpu", "float32", 1, timed)
+    found, _ = peaks.beside_yardstick("cpu", "float32", 1, timed, 0.5)
     assert shares == [(0.25, True), (0.75, False)] and len(found.samples_s) == 2
 
 
@@ -68,9 +68,15 @@ def test_a_datasheet_peak_times_in_one_round(monkeypatch):
     monkeypatch.setattr(peaks, "spec_peak_of", lambda device, dtype: 989e12)
     calls = []
     found, columns = peaks.beside_yardstick("cuda", "bfloat16", 0, lambda share, first: calls.append(share)
-                                            or timing.Timing((1e-3,), 1))
+                                            or timing.Timing((1e-3,), 1), 0.5)
     assert calls == [1.0] and columns == {"machine_peak_flops_per_s": 989e12, "peak_source": "spec",
                                           "machine_peak_spread": None}
+
+
+def test_a_short_budget_is_one_round_between_two_bursts(monkeypatch):
+    timed = _machine(monkeypatch, [1.0, 2.0])
+    found, columns = peaks.beside_yardstick("cpu", "float32", 2, timed, 0.05)  # a test's or a quick run's budget
+    assert len(found.samples_s) == 4 and columns["machine_peak_spread"] > 0.1  # the two bursts: 1x and 2x
 
 
 def test_processes_merge_their_yardsticks_as_their_times():
@@ -87,3 +93,4 @@ def test_processes_merge_their_yardsticks_as_their_times():
 def test_a_burst_times_the_real_gemm_at_two_sizes():
     rates = timing.gemm_rates("cpu", "float32", 1)
     assert len(rates) == 2 and all(len(calls) == timing.GEMM_CALLS and min(calls) > 0 for calls in rates)
+    assert timing.GEMM_SIZES[("cpu", "float32", 1)] >= 256

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from attnbench.judge.summary import summary_lines
-from attnbench.views.plot import breakdown_figure, density_figure, error_figure, pareto_figure
+from attnbench.views.accuracy import breakdown_figure, density_figure, error_figure, pareto_figure
 from tests.conftest import cli
 
 
@@ -172,7 +172,8 @@ def test_noisy_timings_are_marked_in_the_summary_and_drawn_hollow():
 
 
 def test_figures_a_paper_can_use(small_report, tmp_path):
-    from attnbench.views.plot import efficiency_figure, method_styles, pareto_figure, plot_report
+    from attnbench.views.axes import method_styles
+    from attnbench.views.plot import efficiency_figure, plot_report
 
     frame = pd.read_csv(small_report)
     fig = efficiency_figure(frame, title="t")
@@ -197,7 +198,7 @@ def test_figures_a_paper_can_use(small_report, tmp_path):
     assert tuple(scatter["skyformer"].get_facecolor()[0][:3]) == pytest.approx(to_rgb(colours["skyformer"]["color"]))
     paths = plot_report(frame, tmp_path, "r", formats=("pdf",))
     assert paths[0].suffix == ".pdf" and paths[0].stat().st_size > 1000
-    from attnbench.views.plot import describe
+    from attnbench.views.axes import describe
 
     assert describe(frame) == "b=1, h=2, d=16, float32, cpu, attention scope, forward"
 
@@ -231,7 +232,8 @@ def _error_only():
 
 def test_a_report_of_errors_alone_is_plotted_and_summarised(tmp_path):
     from attnbench.judge.summary import quality_lines
-    from attnbench.views.plot import efficiency_figure, plot_report, quality_figure
+    from attnbench.views.accuracy import quality_figure
+    from attnbench.views.plot import efficiency_figure, plot_report
 
     frame = pd.DataFrame(_error_only())
     assert efficiency_figure(frame) is None  # no empty time figure
@@ -252,3 +254,10 @@ def test_summary_writes_milliseconds_without_powers_of_ten():
     assert [milliseconds(v) for v in (4620.4, 26.14, 0.08123)] == ["4620 ms", "26.1 ms", "0.0812 ms"]
     lines = summary_lines(rows("full", [1200, 4620.4, 9000]) + rows("fast", [10, 20, 40]))
     assert "at n=4096, full took 9000 ms; relative to it:" in lines
+
+
+def test_tick_numbers_read_plainly():
+    from attnbench.views.axes import short
+
+    assert [short(v) for v in (0.5, 2.0, 50.0, 5000.0, 2e5, 5e8, 2e9, 3e12)] == [
+        "0.5", "2", "50", "5000", "200 k", "500 M", "2 G", "3 T"]

@@ -62,10 +62,13 @@ def spec_peak_of(device: str, dtype: str) -> float | None:
 
 
 ROUNDS = 4  # a measured yardstick: the case's timing is split in this many rounds, a GEMM burst around each
+# ... when each round has at least this much of the case's minimum time: a burst (tens of ms) must
+# stay a small part of the timing it brackets; a shorter budget is one round between two bursts
+MIN_ROUND_S = 0.1
 
 
-def beside_yardstick(device: str, dtype: str, threads: int,
-                     timed: Callable[[float, bool], Timing]) -> tuple[Timing, dict]:
+def beside_yardstick(device: str, dtype: str, threads: int, timed: Callable[[float, bool], Timing],
+                     min_time_s: float) -> tuple[Timing, dict]:
     """The case's timing and the peak its FLOP/s is a fraction of, as the row's columns.
 
     `timed(share, first)` times the case for `share` of its time budget (`first`: the round that
@@ -75,9 +78,9 @@ def beside_yardstick(device: str, dtype: str, threads: int,
     other work slows both, and their ratio holds still where the time does not. The peak is, per
     GEMM size, the median over every burst, at the fastest size; machine_peak_spread (the bursts'
     IQR / their median, as the case's own noise is judged) says how far the yardstick moved while
-    the case ran. A case whose round holds
-    fewer than 3 samples (a call about as long as the round) takes the rest of its budget in one
-    more round, so that splitting it costs no samples.
+    the case ran. A case timed for less than ROUNDS x MIN_ROUND_S is one round between two
+    bursts. A case whose round holds fewer than 3 samples (a call about as long as the round)
+    takes the rest of its budget in one more round, so that splitting it costs no samples.
     """
     from attnbench.measure.timing import Timing
 
@@ -87,11 +90,12 @@ def beside_yardstick(device: str, dtype: str, threads: int,
     from attnbench.measure.statistics import iqr
     from attnbench.measure.timing import gemm_rates
 
-    bursts, rounds, left = [gemm_rates(device, dtype, threads)], [], ROUNDS
+    split = ROUNDS if min_time_s >= ROUNDS * MIN_ROUND_S else 1
+    bursts, rounds, left = [gemm_rates(device, dtype, threads)], [], split
     while left:
         few = bool(rounds) and len(rounds[-1].samples_s) < 3  # a call about as long as a round
         share = left if few else 1
-        rounds.append(timed(share / ROUNDS, not rounds))
+        rounds.append(timed(share / split, not rounds))
         left -= share
         bursts.append(gemm_rates(device, dtype, threads))
     per_size = [statistics.median([rate for calls in size for rate in calls]) for size in zip(*bursts)]
