@@ -66,11 +66,16 @@ def short(value: float) -> str:
 
 
 def value_axis(ax) -> None:
-    """Log ticks at 1, 2 and 5 of each decade, written as plain numbers: a panel whose values span
-    less than a decade (one length, close methods) still reads without powers of ten."""
+    """Log ticks written as plain numbers, at 1, 2 and 5 of each decade where the panel spans up
+    to 3 decades (one length or close methods still read without powers of ten), else at each
+    decade. Call it once the panel's data is drawn."""
+    import math
+
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+    low, high = ax.get_ylim()
+    decades = math.log10(high / low) if low > 0 and high > low else 0.0
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
     ax.yaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: short(value)))
 

@@ -219,8 +219,20 @@ def test_equal_counts_stay_visible_ticks_read_plainly_and_hollow_points_are_in_t
     fig.canvas.draw()
     labels = [t.get_text() for ax in fig.axes for t in ax.get_yticklabels() + ax.get_xticklabels()]
     assert labels and not any("10^" in label or "\\times" in label for label in labels), labels
+    wide = quality_axes_labels()
+    assert "1e-07" in wide and "0.1" in wide and "0.2" not in wide  # nine decades: one tick each
     assert "4k" in labels
     assert "hollow: a noisy time" in [text.get_text() for text in fig.legends[0].get_texts()]
+
+
+def quality_axes_labels() -> list[str]:
+    from attnbench.views.accuracy import quality_figure
+
+    frame = pd.DataFrame([{**row, "error_spectral": 1e-7 if row["method"] == "full" else row["error_spectral"]}
+                          for row in _error_only() + [{**r, "method": "full"} for r in _error_only()[:6]]])
+    fig = quality_figure(frame)
+    fig.canvas.draw()
+    return [t.get_text() for t in fig.axes[0].get_yticklabels()]
 
 
 def _error_only():
