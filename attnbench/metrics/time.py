@@ -59,14 +59,14 @@ def time_columns(groups: list[list[float]], calls_per_sample: int, row: dict) ->
 def peak_flag(fraction: float | None, row: dict) -> str:
     """Why machine_peak_fraction is not a plain number, or '': above 1 (more than the peak: the
     peak is no peak for this case, or the time is wrong), or a measured yardstick that moved more
-    than a noisy timing's IQR (10% of its median) over its bursts around the case."""
+    whose rounds' fractions differ by more than a noisy timing's IQR (10% of its median)."""
     if fraction is None:
         return ""
     spread = numeric(row, "machine_peak_spread")
     reasons = ([f"above the {'datasheet peak' if row.get('peak_source') == 'spec' else 'measured GEMM'}"]
                if fraction > 1 else [])
     if spread is not None and spread > NOISY_IQR_FRACTION:
-        reasons.append(f"the GEMM yardstick moved (IQR {100 * spread:.0f}% of its median) while the case ran")
+        reasons.append(f"the fraction moved between rounds of the case (IQR {100 * spread:.0f}% of its median)")
     return "; ".join(reasons)
 
 
@@ -233,10 +233,12 @@ def _peak_legend(rows: list[dict]) -> str | None:
     if not sources:
         return None
     basis = {"spec": "the GPU's datasheet peak for the dtype",
-             "measured": "this machine's dense GEMM rate, measured between rounds of each case's timing"}
+             "measured": "this machine's dense GEMM rate, measured between rounds of each case's timing, "
+                         "round by round"}
     line = "% peak: achieved FLOP/s over " + " or ".join(basis[s] for s in sorted(sources) if s in basis)
     if any(r.get("machine_peak_flag") for r in rows if _timed(r)):
-        line += "; ! marks a fraction above 100% or a GEMM yardstick that moved over 10% (machine_peak_flag says which)"
+        line += ("; ! marks a fraction above 100% or one that moved over 10% between rounds of the case "
+                 "(machine_peak_flag says which)")
     return line
 
 
@@ -268,13 +270,14 @@ METRIC = Metric(
         "gpu_thermal_throttled_fraction": "CUDA: fraction of the timed window heat held the clocks down (NVML)",
         "achieved_flops_per_s": "flops (or flops_analytic) / time",
         "machine_peak_flops_per_s": "the peak it is a fraction of: a GPU's datasheet, or this machine's dense GEMM "
-                                    "rate measured in bursts between rounds of the case's timing, in its process "
-                                    "(the median over bursts at the fastest GEMM size; geometric mean over processes)",
-        "machine_peak_spread": "measured peak: the IQR of its bursts' GEMM rates / their median (several processes: "
-                               "the widest of theirs, or how far their rates are apart); how far the yardstick moved "
-                               "while the case ran",
-        "machine_peak_flag": "why machine_peak_fraction is not a plain number: above the peak, or a yardstick that "
-                             "moved more than 10%; empty when neither",
+                                    "rate measured in bursts between rounds of the case's timing, in its process: the "
+                                    "rate that makes achieved / peak the median over rounds of each round's speed over "
+                                    "its bursts' rate (geometric mean over processes)",
+        "machine_peak_spread": "measured peak: how far the rounds' fractions differ (their IQR / median; one round: "
+                               "its two bursts' ratio - 1; several processes: the widest, or how far their peaks are "
+                               "apart)",
+        "machine_peak_flag": "why machine_peak_fraction is not a plain number: above the peak, or a fraction that "
+                             "moved more than 10% between the case's rounds; empty when neither",
         "peak_source": "spec (datasheet) or measured (GEMM)",
         "machine_peak_fraction": "achieved_flops_per_s / machine_peak_flops_per_s",
         "achieved_bandwidth_bytes_per_s": "bytes_moved_analytic / time",

@@ -74,11 +74,13 @@ def beside_yardstick(device: str, dtype: str, threads: int, timed: Callable[[flo
     `timed(share, first)` times the case for `share` of its time budget (`first`: the round that
     warms it up). A datasheet peak where there is one: one round. Elsewhere the machine's GEMM
     rate, measured in the same process in a burst before each of ROUNDS rounds and after the
-    last, so that the yardstick samples the same stretch of time as the case: a machine slowed by
-    other work slows both, and their ratio holds still where the time does not. The peak is, per
-    GEMM size, the median over every burst, at the fastest size; machine_peak_spread (the bursts'
-    IQR / their median, as the case's own noise is judged) says how far the yardstick moved while
-    the case ran. A case timed for less than ROUNDS x MIN_ROUND_S is one round between two
+    last, and each round is judged against the bursts on either side of it (their geometric
+    mean): a machine slowed by other work for a while slows a round and its bursts alike, and
+    their ratio holds still where the time does not. The fraction is the median over rounds of
+    that ratio (each round's speed: the median of its samples); the peak recorded is the rate that
+    gives it against the case's time, so achieved / peak is that fraction. machine_peak_spread is
+    how far the rounds' fractions differ (their IQR / median; one round: its two bursts'), what
+    the flag judges. A case timed for less than ROUNDS x MIN_ROUND_S is one round between two
     bursts. A case whose round holds fewer than 3 samples (a call about as long as the round)
     takes the rest of its budget in one more round, so that splitting it costs no samples.
     """
@@ -90,18 +92,24 @@ def beside_yardstick(device: str, dtype: str, threads: int, timed: Callable[[flo
     from attnbench.measure.statistics import iqr
     from attnbench.measure.timing import gemm_rates
 
+    def rate(burst: list[list[float]]) -> float:  # the fastest size's median
+        return max(statistics.median(calls) for calls in burst)
+
     split = ROUNDS if min_time_s >= ROUNDS * MIN_ROUND_S else 1
-    bursts, rounds, left = [gemm_rates(device, dtype, threads)], [], split
+    bursts, rounds, left = [rate(gemm_rates(device, dtype, threads))], [], split
     while left:
         few = bool(rounds) and len(rounds[-1].samples_s) < 3  # a call about as long as a round
         share = left if few else 1
         rounds.append(timed(share / split, not rounds))
         left -= share
-        bursts.append(gemm_rates(device, dtype, threads))
-    per_size = [statistics.median([rate for calls in size for rate in calls]) for size in zip(*bursts)]
-    per_burst = [max(statistics.median(calls) for calls in burst) for burst in bursts]
-    return Timing.joined(rounds), {"machine_peak_flops_per_s": max(per_size), "peak_source": "measured",
-                                   "machine_peak_spread": iqr(per_burst) / statistics.median(per_burst)}
+        bursts.append(rate(gemm_rates(device, dtype, threads)))
+    # per round: its speed (1 / its median time) over its bursts' rate, up to the case's FLOPs
+    ratios = [1 / (statistics.median(r.samples_s) * (before * after) ** 0.5)
+              for r, before, after in zip(rounds, bursts, bursts[1:])]
+    timing = Timing.joined(rounds)
+    spread = iqr(ratios) / statistics.median(ratios) if len(ratios) > 1 else max(bursts) / min(bursts) - 1
+    return timing, {"machine_peak_flops_per_s": 1 / (statistics.median(timing.samples_s) * statistics.median(ratios)),
+                    "peak_source": "measured", "machine_peak_spread": spread}
 
 
 def machine_bandwidth(device: str) -> float | None:
