@@ -235,20 +235,21 @@ def _grow_gemm(dev: torch.device, dt: torch.dtype, threads: int) -> int:
             n *= 2
 
 
-def gemm_rates(device: str, dtype: str, threads: int) -> list[list[float]]:
+def gemm_rates(device: str, dtype: str, threads: int, short: bool = False) -> list[list[float]]:
     """One burst of the machine's dense GEMM rate, the yardstick a case's achieved FLOP/s is a
     fraction of: GEMM_CALLS timed calls at 3/4 of the yardstick's size and at its size (the
-    fastest size is not always the largest: caches), each size warmed by one call. The FLOP/s
-    of every call, one list per size."""
+    fastest size is not always the largest: caches), each size warmed by one call; `short` (a
+    case timed for a fraction of a second, where a full burst would outlast it): one timed call
+    at the yardstick's size. The FLOP/s of every call, one list per size."""
     dev, dt = torch.device(device), getattr(torch, dtype)
     largest = gemm_size(device, dtype, threads)
     rates = []
     with _threads(dev, threads):
-        for n in (largest * 3 // 4, largest):
+        for n in (largest,) if short else (largest * 3 // 4, largest):
             a = b = torch.ones(n, n, device=dev, dtype=dt)  # a GEMM's speed does not depend on its values
             torch.mm(a, b)
             calls = []
-            for _ in range(GEMM_CALLS):
+            for _ in range(1 if short else GEMM_CALLS):
                 synchronize(dev)
                 start = time.perf_counter()
                 torch.mm(a, b)

@@ -17,8 +17,10 @@ def _machine(monkeypatch, slowdowns: list[float]):
     bursts = iter(slowdowns + [slowdowns[-1]])
     rounds = iter(slowdowns)
     monkeypatch.setattr(peaks, "spec_peak_of", lambda device, dtype: None)
-    monkeypatch.setattr(timing, "gemm_rates", lambda device, dtype, threads: [[RATE / (s := next(bursts))] * 5,
-                                                                            [0.9 * RATE / s] * 5])
+    def gemm_rates(device, dtype, threads, short=False):
+        slow = next(bursts)
+        return [[RATE / slow] * 5, [0.9 * RATE / slow] * 5]
+    monkeypatch.setattr(timing, "gemm_rates", gemm_rates)
 
     def timed(share, first):
         slow = next(rounds)
@@ -54,7 +56,7 @@ def test_a_yardstick_that_moved_and_a_fraction_above_one_are_flagged(monkeypatch
 
 def test_a_long_call_takes_the_rest_of_its_budget_in_one_round(monkeypatch):
     monkeypatch.setattr(peaks, "spec_peak_of", lambda device, dtype: None)
-    monkeypatch.setattr(timing, "gemm_rates", lambda device, dtype, threads: [[RATE] * 5])
+    monkeypatch.setattr(timing, "gemm_rates", lambda device, dtype, threads, short=False: [[RATE] * 5])
     shares = []
 
     def timed(share, first):
@@ -94,3 +96,5 @@ def test_a_burst_times_the_real_gemm_at_two_sizes():
     rates = timing.gemm_rates("cpu", "float32", 1)
     assert len(rates) == 2 and all(len(calls) == timing.GEMM_CALLS and min(calls) > 0 for calls in rates)
     assert timing.GEMM_SIZES[("cpu", "float32", 1)] >= 256
+    (short,) = timing.gemm_rates("cpu", "float32", 1, short=True)  # a quick case's burst: one call, one size
+    assert len(short) == 1

@@ -128,3 +128,12 @@ def test_an_ab_report_shows_its_revisions_and_head_judged_against_base(tmp_path)
             writer.writerows({**r, "revision": revision} for r in rows)
     text = page([both])
     assert "A/B report ab.csv: HEAD (bbbb) against HEAD~1 (aaaa)" in text and "<th>revision</th>" in text
+
+
+def test_figures_carry_no_stray_caption_and_the_table_its_legend(small_report):
+    from attnbench.views.html import page
+
+    text = page([small_report])
+    assert 'id="figure-efficiency"' in text and "<figcaption>" not in text  # each figure has its own title
+    assert '<p class="legend">density: attention scores computed' in text
+    assert "[yellow]" not in text  # the terminal's markup stays out of the page

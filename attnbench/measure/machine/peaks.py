@@ -81,7 +81,7 @@ def beside_yardstick(device: str, dtype: str, threads: int, timed: Callable[[flo
     gives it against the case's time, so achieved / peak is that fraction. machine_peak_spread is
     how far the rounds' fractions differ (their IQR / median; one round: its two bursts'), what
     the flag judges. A case timed for less than ROUNDS x MIN_ROUND_S is one round between two
-    bursts. A case whose round holds fewer than 3 samples (a call about as long as the round)
+    bursts of one GEMM call each. A case whose round holds fewer than 3 samples (a call about as long as the round)
     takes the rest of its budget in one more round, so that splitting it costs no samples.
     """
     from attnbench.measure.timing import Timing
@@ -96,13 +96,18 @@ def beside_yardstick(device: str, dtype: str, threads: int, timed: Callable[[flo
         return max(statistics.median(calls) for calls in burst)
 
     split = ROUNDS if min_time_s >= ROUNDS * MIN_ROUND_S else 1
-    bursts, rounds, left = [rate(gemm_rates(device, dtype, threads))], [], split
+    short = split == 1  # a fraction of a second of timing: bursts of one call
+
+    def burst() -> float:
+        return rate(gemm_rates(device, dtype, threads, short))
+
+    bursts, rounds, left = [burst()], [], split
     while left:
         few = bool(rounds) and len(rounds[-1].samples_s) < 3  # a call about as long as a round
         share = left if few else 1
         rounds.append(timed(share / split, not rounds))
         left -= share
-        bursts.append(rate(gemm_rates(device, dtype, threads)))
+        bursts.append(burst())
     # per round: its speed (1 / its median time) over its bursts' rate, up to the case's FLOPs
     ratios = [1 / (statistics.median(r.samples_s) * (before * after) ** 0.5)
               for r, before, after in zip(rounds, bursts, bursts[1:])]
