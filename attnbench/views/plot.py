@@ -43,9 +43,9 @@ def _panels(frame: pd.DataFrame) -> list:
 def efficiency_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
     """Each metric's panel (time, peak memory, FLOPs, ...) against n, one line per case series;
     None where no panel has data (a report of error or conditioning only)."""
-    if not any(panel.column in frame and frame[panel.column].notna().any() for panel in _panels(frame)):
-        return None
     ok = frame[frame["status"] == "ok"]
+    if not any(panel.column in ok and ok[panel.column].notna().any() for panel in _panels(frame)):
+        return None  # no ok row with a time, memory or FLOPs: no empty figure
     records = ok.to_dict("records")
     label = Labeller(records, with_length=False)
     ok = ok.assign(_series=[label(row) for row in records])

@@ -249,6 +249,8 @@ def test_a_report_of_errors_alone_is_plotted_and_summarised(tmp_path):
 
     frame = pd.DataFrame(_error_only())
     assert efficiency_figure(frame) is None  # no empty time figure
+    failed = pd.DataFrame(rows("full", [10, 40, 160])).assign(status="oom")
+    assert efficiency_figure(failed) is None and plot_report(failed, tmp_path, "f") == []
     fig = quality_figure(frame)
     assert [ax.get_xlabel() for ax in fig.axes[:2]] == ["model layer", "model layer"]
     assert {line.get_label() for line in fig.axes[0].lines} == {"performer", "skyformer"}
