@@ -58,8 +58,8 @@ def time_columns(groups: list[list[float]], calls_per_sample: int, row: dict) ->
 
 def peak_flag(fraction: float | None, row: dict) -> str:
     """Why machine_peak_fraction is not a plain number, or '': above 1 (more than the peak: the
-    peak is no peak for this case, or the time is wrong), or a measured yardstick that moved more
-    whose rounds' fractions differ by more than a noisy timing's IQR (10% of its median)."""
+    peak is no peak for this case, or the time is wrong), or, against a measured yardstick, rounds
+    (or processes) whose fractions differ by more than a noisy timing's IQR (10% of its median)."""
     if fraction is None:
         return ""
     spread = numeric(row, "machine_peak_spread")
@@ -165,17 +165,19 @@ def combine(first, later: list):
 
 def _yardstick(rows: list) -> dict:
     """The measured GEMM yardstick of several processes: the geometric mean of theirs (the
-    statistic of the time it divides); its spread the widest of theirs, or how far they are apart."""
-    peaks = [(numeric(r, "machine_peak_flops_per_s"), numeric(r, "machine_peak_spread")) for r in rows
-             if r.get("status") == "ok" and r.get("peak_source") == "measured"]
-    peaks = [(peak, spread or 0.0) for peak, spread in peaks if peak]
-    if len(peaks) < 2:
+    statistic of the time it divides); its spread the widest of theirs, or how far the processes'
+    own fractions (1 / (their time x their peak), up to the FLOPs) are apart."""
+    measured = [(numeric(r, "machine_peak_flops_per_s"), numeric(r, "machine_peak_spread"),
+                 numeric(r, "time_ms_median")) for r in rows
+                if r.get("status") == "ok" and r.get("peak_source") == "measured"]
+    measured = [(peak, spread or 0.0, time_ms) for peak, spread, time_ms in measured if peak and time_ms]
+    if len(measured) < 2:
         return {}
     from attnbench.measure.statistics import level
 
-    rates = [peak for peak, _ in peaks]
-    return {"machine_peak_flops_per_s": level([[rate] for rate in rates]),
-            "machine_peak_spread": max(max(rates) / min(rates) - 1, *(spread for _, spread in peaks))}
+    fractions = [1 / (peak * time_ms) for peak, _, time_ms in measured]
+    return {"machine_peak_flops_per_s": level([[peak] for peak, _, _ in measured]),
+            "machine_peak_spread": max(max(fractions) / min(fractions) - 1, *(spread for _, spread, _ in measured))}
 
 
 def _timed(row: dict) -> bool:

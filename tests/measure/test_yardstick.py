@@ -84,12 +84,16 @@ def test_a_short_budget_is_one_round_between_two_bursts(monkeypatch):
 def test_processes_merge_their_yardsticks_as_their_times():
     def row(time_ms, peak):
         return Row({"status": "ok", "time_calls_per_sample": 1, "flops": 1e9, "machine_peak_flops_per_s": peak,
-                    "peak_source": "measured", "machine_peak_spread": 0.02},
+                    "peak_source": "measured", "machine_peak_spread": 0.02, "time_ms_median": time_ms},
                    samples=[[time_ms] * 5])
-    merged = combine(row(10.0, 100e9), [row(40.0, 25e9)])  # the second process ran on a 4x slower machine
+    # the second process ran on a machine 4x slower for the case and its GEMMs alike: one fraction
+    merged = combine(row(10.0, 100e9), [row(40.0, 25e9)])
     assert merged["machine_peak_flops_per_s"] == pytest.approx(50e9)  # geometric means: time 20 ms
-    assert merged["machine_peak_fraction"] == pytest.approx(1e9 / 0.020 / 50e9)
-    assert merged["machine_peak_spread"] == pytest.approx(3.0) and "fraction moved" in merged["machine_peak_flag"]
+    assert merged["machine_peak_fraction"] == pytest.approx(1e9 / 0.010 / 100e9)  # each process's fraction
+    assert merged["machine_peak_spread"] == pytest.approx(0.02) and merged["machine_peak_flag"] == ""
+    # ... a process whose case alone slowed down: their fractions differ, and the row says so
+    apart = combine(row(10.0, 100e9), [row(40.0, 100e9)])
+    assert apart["machine_peak_spread"] == pytest.approx(3.0) and "fraction moved" in apart["machine_peak_flag"]
 
 
 def test_a_burst_times_the_real_gemm_at_two_sizes():
