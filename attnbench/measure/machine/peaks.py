@@ -81,8 +81,9 @@ def beside_yardstick(device: str, dtype: str, threads: int, timed: Callable[[flo
     gives it against the case's time, so achieved / peak is that fraction. machine_peak_spread is
     how far the rounds' fractions differ (their IQR / median; one round: its two bursts'), what
     the flag judges. A case timed for less than ROUNDS x MIN_ROUND_S is one round between two
-    bursts of one GEMM call each. A case whose round holds fewer than 3 samples (a call about as long as the round)
-    takes the rest of its budget in one more round, so that splitting it costs no samples.
+    bursts of one GEMM call each. A case whose round holds fewer than 3 samples (a call about as
+    long as the round) takes the rest of its budget in one more round, so that splitting it costs
+    no samples.
     """
     from attnbench.measure.timing import Timing
 
