@@ -14,11 +14,9 @@ from attnbench.results.schema import Labeller  # noqa: E402
 from attnbench.views.axes import SIZE_PARAMS, STYLES, length_axis, method_styles, ok_with, value_axis  # noqa: E402
 
 
-def error_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
-    """Relative spectral error against each method's size parameter (features, landmarks, ...):
-    one panel per input source (Skyformer's Fig. 1: initialised and pretrained), one line per
-    method and length, error bars the spread over draws. A method with an exact target other than
-    softmax (Skyformer: kernelized) is drawn against that target."""
+def _error_panels(frame: pd.DataFrame) -> list:
+    """The error figure's panels: (input source, its lines), a line per method with a varying size
+    parameter and per length."""
     data = ok_with(frame, "error_spectral")
     sources = sorted(data["inputs"].unique()) if "inputs" in data else [None]
     panels = []
@@ -36,6 +34,15 @@ def error_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
             for n, group in rows.groupby("seq_len"):
                 lines.append((method, f"{method}{against} n={n}", n, group.sort_values(size), size, column))
         panels.append((source, lines))
+    return panels
+
+
+def error_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
+    """Relative spectral error against each method's size parameter (features, landmarks, ...):
+    one panel per input source (Skyformer's Fig. 1: initialised and pretrained), one line per
+    method and length, error bars the spread over draws. A method with an exact target other than
+    softmax (Skyformer: kernelized) is drawn against that target."""
+    panels = _error_panels(frame)
     if not any(lines for _, lines in panels):
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.2), layout="constrained", squeeze=False)
@@ -73,7 +80,7 @@ def quality_figure(frame: pd.DataFrame, title: str = "") -> plt.Figure | None:
     ok = frame[frame["status"] == "ok"]
     panels = [(column, text) for column, text in QUALITY_PANELS if column in ok and ok[column].notna().any()]
     by_layer = "layer" in ok and ok.loc[ok[panels[0][0]].notna(), "layer"].nunique() > 1 if panels else False
-    if not panels or (not by_layer and error_figure(frame) is not None):
+    if not panels or (not by_layer and any(lines for _, lines in _error_panels(frame))):
         return None
     x = "layer" if by_layer else "seq_len"
     records = [{**row, x: None} for row in ok.to_dict("records")]  # the x axis names no series
