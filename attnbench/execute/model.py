@@ -10,6 +10,9 @@
 Every registered method plugs in unchanged: each layer builds its own attention function (its
 own draws and weights) and calls it on (batch, heads, n, head_dim) q, k, v. The attention runs
 inside an `Attention` module, so FLOPs inside it are counted apart (`flops_attention`).
+
+The network's parts are stages (attnbench profile), and the method's own stages nest under its
+layer's attention: "layer/attention/landmarks", summed over the layers.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from attnbench.methods.contract import RepeatedKV
+from attnbench.methods.contract import RepeatedKV, stage
 from attnbench.plan.scopes import ModelShape
 
 
@@ -61,11 +64,20 @@ class EncoderLayer(nn.Module):
         return x.view(b, n, width // self.head_dim, self.head_dim).transpose(1, 2)
 
     def forward(self, x):
-        h = self.norm_attention(x)
-        attended = self.attention(self._split(self.q(h)), self._split(self.k(h)), self._split(self.v(h)))
-        b, _, n, _ = attended.shape
-        x = x + self.out(attended.transpose(1, 2).reshape(b, n, -1))
-        return x + self.ffn(self.norm_ffn(x))
+        with stage("layer"):
+            with stage("norms"):
+                h = self.norm_attention(x)
+            with stage("projections"):
+                q, k, v = self._split(self.q(h)), self._split(self.k(h)), self._split(self.v(h))
+            with stage("attention"):
+                attended = self.attention(q, k, v)
+            b, _, n, _ = attended.shape
+            with stage("projections"):
+                x = x + self.out(attended.transpose(1, 2).reshape(b, n, -1))
+            with stage("norms"):
+                h = self.norm_ffn(x)
+            with stage("feed-forward"):
+                return x + self.ffn(h)
 
 
 class Encoder(nn.Module):
@@ -84,10 +96,12 @@ class Encoder(nn.Module):
         self.classifier = nn.Linear(width, shape.classes)
 
     def forward(self, ids):
-        x = self.tokens(ids) + self.positions.weight[: ids.shape[1]]
+        with stage("embeddings"):
+            x = self.tokens(ids) + self.positions.weight[: ids.shape[1]]
         for layer in self.layers:
             x = layer(x)
-        return self.classifier(self.norm(x).mean(dim=1))
+        with stage("classifier"):
+            return self.classifier(self.norm(x).mean(dim=1))
 
 
 def parameter_count(heads: int, head_dim: int, seq_len: int, shape: ModelShape, scope: str,
@@ -172,6 +186,15 @@ def _network_inputs(case, shape: ModelShape, *, device, dtype, generator) -> tup
     return inputs, labels
 
 
+def _optimizer_step(optimizer, scaler) -> None:
+    with stage("optimizer step"):
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+
+
 def prepare_network(case, method, *, device, dtype, generator) -> Prepared:
     """The case's layer or model, its seeded inputs (real-valued at layer scope, token ids at model
     scope) and random labels, and its call: forward (no_grad; inference_mode at model scope, as SBM's
@@ -199,7 +222,9 @@ def prepare_network(case, method, *, device, dtype, generator) -> Prepared:
 
     def loss_of_forward():
         with mixed():
-            loss = _token_loss(network(*inputs), labels)
+            logits = network(*inputs)
+            with stage("loss"):
+                loss = _token_loss(logits, labels)
         return loss if scaler is None else scaler.scale(loss)
 
     def step():
@@ -208,11 +233,8 @@ def prepare_network(case, method, *, device, dtype, generator) -> Prepared:
             inputs[0].grad = None
         loss = loss_of_forward()
         loss.backward()
-        if optimizer is not None and scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        elif optimizer is not None:
-            optimizer.step()
+        if optimizer is not None:
+            _optimizer_step(optimizer, scaler)
         return loss.detach()
 
     def fresh_state():

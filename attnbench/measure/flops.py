@@ -143,6 +143,36 @@ def count_flops(call: Callable[[], object]) -> tuple[int, dict[str, int]]:
     return int(counter.get_total_flops()), by_op
 
 
+class _StageCounter(FlopCounterMode):
+    """FlopCounterMode that also adds each op's count to the stage the op runs in (a recorder of
+    attnbench.measure.stages), so the stages' counts sum to the total exactly."""
+
+    def __init__(self, recorder, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.recorder, self.by_stage = recorder, Counter()
+
+    def _count_flops(self, func_packet, out, args, kwargs):
+        counts = self.flop_counts["Global"]
+        before = counts[func_packet]
+        out = super()._count_flops(func_packet, out, args, kwargs)
+        if counts[func_packet] != before:
+            self.by_stage[self.recorder.current()] += counts[func_packet] - before
+        return out
+
+
+def count_flops_by_stage(call: Callable[[], object]) -> tuple[int, dict[str, int], dict[str, int]]:
+    """`count_flops`, and the FLOPs of each stage the call's method declares (attnbench.methods.contract
+    .stage), in the order the stages ran, then those outside every stage (OTHER) when there are any."""
+    from attnbench.measure.stages import OTHER, recording
+
+    with recording() as recorder, _StageCounter(recorder, display=False, custom_mapping=EXTRA_FORMULAS) as counter:
+        call()
+    by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    order = [*recorder.seen, OTHER]
+    by_stage = {name: int(counter.by_stage.get(name, 0)) for name in order if name != OTHER or counter.by_stage[OTHER]}
+    return int(counter.get_total_flops()), by_op, by_stage
+
+
 def _fvcore_sdpa(inputs, outputs) -> int:
     from fvcore.nn.jit_handles import get_shape
 

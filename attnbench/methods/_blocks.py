@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from attnbench.methods.contract import stage
+
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """x (b, h, n, p), index (..., blocks, K) broadcastable to (b, h, blocks, K) -> (b, h, blocks, K, p)."""
@@ -22,21 +24,24 @@ def block_attention(q_blocks: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ke
     q_blocks: (b, h, blocks, size, p); key_index: (..., blocks, K) positions in k and v;
     valid: bool, broadcastable to (b, h, blocks, size, K), False for keys a query must not see.
     """
-    keys, values = gather_rows(k, key_index), gather_rows(v, key_index)
-    scores = q_blocks @ keys.transpose(-1, -2) * q_blocks.shape[-1] ** -0.5
-    if valid is not None:
-        scores = scores.masked_fill(~valid, -torch.inf)
-    return torch.softmax(scores, dim=-1) @ values
+    with stage("gathers"):
+        keys, values = gather_rows(k, key_index), gather_rows(v, key_index)
+    with stage("block products"):
+        scores = q_blocks @ keys.transpose(-1, -2) * q_blocks.shape[-1] ** -0.5
+        if valid is not None:
+            scores = scores.masked_fill(~valid, -torch.inf)
+        return torch.softmax(scores, dim=-1) @ values
 
 
 def dense_rows(q_rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                hidden: torch.Tensor | None = None) -> torch.Tensor:
     """Exact attention of a few query rows (global tokens) over every key; `hidden` (rows x n,
     True where a key must not be seen, e.g. a later one) masks the scores."""
-    scores = q_rows @ k.transpose(-1, -2) * q_rows.shape[-1] ** -0.5
-    if hidden is not None:
-        scores = scores.masked_fill(hidden, -torch.inf)
-    return torch.softmax(scores, dim=-1) @ v
+    with stage("global rows"):
+        scores = q_rows @ k.transpose(-1, -2) * q_rows.shape[-1] ** -0.5
+        if hidden is not None:
+            scores = scores.masked_fill(hidden, -torch.inf)
+        return torch.softmax(scores, dim=-1) @ v
 
 
 def block_flops(shape, query_blocks: int, size: int, keys: int) -> float:

@@ -108,6 +108,7 @@ class BigBird(FlexBackend, Method):
     refusals = {"causal": "bigbird's block-sparse pattern has no causal form in its reference code (HF refuses "
                           "block_sparse in a decoder): its last block is global and its random blocks come from the "
                           "whole sequence"}
+    stages = ("gathers", "block products", "global rows", "flex kernel")  # flex kernel: backend=flex
     extra_columns = ("random_blocks_drawn",)
     column_help = {"random_blocks_drawn": "random key blocks each query block got (fewer than asked when "
                                           "the sequence has too few blocks)"}

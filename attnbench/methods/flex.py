@@ -22,6 +22,7 @@ class Flex(Full):
     paper = "Dong et al. 2024, Flex Attention: A Programming Model for Generating Optimized Attention Kernels, " \
             "arXiv:2412.05496"
     capabilities = EXACT
+    stages = ("flex kernel",)
     autotune: bool = param(False, "CUDA: compile in max-autotune-no-cudagraphs mode (autotuned Triton "
                                   "configurations, tens of seconds to minutes per shape) instead of the default")
 

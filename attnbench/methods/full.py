@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attnbench.methods.contract import Capabilities, Method, Shape
+from attnbench.methods.contract import Capabilities, Method, OneStage, Shape, stage
 
 PAPER = "Vaswani et al. 2017, Attention Is All You Need, arXiv:1706.03762"
 
@@ -25,11 +25,14 @@ def explicit_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     than its query) masks the scores in place: every score is still computed."""
     b, h, m, d = q.shape
     kv_heads, n = k.shape[1], k.shape[-2]
-    scores = (q * d**-0.5).reshape(b, kv_heads, h // kv_heads * m, d) @ k.transpose(-2, -1)
-    if future is not None:
-        scores.view(b, kv_heads, h // kv_heads, m, n).masked_fill_(future, -torch.inf)
-    # softmax reads the raw scores and frees them: two n x n alive at most
-    return (torch.softmax(scores, dim=-1) @ v).view(b, h, m, v.shape[-1])
+    with stage("scores"):
+        scores = (q * d**-0.5).reshape(b, kv_heads, h // kv_heads * m, d) @ k.transpose(-2, -1)
+        if future is not None:
+            scores.view(b, kv_heads, h // kv_heads, m, n).masked_fill_(future, -torch.inf)
+    with stage("softmax"):  # reads the raw scores and frees them: two n x n alive at most
+        weights = torch.softmax(scores, dim=-1)
+    with stage("weighted values"):
+        return (weights @ v).view(b, h, m, v.shape[-1])
 
 
 def future_keys(shape: Shape, device) -> torch.Tensor | None:
@@ -84,9 +87,10 @@ class Full(Method):
 
     paper = PAPER
     capabilities = EXACT
+    stages = ("fused kernel",)
 
     def build(self, shape, *, device, dtype, generator):
-        return sdpa_attention(shape)
+        return OneStage(sdpa_attention(shape), "fused kernel")
 
     def flops(self, shape: Shape, scores=None) -> float:
         return 4 * shape.rows * shape.pairs * shape.head_dim  # Q K^T and P V over the pairs it scores
@@ -111,6 +115,7 @@ class FullExplicit(Method):
 
     paper = PAPER
     capabilities = EXACT
+    stages = ("scores", "softmax", "weighted values")
 
     def build(self, shape, *, device, dtype, generator):
         future = future_keys(shape, device)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.methods.contract import Method, Shape, param
+from attnbench.methods.contract import Method, Shape, param, stage
 
 PAPER = ("Zhou et al. 2021, Informer: Beyond Efficient Transformer for Long Sequence Time-Series Forecasting, "
          "arXiv:2012.07436")
@@ -32,16 +32,18 @@ class ProbSparseAttention:
 
     def __call__(self, q, k, v):
         b, h, n, p = q.shape
-        with torch.no_grad():  # choosing queries is discrete
+        with torch.no_grad(), stage("query sparsity"):  # choosing queries is discrete
             sampled = k[:, :, self.sample]  # (b, h, n, samples, p)
             s = torch.einsum("bhnp,bhnsp->bhns", q, sampled)
             sparsity = s.amax(-1) - s.sum(-1) / n
             top = sparsity.topk(self.active, dim=-1, sorted=False).indices  # (b, h, u)
-        rows = q.gather(2, top.unsqueeze(-1).expand(-1, -1, -1, p))
-        attended = torch.softmax(rows @ k.transpose(-1, -2) * p**-0.5, dim=-1) @ v
-        width = v.shape[-1]  # values may be wider than queries (V = I gives the effective matrix)
-        out = v.mean(dim=2, keepdim=True).expand(b, h, n, width)
-        return out.scatter(2, top.unsqueeze(-1).expand(-1, -1, -1, width), attended)
+        with stage("active queries"):
+            rows = q.gather(2, top.unsqueeze(-1).expand(-1, -1, -1, p))
+            attended = torch.softmax(rows @ k.transpose(-1, -2) * p**-0.5, dim=-1) @ v
+        with stage("mean fill"):  # the lazy queries take mean(V)
+            width = v.shape[-1]  # values may be wider than queries (V = I gives the effective matrix)
+            out = v.mean(dim=2, keepdim=True).expand(b, h, n, width)
+            return out.scatter(2, top.unsqueeze(-1).expand(-1, -1, -1, width), attended)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Informer(Method):
     refusals = {"causal": "informer's decoder (ProbMask) picks its active queries from scores against keys sampled "
                           "over the whole sequence, later ones included, and fills the rest with a cumulative sum "
                           "of V: the choice itself sees the future"}
+    stages = ("query sparsity", "active queries", "mean fill")
     factor: int = param(5, "c: c * ln n sampled keys and active queries (Informer default 5)", low=1)
 
     def build(self, shape, *, device, dtype, generator):

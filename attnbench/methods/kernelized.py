@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from attnbench.methods._linalg import gaussian_kernel
-from attnbench.methods.contract import Method, Shape, param
+from attnbench.methods.contract import Method, Shape, param, stage
 
 PAPER = "Chen et al. 2021, Skyformer: Remodel Self-Attention with Gaussian Kernel and Nystrom Method, arXiv:2111.00035"
 
@@ -22,7 +22,10 @@ PAPER = "Chen et al. 2021, Skyformer: Remodel Self-Attention with Gaussian Kerne
 def kernelized_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normalizer: int = 0) -> torch.Tensor:
     """exp(-|q - k|^2 / (2 sqrt(p))) V, with p = `normalizer` or the head dimension."""
     scale = (normalizer or q.shape[-1]) ** -0.25
-    return gaussian_kernel(q * scale, k * scale) @ v
+    with stage("kernel matrix"):
+        kernel = gaussian_kernel(q * scale, k * scale)
+    with stage("products"):
+        return kernel @ v
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Kernelized(Method):
 
     paper = PAPER
     refusals = {"causal": "kernelized attention is Skyformer's exact target, which has no causal form"}
+    stages = ("kernel matrix", "products")
     normalizer: int = param(0, "q, k scale p^(-1/4); 0 uses head_dim (Skyformer's normalizer, matched)", low=0)
 
     def build(self, shape, *, device, dtype, generator):

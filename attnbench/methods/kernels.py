@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attnbench.methods.contract import Unsupported
+from attnbench.methods.contract import OneStage, Unsupported
 from attnbench.methods.full import Full
 from attnbench.methods.sdpa import probe
 
@@ -41,7 +41,7 @@ class PeerFlashAttn(Full):
 
         fn = _transposed(flash_attn_func)
         _probe(fn, self.name, shape, device, dtype)
-        return fn
+        return OneStage(fn, "fused kernel")
 
 
 @dataclass(frozen=True)
@@ -55,4 +55,4 @@ class PeerXformers(Full):
 
         fn = _transposed(memory_efficient_attention)
         _probe(fn, self.name, shape, device, dtype)
-        return fn
+        return OneStage(fn, "fused kernel")

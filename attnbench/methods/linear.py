@@ -14,20 +14,24 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from attnbench.methods._prefix import feature_attention, feature_flops, feature_memory
-from attnbench.methods.contract import Capabilities, Method, Shape, param
+from attnbench.methods.contract import Capabilities, Method, Shape, param, stage
 
 PAPER = ("Katharopoulos et al. 2020, Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention, "
          "arXiv:2006.16236")
 
 
 def linear_attention(q, k, v, *, normalize: str = "paper", eps: float = 1e-6, causal: bool = False):
-    phi_q, phi_k = F.elu(q) + 1, F.elu(k) + 1
+    with stage("feature map"):
+        phi_q, phi_k = F.elu(q) + 1, F.elu(k) + 1
     if normalize == "paper":
-        return feature_attention(phi_q, phi_k, v, causal=causal, eps=eps)
+        with stage("products"):
+            return feature_attention(phi_q, phi_k, v, causal=causal, eps=eps)
     # the mlpen code: phi(Q) and phi(K) scaled by the sequence length (the keys') ^ -1/4, no denominator
-    scale = k.shape[-2] ** -0.25
-    out = feature_attention(phi_q * scale, phi_k * scale, v, causal=causal, normalize=False)
-    return out / k.shape[-2] ** 0.5
+    with stage("feature map"):
+        scale = k.shape[-2] ** -0.25
+        phi_q, phi_k = phi_q * scale, phi_k * scale
+    with stage("products"):
+        return feature_attention(phi_q, phi_k, v, causal=causal, normalize=False) / k.shape[-2] ** 0.5
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Linear(Method):
 
     paper = PAPER
     capabilities = Capabilities(causal=True, grouped_kv="native", short_query=True)
+    stages = ("feature map", "products")
     normalize: str = param("paper", "paper (phi(q).sum phi(k) denominator) or reference (mlpen LRA code)",
                            choices=("paper", "reference"))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.methods.contract import Capabilities, Method, Shape, param
+from attnbench.methods.contract import Capabilities, Method, Shape, param, stage
 
 PAPER = "Wang et al. 2020, Linformer: Self-Attention with Linear Complexity, arXiv:2006.04768"
 
@@ -31,8 +31,10 @@ class LinformerAttention:
             self.f = self.e if method.share else draw()
 
     def __call__(self, q, k, v):
-        keys, values = self.e @ k, self.f @ v  # (b, h, proj_dim, p)
-        return torch.softmax(q @ keys.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1) @ values
+        with stage("projections"):
+            keys, values = self.e @ k, self.f @ v  # (b, h, proj_dim, p)
+        with stage("attention"):
+            return torch.softmax(q @ keys.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1) @ values
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Linformer(Method):
 
     paper = PAPER
     capabilities = Capabilities(short_query=True)
+    stages = ("projections", "attention")
     refusals = {"causal": "linformer projects the key axis (E mixes all n positions into proj_dim rows), so a query "
                           "cannot be kept from future keys"}
     proj_dim: int = param(256, "k, projected sequence length (Skyformer's comparison: 128)", low=1)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from attnbench.methods._blocks import block_attention, block_flops, dense_rows
 from attnbench.methods._flex import BACKEND_HELP, FlexAttention, FlexBackend, block_mask, flex_flops, flex_memory_bytes
-from attnbench.methods.contract import Capabilities, Method, Shape, param
+from attnbench.methods.contract import Capabilities, Method, Shape, param, stage
 
 PAPER = "Beltagy et al. 2020, Longformer: The Long-Document Transformer, arXiv:2004.05150"
 
@@ -47,14 +47,16 @@ class LongformerAttention:
     def __call__(self, q, k, v):
         b, h, n, p = q.shape
         pad = (0, 0, 0, self.padded - n)
-        qp, kp, vp = F.pad(q, pad), F.pad(k, pad), F.pad(v, pad)
+        with stage("gathers"):  # padding to whole blocks is part of laying the keys out
+            qp, kp, vp = F.pad(q, pad), F.pad(k, pad), F.pad(v, pad)
         out = block_attention(qp.view(b, h, -1, self.half, p), kp, vp, self.key_index, self.valid)
         out = out.reshape(b, h, self.padded, -1)[:, :, :n]
         if self.globals:
             glob = q[:, :, :self.globals]
             rows = dense_rows(glob, k, v) if not self.causal else \
                 dense_rows(glob, k, v, torch.ones(self.globals, n, dtype=torch.bool, device=q.device).triu_(1))
-            out = torch.cat([rows, out[:, :, self.globals:]], dim=2)
+            with stage("global rows"):
+                out = torch.cat([rows, out[:, :, self.globals:]], dim=2)
         return out
 
 
@@ -80,10 +82,12 @@ class QueryBlock:
     def __call__(self, q, k, v):
         b, h, m, p = q.shape
         kv_heads = k.shape[1]
-        keys, values = k.index_select(2, self.key_index), v.index_select(2, self.key_index)
-        scores = (q * p**-0.5).reshape(b, kv_heads, h // kv_heads * m, p) @ keys.transpose(-1, -2)
-        scores.view(b, kv_heads, h // kv_heads, m, -1).masked_fill_(self.hidden, -torch.inf)
-        return (torch.softmax(scores, dim=-1) @ values).view(b, h, m, values.shape[-1])
+        with stage("gathers"):
+            keys, values = k.index_select(2, self.key_index), v.index_select(2, self.key_index)
+        with stage("block products"):
+            scores = (q * p**-0.5).reshape(b, kv_heads, h // kv_heads * m, p) @ keys.transpose(-1, -2)
+            scores.view(b, kv_heads, h // kv_heads, m, -1).masked_fill_(self.hidden, -torch.inf)
+            return (torch.softmax(scores, dim=-1) @ values).view(b, h, m, values.shape[-1])
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class Longformer(FlexBackend, Method):
                                low=0)
     backend: str = param("reference", BACKEND_HELP, choices=("reference", "flex"))
     capabilities = Capabilities(causal=True, short_query=True)
+    stages = ("gathers", "block products", "global rows", "flex kernel")  # flex kernel: backend=flex
 
     def unsupported(self, shape, mode):
         n = shape.seq_len

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from attnbench.methods._linalg import INIT_RULES, inverse_flops, iterative_inverse
-from attnbench.methods.contract import Method, Shape, param
+from attnbench.methods.contract import Method, Shape, param, stage
 
 PAPER = "Xiong et al. 2021, Nystromformer: A Nystrom-Based Algorithm for Approximating Self-Attention, arXiv:2102.03902"
 
@@ -68,17 +68,24 @@ class NystromAttention(torch.nn.Module):
     def forward(self, q, k, v):
         m = min(self.method.landmarks, q.shape[-2])
         scale = q.shape[-1] ** -0.25
-        q, k = q * scale, k * scale
-        q_land, k_land = segment_means(q, m), segment_means(k, m)
-        kernel_1 = torch.softmax(q @ k_land.transpose(-1, -2), dim=-1)  # n x m
-        kernel_2 = torch.softmax(q_land @ k_land.transpose(-1, -2), dim=-1)  # m x m
-        kernel_3 = torch.softmax(q_land @ k.transpose(-1, -2), dim=-1)  # m x n
-        if self.method.inverse == "pinv":
-            inverse = torch.linalg.pinv(kernel_2)
-        else:
-            inverse = iterative_inverse(kernel_2, self.method.iters, self.method.init)
-        out = kernel_1 @ (inverse @ (kernel_3 @ v))
-        return out if self.conv is None else out + self.conv(v)
+        with stage("landmarks"):
+            q, k = q * scale, k * scale
+            q_land, k_land = segment_means(q, m), segment_means(k, m)
+        with stage("kernels"):
+            kernel_1 = torch.softmax(q @ k_land.transpose(-1, -2), dim=-1)  # n x m
+            kernel_2 = torch.softmax(q_land @ k_land.transpose(-1, -2), dim=-1)  # m x m
+            kernel_3 = torch.softmax(q_land @ k.transpose(-1, -2), dim=-1)  # m x n
+        with stage("pseudo-inverse"):
+            if self.method.inverse == "pinv":
+                inverse = torch.linalg.pinv(kernel_2)
+            else:
+                inverse = iterative_inverse(kernel_2, self.method.iters, self.method.init)
+        with stage("products"):
+            out = kernel_1 @ (inverse @ (kernel_3 @ v))
+        if self.conv is None:
+            return out
+        with stage("convolution"):
+            return out + self.conv(v)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class Nystromformer(Method):
     paper = PAPER
     refusals = {"causal": ("nystromformer's landmarks are segment means over the whole sequence, so every "
                            "output depends on future keys (its paper: encoders only)")}
+    stages = ("landmarks", "kernels", "pseudo-inverse", "products", "convolution")  # the last with conv > 0
     landmarks: int = param(64, "m, segment-mean landmarks (official LRA: 64); at most n: more are refused", low=1)
     iters: int = param(6, "Newton-Schulz iterations for the pseudo-inverse", low=0)
     init: str = param("razavi", "iteration start: razavi (paper), original (official code), exact", choices=INIT_RULES)

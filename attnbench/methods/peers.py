@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attnbench.methods.contract import Method, Shape, param
+from attnbench.methods.contract import Method, Shape, param, stage
 from attnbench.methods.linformer import Linformer
 from attnbench.methods.nystromformer import Nystromformer
 from attnbench.methods.performer import Performer
@@ -43,6 +43,9 @@ class _Columns(nn.Module):
         return x[..., self.start:self.stop]
 
 
+PEER_STAGE = "peer module"  # a peer's code is one stage: its insides are not ours to name
+
+
 class _OnProjected(nn.Module):
     """Calls a peer module that takes x (b, n, 3 * width) on our q, k, v; returns (b, h, n, p)."""
 
@@ -51,7 +54,20 @@ class _OnProjected(nn.Module):
         self.peer, self.heads = peer, heads
 
     def forward(self, q, k, v):
-        return _split(self.peer(torch.cat([_merge(q), _merge(k), _merge(v)], dim=-1)), self.heads)
+        with stage(PEER_STAGE):
+            return _split(self.peer(torch.cat([_merge(q), _merge(k), _merge(v)], dim=-1)), self.heads)
+
+
+class _OnHeads(nn.Module):
+    """Calls a peer module that takes q, k, v as they are."""
+
+    def __init__(self, peer: nn.Module) -> None:
+        super().__init__()
+        self.peer = peer
+
+    def forward(self, q, k, v):
+        with stage(PEER_STAGE):
+            return self.peer(q, k, v)
 
 
 def _seeded(generator: torch.Generator) -> None:
@@ -63,6 +79,7 @@ class PeerNystrom(Method):
     """lucidrains/nystrom-attention's NystromAttention on our q, k, v."""
 
     paper = "github.com/lucidrains/nystrom-attention (Xiong et al. 2021)"
+    stages = (PEER_STAGE,)
     landmarks: int = param(64, "num_landmarks", low=1)
     iters: int = param(6, "pinv_iterations", low=0)
     conv: int = param(0, "residual_conv_kernel; 0 = residual off", low=0)
@@ -93,13 +110,14 @@ class PeerPerformer(Method):
     """lucidrains/performer-pytorch's FastAttention (FAVOR+) on our q, k, v."""
 
     paper = "github.com/lucidrains/performer-pytorch (Choromanski et al. 2021)"
+    stages = (PEER_STAGE,)
     features: int = param(256, "nb_features", low=1)
 
     def build(self, shape, *, device, dtype, generator):
         from performer_pytorch import FastAttention
 
         _seeded(generator)
-        return FastAttention(dim_heads=shape.head_dim, nb_features=self.features).to(device, dtype)
+        return _OnHeads(FastAttention(dim_heads=shape.head_dim, nb_features=self.features)).to(device, dtype)
 
     def flops(self, shape, scores=None):
         return Performer(features=self.features).flops(shape)
@@ -116,6 +134,7 @@ class PeerLinformer(Method):
     """lucidrains/linformer's LinformerSelfAttention on our q, k, v (one E for all heads, learned)."""
 
     paper = "github.com/lucidrains/linformer (Wang et al. 2020)"
+    stages = (PEER_STAGE,)
     proj_dim: int = param(256, "k", low=1)
     share: bool = param(False, "share_kv: one projection, and the keys also serve as values")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from attnbench.methods._prefix import feature_attention, feature_flops, feature_memory
-from attnbench.methods.contract import Capabilities, Method, Shape, param
+from attnbench.methods.contract import Capabilities, Method, Shape, param, stage
 
 PAPER = "Choromanski et al. 2021, Rethinking Attention with Performers, arXiv:2009.14794"
 
@@ -61,7 +61,10 @@ class PerformerAttention:
 
     def __call__(self, q, k, v):
         # the key stabiliser is one constant per key head: it cancels in the prefix sums too
-        return feature_attention(self.features(q, True), self.features(k, False), v, causal=self.causal)
+        with stage("feature map"):
+            q_features, k_features = self.features(q, True), self.features(k, False)
+        with stage("products"):
+            return feature_attention(q_features, k_features, v, causal=self.causal)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class Performer(Method):
 
     paper = PAPER
     capabilities = Capabilities(causal=True, grouped_kv="native", short_query=True)
+    stages = ("feature map", "products")
     features: int = param(256, "m, random features (Skyformer's comparison: 128)", low=1)
     kernel: str = param("softmax", "softmax (FAVOR+) or relu (generalized kernel)", choices=("softmax", "relu"))
     scaling: str = param("paper", "paper (q.k / sqrt(p)) or reference (seed repos' double scaling: q.k / p)",

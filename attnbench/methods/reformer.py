@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnbench.methods.contract import Capabilities, Method, Shape, param
+from attnbench.methods.contract import Capabilities, Method, Shape, param, stage
 
 PAPER = "Kitaev et al. 2020, Reformer: The Efficient Transformer, arXiv:2001.04451"
 SELF_SCORE = -1e5  # HF's self-attention mask value: kept only when a query has nothing else
@@ -39,10 +39,19 @@ class LSHAttention:
 
     def __call__(self, q, k, v):
         b, h, n, p = q.shape
-        keys = torch.nn.functional.normalize(q, dim=-1)
-        with torch.no_grad():
+        with torch.no_grad(), stage("hashing"):
             buckets = self.hash(q)
-            order = (buckets * n + torch.arange(n, device=q.device)).argsort(-1)  # (r, b, h, n)
+        with stage("sort"):
+            with torch.no_grad():
+                order = (buckets * n + torch.arange(n, device=q.device)).argsort(-1)  # (r, b, h, n)
+            sq, sk, sv, kk, vv, position, kpos = self._sorted(q, v, order)
+        with stage("chunked attention"):
+            return self._attend(sq, kk, vv, position, kpos, order, v.shape[-1])
+
+    def _sorted(self, q, v, order):
+        """q, the keys (unit queries), v in bucket order, chunked, with each chunk's look-back."""
+        r, b, h, n = order.shape
+        keys = torch.nn.functional.normalize(q, dim=-1)
         chunks, size = n // self.size, self.size
 
         def take(t):
@@ -55,15 +64,18 @@ class LSHAttention:
         def look_back(t):
             return torch.cat([t, t.roll(1, dims=3)], dim=4) if chunks > 1 else t
 
-        kk, vv, kpos = look_back(sk), look_back(sv), look_back(position)
-        scores = sq @ kk.transpose(-1, -2) * p**-0.5
+        return sq, sk, sv, look_back(sk), look_back(sv), position, look_back(position)
+
+    def _attend(self, sq, kk, vv, position, kpos, order, width: int):
+        """Attention within chunks, unsorted, rounds combined by their normalisers."""
+        r, b, h, n = order.shape
+        scores = sq @ kk.transpose(-1, -2) * sq.shape[-1] ** -0.5
         scores = scores.masked_fill(position.unsqueeze(-1) == kpos.unsqueeze(-2), SELF_SCORE)
         if self.causal:  # a later key is never seen; itself always is (at SELF_SCORE), so no row is empty
             scores = scores.masked_fill(kpos.unsqueeze(-2) > position.unsqueeze(-1), -torch.inf)
         lse = scores.logsumexp(-1, keepdim=True)
         out = (scores - lse).exp() @ vv  # (r, b, h, chunks, size, p) in sorted order
         undo = order.argsort(-1)
-        width = v.shape[-1]
         out = out.view(self.hashes, b, h, n, width).gather(3, undo.unsqueeze(-1).expand(-1, -1, -1, -1, width))
         lse = lse.view(self.hashes, b, h, n, 1).gather(3, undo.unsqueeze(-1))
         weights = torch.softmax(lse, dim=0)  # combine rounds by their normalisers
@@ -76,6 +88,7 @@ class Reformer(Method):
 
     paper = PAPER
     capabilities = Capabilities(shared_qk=True, causal=True, grouped_kv="no")
+    stages = ("hashing", "sort", "chunked attention")
     refusals = {"grouped_kv": "reformer shares queries and keys (its k input is unused), so there are no key heads "
                               "to group",
                 "short_query": "reformer hashes the queries as its keys (shared QK): a query block cannot stand "

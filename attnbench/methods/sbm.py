@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from attnbench.methods._sampled import SampledHooks
-from attnbench.methods.contract import Method, Shape, Unsupported, param
+from attnbench.methods.contract import Method, Shape, Unsupported, param, stage
 
 PAPER = "Cho et al. 2022, Transformers meet Stochastic Block Models, arXiv:2210.15541"
 # torch flags every CSR tensor as beta; the kernels used here are the documented ones.
@@ -61,18 +61,26 @@ def fastrg_edges(x: torch.Tensor, s: torch.Tensor, y: torch.Tensor, *, delta: fl
     Returns (rows, cols, c): edge rows g*n + i sorted ascending, key columns j in [0, n), scale.
     """
     graphs, n, k = x.shape
-    device, blocks = x.device, k + 1
-    rate = x * (s @ y.sum(1).unsqueeze(-1)).transpose(1, 2)  # (G, n, k): edges leaving i via u
-    # Exploration is one more block, k: rate delta * n per query, keys uniform.
-    rate = torch.cat([rate, rate.new_full((graphs, n, 1), delta * n)], dim=-1)
-    scale = density * graphs * n * n / float(rate.sum()) if density > 0 else 1.0
-    expected = float(rate.sum()) * scale
-    index = _index_dtype(max(graphs * n * blocks, int(2 * expected + 1000)))
-    counts = torch.poisson(rate.mul_(scale), generator=generator).to(index)  # (G, n, blocks), query order
+    blocks = k + 1
+    with stage("edge probabilities"):  # the rates of the Poisson split and each block's key distribution
+        rate = x * (s @ y.sum(1).unsqueeze(-1)).transpose(1, 2)  # (G, n, k): edges leaving i via u
+        # Exploration is one more block, k: rate delta * n per query, keys uniform.
+        rate = torch.cat([rate, rate.new_full((graphs, n, 1), delta * n)], dim=-1)
+        scale = density * graphs * n * n / float(rate.sum()) if density > 0 else 1.0
+        expected = float(rate.sum()) * scale
+        # Keys of block u are drawn from column u of Y S^T (inverse CDF, one batched search).
+        cdf = (y @ s.transpose(1, 2)).transpose(1, 2).reshape(graphs * k, n).cumsum(-1)
+    with stage("fastRG sampling"):
+        index = _index_dtype(max(graphs * n * blocks, int(2 * expected + 1000)))
+        return (*_draw_edges(rate.mul_(scale), cdf, n, k, generator, index), scale)
+
+
+def _draw_edges(rate, cdf, n: int, k: int, generator, index) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """fastRG's draws: Poisson counts per (query, block), then each edge's key from its block's pool."""
+    graphs, device, blocks = rate.shape[0], rate.device, k + 1
+    counts = torch.poisson(rate, generator=generator).to(index)  # (G, n, blocks), query order
     per_block = counts.sum(1, dtype=index)  # (G, blocks): edges each block's key pool must supply
     # Key pools, one flat array: a padded row per (g, u < k), then the exploration pools.
-    # Keys of block u are drawn from column u of Y S^T (inverse CDF, one batched search).
-    cdf = (y @ s.transpose(1, 2)).transpose(1, 2).reshape(graphs * k, n).cumsum(-1)
     width = int(per_block[:, :k].max())
     uniform = torch.rand(graphs * k, width, generator=generator, device=device, dtype=cdf.dtype)
     drawn = torch.searchsorted(cdf, uniform.mul_(cdf[:, -1:]), right=True, out_int32=index == torch.int32)
@@ -88,7 +96,7 @@ def fastrg_edges(x: torch.Tensor, s: torch.Tensor, y: torch.Tensor, *, delta: fl
     base.sub_(flat.cumsum(0, dtype=index).sub_(flat))
     cell = torch.repeat_interleave(torch.arange(flat.numel(), device=device, dtype=index), flat)
     cols = pool[base[cell].add_(torch.arange(cell.numel(), device=device, dtype=index))]
-    return cell.div_(blocks, rounding_mode="floor"), cols, scale
+    return cell.div_(blocks, rounding_mode="floor"), cols
 
 
 def _merge_repeats(rows: torch.Tensor, cols: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,18 +124,21 @@ def edge_attention(q, k, v, rows, cols, edge_probs=None):
     def flat(t):
         return t.reshape(size[0], -1)
 
-    pattern = csr(q.new_zeros(rows.numel()))
-    scores = torch.sparse.sampled_addmm(pattern, flat(q) * p**-0.5, flat(k).T, beta=0.0).values()
+    with stage("sparse attention"):
+        pattern = csr(q.new_zeros(rows.numel()))
+        scores = torch.sparse.sampled_addmm(pattern, flat(q) * p**-0.5, flat(k).T, beta=0.0).values()
     if edge_probs is not None:
-        probs = torch.sparse.sampled_addmm(pattern, flat(edge_probs[0]), flat(edge_probs[1]).T, beta=0.0).values()
-        scores = scores * (1 + _StraightThrough.apply(probs))
-    # Softmax over each query's edges; the row max only steadies exp().
-    rows = rows.long()  # scatter and index_add take int64 positions
-    row_max = torch.full((size[0],), -torch.inf, device=q.device, dtype=q.dtype)
-    row_max = row_max.scatter_reduce(0, rows, scores.detach(), "amax")
-    weights = (scores - row_max[rows]).exp()
-    total = weights.new_zeros(size[0]).index_add(0, rows, weights)
-    return (csr(weights / total[rows]) @ flat(v)).view(b, h, n, v.shape[-1])
+        with stage("STE"):
+            probs = torch.sparse.sampled_addmm(pattern, flat(edge_probs[0]), flat(edge_probs[1]).T, beta=0.0).values()
+            scores = scores * (1 + _StraightThrough.apply(probs))
+    with stage("sparse attention"):
+        # Softmax over each query's edges; the row max only steadies exp().
+        rows = rows.long()  # scatter and index_add take int64 positions
+        row_max = torch.full((size[0],), -torch.inf, device=q.device, dtype=q.dtype)
+        row_max = row_max.scatter_reduce(0, rows, scores.detach(), "amax")
+        weights = (scores - row_max[rows]).exp()
+        total = weights.new_zeros(size[0]).index_add(0, rows, weights)
+        return (csr(weights / total[rows]) @ flat(v)).view(b, h, n, v.shape[-1])
 
 
 @functools.cache  # once per device and dtype: a build (the error metric builds each draw anew) pays nothing
@@ -174,11 +185,12 @@ class SBMAttention(nn.Module):
 
     def memberships(self, q, k):
         """X, Y: (b, h, n, k) memberships; S: (h, k, k), softmax over all k^2 entries (eqs. 5-7)."""
-        c = self.clusters
-        x = torch.sigmoid(self.mlp(q) @ c.transpose(-1, -2))
-        y = torch.sigmoid(self.mlp(k) @ c.transpose(-1, -2))
-        gram = c @ c.transpose(-1, -2)
-        return x, y, torch.softmax(gram.flatten(1), dim=-1).view_as(gram)
+        with stage("cluster memberships"):
+            c = self.clusters
+            x = torch.sigmoid(self.mlp(q) @ c.transpose(-1, -2))
+            y = torch.sigmoid(self.mlp(k) @ c.transpose(-1, -2))
+            gram = c @ c.transpose(-1, -2)
+            return x, y, torch.softmax(gram.flatten(1), dim=-1).view_as(gram)
 
     def sample(self, x, y, s) -> tuple[torch.Tensor, torch.Tensor]:
         """Edges of the sampled masks: rows g*n + i (sorted), columns g*n + j, g over batch x heads."""
@@ -187,9 +199,10 @@ class SBMAttention(nn.Module):
             rows, cols, _ = fastrg_edges(x.reshape(b * h, n, k), s.expand(b, h, k, k).reshape(b * h, k, k),
                                          y.reshape(b * h, n, k), delta=self.method.delta,
                                          density=self.method.density, generator=self.sampler)
-            if not self.method.multi_edges:
-                rows, cols = _merge_repeats(rows, cols, n)
-        return rows, (rows // n) * n + cols
+            with stage("fastRG sampling"):
+                if not self.method.multi_edges:
+                    rows, cols = _merge_repeats(rows, cols, n)
+                return rows, (rows // n) * n + cols
 
     def forward(self, q, k, v):
         x, y, s = self.memberships(q, k)
@@ -197,7 +210,10 @@ class SBMAttention(nn.Module):
             return self._dense_bernoulli(q, k, v, x, y, s)
         rows, cols = self.sample(x, y, s)
         # eq. 9: with gradients on, edge probabilities receive dL/dM through M = 1 + STE(p).
-        edge_probs = (x @ s, y) if torch.is_grad_enabled() else None
+        edge_probs = None
+        if torch.is_grad_enabled():
+            with stage("STE"):
+                edge_probs = (x @ s, y)
         return edge_attention(q, k, v, rows, cols, edge_probs)
 
     def _bernoulli_mask(self, probs: torch.Tensor) -> torch.Tensor:
@@ -209,12 +225,17 @@ class SBMAttention(nn.Module):
 
     def _dense_bernoulli(self, q, k, v, x, y, s):
         """The released code's path: dense P, Bernoulli mask, masked softmax (O(n^2))."""
-        probs = x @ s @ y.transpose(-1, -2)
-        mask = self._bernoulli_mask(probs)
-        scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
-        scores = scores * (mask + mask * (probs - probs.detach()))  # STE of eq. 9 on sampled edges
-        attention = torch.softmax(scores.masked_fill(mask == 0, -torch.inf), dim=-1)
-        return attention.nan_to_num(0.0) @ v  # a query with no sampled edge outputs 0
+        with stage("edge probabilities"):
+            probs = x @ s @ y.transpose(-1, -2)
+        with stage("Bernoulli sampling"):
+            mask = self._bernoulli_mask(probs)
+        with stage("masked attention"):
+            scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+        with stage("STE"):
+            scores = scores * (mask + mask * (probs - probs.detach()))  # STE of eq. 9 on sampled edges
+        with stage("masked attention"):
+            attention = torch.softmax(scores.masked_fill(mask == 0, -torch.inf), dim=-1)
+            return attention.nan_to_num(0.0) @ v  # a query with no sampled edge outputs 0
 
     def sampled_mask(self, q, k) -> torch.Tensor:
         """One draw of the masks as a dense (b, h, n, n) bool tensor (small n only)."""
@@ -252,6 +273,10 @@ class SBM(SampledHooks, Method):
     paper = PAPER
     refusals = {"causal": ("sbm samples a bipartite graph over all query and key clusters; its paper defines"
                            " no causal mask")}
+    # fastrg: memberships, probabilities, sampling, sparse attention (and the STE with gradients);
+    # bernoulli: the released code's dense path
+    stages = ("cluster memberships", "edge probabilities", "fastRG sampling", "STE", "sparse attention",
+              "Bernoulli sampling", "masked attention")
     extra_columns = ("edges", "density_mean", "density_std")
     column_help = {"edges": "query-key edges sampled over the batch (per attention call)",
                    "density_mean": "mask density per head, averaged over the batch, then over heads",

@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from attnbench.methods.contract import Shape, Unsupported
+from attnbench.methods.contract import OneStage, Shape, Unsupported
 from attnbench.methods.full import Full, FullExplicit, sdpa_arguments
 
 
@@ -121,7 +121,7 @@ class _Pinned:
 
     def build(self, shape, *, device, dtype, generator):
         check_runs(pinned(self.backend, probe_shape(shape), device), self.name, self.backend, shape, device, dtype)
-        return pinned(self.backend, shape, device)
+        return OneStage(pinned(self.backend, shape, device), "fused kernel")
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,7 @@ class SdpaMath(_Pinned, FullExplicit):
     """SDPA's math backend only: matmuls and softmax, the n x n scores materialized."""
 
     backend = "MATH"
+    stages = ("fused kernel",)  # one torch op, whatever it runs inside
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
         # with enable_gqa the math backend repeats k and v to every query head (two copies)

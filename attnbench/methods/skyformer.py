@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from attnbench.methods._linalg import INIT_RULES, gaussian_kernel, inverse_flops, iterative_inverse
-from attnbench.methods.contract import Method, Shape, param
+from attnbench.methods.contract import Method, Shape, param, stage
 from attnbench.methods.kernelized import PAPER
 
 
@@ -61,25 +61,31 @@ class SkyformerAttention:
 
     def _factors(self, q, k):
         p = self.normalizer or q.shape[-1]
-        x = torch.cat([q, k], dim=-2) * p**-0.25
+        with stage("landmarks"):
+            x = torch.cat([q, k], dim=-2) * p**-0.25
+            landmarks = x[..., self.idx, :]
         n = q.shape[-2]
-        kernel_cols = gaussian_kernel(x, x[..., self.idx, :])  # AS: (b, h, 2n, d)
-        m = kernel_cols[..., self.idx, :]  # k(L, L): landmark rows of AS
-        m = m + self.gamma * torch.eye(m.shape[-1], device=m.device, dtype=m.dtype)
-        d_inv_sqrt = m.sum(-1).rsqrt()
-        m_norm = d_inv_sqrt.unsqueeze(-1) * m * d_inv_sqrt.unsqueeze(-2)
+        with stage("kernel blocks"):
+            kernel_cols = gaussian_kernel(x, landmarks)  # AS: (b, h, 2n, d)
+            m = kernel_cols[..., self.idx, :]  # k(L, L): landmark rows of AS
+        with stage("pseudo-inverse"):  # its normalisation: the matrix the inverse is taken of
+            m = m + self.gamma * torch.eye(m.shape[-1], device=m.device, dtype=m.dtype)
+            d_inv_sqrt = m.sum(-1).rsqrt()
+            m_norm = d_inv_sqrt.unsqueeze(-1) * m * d_inv_sqrt.unsqueeze(-2)
         return kernel_cols[..., :n, :], kernel_cols[..., n:, :], d_inv_sqrt, m_norm
 
     def __call__(self, q, k, v):
         c_q, c_k, d_inv_sqrt, m_norm = self._factors(q, k)
-        z = self._inverse(m_norm)
-        if self.target == "softmax":  # weight V and a ones column by E_K: numerator and row sums at once
-            e_k, _ = self._key_weights(k)
-            v = torch.cat([v * e_k, e_k], dim=-1)
-        context = d_inv_sqrt.unsqueeze(-1) * (c_k.transpose(-1, -2) @ v)  # D^-1/2 C_K^T V: (d, p)
-        context = d_inv_sqrt.unsqueeze(-1) * (z @ context)
-        out = c_q @ context
-        return out[..., :-1] / out[..., -1:] if self.target == "softmax" else out
+        with stage("pseudo-inverse"):
+            z = self._inverse(m_norm)
+        with stage("products"):
+            if self.target == "softmax":  # weight V and a ones column by E_K: numerator and row sums at once
+                e_k, _ = self._key_weights(k)
+                v = torch.cat([v * e_k, e_k], dim=-1)
+            context = d_inv_sqrt.unsqueeze(-1) * (c_k.transpose(-1, -2) @ v)  # D^-1/2 C_K^T V: (d, p)
+            context = d_inv_sqrt.unsqueeze(-1) * (z @ context)
+            out = c_q @ context
+            return out[..., :-1] / out[..., -1:] if self.target == "softmax" else out
 
     def _key_weights(self, k):
         """E_K: exp(|k'|^2 / 2) per key, shifted by its max (which cancels in the row
@@ -120,6 +126,7 @@ class Skyformer(Method):
     paper = PAPER
     refusals = {"causal": ("skyformer's Nystrom landmarks are segment means over all of Q and K, so every "
                            "output depends on future keys; its paper defines no causal form")}
+    stages = ("landmarks", "kernel blocks", "pseudo-inverse", "products")
     extra_columns = ("inverse_residual",)
     column_help = {"inverse_residual": "the largest spectral norm of I - Z M~ over batch and heads (how far "
                                        "the Newton-Schulz inverse is from exact)"}

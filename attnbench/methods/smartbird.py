@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from attnbench.methods._sampled import SampledHooks
-from attnbench.methods.contract import Method, Shape, param
+from attnbench.methods.contract import Method, Shape, param, stage
 
 PAPER = ("Wu et al. 2021, Smart Bird: Learnable Sparse Attention for Efficient and Effective Transformer, "
          "arXiv:2108.09193")
@@ -92,15 +92,20 @@ class SmartBirdAttention:
 
     def __call__(self, q, k, v):
         n = q.shape[-2]
-        with torch.no_grad():
+        with torch.no_grad(), stage("sketch attention"):
             qs, ks = self.sketch_inputs(q, k)
         outputs = []
         for start in range(0, n, self.rows):  # row blocks: O(rows x n) sampling memory
             stop = min(start + self.rows, n)
             with torch.no_grad():
-                index = self.select(self.sketch(qs, ks, start, stop), q.shape[1])
-            outputs.append(self.attend(q[:, :, start:stop], k, v, index))
-        return torch.cat(outputs, dim=2)
+                with stage("sketch attention"):
+                    sketch_rows = self.sketch(qs, ks, start, stop)
+                with stage("per-head sampling"):
+                    index = self.select(sketch_rows, q.shape[1])
+            with stage("sparse attention"):
+                outputs.append(self.attend(q[:, :, start:stop], k, v, index))
+        with stage("sparse attention"):
+            return torch.cat(outputs, dim=2)
 
     def indices(self, q, k):
         """The full (b, h, n, k) selection of one call, for tests and pattern pictures."""
@@ -126,6 +131,7 @@ class SmartBird(SampledHooks, Method):
     paper = PAPER
     refusals = {"causal": ("smartbird's sketch attention and per-head token sampling look at the whole "
                            "sequence; its paper defines no causal form")}
+    stages = ("sketch attention", "per-head sampling", "sparse attention")
     extra_columns = ("sketch_scores",)
     column_help = {"sketch_scores": "entries of its n x n sketch attention, which sparsity does not count"}
 

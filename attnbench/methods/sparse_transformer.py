@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from attnbench.methods._blocks import block_attention, block_flops
 from attnbench.methods._flex import BACKEND_HELP, FlexAttention, FlexBackend, block_mask, flex_flops, flex_memory_bytes
-from attnbench.methods.contract import Capabilities, Method, Shape, param
+from attnbench.methods.contract import Capabilities, Method, Shape, param, stage
 
 PAPER = "Child et al. 2019, Generating Long Sequences with Sparse Transformers, arXiv:1904.10509"
 
@@ -60,14 +60,15 @@ def strided_attention(q, k, v, stride: int):
         return t.view(b, h, blocks, stride, -1).transpose(2, 3)
 
     scale = p**-0.5
-    local = as_blocks(q) @ as_blocks(k).transpose(-1, -2) * scale  # (b, h, blocks, l, l)
-    column = as_columns(q) @ as_columns(k).transpose(-1, -2) * scale  # (b, h, l, blocks, blocks)
-    eye = torch.eye(blocks, dtype=torch.bool, device=q.device)
-    column = column.masked_fill(eye, -torch.inf).transpose(2, 3)  # self is in the block already
-    weights = torch.softmax(torch.cat([local, column], dim=-1), dim=-1)
-    out = weights[..., :stride] @ as_blocks(v)
-    out_column = weights[..., stride:].transpose(2, 3) @ as_columns(v)  # (b, h, l, blocks, p)
-    return (out + out_column.transpose(2, 3)).reshape(b, h, n, -1)
+    with stage("block products"):  # blocks and columns are views: nothing is gathered
+        local = as_blocks(q) @ as_blocks(k).transpose(-1, -2) * scale  # (b, h, blocks, l, l)
+        column = as_columns(q) @ as_columns(k).transpose(-1, -2) * scale  # (b, h, l, blocks, blocks)
+        eye = torch.eye(blocks, dtype=torch.bool, device=q.device)
+        column = column.masked_fill(eye, -torch.inf).transpose(2, 3)  # self is in the block already
+        weights = torch.softmax(torch.cat([local, column], dim=-1), dim=-1)
+        out = weights[..., :stride] @ as_blocks(v)
+        out_column = weights[..., stride:].transpose(2, 3) @ as_columns(v)  # (b, h, l, blocks, p)
+        return (out + out_column.transpose(2, 3)).reshape(b, h, n, -1)
 
 
 def causal_strided_attention(q, k, v, stride: int):
@@ -87,6 +88,12 @@ def causal_strided_attention(q, k, v, stride: int):
     def as_columns(t):
         return t.view(b, h, blocks, stride, -1).transpose(2, 3)
 
+    with stage("block products"):
+        return _causal_strided(q, k, v, stride, blocks, as_blocks, with_previous, as_columns)
+
+
+def _causal_strided(q, k, v, stride: int, blocks: int, as_blocks, with_previous, as_columns):
+    b, h, n, p = q.shape
     scale = p**-0.5
     position = torch.arange(stride, device=q.device).view(-1, 1)
     key = torch.arange(-stride, stride, device=q.device).view(1, -1)  # relative to the block's start
@@ -115,6 +122,7 @@ class SparseTransformer(FlexBackend, Method):
                          "more are refused", low=1)
     backend: str = param("reference", BACKEND_HELP, choices=("reference", "flex"))
     capabilities = Capabilities(causal=True)
+    stages = ("gathers", "block products", "flex kernel")  # gathers: the fixed pattern; flex kernel: backend=flex
 
     def unsupported(self, shape, mode):
         if shape.seq_len % self.stride:

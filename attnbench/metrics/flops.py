@@ -17,11 +17,12 @@ NOT_COUNTED = ("not counted: torch's FlopCounterMode cannot run FlexAttention's 
 
 
 def measure(ctx) -> dict:
-    from attnbench.measure.flops import count_flops
+    from attnbench.measure.flops import count_flops_by_stage
 
     if not ctx.method.flops_countable():
-        return {"flops": None, "flops_attention": None, "flops_by_op": NOT_COUNTED, "flops_mismatch": None}
-    counted, by_op = count_flops(ctx.call)
+        return {"flops": None, "flops_attention": None, "flops_by_op": NOT_COUNTED, "flops_mismatch": None,
+                "flops_by_stage": None}
+    counted, by_op, by_stage = count_flops_by_stage(ctx.call)
     analytic = ctx.row.get("flops_analytic")
     if ctx.case.scope == "attention":
         attention = counted
@@ -33,6 +34,7 @@ def measure(ctx) -> dict:
         attention = attention_flops(ctx.attentions, ctx.call, ctx.case.mode, mixed_precision(ctx.case.amp, ctx.device))
     return {"flops": counted, "flops_attention": attention,
             "flops_by_op": "; ".join(f"{op}={n}" for op, n in sorted(by_op.items())),
+            "flops_by_stage": "; ".join(f"{name}={n}" for name, n in by_stage.items()),
             "flops_mismatch": None if analytic is None else abs(counted - analytic) > TOLERANCE * analytic}
 
 
@@ -56,9 +58,12 @@ METRIC = Metric(
     column_help={"flops": "FLOPs counted by running one call under FlopCounterMode (multiply-add = 2)",
                  "flops_attention": "the part of flops inside the attention calls (all of it at attention scope)",
                  "flops_mismatch": "flops more than 10% away from flops_analytic",
-                 "flops_by_op": "the count per aten operator, or why nothing was counted"},
-    types={"flops": int, "flops_attention": int, "flops_mismatch": bool, "flops_by_op": str},
-    name="flops", order=20, columns=("flops", "flops_attention", "flops_mismatch", "flops_by_op"), measure=measure,
+                 "flops_by_op": "the count per aten operator, or why nothing was counted",
+                 "flops_by_stage": "the count per stage of the method (attnbench profile), in the order they ran; "
+                                   "'other' holds what ran outside every stage; they sum to flops"},
+    types={"flops": int, "flops_attention": int, "flops_mismatch": bool, "flops_by_op": str, "flops_by_stage": str},
+    name="flops", order=20, columns=("flops", "flops_attention", "flops_mismatch", "flops_by_op", "flops_by_stage"),
+    measure=measure,
     help="FLOPs counted by execution (FlopCounterMode), '(!)' when >10% from the formula",
     compare=Exact("flops"),
     template_imports=("torch._dynamo",),  # FlopCounterMode's module tracker imports it on first use

@@ -32,7 +32,7 @@ def test_performer_pytorch_matches_ours_with_the_same_features():
     pytest.importorskip("performer_pytorch")
     q, k, v = qkv()
     ours, theirs = build("performer", features=64), build("peer-performer-pytorch", features=64)
-    theirs.projection_matrix.copy_(ours.omega)
+    theirs.peer.projection_matrix.copy_(ours.omega)  # the peer module, inside its one stage
     torch.testing.assert_close(theirs(q, k, v), ours(q, k, v))
 
 
