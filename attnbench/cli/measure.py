@@ -1,8 +1,9 @@
-"""run, sweep and scenarios: measure cases (in this process, or isolated in workers, here or on
-Ray) into a report, with a progress bar and a table."""
+"""run, sweep, profile and scenarios: measure cases (in this process, or isolated in workers, here
+or on Ray) into a report, with a progress bar and a table."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Annotated, Optional
 
@@ -20,7 +21,7 @@ def _execute(plan, command: str, control: dict) -> None:
     """Shared by run (in this process) and sweep (isolated workers, here or on Ray): check, measure
     through the engine, render (attnbench.execute.launchers orders the checks and readies this
     process)."""
-    from attnbench.execute.launchers import check_plan, make_launcher, prepare_here
+    from attnbench.execute.launchers import check_cases, check_plan, make_launcher, prepare_here
     from attnbench.views.render import dry_run_lines
 
     executor = control.get("executor", "local") if command == "sweep" else "in-process"
@@ -32,6 +33,8 @@ def _execute(plan, command: str, control: dict) -> None:
         prepare_here(plan, executor, processes, control.get("allocator", DEFAULT_POLICY))
     # A Ray task checks its device on its node; a dry run lists a GPU grid anywhere.
     cases = plan.cases(devices_here=executor != "ray" and not dry_run)
+    if not dry_run:
+        check_cases(cases, plan.options)
     if dry_run:
         # limits hold where a case runs in a worker (sweep); run measures in this process, uncapped
         limits = plan.limits if command == "sweep" else None
@@ -64,11 +67,47 @@ def run_command(**given) -> None:
     _execute(plan, "run", control)
 
 
+PROFILED = ("flops", "profile")  # a profile's stage FLOPs come from the flops pass
+PROFILE_METRICS = (*PROFILED, "time")  # time: the profiled total beside the timed median
+
+
+def profile_command(scenario: Optional[str] = None, **given) -> None:
+    """Profile METHODs stage by stage in this process: where each call's time, FLOPs and
+    allocations go among the stages the method declares (Skyformer's landmarks, kernel blocks,
+    pseudo-inverse and products; SBM's memberships, edge probabilities, fastRG sampling, sparse
+    attention...), and what ran outside them ('other').
+
+    Per case, after the warm-up, a few calls run under torch.profiler (--profile-calls): each stage
+    gets its own time (CPU time, or its kernels' device time on CUDA), share of the call, FLOPs
+    (they sum to the flops metric's count), bytes allocated and top ops with their input shapes.
+    The report has the case's row (every metric, the time metric's median beside the profiled
+    total) and a row per stage; --trace DIR writes one Chrome/Perfetto trace per case, and
+    'attnbench plot' draws the stage shares against n. Takes run's options and grids, or a
+    scenario file (its metrics, with flops and profile added).
+
+    Example: [bold]attnbench profile -m skyformer,nystromformer -n 1k..16k --trace traces/[/bold]
+    """
+    from attnbench.plan.scenario import load_scenario, scenario_from_dict
+
+    overrides, control = _split(given)
+    if scenario:
+        plan = load_scenario(scenario, overrides, {"metrics": list(PROFILE_METRICS)})
+    else:
+        plan = scenario_from_dict({"name": "profile", "methods": ["full"], "seq": [Case.seq_len],
+                                   "metrics": list(PROFILE_METRICS), **overrides})
+    plan.options = dataclasses.replace(plan.options, metrics=tuple(dict.fromkeys([*plan.options.metrics,
+                                                                                   *PROFILED])))
+    _execute(plan, "profile", control)
+
+
 SCENARIO_ARGUMENT = inspect.Parameter(
     "scenario", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
     annotation=Annotated[Optional[str], typer.Argument(
         help="Scenario file (TOML), or the name of a bundled one (see 'attnbench scenarios'). Omit it to give the "
         "grid as options.")])
+
+
+_with_options("profile", [SCENARIO_ARGUMENT])(profile_command)
 
 
 @_with_options("sweep", [SCENARIO_ARGUMENT])

@@ -27,6 +27,7 @@ def measure_and_show(cases, options: MeasureOptions, launcher, output: str | Non
     from attnbench.judge.summary import status_lines, summary_lines
     from attnbench.results.report import default_output
     from attnbench.results.schema import identity
+    from attnbench.views.profile import stages_table
     from attnbench.views.render import Progress, console, rows_table
 
     output = output or default_output(name)
@@ -40,10 +41,13 @@ def measure_and_show(cases, options: MeasureOptions, launcher, output: str | Non
                             on_start=show.start, on_row=show.row, on_step=show.step)
     if outcome.rows:
         screen.print(rows_table(outcome.rows))
+    if outcome.stage_rows:
+        screen.print(stages_table(outcome.rows, outcome.stage_rows))
     for line in status_lines(outcome.rows) + summary_lines(outcome.rows):
         screen.print(line, markup=False, highlight=False)
     if outcome.interrupted:
         screen.print(f"interrupted: {len(outcome.rows)} row(s) kept in {output}; finish with --resume -o {output}")
         raise typer.Exit(130)
     if output != "-":
-        screen.print(f"wrote {len(outcome.rows)} row(s) to {output}")
+        stages = f" and {len(outcome.stage_rows)} stage row(s)" if outcome.stage_rows else ""
+        screen.print(f"wrote {len(outcome.rows)} row(s){stages} to {output}")

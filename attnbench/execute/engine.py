@@ -16,8 +16,9 @@ measured in that many separate processes, interleaved (every case once, then eve
 merges them). Running cases at once (a launcher's `concurrency` > 1) is refused when a chosen
 metric is not `deterministic`: they would disturb each other's measurement.
 
-Every row is written (and flushed) the moment it exists. Resuming reads the report already on
-disk and runs only the cases it lacks (a failed case is a result too, so it is not rerun).
+Every row is written (and flushed) the moment it exists; a profiled case's stage rows follow it.
+Resuming reads the report already on disk and runs only the cases it lacks (a failed case is a
+result too, so it is not rerun).
 `find_max_seq` doubles a case's length until it stops fitting, then bisects, and ends with one
 'max_seq' row per method and parameter set. Ctrl-C or SIGTERM stops after closing the report.
 """
@@ -38,13 +39,14 @@ from attnbench.execute.rows import failure_row
 from attnbench.metrics import chosen, combine_processes
 from attnbench.plan.case import Case, MeasureOptions
 from attnbench.results.report import CsvReport
-from attnbench.results.schema import Row, columns_for
+from attnbench.results.schema import Row, columns_for, stage_rows
 
 
 @dataclasses.dataclass
 class Outcome:
-    rows: list[Row]
+    rows: list[Row]  # one per case
     interrupted: bool
+    stage_rows: list[Row] = dataclasses.field(default_factory=list)  # profiled cases' stages, as written
 
 
 def _probe_lengths(start: int, fits: Callable[[int], bool], limit: int = 2**20) -> tuple[int | None, int | None]:
@@ -167,6 +169,7 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
         done = load(output, say=lambda line: None).cases() if Path(output).stat().st_size else set()
         cases = [c for c in cases if c not in done]
     rows: list[Row] = []
+    stages: list[Row] = []
     interrupted = False
     with contextlib.ExitStack() as cleanup:
         report = cleanup.enter_context(CsvReport(output, columns_for(cases) if cases else ["method"],
@@ -176,9 +179,11 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
             cleanup.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, _interrupt))
 
         def keep(row: Row) -> None:
-            if report:
-                report.write(row)
+            for written in (row, *stage_rows(row)):
+                if report:
+                    report.write(written)
             rows.append(row)
+            stages.extend(stage_rows(row))
             if on_row:
                 on_row(row)
 
@@ -194,12 +199,14 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
                     keep(row)
         except KeyboardInterrupt:
             interrupted = True
-    return Outcome(rows, interrupted)
+    return Outcome(rows, interrupted, stages)
 
 
 def run(cases: Iterable[Case], options: MeasureOptions | None = None, **kwargs):
-    """Measure every case in this process and return a pandas DataFrame, one row per case
-    (keyword arguments as for run_cases: output=..., on_row=...)."""
+    """Measure every case in this process and return a pandas DataFrame, one row per case and then
+    the profiled cases' stage rows, as the report holds them (keyword arguments as for run_cases:
+    output=..., on_row=...)."""
     import pandas as pd
 
-    return pd.DataFrame([dict(row) for row in run_cases(cases, options, **kwargs).rows])
+    outcome = run_cases(cases, options, **kwargs)
+    return pd.DataFrame([dict(row) for row in [*outcome.rows, *outcome.stage_rows]])

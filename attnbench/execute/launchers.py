@@ -88,6 +88,22 @@ def check_plan(plan, executor: str, *, jobs: int = 1, address: str | None = None
     return plan.options.processes if again and not find_max_seq else 1
 
 
+def check_cases(cases: list[Case], options: MeasureOptions) -> None:
+    """The chosen metrics' own checks of the cases (attnbench.metrics.Metric.check), after a setting
+    of a metric that is not chosen is refused: it would change nothing."""
+    from attnbench.metrics import all_metrics, chosen
+
+    given = dict(options.settings)
+    for metric in all_metrics():
+        unused = [o for o in metric.options if o.key in given and metric.name not in options.metrics]
+        if unused:
+            raise AttnbenchError(f"{unused[0].flag} is a setting of the {metric.name} metric, which is not measured: "
+                                 f"add {metric.name} to --metrics")
+    for metric in chosen(options.metrics):
+        if metric.check is not None:
+            metric.check(cases, options)
+
+
 def prepare_here(plan, executor: str, processes: int, allocator: str) -> None:
     """This process made ready to measure: the allocator policy (which may restart it once), then
     the workers' template, which imports torch while this process does too."""

@@ -65,6 +65,9 @@ class Metric:
     panels: tuple = ()  # attnbench.metrics.display.Panel, one per efficiency-figure panel
     options: tuple = ()  # attnbench.plan.options.Option (target "metric"): settings of its own, which
     #                      run, sweep and scenario files take and its pass reads as ctx.options.setting(key)
+    # check(cases, options): before anything runs, refuses what its pass could not do (AttnbenchError,
+    # one line) and readies what it writes to (a folder)
+    check: Callable[[list, Any], None] | None = None
 
     def column_type(self, column: str) -> type:
         return self.types.get(column, float)

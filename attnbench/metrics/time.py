@@ -148,7 +148,8 @@ def combine(first, later: list):
             groups += row.samples
         else:
             failed.append(f"process {index}: {row.get('status')} ({row.get('status_detail') or ''})")
-    combined = type(first)({**first, **_yardstick([first, *later])}, samples=groups)
+    combined = type(first)({**first, **_yardstick([first, *later])}, samples=groups,
+                           stages=getattr(first, "stages", None))
     combined.update(time_columns(groups, first["time_calls_per_sample"], combined))
     backward = [r for r in [first, *later] if r.get("status") == "ok" and numeric(r, "time_backward_ms_median")]
     if backward:  # kept as each process's median and IQR: the same statistic as time_ms_median over them

@@ -55,6 +55,9 @@ class Case:
     revision: str | None = None  # attnbench ab: the side (revision or environment) of the code under test
     compile: str = "off"  # off, or the torch.compile mode the method's function is compiled with
     amp: str = "off"  # layer/model scope: autocast dtype over float32 weights (bfloat16, float16), or off
+    # attnbench profile: the stage of the method a row's figures are for ("" the whole call); a label
+    # of rows, like task and revision, never a setting of a measurement
+    stage: str = ""
 
     def __hash__(self) -> int:  # params is a mapping: hashed by its items
         return hash(tuple(frozenset(self.params.items()) if f.name == "params" else getattr(self, f.name)

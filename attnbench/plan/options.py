@@ -51,7 +51,7 @@ class Option:
     target: str  # grid, setup, options, limits, plan, command or metric (a metric's own setting)
     field: str | None = None  # the target's field, when it is not `key`
     flags: tuple[str, ...] = ()  # command-line names; default --<key with dashes>
-    commands: tuple[str, ...] = ("run", "sweep")
+    commands: tuple[str, ...] = ("run", "sweep", "profile")
     default: str | None = None  # the help's default, when the target's field does not give it
     cli: bool = True  # has a command-line flag
     scenario: bool = True  # a scenario key

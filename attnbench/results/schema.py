@@ -56,6 +56,8 @@ COLUMN_HELP: dict[str, str] = {
     "revision": "attnbench ab: the side of the code under test that ran the row (its revision and commit, or its "
                 "Python); blank otherwise",
     "amp": "layer/model scope: off, or the autocast dtype over float32 weights (bfloat16, float16 with a GradScaler)",
+    "stage": "attnbench profile: the stage of the method the row's profile_* figures are for ('other': what ran "
+             "outside every stage); blank: the whole call, with every metric's columns",
     "status": "ok, oom, nan, unsupported, error, timeout, crashed, or max_seq (--find-max-seq's summary row)",
     "status_detail": "why a case is not ok (one line)",
     "case_seconds": "wall time of the whole case where it ran (inputs, warm-up, every pass; summed over processes)",
@@ -143,23 +145,45 @@ def convert(text: str | None, kind: type | None) -> Any:
 
 
 class Row(dict):
-    """A report row: its columns, and its timing record (`samples`: raw samples in ms, one list per
-    process that measured them; None for a row with no timing)."""
+    """A report row: its columns, its timing record (`samples`: raw samples in ms, one list per
+    process that measured them; None for a row with no timing) and, for a profiled case, the
+    columns of its stages' rows (`stages`: one dict each; None when it was not profiled)."""
 
-    def __init__(self, *args: Any, samples: list[list[float]] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, samples: list[list[float]] | None = None,
+                 stages: list[dict] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.samples = samples
+        self.samples, self.stages = samples, stages
 
-    def __reduce__(self):  # rows cross process boundaries (workers, Ray) with their samples
-        return (_rebuild_row, (dict(self), self.samples))
+    def __reduce__(self):  # rows cross process boundaries (workers, Ray) with their samples and stages
+        return (_rebuild_row, (dict(self), self.samples, self.stages))
 
     @property
     def case(self) -> Case:
         return Case.of(self)
 
 
-def _rebuild_row(columns: dict, samples: list[list[float]] | None) -> Row:
-    return Row(columns, samples=samples)
+def _rebuild_row(columns: dict, samples: list[list[float]] | None, stages: list[dict] | None = None) -> Row:
+    return Row(columns, samples=samples, stages=stages)
+
+
+def stage_rows(row: Row) -> list[Row]:
+    """The rows of a profiled case's stages (attnbench profile): every column of the case's row,
+    blank but for its identity (under the stage's name), status, provenance and environment, and
+    the stage's own columns; none for a case that was not profiled."""
+    kept = ("status", "timestamp", *PROVENANCE, *ENVIRONMENT)
+    rows = []
+    for stage in row.stages or ():
+        out = Row(dict.fromkeys(row))  # the report's columns, in its order
+        out.update({column: value for column, value in row.items()
+                    if column in _IDENTITY_TYPES or column.startswith("param_") or column in kept})
+        out.update(stage)  # "stage" and its figures
+        rows.append(out)
+    return rows
+
+
+def case_rows(rows: Iterable[dict]) -> list:
+    """The rows of whole cases: a profile report's stage rows left out."""
+    return [row for row in rows if not row.get("stage")]
 
 
 def identity(case: Case) -> Row:
@@ -228,7 +252,8 @@ class Labeller:
         parts = [str(row["method"])]
         parts += [f"{k.removeprefix('param_')}={text(row.get(k))}" for k in self.varying_params.get(row["method"], [])
                   if text(row.get(k))]
-        parts += [f"{k}={text(row.get(k))}" for k in self.varying_setup]
+        # a blank stage is the whole call: nothing to say
+        parts += [f"{k}={text(row.get(k))}" for k in self.varying_setup if k != "stage" or text(row.get(k))]
         if self.with_length:
             parts.append(f"n={text(row.get('seq_len'))}")
         return " ".join(parts)
