@@ -1,16 +1,18 @@
 """A call profiled stage by stage: torch.profiler over a few calls, each op's time and allocations
 given to the stage it ran in (attnbench.measure.stages), and what no stage holds kept apart.
 
-On the CPU a stage's time is the self CPU time of its ops and of its own range (the Python
+Of the profiled calls the one of median wall time is kept (one call is what the time metric's
+median is of). On the CPU a stage's time is the self CPU time of its ops and of its own range (the Python
 between its ops); on CUDA it is the device time of the kernels its ops launched. `other` is the
 rest of the profiled calls' wall time: on the CPU the ops and Python outside every stage, on CUDA
 also the time the device waited for the host. A backward op belongs to the stage whose forward
 made its autograd node (its `sequence_nr`). Bytes are what the stage's ops asked the allocator
-for (freed or not), per call.
+for (freed or not) in that call.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 from collections import defaultdict
@@ -46,8 +48,9 @@ class StageProfile:
 
 @dataclass
 class CallProfile:
-    seconds: float  # per call: the wall time of the profiled call
-    stages: list[StageProfile]  # in the order they ran, then OTHER
+    seconds: float  # the wall time of the profiled call of median wall time
+    stages: list[StageProfile]  # that call's, in the order they ran, then OTHER
+    walls: list[float] = field(default_factory=list)  # every profiled call's wall time, in order
 
 
 @contextlib.contextmanager
@@ -100,14 +103,28 @@ def _op_name(event) -> str:
     return f"{event.name} {shapes}" if shapes else event.name
 
 
-def _allocations(profiler, events: list, stage_of, device: torch.device) -> dict[str, float]:
-    """Bytes each stage asked for: every allocation record of the device, given to the innermost
-    event on its thread whose time range holds it."""
+class _Calls:
+    """Which profiled call a moment belongs to: the call range whose window holds it (on any
+    thread: a CUDA backward runs on the autograd engine's own)."""
+
+    def __init__(self, events: list) -> None:
+        windows = sorted((e.time_range.start, e.time_range.end, e) for e in events if e.name == CALL)
+        self.starts, self.ends = [w[0] for w in windows], [w[1] for w in windows]
+        self.walls = [w[2].cpu_time_total / 1e6 for w in windows]
+
+    def __call__(self, at: float) -> int | None:
+        index = bisect.bisect_right(self.starts, at) - 1
+        return index if index >= 0 and at <= self.ends[index] else None
+
+
+def _allocations(profiler, events: list, stage_of, calls: _Calls, device: torch.device) -> list[dict]:
+    """Bytes each stage asked for in each call: every allocation record of the device, given to
+    the innermost event on its thread whose time range holds it."""
     results = profiler.profiler.kineto_results
     start = results.trace_start_ns()
     kind = "CUDA" if device.type == "cuda" else "CPU"
     spans = sorted(((e.time_range.start, e.time_range.end, e.thread, e) for e in events), key=lambda s: s[0])
-    out: dict[str, float] = defaultdict(float)
+    out: list[dict] = [defaultdict(float) for _ in calls.walls]
     for record in results.events():
         if record.name() != "[memory]" or record.nbytes() <= 0 or kind not in str(record.device_type()):
             continue
@@ -118,42 +135,50 @@ def _allocations(profiler, events: list, stage_of, device: torch.device) -> dict
                 break
             if end >= at and where == thread:
                 inner = event
-        stage = stage_of(inner) if inner is not None else None
-        if stage is not None:
-            out[stage] += record.nbytes()
+        stage, call = (stage_of(inner), calls(at)) if inner is not None else (None, None)
+        if stage is not None and call is not None:
+            out[call][stage] += record.nbytes()
     return out
 
 
-def _attribute(profiler, recorder: Recorder, calls: int, device: torch.device) -> CallProfile:
+def _add(stage: StageProfile, event, cuda: bool, own: set) -> None:
+    seconds = (event.self_device_time_total if cuda else event.self_cpu_time_total) / 1e6
+    stage.seconds += seconds
+    if cuda:
+        for kernel in event.kernels:
+            stage.ops[kernel.name] = stage.ops.get(kernel.name, 0.0) + kernel.duration / 1e6
+    elif event.name not in own and event.name != CALL and not event.name.startswith(BACKWARD_NODE):
+        name = _op_name(event)
+        stage.ops[name] = stage.ops.get(name, 0.0) + seconds
+
+
+def _attribute(profiler, recorder: Recorder, device: torch.device) -> CallProfile:
+    """The profiled call of median wall time, its stages' time, ops and allocations (a call the
+    machine slowed for a moment does not move the figures, as a mean of calls would)."""
     cuda = device.type == "cuda"
     events = [e for e in profiler.events() if e.device_type == torch.autograd.DeviceType.CPU]
-    stage_of = _Attribution(recorder)
-    stages = {name: StageProfile(name) for name in [*recorder.seen, OTHER]}
-    wall = sum(e.cpu_time_total for e in events if e.name == CALL) / 1e6 / calls
+    stage_of, calls = _Attribution(recorder), _Calls(events)
+    names = [*recorder.seen, OTHER]
+    per_call = [{name: StageProfile(name) for name in names} for _ in calls.walls]
     for event in events:
-        stage = stage_of(event)
-        if stage is None:
-            continue
-        seconds = (event.self_device_time_total if cuda else event.self_cpu_time_total) / 1e6 / calls
-        stages[stage].seconds += seconds
-        if cuda:
-            for kernel in event.kernels:
-                ops = stages[stage].ops
-                ops[kernel.name] = ops.get(kernel.name, 0.0) + kernel.duration / 1e6 / calls
-        elif event.name not in stages and event.name != CALL and not event.name.startswith(BACKWARD_NODE):
-            ops, name = stages[stage].ops, _op_name(event)
-            ops[name] = ops.get(name, 0.0) + seconds
+        stage, call = stage_of(event), calls(event.time_range.start)
+        if stage is not None and call is not None:
+            _add(per_call[call][stage], event, cuda, set(names))
+    for call, allocated in enumerate(_allocations(profiler, events, stage_of, calls, device)):
+        for stage, total in allocated.items():
+            per_call[call][stage].allocated_bytes = total
+    median = sorted(range(len(calls.walls)), key=calls.walls.__getitem__)[(len(calls.walls) - 1) // 2]
+    wall, stages = calls.walls[median], per_call[median]
     if cuda:  # the device's idle time and the host's own work are nobody's stage
         stages[OTHER].seconds = max(0.0, wall - sum(s.seconds for n, s in stages.items() if n != OTHER))
-    for stage, allocated in _allocations(profiler, events, stage_of, device).items():
-        stages[stage].allocated_bytes = allocated / calls
-    return CallProfile(wall, list(stages.values()))
+    return CallProfile(wall, list(stages.values()), calls.walls)
 
 
-def profile_call(call: Callable[[], object], device: torch.device, calls: int = 3,
+def profile_call(call: Callable[[], object], device: torch.device, calls: int = 5,
                  trace: str | Path | None = None) -> CallProfile:
     """Run `call` `calls` times under torch.profiler with stages recorded, and give each stage its
-    time, allocations and top ops per call; `trace` also writes the Chrome/Perfetto trace there."""
+    time, allocations and top ops in the call of median wall time; `trace` also writes the
+    Chrome/Perfetto trace of every call there."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     profiler = torch.profiler.profile(activities=activities, record_shapes=True, profile_memory=True)
     with recording() as recorder, _quiet_stderr():
@@ -167,4 +192,4 @@ def profile_call(call: Callable[[], object], device: torch.device, calls: int = 
             profiler.stop()
     if trace is not None:
         profiler.export_chrome_trace(str(trace))
-    return _attribute(profiler, recorder, calls, device)
+    return _attribute(profiler, recorder, device)

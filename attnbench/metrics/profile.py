@@ -1,7 +1,8 @@
 """Profile: where a call's time, FLOPs and allocations go, stage by stage (attnbench profile).
 
 After the warm-up, a few calls run under torch.profiler with the method's stages recorded
-(attnbench.measure.profile). The case's row holds the profiled call as a whole; each stage
+(attnbench.measure.profile); the one of median wall time is kept. The case's row holds that call
+as a whole; each stage
 (and `other`, what ran outside every stage) becomes a row of its own under the case's identity
 with its `stage` named (attnbench.results.schema.stage_rows). A stage's FLOPs are those the
 flops pass counted inside it (`flops_by_stage`): they sum to `flops` exactly. Not deterministic
@@ -20,7 +21,7 @@ from attnbench.metrics.policies import Tolerance
 from attnbench.plan.options import Option
 from attnbench.plan.values import Text, Whole
 
-CALLS = 3  # profiled calls per case unless --profile-calls says otherwise
+CALLS = 5  # profiled calls per case unless --profile-calls says otherwise (the median one is kept)
 STAGE_COLUMNS = ("profile_ms", "profile_share", "profile_flops", "profile_flops_per_s", "profile_alloc_bytes",
                  "profile_top_ops", "profile_time")
 
@@ -91,7 +92,8 @@ def measure(ctx) -> dict:
                  whole.top_ops(profile.seconds), clock)
     row.pop("stage")
     return {**row, "profile_covered": 1 - other / profile.seconds if profile.seconds else None,
-            "profile_calls": calls, "profile_trace": str(trace) if trace else None}
+            "profile_calls": calls, "profile_spread": (max(profile.walls) - min(profile.walls)) / profile.seconds,
+            "profile_trace": str(trace) if trace else None}
 
 
 def _covered(row: dict) -> str:
@@ -99,8 +101,8 @@ def _covered(row: dict) -> str:
     return "-" if value is None else f"{fmt_number(100 * value, '.0f')}%"
 
 
-PROFILE_CALLS = Option("profile_calls", "Profile: calls profiled per case, after the warm-up (their mean is the "
-                       "row's).", Whole(phrase="a positive integer: calls profiled per case"), "metric",
+PROFILE_CALLS = Option("profile_calls", "Profile: calls profiled per case, after the warm-up; the one of median "
+                       "wall time is the row's.", Whole(phrase="a positive integer: calls profiled per case"), "metric",
                        commands=("run", "sweep", "profile"), default=str(CALLS))
 TRACE = Option("trace", "Profile: write one Chrome/Perfetto trace (JSON) per case into this folder (made if "
                "missing; a trace already there is never overwritten).", Text("a folder for the traces"), "metric",
@@ -108,14 +110,14 @@ TRACE = Option("trace", "Profile: write one Chrome/Perfetto trace (JSON) per cas
 
 METRIC = Metric(
     name="profile", order=60, default=False, deterministic=False, measure=measure,
-    columns=(*STAGE_COLUMNS, "profile_covered", "profile_calls", "profile_trace"),
+    columns=(*STAGE_COLUMNS, "profile_covered", "profile_calls", "profile_spread", "profile_trace"),
     help="time, FLOPs and allocations per stage of the method, from a few calls under torch.profiler (attnbench "
          "profile); a row per stage",
     types={"profile_flops": int, "profile_top_ops": str, "profile_time": str, "profile_calls": int,
            "profile_trace": str},
     column_help={
-        "profile_ms": "the stage's own time per profiled call (nested stages left out), ms; on the case's row the "
-                      "profiled call's wall time",
+        "profile_ms": "the stage's own time in the profiled call of median wall time (nested stages left out), ms; "
+                      "on the case's row that call's wall time",
         "profile_share": "profile_ms over the profiled call's wall time",
         "profile_flops": "FLOPs counted inside the stage (the flops pass's count: the stages sum to flops)",
         "profile_flops_per_s": "profile_flops / profile_ms: the stage's achieved FLOP rate",
@@ -125,7 +127,9 @@ METRIC = Metric(
         "profile_time": "what profile_ms counts: cpu time (self CPU time of the stage's ops and Python) or cuda "
                         "device time (its kernels)",
         "profile_covered": "the share of the profiled call inside the method's declared stages (1 - other's)",
-        "profile_calls": "calls profiled", "profile_trace": "the case's Chrome/Perfetto trace (--trace)"},
+        "profile_calls": "calls profiled",
+        "profile_spread": "(slowest - fastest) / median wall time of the profiled calls",
+        "profile_trace": "the case's Chrome/Perfetto trace (--trace)"},
     scopes=("attention", "layer", "model"),
     scope_error="the profile metric needs stages, which the attention, layer and model scopes mark; a swapped "
                 "Hugging Face model's own layers have none: profile its attention with attnbench profile",

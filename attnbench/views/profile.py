@@ -42,9 +42,10 @@ def stages_table(case_rows: list, stage_rows: list, title: str = "attnbench prof
     clocks = {text(row.get("profile_time")) for row in stage_rows} - {""}
     calls = {text(row.get("profile_calls")) for row in case_rows} - {""}
     table = Table(title=title, title_justify="left", caption_justify="left", caption=(
-        f"ms: {' or '.join(sorted(clocks)) or 'time'} per call, the mean of {'/'.join(sorted(calls)) or 'the'} "
-        "profiled call(s); a stage's own time leaves its nested stages out; FLOP/s: the stage's FLOPs over its "
-        "time; allocated: bytes asked of the allocator per call; other: what ran outside every stage"))
+        f"ms: {' or '.join(sorted(clocks)) or 'time'} in the profiled call of median wall time (of "
+        f"{'/'.join(sorted(calls)) or 'the'} calls); a stage's own time leaves its nested stages out; FLOP/s: "
+        "the stage's FLOPs over its time; allocated: bytes asked of the allocator in that call; other: what ran "
+        "outside every stage"))
     for header in ("case", "stage", "ms", "share", "FLOPs", "FLOP/s", "allocated", "top ops"):
         table.add_column(header, justify="left" if header in ("case", "stage", "top ops") else "right")
     for row in case_rows:
