@@ -173,8 +173,9 @@ def compare_command(
 
 
 def list_command(pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'full*'.")] = "*") -> None:
-    """List registered methods with their parameters, defaults and paper; peers whose package is
-    missing are listed with what to install."""
+    """List registered methods with their parameters, defaults, capabilities, the stages
+    'attnbench profile' breaks them into, and paper; peers whose package is missing are listed with
+    what to install."""
     import fnmatch
 
     from rich.table import Table
@@ -196,6 +197,7 @@ def list_command(pattern: Annotated[str, typer.Argument(help="Shell-style filter
         grouped = {"native": "native", "repeat": "k, v repeated", "no": "no"}[caps.grouped_kv]
         flags += (f"\ncausal: {'yes' if caps.causal else 'no'}\nGQA (--kv-heads): {grouped}\n"
                   f"decode (--q-seq): {'yes' if caps.short_query else 'no'}")
+        flags += f"\nstages (attnbench profile): {', '.join(cls.stages) or '-'}"
         # choices as 'a | b | c': a line may break between them
         params = "\n".join(f"{p.describe().replace('|', ' | ')}: {p.help}" for p in cls.params()) or "-"
         table.add_row(name, params, flags, cls.paper)

@@ -103,7 +103,7 @@ def stage_figure(frame: pd.DataFrame, title: str = ""):
             rate_ax.text(0.5, 0.5, "no stage does counted FLOPs", ha="center", transform=rate_ax.transAxes)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # room for the title above the panels
     return fig
 
 
