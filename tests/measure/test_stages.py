@@ -137,3 +137,11 @@ def test_a_row_crosses_to_a_worker_with_its_stages():
     row = Row({"method": "full"}, samples=[[1.0]], stages=[{"stage": "fused kernel", "profile_ms": 1.0}])
     back = pickle.loads(pickle.dumps(row))
     assert back.stages == row.stages and back.samples == row.samples
+
+
+def test_the_profiling_page_names_every_declared_stage():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "profiling.md").read_text()
+    missing = {name: [s for s in get_method(name).stages if s not in page] for name in list_methods()}
+    assert not {name: stages for name, stages in missing.items() if stages}
