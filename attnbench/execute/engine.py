@@ -179,11 +179,12 @@ def run_cases(cases: Iterable[Case], options: MeasureOptions | None = None, *, l
             cleanup.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, _interrupt))
 
         def keep(row: Row) -> None:
-            for written in (row, *stage_rows(row)):
+            own = stage_rows(row)
+            for written in (row, *own):
                 if report:
                     report.write(written)
             rows.append(row)
-            stages.extend(stage_rows(row))
+            stages.extend(own)
             if on_row:
                 on_row(row)
 
