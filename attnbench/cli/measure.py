@@ -77,9 +77,10 @@ def profile_command(scenario: Optional[str] = None, **given) -> None:
     pseudo-inverse and products; SBM's memberships, edge probabilities, fastRG sampling, sparse
     attention...), and what ran outside them ('other').
 
-    Per case, after the warm-up, a few calls run under torch.profiler (--profile-calls): each stage
-    gets its own time (CPU time, or its kernels' device time on CUDA), share of the call, FLOPs
-    (they sum to the flops metric's count), bytes allocated and top ops with their input shapes.
+    Per case, after the warm-up, a few calls run under torch.profiler (--profile-calls), and the
+    one of median wall time is kept: each stage gets its own time (CPU time, or its kernels'
+    device time on CUDA), share of the call, FLOPs (they sum to the flops metric's count), bytes
+    allocated and top ops with their input shapes.
     The report has the case's row (every metric, the time metric's median beside the profiled
     total) and a row per stage; --trace DIR writes one Chrome/Perfetto trace per case, and
     'attnbench plot' draws the stage shares against n. Takes run's options and grids, or a
