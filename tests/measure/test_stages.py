@@ -118,6 +118,7 @@ def test_a_backward_profile_gives_each_backward_op_to_its_forward_stage():
 
 
 @requires_cuda
+@pytest.mark.cuda  # scenarios/gpu_check.sh runs the tests marked so
 def test_a_cuda_profile_counts_the_stages_kernels():
     def call():
         with stage("kernel"):
