@@ -181,11 +181,6 @@ def stage_rows(row: Row) -> list[Row]:
     return rows
 
 
-def case_rows(rows: Iterable[dict]) -> list:
-    """The rows of whole cases: a profile report's stage rows left out."""
-    return [row for row in rows if not row.get("stage")]
-
-
 def identity(case: Case) -> Row:
     """The identity half of a row: method, param_<name>, shape and set-up."""
     return Row({"method": case.method, **{f"param_{k}": v for k, v in case.params.items()},
