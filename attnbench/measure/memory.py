@@ -21,8 +21,10 @@ from torch.profiler import ProfilerActivity, profile
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
-    """Kineto writes 'profiler_start/stop' lines straight to fd 2; keep them off the user's screen."""
+def quiet_native_stderr() -> Iterator[None]:
+    """Kineto writes 'profiler_start/stop' lines straight to fd 2, and torch's CPU allocator warns
+    there about blocks allocated before a profiler started; keep them off the user's screen (and
+    off a CSV piped to stdout's terminal). Python's warnings and exceptions do not go through fd 2."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -35,7 +37,7 @@ def _quiet_native_stderr() -> Iterator[None]:
 
 
 def cpu_peak_bytes(call: Callable[[], object]) -> int:
-    with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         call()
     events = [e for e in prof.profiler.kineto_results.events()
               if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]

@@ -13,16 +13,15 @@ for (freed or not) in that call.
 from __future__ import annotations
 
 import bisect
-import contextlib
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, record_function
 
+from attnbench.measure.memory import quiet_native_stderr
 from attnbench.measure.stages import OTHER, Recorder, recording
 from attnbench.measure.timing import synchronize
 
@@ -33,7 +32,7 @@ TOP_OPS = 3
 
 @dataclass
 class StageProfile:
-    """One stage's share of the profiled calls, per call."""
+    """One stage's share of the kept profiled call."""
 
     name: str
     seconds: float = 0.0
@@ -51,22 +50,6 @@ class CallProfile:
     seconds: float  # the wall time of the profiled call of median wall time
     stages: list[StageProfile]  # that call's, in the order they ran, then OTHER
     walls: list[float] = field(default_factory=list)  # every profiled call's wall time, in order
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Kineto writes lines to the process's stderr when a profiler starts and stops, and torch's
-    CPU allocator warns there about blocks allocated before it started, past Python's sys.stderr:
-    the progress display and a CSV piped to stdout stay clean without them. (Python's warnings and
-    exceptions do not go through file descriptor 2 and are kept.)"""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 class _Attribution:
@@ -117,27 +100,29 @@ class _Calls:
         return index if index >= 0 and at <= self.ends[index] else None
 
 
-def _allocations(profiler, events: list, stage_of, calls: _Calls, device: torch.device) -> list[dict]:
-    """Bytes each stage asked for in each call: every allocation record of the device, given to
-    the innermost event on its thread whose time range holds it."""
+def _allocations(profiler, events: list, stage_of, in_call, device: torch.device) -> dict[str, float]:
+    """Bytes each stage asked for in the kept call: every allocation record of the device in it,
+    given to the innermost event on its thread whose time range holds it."""
     results = profiler.profiler.kineto_results
     start = results.trace_start_ns()
     kind = "CUDA" if device.type == "cuda" else "CPU"
     spans = sorted(((e.time_range.start, e.time_range.end, e.thread, e) for e in events), key=lambda s: s[0])
-    out: list[dict] = [defaultdict(float) for _ in calls.walls]
+    out: dict[str, float] = defaultdict(float)
     for record in results.events():
         if record.name() != "[memory]" or record.nbytes() <= 0 or kind not in str(record.device_type()):
             continue
         at, thread = (record.start_ns() - start) / 1e3, record.start_thread_id()
+        if not in_call(at):
+            continue
         inner = None
         for begin, end, where, event in spans:  # the last span starting before it that holds it is innermost
             if begin > at:
                 break
             if end >= at and where == thread:
                 inner = event
-        stage, call = (stage_of(inner), calls(at)) if inner is not None else (None, None)
-        if stage is not None and call is not None:
-            out[call][stage] += record.nbytes()
+        stage = stage_of(inner) if inner is not None else None
+        if stage is not None:
+            out[stage] += record.nbytes()
     return out
 
 
@@ -158,17 +143,20 @@ def _attribute(profiler, recorder: Recorder, device: torch.device) -> CallProfil
     cuda = device.type == "cuda"
     events = [e for e in profiler.events() if e.device_type == torch.autograd.DeviceType.CPU]
     stage_of, calls = _Attribution(recorder), _Calls(events)
-    names = [*recorder.seen, OTHER]
-    per_call = [{name: StageProfile(name) for name in names} for _ in calls.walls]
-    for event in events:
-        stage, call = stage_of(event), calls(event.time_range.start)
-        if stage is not None and call is not None:
-            _add(per_call[call][stage], event, cuda, set(names))
-    for call, allocated in enumerate(_allocations(profiler, events, stage_of, calls, device)):
-        for stage, total in allocated.items():
-            per_call[call][stage].allocated_bytes = total
     median = sorted(range(len(calls.walls)), key=calls.walls.__getitem__)[(len(calls.walls) - 1) // 2]
-    wall, stages = calls.walls[median], per_call[median]
+    names = [*recorder.seen, OTHER]
+    stages, own = {name: StageProfile(name) for name in names}, set(names)
+
+    def in_call(at: float) -> bool:
+        return calls(at) == median
+
+    for event in events:
+        stage = stage_of(event)
+        if stage is not None and in_call(event.time_range.start):
+            _add(stages[stage], event, cuda, own)
+    for stage, total in _allocations(profiler, events, stage_of, in_call, device).items():
+        stages[stage].allocated_bytes = total
+    wall = calls.walls[median]
     if cuda:  # the device's idle time and the host's own work are nobody's stage
         stages[OTHER].seconds = max(0.0, wall - sum(s.seconds for n, s in stages.items() if n != OTHER))
     return CallProfile(wall, list(stages.values()), calls.walls)
@@ -181,7 +169,7 @@ def profile_call(call: Callable[[], object], device: torch.device, calls: int = 
     Chrome/Perfetto trace of every call there."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     profiler = torch.profiler.profile(activities=activities, record_shapes=True, profile_memory=True)
-    with recording() as recorder, _quiet_stderr():
+    with recording() as recorder, quiet_native_stderr():
         profiler.start()
         try:
             for _ in range(calls):
