@@ -73,7 +73,9 @@ def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
     from attnbench.plan.scopes import ModelShape
 
     if case.scope == SWAP:  # a whole model: the formulas are the attention's alone
-        return dict.fromkeys(("flops_analytic", "scores_computed", "peak_mem_analytic_bytes", "bytes_moved_analytic"))
+        return dict.fromkeys(("flops_analytic", "scores_computed", "peak_mem_analytic_bytes", "bytes_moved_analytic",
+                              "cache_bytes"))
+    cache = _cache_bytes(method, case.shape, itemsize)
     shape = method.formula_shape(case.shape)  # per head when the method repeats k, v
     forward = method.flops(shape, scores)
     backward = method.backward_flops(shape, scores) if case.mode != "forward" else 0
@@ -86,12 +88,22 @@ def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
             copies = 2 * shape.batch * shape.heads * shape.seq_len * shape.head_dim * itemsize
             memory, moved = memory + copies, None if moved is None else moved + copies
         return {"flops_analytic": attention, "scores_computed": scores,
-                "peak_mem_analytic_bytes": memory, "bytes_moved_analytic": moved}
+                "peak_mem_analytic_bytes": memory, "bytes_moved_analytic": moved, "cache_bytes": cache}
     model = ModelShape(layers=case.layers, ffn_dim=case.ffn_dim)
     dense = dense_flops(case.batch, case.seq_len, case.heads, case.head_dim, model, case.scope, case.kv_heads)
     dense *= 1 if case.mode == "forward" else 3
     return {"flops_analytic": None if attention is None else case.layers * attention + dense,
-            "scores_computed": scores, "peak_mem_analytic_bytes": None, "bytes_moved_analytic": None}
+            "scores_computed": scores, "peak_mem_analytic_bytes": None, "bytes_moved_analytic": None,
+            "cache_bytes": None}
+
+
+def _cache_bytes(method, shape, itemsize: int) -> float | None:
+    """A decode step's cache: the k and v of the positions before its block, or the method's state."""
+    if shape.cache == "state":
+        return method.state_bytes(shape, itemsize)
+    if not shape.short_query:
+        return None
+    return 2 * shape.batch * shape.keys_heads * (shape.seq_len - shape.q_len) * shape.head_dim * itemsize
 
 
 def _measure(case: Case, options: MeasureOptions, row: Row) -> None:

@@ -3,7 +3,8 @@
 method-specific diagnostics, the network's attention modules and a backward-only call), and the
 runner treats every scope alike. The build's wall time goes to row['build_ms'].
 
-- attention: the method's attention function on q, k, v (optionally through torch.compile);
+- attention: the method's attention function on q, k, v (optionally through torch.compile); a
+  decode step from a recurrent state has its state built with the function (build_ms);
 - layer, model: an encoder layer or the LRA encoder around the method (attnbench.execute.model);
 - swap: a Hugging Face model with the method in every layer (attnbench.hf.swap).
 """
@@ -30,9 +31,19 @@ def _timed_build(row, device, build: Callable[[], object]):
     return built
 
 
+def build_attention(case, method, device, dtype, generator, k, v):
+    """The method's function for the case; a decode step from a recurrent state (--cache state)
+    builds that state from k, v here, before any timed call."""
+    fn = method.make(case.shape, device=device, dtype=dtype, generator=generator)
+    if case.shape.cache == "state":
+        with torch.no_grad():
+            return method.recurrent(fn, k, v)
+    return fn
+
+
 def attention(case, method, device, dtype, row) -> Prepared:
     q, k, v, generator = make_inputs(case)
-    fn = _timed_build(row, device, lambda: method.make(case.shape, device=device, dtype=dtype, generator=generator))
+    fn = _timed_build(row, device, lambda: build_attention(case, method, device, dtype, generator, k, v))
     timed = fn if case.compile == "off" else torch.compile(fn, mode=case.compile)
 
     def diagnostics() -> dict:

@@ -58,13 +58,14 @@ def block_mask(mask_mod, shape, device, per_head: bool):
                              device=device, BLOCK_SIZE=min(BLOCK, n))
 
 
-def causal_mod(shape):
-    """mask_mod of the causal mask, aligned to the bottom right: query i is position seq_len - q_len + i."""
-    offset = shape.seq_len - shape.q_len
+def softcap_mod(cap: float | None):
+    """FlexAttention's score_mod of logit soft-capping: tanh(s / cap) * cap on the scaled score."""
+    if cap is None:
+        return None
 
-    def causal(b, h, q, k):
-        return q + offset >= k
-    return causal
+    def capped(score, b, h, q_idx, kv_idx):
+        return torch.tanh(score / cap) * cap
+    return capped
 
 
 def _compile_errors() -> tuple[type, ...]:
@@ -83,8 +84,10 @@ class FlexAttention:
     compile it, or FlexAttention does not run the case here (float64, or a backward, on CPU), that
     call raises Unsupported with the first line of the reason."""
 
-    def __init__(self, name: str, mask=None, grouped: bool = False, autotune: bool = False, device=None) -> None:
+    def __init__(self, name: str, mask=None, grouped: bool = False, autotune: bool = False, device=None,
+                 score_mod=None) -> None:
         self.name, self.block_mask, self.compiled, self.grouped = name, mask, False, grouped
+        self.score_mod = score_mod
         where = device if device is not None else mask.kv_num_blocks.device if mask is not None else "cpu"
         # Looked up here, at build, never inside a call: under --compile the call is traced, and
         # Dynamo would trace through the cache and the inner torch.compile instead.
@@ -96,9 +99,9 @@ class FlexAttention:
 
     def _call(self, q, k, v):
         if self.compiled:  # the first call compiled: nothing more in the timed ones
-            return self.kernel(q, k, v, block_mask=self.block_mask, enable_gqa=self.grouped)
+            return self.kernel(q, k, v, score_mod=self.score_mod, block_mask=self.block_mask, enable_gqa=self.grouped)
         try:
-            out = self.kernel(q, k, v, block_mask=self.block_mask, enable_gqa=self.grouped)
+            out = self.kernel(q, k, v, score_mod=self.score_mod, block_mask=self.block_mask, enable_gqa=self.grouped)
         except NotImplementedError as exc:  # e.g. no backward on CPU
             raise Unsupported(f"{self.name}: {str(exc).strip().splitlines()[0]}") from None
         except _compile_errors() as exc:

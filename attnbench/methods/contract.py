@@ -4,7 +4,8 @@ A method is a frozen dataclass whose fields are its parameters (declared with `p
 defaults, validated on construction by the registry) and whose `build` turns a shape into an
 attention function `fn(q, k, v) -> out` on (batch, heads, seq_len, head_dim) tensors (a
 decoder's shape may have fewer key/value heads, a shorter query block and a causal mask: `Shape`;
-`Capabilities` says which of those a method runs, and `make` builds any of them). Random
+`Capabilities` says which of those a method runs, and `make` builds any of them; the shape's
+mask options, a window with sinks, packed documents and soft-capping, are attnbench.methods.masks). Random
 draws and weights are made in `build`, outside any timed region. Each method also states, for
 the report, its analytic FLOPs (a multiply-add counts 2), how many query-key scores it
 computes, and the bytes it keeps alive at its peak.
@@ -23,15 +24,17 @@ in its paper's words and listed in its `stages`; a kernel that is one call is on
 (`OneStage`). Outside `attnbench profile` (and the FLOP pass, which counts by stage) a stage
 costs a check of two globals; under a profiler it is a `torch.profiler.record_function` range.
 
-This module imports nothing of attnbench (and not torch): the registry imports the methods,
-never the other way round.
+This module imports nothing of attnbench but `Shape` (and not torch): the registry imports the
+methods, never the other way round.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, ClassVar
+
+from attnbench.methods.shape import Shape  # noqa: F401  (part of the contract)
 
 # The stage recorders in force, innermost last (attnbench.measure.stages): while one is, every
 # stage goes through it. Empty outside profiling and FLOP counting.
@@ -98,61 +101,6 @@ class Unsupported(Exception):
 
 
 @dataclass(frozen=True)
-class Shape:
-    """What one attention call works on: q is (batch, heads, q_len, head_dim), k and v are
-    (batch, kv_heads, seq_len, head_dim). By default q_len = seq_len (self-attention) and
-    kv_heads = heads; with fewer kv heads each group of heads / kv_heads query heads shares one
-    key/value head (grouped-query attention). The queries are the last q_len positions of the
-    sequence (a block decoded against a KV cache of seq_len keys), so a causal query i sees the
-    keys up to position seq_len - q_len + i (the mask is aligned to the bottom right)."""
-
-    batch: int
-    heads: int
-    seq_len: int
-    head_dim: int
-    kv_heads: int | None = None  # None: heads
-    q_seq_len: int | None = None  # None: seq_len
-    causal: bool = False
-
-    @property
-    def rows(self) -> int:
-        """Independent attention problems: batch x (query) heads."""
-        return self.batch * self.heads
-
-    @property
-    def keys_heads(self) -> int:
-        return self.kv_heads or self.heads
-
-    @property
-    def q_len(self) -> int:
-        return self.q_seq_len or self.seq_len
-
-    @property
-    def group(self) -> int:
-        """Query heads per key/value head."""
-        return self.heads // self.keys_heads
-
-    @property
-    def grouped(self) -> bool:
-        return self.keys_heads != self.heads
-
-    @property
-    def short_query(self) -> bool:
-        return self.q_len != self.seq_len
-
-    @property
-    def pairs(self) -> int:
-        """Query-key pairs of one (batch, head) that exact attention scores: q_len x seq_len, or
-        under the causal mask those with key position <= query position."""
-        n, m = self.seq_len, self.q_len
-        return m * (n - m) + m * (m + 1) // 2 if self.causal else m * n
-
-    def per_head(self) -> "Shape":
-        """This shape with k and v repeated to every query head."""
-        return replace(self, kv_heads=None)
-
-
-@dataclass(frozen=True)
 class Capabilities:
     """What a method can run; a case outside these becomes a row with status 'unsupported'."""
 
@@ -166,6 +114,10 @@ class Capabilities:
     # counted in time and memory, as a model without a grouped kernel does it); "no": refused.
     grouped_kv: str = "repeat"
     short_query: bool = False  # a query block shorter than the keys (--q-seq: decoding, chunked prefill)
+    window: bool = False  # a sliding window with sinks (--window, --sinks), honoured exactly
+    documents: bool = False  # packed documents (--documents): nothing computed across a boundary
+    softcap: bool = False  # logit soft-capping (--softcap)
+    recurrent: bool = False  # decodes from a recurrent state (--cache state): `Method.recurrent`
 
 
 class RepeatedKV:
@@ -352,6 +304,12 @@ class Method:
             return self.refusals.get("grouped_kv", f"{self.name} cannot share key/value heads between query heads")
         if shape.short_query and not caps.short_query:
             return self.refusals.get("short_query", f"{self.name} needs as many queries as keys (no --q-seq)")
+        for wanted, given, what in (("window", shape.window is not None, "a sliding window (--window)"),
+                                    ("documents", shape.documents is not None, "packed documents (--documents)"),
+                                    ("softcap", shape.softcap is not None, "soft-capped scores (--softcap)"),
+                                    ("recurrent", shape.cache == "state", "a recurrent state (--cache state)")):
+            if given and not getattr(caps, wanted):
+                return self.refusals.get(wanted, f"{self.name} has no form with {what}")
         return None
 
     # Optional hooks (see the module docstring); the defaults say there is nothing to report.
@@ -374,6 +332,16 @@ class Method:
 
     def sampler(self, fn: AttentionFn) -> Any | None:
         """The torch.Generator `fn` draws from on every call, or None."""
+        return None
+
+    def recurrent(self, fn: AttentionFn, k: Any, v: Any) -> AttentionFn:
+        """For `capabilities.recurrent`: a decode step fn(q, k, v) that reads the keys before the
+        query block from a state built now (outside any timed region) from those of k, v, and only
+        the block's own keys from the k, v it is called with."""
+        raise NotImplementedError
+
+    def state_bytes(self, shape: Shape, itemsize: int) -> float | None:
+        """For `capabilities.recurrent`: the bytes of its recurrent state (shape.cache == "state")."""
         return None
 
     def compiled(self) -> bool:

@@ -3,6 +3,12 @@
 `full` is what users ship: torch's fused `scaled_dot_product_attention` (flash-style on CPU and
 GPU, never holding n x n). `full-explicit` materializes softmax(Q K^T / sqrt(d)) and is the
 reference every approximation is measured against.
+
+A sliding window, sinks and packed documents (attnbench.methods.masks) reach SDPA as a dense bool
+mask and materialized attention as the scores it masks: both compute every pair of the keys they
+read and hide the rest. A decode block under a window reads only the keys its window and sinks
+reach (gathered before the call). Soft-capping changes the scores, which SDPA cannot: `full`
+refuses it, `full-explicit` caps the scores it holds.
 """
 
 from __future__ import annotations
@@ -12,23 +18,27 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from attnbench.methods import masks
 from attnbench.methods.contract import Capabilities, Method, OneStage, Shape, stage
 
 PAPER = "Vaswani et al. 2017, Attention Is All You Need, arXiv:1706.03762"
 
 
-def explicit_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                               future: torch.Tensor | None = None) -> torch.Tensor:
+def explicit_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidden: torch.Tensor | None = None,
+                               softcap: float | None = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v with the scores materialized (scaling q first keeps one n x n alive).
     Grouped k, v (fewer heads than q) are never copied: the query heads of a group are stacked and
-    score their shared keys in one matmul. `future` (q_len x seq_len, True where a key is later
-    than its query) masks the scores in place: every score is still computed."""
+    score their shared keys in one matmul. `hidden` (q_len x seq_len, True where the mask hides a
+    key from its query) masks the scores in place: every score is still computed. `softcap` C
+    caps the scaled scores to tanh(s / C) * C first."""
     b, h, m, d = q.shape
     kv_heads, n = k.shape[1], k.shape[-2]
     with stage("scores"):
         scores = (q * d**-0.5).reshape(b, kv_heads, h // kv_heads * m, d) @ k.transpose(-2, -1)
-        if future is not None:
-            scores.view(b, kv_heads, h // kv_heads, m, n).masked_fill_(future, -torch.inf)
+        if softcap is not None:
+            scores.div_(softcap).tanh_().mul_(softcap)
+        if hidden is not None:
+            scores.view(b, kv_heads, h // kv_heads, m, n).masked_fill_(hidden, -torch.inf)
     with stage("softmax"):  # reads the raw scores and frees them: two n x n alive at most
         weights = torch.softmax(scores, dim=-1)
     with stage("weighted values"):
@@ -62,8 +72,23 @@ def sdpa_arguments(shape: Shape, mask_device=None) -> dict:
     return kwargs
 
 
-def sdpa_attention(shape: Shape):
-    """fn(q, k, v): SDPA with the shape's keywords (SDPA itself for plain self-attention)."""
+def gathering(keys: torch.Tensor | None, attend):
+    """attend(q, k, v) on the keys at positions `keys` alone (all of them when None)."""
+    if keys is None:
+        return attend
+    return lambda q, k, v: attend(q, k.index_select(-2, keys), v.index_select(-2, keys))
+
+
+def sdpa_attention(shape: Shape, device=None):
+    """fn(q, k, v): SDPA with the shape's keywords (SDPA itself for plain self-attention); under a
+    window or documents, with their dense mask over the keys it reads."""
+    if shape.masked:
+        keys = masks.visible_keys(shape, device)
+        seen = masks.dense(shape, device, keys)
+        kwargs = {"enable_gqa": True} if shape.grouped else {}
+        if seen is not None:
+            kwargs["attn_mask"] = seen
+        return gathering(keys, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, **kwargs))
     kwargs = sdpa_arguments(shape)
     if not kwargs:
         return F.scaled_dot_product_attention
@@ -79,6 +104,14 @@ def _key_bytes(shape: Shape, itemsize: int) -> int:
 
 
 EXACT = Capabilities(exact=True, causal=True, grouped_kv="native", short_query=True)
+MASKED = Capabilities(exact=True, causal=True, grouped_kv="native", short_query=True, window=True, documents=True)
+CAPPED = Capabilities(exact=True, causal=True, grouped_kv="native", short_query=True, window=True, documents=True,
+                      softcap=True)
+
+
+def computed_pairs(shape: Shape) -> int:
+    """Pairs per (batch, head) a kernel that masks scores computes: every key it reads per query."""
+    return shape.q_len * masks.visible_count(shape)
 
 
 @dataclass(frozen=True)
@@ -86,27 +119,35 @@ class Full(Method):
     """Exact softmax attention through torch.nn.functional.scaled_dot_product_attention."""
 
     paper = PAPER
-    capabilities = EXACT
+    capabilities = MASKED
+    refusals = {"softcap": "full runs torch's scaled_dot_product_attention, which cannot change the scores: use "
+                           "full-explicit or flex for --softcap (transformers runs soft-capped models eagerly or "
+                           "through flex too)"}
     stages = ("fused kernel",)
 
     def build(self, shape, *, device, dtype, generator):
-        return OneStage(sdpa_attention(shape), "fused kernel")
+        return OneStage(sdpa_attention(shape, device), "fused kernel")
+
+    def _pairs(self, shape: Shape) -> int:
+        # a fused causal kernel skips the tiles above the diagonal; a dense mask is computed whole
+        return computed_pairs(shape) if shape.masked else shape.pairs
 
     def flops(self, shape: Shape, scores=None) -> float:
-        return 4 * shape.rows * shape.pairs * shape.head_dim  # Q K^T and P V over the pairs it scores
+        return 4 * shape.rows * self._pairs(shape) * shape.head_dim  # Q K^T and P V over the pairs it scores
 
     def backward_flops(self, shape: Shape, scores=None) -> float:
         # The fused backward recomputes Q K^T, then four gradient matmuls: 2.5x the forward.
-        return 10 * shape.rows * shape.pairs * shape.head_dim
+        return 10 * shape.rows * self._pairs(shape) * shape.head_dim
 
     def scores_computed(self, shape: Shape) -> float:
-        return shape.rows * shape.pairs  # a fused causal kernel skips the tiles above the diagonal
+        return shape.rows * self._pairs(shape)
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
         logsumexp = shape.rows * shape.q_len * 4  # float32 row statistics kept for backward
+        extra = masks.mask_bytes(shape, itemsize) if shape.masked else 0  # the bool mask and gathered k, v
         if mode == "forward":
-            return _query_bytes(shape, itemsize) + logsumexp  # the output; tiles are per thread
-        return 2 * _query_bytes(shape, itemsize) + 2 * _key_bytes(shape, itemsize) + logsumexp  # out, dq, dk, dv
+            return _query_bytes(shape, itemsize) + logsumexp + extra  # the output; tiles are per thread
+        return 2 * _query_bytes(shape, itemsize) + 2 * _key_bytes(shape, itemsize) + logsumexp + extra
 
 
 @dataclass(frozen=True)
@@ -114,28 +155,30 @@ class FullExplicit(Method):
     """Exact softmax attention that materializes the n x n scores: the error reference."""
 
     paper = PAPER
-    capabilities = EXACT
+    capabilities = CAPPED
     stages = ("scores", "softmax", "weighted values")
 
     def build(self, shape, *, device, dtype, generator):
-        future = future_keys(shape, device)
-        return lambda q, k, v: explicit_softmax_attention(q, k, v, future)
+        keys = masks.visible_keys(shape, device)
+        seen = masks.dense(shape, device, keys)
+        hidden, cap = None if seen is None else ~seen, shape.softcap
+        return gathering(keys, lambda q, k, v: explicit_softmax_attention(q, k, v, hidden, cap))
 
     def flops(self, shape: Shape, scores=None) -> float:
-        return 4 * shape.rows * shape.q_len * shape.seq_len * shape.head_dim  # the masked scores too
+        return 4 * shape.rows * computed_pairs(shape) * shape.head_dim  # the masked scores too
 
     def scores_computed(self, shape: Shape) -> float:
-        return shape.rows * shape.q_len * shape.seq_len
+        return shape.rows * computed_pairs(shape)
 
     def bytes_moved(self, shape, itemsize, mode, scores=None):
         # Scores written, read by softmax; probabilities written, read by P V. Backward: P read,
         # dP written and read, dS written and read.
-        square = shape.rows * shape.q_len * shape.seq_len * itemsize
+        square = shape.rows * computed_pairs(shape) * itemsize
         return super().bytes_moved(shape, itemsize, mode) + (4 if mode == "forward" else 9) * square
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
-        square = shape.rows * shape.q_len * shape.seq_len * itemsize
-        mask = shape.q_len * shape.seq_len if shape.causal else 0  # bool, made at build and kept
+        square = shape.rows * computed_pairs(shape) * itemsize
+        mask = masks.mask_bytes(shape, itemsize) if shape.causal or shape.masked else 0  # made at build, kept
         queries, keys = _query_bytes(shape, itemsize), _key_bytes(shape, itemsize)
         if mode == "forward":
             return 2 * square + queries + mask  # scores and their softmax alive together, then the output

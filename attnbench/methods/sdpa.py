@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from attnbench.methods.contract import OneStage, Shape, Unsupported
-from attnbench.methods.full import Full, FullExplicit, sdpa_arguments
+from attnbench.methods.full import EXACT, Full, FullExplicit, sdpa_arguments
 
 
 def flash_lower_right(q, k, v):
@@ -118,6 +118,12 @@ def check_runs(fn, name: str, backend: str, shape, device, dtype) -> None:
 
 class _Pinned:
     backend: ClassVar[str]
+    # One backend of SDPA, as torch dispatches plain and causal attention to it: the mask options
+    # are `full`'s, `full-explicit`'s and flex's to measure.
+    capabilities = EXACT
+    refusals = {what: f"a pinned SDPA backend measures torch's kernels on plain and causal attention: use full, "
+                      f"full-explicit or flex for {flag}" for what, flag in
+                (("window", "--window"), ("documents", "--documents"), ("softcap", "--softcap"))}
 
     def build(self, shape, *, device, dtype, generator):
         check_runs(pinned(self.backend, probe_shape(shape), device), self.name, self.backend, shape, device, dtype)

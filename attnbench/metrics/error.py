@@ -16,6 +16,8 @@ def case_errors(case, method, q, k, v, *, reference: str, repeats: int, recorded
     method's exact target, e.g. Skyformer's kernelized attention), over `repeats` draws; with
     `recorded` (a captured model's own attention output for these q, k, v), the error against it
     and how far the reference itself is from it."""
+    import dataclasses
+
     import torch
 
     from attnbench.measure.error import attention_error, frozen_draws, mean_std, relative_errors, value_width
@@ -23,8 +25,9 @@ def case_errors(case, method, q, k, v, *, reference: str, repeats: int, recorded
 
     shape, wide = case.shape, torch.float64
     exact_inputs = (q.to(wide), k.to(wide), v.to(wide))
+    exact_shape = dataclasses.replace(shape, cache="kv")  # the exact output over every key, whatever the cache
 
-    def exact(name, on=shape, **params):
+    def exact(name, on=exact_shape, **params):
         target = create_method(name, **params)
         refused = target.unsupported(on, "forward")
         if refused:
@@ -34,7 +37,8 @@ def case_errors(case, method, q, k, v, *, reference: str, repeats: int, recorded
 
     def draw(repeat, on=shape):
         generator = torch.Generator().manual_seed(case.seed * 1000 + repeat + 1)
-        return frozen_draws(method, method.make(on, device=q.device, dtype=q.dtype, generator=generator))
+        fn = method.make(on, device=q.device, dtype=q.dtype, generator=generator)
+        return frozen_draws(method, method.recurrent(fn, k, v) if on.cache == "state" else fn)
 
     references = {"": exact(reference)}
     if method.exact_target:
@@ -47,7 +51,7 @@ def case_errors(case, method, q, k, v, *, reference: str, repeats: int, recorded
     # query head applies is the same; a shared V would mix a group's heads in the transpose).
     target, wide_k, exact_k = references[""], k, exact_inputs[1]
     if shape.grouped:
-        first, target = draw(0, shape.per_head()), exact(reference, shape.per_head())
+        first, target = draw(0, shape.per_head()), exact(reference, exact_shape.per_head())
         wide_k = k.repeat_interleave(shape.group, dim=1)
         exact_k = wide_k.to(wide)
     attention = None

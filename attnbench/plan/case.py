@@ -19,6 +19,7 @@ from attnbench.errors import AttnbenchError
 from attnbench.methods.contract import Method, Shape
 from attnbench.methods.registry import check_names, create_method, get_method, list_methods
 from attnbench.metrics import default_metrics
+from attnbench.plan.decoding import check_masks, document_fields
 from attnbench.plan.scopes import MODEL_HEAD_DIM, MODEL_HEADS, SCOPES, ModelShape
 from attnbench.plan.values import COMPILE_MODES, parse_amp, parse_dtype, parse_mode, whole
 
@@ -34,6 +35,12 @@ class Case:
     kv_heads: int | None = None  # key/value heads (grouped-query attention); None: one per query head
     q_seq_len: int | None = None  # queries, the last of seq_len positions (decoding); None: seq_len
     causal: bool = False  # each query attends only the keys at or before its position
+    window: int | None = None  # a sliding window: the keys within W positions (causal: the W up to the query)
+    sinks: int = 0  # with a window: the first S keys of each document stay visible (attention sinks)
+    documents: int | None = None  # packed documents in the sequence (a block-diagonal mask); None: one
+    doc_lengths: str | None = None  # their lengths, "l1+l2+..." (drawn from the seed unless given)
+    softcap: float | None = None  # logit soft-capping: scores s become tanh(s / C) * C
+    cache: str = "kv"  # a decode step (q_seq_len) reads the cached keys (kv) or a recurrent state (state)
     dtype: str = "float32"
     device: str = "cpu"
     mode: str = "forward"  # "backward": forward + backward; "train": an optimizer step (layer, model scope)
@@ -65,7 +72,9 @@ class Case:
 
     @property
     def shape(self) -> Shape:
-        return Shape(self.batch, self.heads, self.seq_len, self.head_dim, self.kv_heads, self.q_seq_len, self.causal)
+        lengths = None if self.doc_lengths is None else tuple(int(n) for n in self.doc_lengths.split("+"))
+        return Shape(self.batch, self.heads, self.seq_len, self.head_dim, self.kv_heads, self.q_seq_len, self.causal,
+                     self.window, self.sinks, lengths, self.softcap, self.cache)
 
     def instance(self) -> Method:
         return create_method(self.method, **self.params)
@@ -210,6 +219,7 @@ def _check_setup(setup: dict, devices_here: bool = True) -> dict:
         raise AttnbenchError(f"q_seq must be a positive whole number, not {q_seq!r}")
     if not isinstance(setup["causal"], bool):
         raise AttnbenchError(f"causal must be true or false, not {setup['causal']!r}")
+    check_masks(setup)
     from attnbench.plan.sources import check_source
     from attnbench.plan.values import parse_inputs
 
@@ -225,6 +235,7 @@ def _check_setup(setup: dict, devices_here: bool = True) -> dict:
         raise AttnbenchError(f"--compile-mode must be one of {', '.join(COMPILE_MODES[1:])}, not {setup['compile']!r}")
     return {**setup, "dtype": parse_dtype(setup["dtype"]), "device": check_device(setup["device"], devices_here),
             "mode": parse_mode(setup["mode"]), "input_scale": float(setup["input_scale"]),
+            "softcap": None if setup["softcap"] is None else float(setup["softcap"]),
             "threads": setup["threads"] or torch.get_num_threads(), **_check_scope(setup)}
 
 
@@ -290,13 +301,17 @@ def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[
         common = _check_setup({**DEFAULTS, **variant}, devices_here)
         if common["kv_heads"] == common["heads"]:  # one key head per query head: today's cases, one identity
             common["kv_heads"] = None
-        q_seq = common.pop("q_seq_len")
+        q_seq, documents = common.pop("q_seq_len"), common.pop("documents")
+        common.pop("doc_lengths")
+        if common["cache"] == "state" and any(_queries(q_seq, n) is None for n in lengths):
+            raise AttnbenchError("--cache state decodes from the state of the keys before the query block: add "
+                                 "--q-seq shorter than --seq")
         for method, grid in grids.items():
             for chosen in grid:
                 instance = create_method(method, **chosen)  # validates names, types and ranges
                 full_params = {p.name: getattr(instance, p.name) for p in instance.params()}
-                cases += [Case(method, full_params, seq_len=n, q_seq_len=_queries(q_seq, n), **common)
-                          for n in lengths]
+                cases += [Case(method, full_params, seq_len=n, q_seq_len=_queries(q_seq, n),
+                               **document_fields(documents, n, common["seed"]), **common) for n in lengths]
     return cases
 
 

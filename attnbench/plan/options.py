@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from attnbench.plan.decoding import Documents
 from attnbench.plan.values import (
     AMP,
     COMPILE_MODES,
@@ -94,6 +95,21 @@ OPTIONS: tuple[Option, ...] = (
            default="--seq"),
     Option("causal", "Causal attention: each query sees the keys at or before its position (aligned to the last "
            "key when --q-seq is shorter); in a scenario true, false or [false, true].", Flag(grid=True), "grid"),
+    Option("window", "Sliding window W: each query sees the keys within W positions (causal: the W keys ending at "
+           "its own, Mistral's and Gemma 2's sliding_window); a decode block reads only the keys its window reaches. "
+           "Exact methods and flex; Longformer's own window is its parameter.", Whole(grid=True), "grid",
+           default="none"),
+    Option("sinks", "With --window: the first S keys of each document stay visible to every query (attention "
+           "sinks, StreamingLLM).", Whole(low=0, grid=True), "grid", default="0"),
+    Option("documents", "Packed documents: a count (lengths drawn from the seed: distinct cut points) or lengths "
+           "joined by + that fill --seq (300+500+224); a block-diagonal mask, causal or not. Exact methods and flex "
+           "skip the pairs across documents, linear methods restart their sums; a comma list is a grid.",
+           Documents(), "grid", default="one document"),
+    Option("softcap", "Logit soft-capping C: the scaled scores s become tanh(s / C) * C (Gemma 2: 50); "
+           "full-explicit and flex.", Number(grid=True), "grid", default="none"),
+    Option("cache", "What a decode step (--q-seq) reads for the keys before its block: kv (the cached keys and "
+           "values) or state (the recurrent state of linear and Performer, built from them before the timed step); "
+           "a comma list is a grid.", Choice(("kv", "state"), grid=True), "grid", default="kv"),
     Option("dtype", "float32, float64, float16 or bfloat16 (comma list: a grid); on CUDA bfloat16 unless given (the "
            "kernels people ship), float32 weights under --amp.",
            Choice(DTYPE_NAMES, grid=True, canonical=parse_dtype, phrase="a dtype name"), "grid",

@@ -27,7 +27,8 @@ from attnbench.plan.case import SETUP, Case
 # masks, landmarks, block masks), or the network's at layer/model scope; compile_s: the first call
 # under torch.compile (--compile), which the timing leaves out.
 CORE = ("status", "status_detail", "case_seconds", "build_ms", "compile_s", "kernel_compile_mode", "grouped_kv")
-ANALYTIC = ("flops_analytic", "scores_computed", "peak_mem_analytic_bytes", "bytes_moved_analytic")  # formulas
+ANALYTIC = ("flops_analytic", "scores_computed", "peak_mem_analytic_bytes", "bytes_moved_analytic",
+            "cache_bytes")  # formulas
 PROVENANCE = ("method_source", "method_version", "method_git_sha")  # whose code the method is
 IDENTITY = ("method", "seq_len", *SETUP)  # plus a param_<name> column per method parameter
 # Columns every attnbench report has had since the first one; later ones default to Case's values.
@@ -68,6 +69,16 @@ COLUMN_HELP: dict[str, str] = {
     "kv_heads": "key/value heads (grouped-query attention); blank: one per query head",
     "q_seq_len": "queries, the last positions of seq_len keys (decoding against a KV cache); blank: seq_len",
     "causal": "whether each query attends only the keys at or before its position (bottom-right aligned)",
+    "window": "the sliding window: each query sees the keys within W positions (causal: the W up to its own); "
+              "blank: none",
+    "sinks": "with a window: the first keys of each document every query sees too (attention sinks)",
+    "documents": "documents packed into the sequence (a block-diagonal mask); blank: one",
+    "doc_lengths": "their lengths, joined by +",
+    "softcap": "logit soft-capping C: scores s become tanh(s / C) * C; blank: none",
+    "cache": "what a decode step reads for the keys before its block: kv (cached keys and values) or state (a "
+             "recurrent state built from them before the timed step)",
+    "cache_bytes": "decode (--q-seq, attention scope): the bytes of that cache, the k and v of the positions "
+                   "before the block (kv) or the method's recurrent state (state)",
     "grouped_kv": "with fewer kv heads: native (the kernel takes the smaller k, v) or repeated (k, v repeated to "
                   "every query head inside the call, as a model without a grouped kernel does); blank otherwise",
     "flops_analytic": "the method's FLOP formula for the case (multiply-add = 2; backward included)",
