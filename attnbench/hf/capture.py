@@ -2,10 +2,11 @@
 
 `attnbench capture MODEL -o FILE` runs one forward of a Hugging Face model (attnbench.hf.seam) and
 records, for every attention call (one per layer), the q, k, v the attention function received
-(after RoPE and projections; the model's own score scaling folded into q), the mask kind, the
-shapes, and the model's own attention output for that call. The file is safetensors: tensors
-`layer<i>.q`, `.k`, `.v`, `.out`, all (batch, heads, length, head_dim), and in its metadata the
-format and its version, the model and how it was run, and a JSON list of the layers' records.
+(after RoPE and projections; the model's own score scaling folded into q), the mask kind with
+its sliding window and soft-capping, the shapes, and the model's own attention output for that
+call. The file is safetensors: tensors `layer<i>.q`, `.k`, `.v`, `.out`, all (batch, heads,
+length, head_dim), and in its metadata the format and its version, the model and how it was run,
+and a JSON list of the layers' records.
 
 `run --inputs capture:FILE` reads a layer's tensors (attnbench.execute.calls.make_inputs) and checks the
 file is the one the cases were made from (its SHA-256, an identity column).
@@ -71,7 +72,7 @@ def capture(model: str, *, text: str | None = None, seq: int | None = None, laye
         if call.index in keep:
             b, h, q_len, d = call.q.shape
             records.append(LayerRecord(call.index, b, h, call.k.shape[1], d, q_len, call.k.shape[-2], call.mask,
-                                       call.unsupported, call.scaling))
+                                       call.unsupported, call.scaling, call.window, call.softcap))
             for name, tensor in (("q", call.q), ("k", call.k), ("v", call.v), ("out", out)):
                 tensors[f"layer{call.index}.{name}"] = tensor.detach().float().contiguous().clone()
         if on_layer:

@@ -32,8 +32,9 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 class Call:
     """One attention call as the model made it: q (b, heads, q_len, d) already scaled so that
     1/sqrt(d) attention equals the model's (a model's own `scaling` is folded into q), k, v
-    (b, kv_heads, kv_len, d), and the mask kind: 'full' or 'causal' (bottom-right), or None with
-    `unsupported` saying what else the model asked for (padding, a sliding window, soft-capping)."""
+    (b, kv_heads, kv_len, d), and the mask kind: 'full' or 'causal' (bottom-right), with the
+    model's sliding window and soft-capping when it has them, or None with `unsupported` saying
+    what else the model asked for (padding, a custom pattern)."""
 
     index: int  # which attention call of the forward: the layer, for one call per layer
     q: torch.Tensor
@@ -42,6 +43,8 @@ class Call:
     mask: str | None
     unsupported: str
     scaling: float
+    window: int | None = None  # the keys within this many positions (Mistral's, Gemma 2's sliding_window)
+    softcap: float | None = None  # the scores capped to tanh(s / C) * C (Gemma 2)
 
 
 def _transformers():
@@ -206,24 +209,39 @@ def _register() -> None:
     AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
 
 
-def _mask_kind(module, query, key, mask, kwargs) -> tuple[str | None, str]:
-    """('full' or 'causal', '') or (None, what else the call asks for)."""
-    for name, what in (("sliding_window", "a sliding window"), ("softcap", "soft-capped scores")):
-        if kwargs.get(name) is not None:
-            return None, f"the model's attention uses {what} ({name}={kwargs[name]})"
+def _mask_kind(module, query, key, mask, kwargs) -> tuple[str | None, int | None, str]:
+    """('full' or 'causal', the sliding window or None, '') or (None, None, what else the call asks
+    for). A mask the model built must be exactly the one these name (attnbench.methods.masks)."""
+    from attnbench.methods.masks import dense
+    from attnbench.methods.shape import Shape
+
+    window = kwargs.get("sliding_window")
+    window = None if window is None else int(window)
     q_len, n = query.shape[-2], key.shape[-2]
     if mask is None:
         causal = kwargs.get("is_causal")
         causal = getattr(module, "is_causal", False) if causal is None else causal
-        return ("causal" if causal and q_len > 1 else "full"), ""
+        return ("causal" if causal and q_len > 1 else "full"), window, ""
     allowed = mask if mask.dtype == torch.bool else mask > torch.finfo(mask.dtype).min / 2
     allowed = allowed.expand(query.shape[0], 1, q_len, n)
-    if bool(allowed.all()):
-        return "full", ""
-    below = torch.ones(q_len, n, dtype=torch.bool, device=mask.device).tril(n - q_len)
-    if bool((allowed == below).all()):
-        return "causal", ""
-    return None, "the model's mask is neither full nor causal (padding or a custom pattern)"
+    for kind in ("full", "causal"):
+        shape = Shape(1, 1, n, 1, None, None if q_len == n else q_len, kind == "causal", window)
+        expected = dense(shape, mask.device)
+        if bool(allowed.all()) if expected is None else bool((allowed == expected).all()):
+            return kind, window, ""
+    return None, None, "the model's mask is neither full nor causal, with or without its window (padding or a " \
+        "custom pattern)"
+
+
+def _explicit_mask(query, key, kind: str, window: int | None):
+    """The bool mask SDPA's mask builder skips (plainly causal, or a window that hides nothing),
+    for an eager attention function, which applies no mask it is not given."""
+    from attnbench.methods.masks import dense
+    from attnbench.methods.shape import Shape
+
+    q_len, n = query.shape[-2], key.shape[-2]
+    seen = dense(Shape(1, 1, n, 1, None, None if q_len == n else q_len, kind == "causal", window), query.device)
+    return None if seen is None else seen.view(1, 1, q_len, n)
 
 
 def original_attention(loaded: Loaded, module) -> Callable:
@@ -268,15 +286,20 @@ def intercept(loaded: Loaded, handler: Callable[[Call, Callable[[], torch.Tensor
         counter["next"] += 1
         d = query.shape[-1]
         scale = d ** -0.5 if scaling is None else float(scaling)
-        kind, why = _mask_kind(module, query, key, attention_mask, kwargs)
+        kind, window, why = _mask_kind(module, query, key, attention_mask, kwargs)
+        softcap = kwargs.get("softcap")
         q = query if abs(scale * d ** 0.5 - 1) < 1e-12 else query * (scale * d ** 0.5)
 
         def original():
-            out, _ = original_attention(loaded, module)(module, query, key, value, attention_mask,
+            mask = attention_mask
+            if mask is None and kind is not None and loaded.original_implementation == "eager":
+                mask = _explicit_mask(query, key, kind, window)  # SDPA's mask builder left it to is_causal
+            out, _ = original_attention(loaded, module)(module, query, key, value, mask,
                                                         scaling=scaling, dropout=dropout, **kwargs)
             return out.transpose(1, 2)
 
-        out = handler(Call(index, q, key, value, kind, why, scale), original)
+        out = handler(Call(index, q, key, value, kind, why, scale, window, None if softcap is None else float(softcap)),
+                      original)
         return out.transpose(1, 2).contiguous(), None
 
     def forward(*args, **kwargs):

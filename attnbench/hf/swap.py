@@ -5,7 +5,9 @@ method in place of its attention in every layer (or `--layers`), through attnben
 and the usual passes measure the whole forward (FLOPs, peak memory, time) while the swap metric
 (attnbench.metrics.swap) compares its outputs with the unmodified model's on the same tokens.
 A case's shape (heads, kv heads, head_dim, causal, length) is the model's, read off a probe
-forward, so a method that cannot take it is an `unsupported` row, never a substitute.
+forward, so a method that cannot take it is an `unsupported` row, never a substitute. Each layer
+keeps its own sliding window and soft-capping (Gemma 2 alternates windowed and global layers); the
+row records the model's window (of the layers that have one) and soft-capping.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def _tokens(case: Case) -> str:
 @functools.lru_cache(maxsize=4)
 def model_shape(model: str, source: str, seq: int | None, seed: int) -> tuple[Shape, int]:
     """(the shape of the model's attention calls, the number of layers), from one forward; every
-    layer must have the same shape and a full or causal mask."""
+    layer must have the same shape and a full or causal mask. The shape's window and softcap are
+    those of the layers that have one (each layer runs with its own: Swapped)."""
     from attnbench.hf.seam import intercept, load, token_ids
 
     loaded = load(model, seed)
@@ -43,21 +46,29 @@ def model_shape(model: str, source: str, seq: int | None, seed: int) -> tuple[Sh
     def probe(call, original):
         if call.mask is None:
             raise AttnbenchError(f"layer {call.index} of {model}: {call.unsupported}; swap replaces full and causal "
-                                 "attention only")
+                                 "attention, with or without a sliding window and soft-capping")
         b, h, q_len, d = call.q.shape
         kv_heads, n = call.k.shape[1], call.k.shape[-2]
         shapes.append(Shape(b, h, n, d, None if kv_heads == h else kv_heads, None if q_len == n else q_len,
-                            call.mask == "causal"))
+                            call.mask == "causal", call.window, softcap=call.softcap))
         return original()
 
     with torch.no_grad(), intercept(loaded, probe) as forward:
         forward(input_ids=ids)
     if not shapes:
         raise AttnbenchError(f"{loaded.architecture} made no attention call through transformers' AttentionInterface")
-    if len(set(shapes)) > 1:
+    plain = {dataclasses.replace(shape, window=None, softcap=None) for shape in shapes}
+    if len(plain) > 1:
         raise AttnbenchError(f"the attention layers of {model} differ in shape ({shapes[0]} and others): swap "
                              "takes models whose layers share one shape")
-    return shapes[0], len(shapes)
+    options = {}
+    for name in ("window", "softcap"):
+        values = {getattr(shape, name) for shape in shapes} - {None}
+        if len(values) > 1:
+            raise AttnbenchError(f"the layers of {model} have {len(values)} different {name}s ({sorted(values)}): "
+                                 "swap records one")
+        options[name] = values.pop() if values else None
+    return dataclasses.replace(plain.pop(), **options), len(shapes)
 
 
 def swap_cases(model: str, methods: Sequence[str], params: Mapping[str, Sequence[Any]] | None = None, *,
@@ -76,8 +87,8 @@ def swap_cases(model: str, methods: Sequence[str], params: Mapping[str, Sequence
     if max(chosen) >= calls:
         raise AttnbenchError(f"--layers {layers}: {model} made {calls} attention calls")
     cases = make_cases(methods, [shape.seq_len], params, batch=shape.batch, heads=shape.heads, head_dim=shape.head_dim,
-                       kv_heads=shape.kv_heads, causal=shape.causal, seed=seed, threads=threads, device=device,
-                       dtype=dtype)
+                       kv_heads=shape.kv_heads, causal=shape.causal, window=shape.window, softcap=shape.softcap,
+                       seed=seed, threads=threads, device=device, dtype=dtype)
     return [dataclasses.replace(c, scope=SWAP, inputs=f"text:{source}" if source != "ids" else "ids", model=model,
                                 swap_layers=swapped) for c in cases]
 
@@ -105,7 +116,8 @@ class Swapped:
         if fn is None:  # built once per layer, in the warm-up call, with a draw of its own
             b, h, q_len, d = call.q.shape
             shape = dataclasses.replace(self.case.shape, seq_len=call.k.shape[-2],
-                                        q_seq_len=None if q_len == call.k.shape[-2] else q_len)
+                                        q_seq_len=None if q_len == call.k.shape[-2] else q_len,
+                                        window=call.window, softcap=call.softcap)  # the layer's own
             refused = self.method.unsupported(shape, "forward")
             if refused:
                 raise Unsupported(refused)

@@ -315,7 +315,8 @@ def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[
     return cases
 
 
-CAPTURED = ("batch", "heads", "head_dim", "kv_heads", "q_seq_len", "causal")  # a capture fixes these
+# a capture fixes these
+CAPTURED = ("batch", "heads", "head_dim", "kv_heads", "q_seq_len", "causal", "window", "softcap")
 
 
 def _layer_variants(given: dict, seq_lens: list[int]) -> list[tuple[dict, list[int]]]:
@@ -344,7 +345,8 @@ def _layer_variants(given: dict, seq_lens: list[int]) -> list[tuple[dict, list[i
             raise AttnbenchError(f"layer {record.layer} of {path}: {record.unsupported}; attnbench runs captures "
                                  "of full and causal attention (pick another layer with --layer)")
         shape = {"batch": record.batch, "heads": record.heads, "head_dim": record.head_dim,
-                 "kv_heads": record.kv_heads, "q_seq_len": record.q_len, "causal": record.mask == "causal"}
+                 "kv_heads": record.kv_heads, "q_seq_len": record.q_len, "causal": record.mask == "causal",
+                 "window": record.window, "softcap": record.softcap}
         for key in CAPTURED:
             if key in given and given[key] != shape[key]:
                 raise AttnbenchError(f"{key} = {given[key]} contradicts the capture {path} ({key} = {shape[key]} at "

@@ -76,6 +76,8 @@ class LayerRecord:
     mask: str | None  # full, causal, or None (see `unsupported`)
     unsupported: str
     scaling: float  # the model's score scale (1/sqrt(head_dim) in most models), folded into q
+    window: int | None = None  # the layer's sliding window (Mistral, Gemma 2); files before it have none
+    softcap: float | None = None  # the layer's logit soft-capping (Gemma 2)
 
 
 @dataclass(frozen=True)
