@@ -82,8 +82,8 @@ OPTIONS: tuple[Option, ...] = (
            flags=("--seq", "-n"), default="1024"),
     Option("params", "Method parameter grid NAME=V1,V2 (repeatable; cartesian product; applied to the methods that "
            "declare it).", Grids(), "plan", flags=("--param", "-p")),
-    Option("tasks", "Tasks, each with its own lengths, batch and parameter values (scenario files only).", Tasks(),
-           "plan", cli=False),
+    Option("tasks", "Tasks, each with its own lengths, batch, documents and parameter values (scenario files only).",
+           Tasks(), "plan", cli=False),
     Option("batch", "Batch size.", POSITIVE_GRID, "grid", flags=("--batch", "-b")),
     Option("heads", "Attention heads.", POSITIVE_GRID, "grid"),
     Option("head_dim", "Dimension per head.", POSITIVE_GRID, "grid"),

@@ -24,6 +24,7 @@ from typing import Any
 from attnbench import tomlfile
 from attnbench.errors import AttnbenchError
 from attnbench.plan.case import Case, Limits, MeasureOptions, make_cases
+from attnbench.plan.decoding import Documents
 from attnbench.plan.options import OPTIONS, scenario_keys
 from attnbench.plan.values import Lengths, parse_bytes, parse_seconds, whole
 
@@ -44,7 +45,8 @@ class Scenario:
     grid: dict[str, list[Any]] = field(default_factory=dict)  # GRID_KEYS -> values
     seeds: list[int] = field(default_factory=lambda: [Case.seed])
     setup: dict[str, Any] = field(default_factory=dict)  # device, threads, input_scale, layer... (None: default)
-    tasks: list[dict[str, Any]] = field(default_factory=list)  # {name, seq, batch: [sizes], params: {grids}}
+    # {name, seq, batch: [sizes], documents: [counts or lengths], params: {grids}}
+    tasks: list[dict[str, Any]] = field(default_factory=list)
     options: MeasureOptions = field(default_factory=MeasureOptions)
     limits: Limits = field(default_factory=Limits)
     output: str | None = None
@@ -66,7 +68,7 @@ class Scenario:
         cases = []
         tasks = self.tasks or [{"name": "", "seq": self.seq}]
         for task in tasks:
-            grid = {**self.grid, **({"batch": task["batch"]} if task.get("batch") else {})}
+            grid = {**self.grid, **{key: task[key] for key in ("batch", "documents") if task.get(key)}}
             for values in itertools.product(*(grid.get(k, [None]) for k in GRID_KEYS)):
                 for seed in self.seeds:
                     params = {**self.params, **task.get("params", {})}
@@ -103,15 +105,22 @@ def _grids(source: str, where: str, params: dict) -> dict[str, list]:
 def _task(source: str, index: int, task: Any) -> dict[str, Any]:
     where = f"tasks[{index}]"
     if not isinstance(task, dict) or not isinstance(task.get("name"), str) or "seq" not in task \
-            or set(task) - {"name", "seq", "batch", "params"} or not isinstance(task.get("params", {}), dict):
-        raise _fail(source, where, f"must be a table {{ name = \"...\", seq = ..., batch = ..., params = {{...}} }}, "
-                                   f"not {task!r}")
+            or set(task) - {"name", "seq", "batch", "documents", "params"} \
+            or not isinstance(task.get("params", {}), dict):
+        raise _fail(source, where, f"must be a table {{ name = \"...\", seq = ..., batch = ..., documents = ..., "
+                                   f"params = {{...}} }}, not {task!r}")
     batch = task.get("batch")
     batches = batch if isinstance(batch, list) else [batch] if batch is not None else []
     if not all(whole(b) for b in batches):
         raise _fail(source, f"{where}.batch", f"must be a positive integer or a list of them, not {batch!r}")
+    documents = []
+    if "documents" in task:
+        try:
+            documents = Documents().check(task["documents"])
+        except ValueError:
+            raise _fail(source, f"{where}.documents", f"must be {Documents.kind}, not {task['documents']!r}") from None
     return {"name": task["name"], "seq": _lengths(source, f"{where}.seq", task["seq"]), "batch": batches,
-            "params": _grids(source, f"{where}.params", task.get("params", {}))}
+            "documents": documents, "params": _grids(source, f"{where}.params", task.get("params", {}))}
 
 
 def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Scenario:

@@ -377,8 +377,8 @@ class Duration(Value):
 
 
 class Tasks(Value):
-    kind = ("a list of tables { name = \"TC\", seq = 4096, batch = 1, params = { ... } }: each task runs the grid at "
-            "its own length(s), batch and parameter values, and its name is the rows' task")
+    kind = ("a list of tables { name = \"TC\", seq = 4096, batch = 1, documents = ..., params = { ... } }: each task "
+            "runs the grid at its own length(s), batch, documents and parameter values, and its name is the rows' task")
 
     def check(self, value):
         if not isinstance(value, list) or not value:

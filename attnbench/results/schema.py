@@ -252,14 +252,15 @@ class Labeller:
                 if key.startswith("param_") and text(value):
                     seen.setdefault(row["method"], {}).setdefault(key, set()).add(text(value))
         self.varying_params = {m: [k for k, values in params.items() if len(values) > 1] for m, params in seen.items()}
-        self.varying_setup = [k for k in SETUP if len({text(r.get(k)) for r in rows}) > 1]
+        # doc_lengths goes with documents (their count), which names it well enough
+        self.varying_setup = [k for k in SETUP if k != "doc_lengths" and len({text(r.get(k)) for r in rows}) > 1]
 
     def __call__(self, row: dict) -> str:
         parts = [str(row["method"])]
         parts += [f"{k.removeprefix('param_')}={text(row.get(k))}" for k in self.varying_params.get(row["method"], [])
                   if text(row.get(k))]
-        # a blank stage is the whole call: nothing to say
-        parts += [f"{k}={text(row.get(k))}" for k in self.varying_setup if k != "stage" or text(row.get(k))]
+        # a blank value is the default (the whole call, one document, no window): nothing to say
+        parts += [f"{k}={text(row.get(k))}" for k in self.varying_setup if text(row.get(k))]
         if self.with_length:
             parts.append(f"n={text(row.get('seq_len'))}")
         return " ".join(parts)
