@@ -197,6 +197,9 @@ def list_command(pattern: Annotated[str, typer.Argument(help="Shell-style filter
         grouped = {"native": "native", "repeat": "k, v repeated", "no": "no"}[caps.grouped_kv]
         flags += (f"\ncausal: {'yes' if caps.causal else 'no'}\nGQA (--kv-heads): {grouped}\n"
                   f"decode (--q-seq): {'yes' if caps.short_query else 'no'}")
+        shipped = [flag for flag, on in (("--window/--sinks", caps.window), ("--documents", caps.documents),
+                                         ("--softcap", caps.softcap), ("--cache state", caps.recurrent)) if on]
+        flags += f"\nmasks and state: {', '.join(shipped) or '-'}"
         flags += f"\nstages (attnbench profile): {', '.join(cls.stages) or '-'}"
         # choices as 'a | b | c': a line may break between them
         params = "\n".join(f"{p.describe().replace('|', ' | ')}: {p.help}" for p in cls.params()) or "-"

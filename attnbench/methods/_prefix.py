@@ -84,13 +84,16 @@ def causal_linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.T
         return t.view(*t.shape[:-2], chunks, size, t.shape[-1])
 
     fq, fk, vc = in_chunks(phi_q), in_chunks(phi_k), in_chunks(v)
-    chunk_states = fk.transpose(-1, -2) @ vc  # (chunks, f, p) per key head
-    before = chunk_states.cumsum(-3) - chunk_states + state.unsqueeze(-3)  # entering each chunk
+    if chunks == 1:  # a short block (a decode step): the state is all that enters
+        before, sums_before = state.unsqueeze(-3), total.unsqueeze(-2)
+    else:
+        chunk_states = fk.transpose(-1, -2) @ vc  # (chunks, f, p) per key head
+        before = chunk_states.cumsum(-3) - chunk_states + state.unsqueeze(-3)  # entering each chunk
+        chunk_sums = fk.sum(-2)  # (chunks, f)
+        sums_before = chunk_sums.cumsum(-2) - chunk_sums + total.unsqueeze(-2)
     within = (fq @ fk.transpose(-1, -2)).tril_()  # (chunks, size, size), j <= i inside the chunk
     out = fq @ before + within @ vc
     if normalize:
-        chunk_sums = fk.sum(-2)  # (chunks, f)
-        sums_before = chunk_sums.cumsum(-2) - chunk_sums + total.unsqueeze(-2)
         denominator = (fq @ sums_before.unsqueeze(-1)).squeeze(-1) + within.sum(-1)
         out = out / (denominator.unsqueeze(-1) + eps)
     return out.view(*out.shape[:-3], length, out.shape[-1])[..., :m, :]
@@ -176,7 +179,8 @@ def feature_flops(shape, features: int, normalize: bool = True) -> int:
         return kv_rows * 2 * n * f * p + q_rows * (2 * m * f * p + (2 * m * f if normalize else 0))
     size = chunk_size(m)
     length = -(-m // size) * size
-    keys = kv_rows * (2 * (n - m) * f * p + 2 * length * f * p)  # the prefix and chunk states
+    chunk_states = 2 * length * f * p if length > size else 0  # one chunk: only the state enters it
+    keys = kv_rows * (2 * (n - m) * f * p + chunk_states)  # the prefix and chunk states
     queries = q_rows * (2 * length * f * p + 2 * length * size * (f + p) + (2 * length * f if normalize else 0))
     return keys + queries
 
@@ -195,7 +199,9 @@ def feature_memory(shape, features: int) -> int:
         return kv_rows * f * p + q_rows * (m * p + m)
     size = chunk_size(m)
     length = -(-m // size) * size
-    return kv_rows * 3 * (length // size) * f * p + q_rows * (length * size + 2 * length * p)
+    # one chunk: the prefix's state alone, or nothing new from a recurrent state
+    states = 3 * (length // size) if length > size else 0 if shape.cache == "state" else 1
+    return kv_rows * states * f * p + q_rows * (length * size + 2 * length * p)
 
 
 class StateStep:

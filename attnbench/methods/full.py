@@ -4,15 +4,17 @@
 GPU, never holding n x n). `full-explicit` materializes softmax(Q K^T / sqrt(d)) and is the
 reference every approximation is measured against.
 
-A sliding window, sinks and packed documents (attnbench.methods.masks) reach SDPA as a dense bool
-mask and materialized attention as the scores it masks: both compute every pair of the keys they
-read and hide the rest. A decode block under a window reads only the keys its window and sinks
-reach (gathered before the call). Soft-capping changes the scores, which SDPA cannot: `full`
-refuses it, `full-explicit` caps the scores it holds.
+Packed documents run one call per document (what a varlen kernel does in one launch): nothing is
+computed across documents. A sliding window and sinks (attnbench.methods.masks) reach SDPA as a
+dense bool mask and materialized attention as the scores it masks: both compute every pair of the
+keys they read and hide the rest. A decode block under a window reads only the keys its window
+and sinks reach (gathered before the call). Soft-capping changes the scores, which SDPA cannot:
+`full` refuses it, `full-explicit` caps the scores it holds.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -79,9 +81,22 @@ def gathering(keys: torch.Tensor | None, attend):
     return lambda q, k, v: attend(q, k.index_select(-2, keys), v.index_select(-2, keys))
 
 
+def per_document(shape: Shape, build):
+    """fn(q, k, v) over packed documents: `build(document's shape)` run on each document's positions
+    in turn (a loop over documents, never over tokens), the outputs joined."""
+    edges = [0, *itertools.accumulate(shape.documents)]
+    parts = [(slice(a, b), build(document)) for a, b, document in zip(edges, edges[1:], masks.document_shapes(shape))]
+
+    def attend(q, k, v):
+        return torch.cat([fn(q[..., at, :], k[..., at, :], v[..., at, :]) for at, fn in parts], dim=-2)
+    return attend
+
+
 def sdpa_attention(shape: Shape, device=None):
     """fn(q, k, v): SDPA with the shape's keywords (SDPA itself for plain self-attention); under a
-    window or documents, with their dense mask over the keys it reads."""
+    window, with its dense mask over the keys it reads; packed documents one by one."""
+    if shape.documents is not None:
+        return per_document(shape, lambda document: sdpa_attention(document, device))
     if shape.masked:
         keys = masks.visible_keys(shape, device)
         seen = masks.dense(shape, device, keys)
@@ -110,7 +125,10 @@ CAPPED = Capabilities(exact=True, causal=True, grouped_kv="native", short_query=
 
 
 def computed_pairs(shape: Shape) -> int:
-    """Pairs per (batch, head) a kernel that masks scores computes: every key it reads per query."""
+    """Pairs per (batch, head) a kernel that masks scores computes: every key it reads per query
+    (of each document, for packed documents)."""
+    if shape.documents is not None:
+        return sum(computed_pairs(document) for document in masks.document_shapes(shape))
     return shape.q_len * masks.visible_count(shape)
 
 
@@ -130,6 +148,8 @@ class Full(Method):
 
     def _pairs(self, shape: Shape) -> int:
         # a fused causal kernel skips the tiles above the diagonal; a dense mask is computed whole
+        if shape.documents is not None:
+            return sum(self._pairs(document) for document in masks.document_shapes(shape))
         return computed_pairs(shape) if shape.masked else shape.pairs
 
     def flops(self, shape: Shape, scores=None) -> float:
@@ -144,7 +164,11 @@ class Full(Method):
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
         logsumexp = shape.rows * shape.q_len * 4  # float32 row statistics kept for backward
-        extra = masks.mask_bytes(shape, itemsize) if shape.masked else 0  # the bool mask and gathered k, v
+        if shape.documents is not None:  # each document's output, then joined; a window's mask per document
+            extra = _query_bytes(shape, itemsize) + sum(masks.mask_bytes(document, itemsize) for document in
+                                                        masks.document_shapes(shape) if document.masked)
+        else:  # the bool mask and gathered k, v
+            extra = masks.mask_bytes(shape, itemsize) if shape.masked else 0
         if mode == "forward":
             return _query_bytes(shape, itemsize) + logsumexp + extra  # the output; tiles are per thread
         return 2 * _query_bytes(shape, itemsize) + 2 * _key_bytes(shape, itemsize) + logsumexp + extra
@@ -159,6 +183,9 @@ class FullExplicit(Method):
     stages = ("scores", "softmax", "weighted values")
 
     def build(self, shape, *, device, dtype, generator):
+        if shape.documents is not None:
+            return per_document(shape, lambda document: self.build(document, device=device, dtype=dtype,
+                                                                   generator=generator))
         keys = masks.visible_keys(shape, device)
         seen = masks.dense(shape, device, keys)
         hidden, cap = None if seen is None else ~seen, shape.softcap
@@ -177,6 +204,11 @@ class FullExplicit(Method):
         return super().bytes_moved(shape, itemsize, mode) + (4 if mode == "forward" else 9) * square
 
     def memory_bytes(self, shape, itemsize, mode, scores=None):
+        if shape.documents is not None:  # one document at a time, each output kept to be joined
+            largest = max(masks.document_shapes(shape), key=computed_pairs)
+            return self.memory_bytes(largest, itemsize, mode) + (2 if mode == "forward" else 3) * \
+                _query_bytes(shape, itemsize) + sum(masks.mask_bytes(d, itemsize) for d in
+                                                    masks.document_shapes(shape) if d.causal or d.masked)
         square = shape.rows * computed_pairs(shape) * itemsize
         mask = masks.mask_bytes(shape, itemsize) if shape.causal or shape.masked else 0  # made at build, kept
         queries, keys = _query_bytes(shape, itemsize), _key_bytes(shape, itemsize)

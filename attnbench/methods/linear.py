@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 
 from attnbench.methods._prefix import (
@@ -39,7 +40,9 @@ class LinearAttention:
         self.documents = None if tables is None else tables[0]
 
     def features(self, x):
-        phi = F.elu(x) + 1
+        phi = F.elu(x)
+        # in place when no gradient is taken (elu's backward reads its output): one buffer, not two
+        phi = phi + 1 if torch.is_grad_enabled() and x.requires_grad else phi.add_(1)
         # the mlpen code: phi(Q) and phi(K) scaled by the sequence length (the keys') ^ -1/4, no denominator
         return phi if self.normalize == "paper" else phi * self.length ** -0.25
 

@@ -102,6 +102,9 @@ class Longformer(FlexBackend, Method):
     backend: str = param("reference", BACKEND_HELP, choices=("reference", "flex"))
     capabilities = Capabilities(causal=True, short_query=True)
     stages = ("gathers", "block products", "global rows", "flex kernel")  # flex kernel: backend=flex
+    refusals = {"window": "longformer's window is its own parameter: -p window=w sees the w / 2 keys on each side "
+                          "(before it, when causal) and itself, --window w/2 + 1 of the exact methods; its global "
+                          "tokens are keys every query sees, as --sinks are, and also queries that see every key"}
 
     def unsupported(self, shape, mode):
         n = shape.seq_len

@@ -6,6 +6,7 @@ tests' references are the same expression (Shape.pairs counts the pairs they lea
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
@@ -33,6 +34,11 @@ def document_tables(shape: Shape, device=None) -> tuple[torch.Tensor, torch.Tens
     doc = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
     starts = lengths.cumsum(0) - lengths
     return doc, torch.arange(shape.seq_len, device=device) - starts[doc]
+
+
+def document_shapes(shape: Shape) -> list[Shape]:
+    """Each packed document as a shape of its own (its window and sinks start with it)."""
+    return [dataclasses.replace(shape, seq_len=length, q_seq_len=None, documents=None) for length in shape.documents]
 
 
 def allowed(shape: Shape, q_pos, k_pos, tables=None):

@@ -88,7 +88,8 @@ class PerformerAttention:
                 projected = k @ self.scaled_omega_t
                 raised = torch.maximum(stab, projected.amax((-1, -2), keepdim=True))
                 factor = torch.exp(stab - raised).unsqueeze(2)  # (b, h_kv, 1, 1, 1)
-                sums = (exp_sums * factor + self.eps * value_sums, exp_total * factor.squeeze(-1) + self.eps * count)
+                sums = ((exp_sums * factor).add_(value_sums, alpha=self.eps),
+                        (exp_total * factor.squeeze(-1)).add_(self.eps * count))
                 k_features = self.features(k, False, raised, projected=projected)
         with stage("products"):
             return feature_attention(q_features, k_features, v, causal=self.causal, state=sums)

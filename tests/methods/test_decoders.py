@@ -13,6 +13,7 @@ from attnbench.methods import masks
 from attnbench.methods.contract import Shape
 from attnbench.methods.registry import create_method
 from attnbench.plan.case import MeasureOptions, make_cases
+from tests.conftest import requires_cuda
 from tests.methods.test_causal import inputs, make, repeat
 
 F64 = torch.float64
@@ -181,3 +182,32 @@ def test_unsupported_cases_say_why_and_packed_rows_record_their_lengths():
     assert row["status"] == "unsupported" and "packed documents" in row["status_detail"]
     state = run_case(make_cases(["full"], [256], q_seq_len=1, cache="state")[0], MeasureOptions(metrics=("flops",)))
     assert state["status"] == "unsupported" and "recurrent state" in state["status_detail"]
+
+
+@requires_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["full", "full-explicit", "flex", "linear"])
+def test_the_mask_options_and_the_state_on_cuda_equal_the_cpu_references(name):
+    """On a GPU, in float32 (TF32 off): the dense masks, FlexAttention's compiled block mask and
+    the document and recurrent forms of linear attention against the float64 references."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    cuda = torch.device("cuda")
+    shapes = [Shape(1, 4, 1024, 64, kv_heads=2, causal=True, window=200, sinks=4, documents=(300, 20, 704)),
+              Shape(1, 4, 4096, 64, kv_heads=2, q_seq_len=1, causal=True, window=512, sinks=4)]
+    for shape in shapes:
+        method = create_method(name)
+        if name == "linear" and shape.window is not None:
+            shape = dataclasses.replace(shape, window=None, sinks=0)
+        q, k, v = inputs(shape)
+        fn = method.make(shape, device=cuda, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+        cpu = method.make(shape, device=torch.device("cpu"), dtype=F64, generator=torch.Generator().manual_seed(0))
+        out = fn(*(t.float().to(cuda) for t in (q, k, v))).double().cpu()
+        expected = cpu(q, k, v) if name == "linear" else reference(q, k, v, shape)
+        assert (out - expected).abs().max() <= 1e-4 * expected.abs().max(), (name, shape)
+    if name == "linear":
+        shape = Shape(1, 4, 8192, 64, kv_heads=2, q_seq_len=1, causal=True, cache="state")
+        q, k, v = (t.float().to(cuda) for t in inputs(shape))
+        method = create_method("linear")
+        step = method.recurrent(method.make(shape, device=cuda, dtype=torch.float32, generator=None), k, v)
+        whole = method.make(dataclasses.replace(shape, cache="kv"), device=cuda, dtype=torch.float32, generator=None)
+        assert (step(q, k, v) - whole(q, k, v)).abs().max() <= 1e-4 * whole(q, k, v).abs().max()
