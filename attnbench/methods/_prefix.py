@@ -49,7 +49,7 @@ def feature_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor,
         sums, total = phi_k.transpose(-1, -2) @ v, phi_k.sum(-2)  # S: (f, p) per key head
         if state is not None:
             sums, total = sums + state[0], total + state[1]
-        out = grouped_q @ sums
+        out = stacked(grouped_q, sums, -3)
         if normalize:
             out = out / (grouped_q @ total.unsqueeze(-1) + eps)
     return out.reshape(b, h, m, out.shape[-1])
@@ -92,11 +92,23 @@ def causal_linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.T
         chunk_sums = fk.sum(-2)  # (chunks, f)
         sums_before = chunk_sums.cumsum(-2) - chunk_sums + total.unsqueeze(-2)
     within = (fq @ fk.transpose(-1, -2)).tril_()  # (chunks, size, size), j <= i inside the chunk
-    out = fq @ before + within @ vc
+    out = stacked(fq, before, -4) + within @ vc
     if normalize:
         denominator = (fq @ sums_before.unsqueeze(-1)).squeeze(-1) + within.sum(-1)
         out = out / (denominator.unsqueeze(-1) + eps)
-    return out.view(*out.shape[:-3], length, out.shape[-1])[..., :m, :]
+    return out.reshape(*out.shape[:-3], length, out.shape[-1])[..., :m, :]
+
+
+def stacked(x: torch.Tensor, y: torch.Tensor, group: int) -> torch.Tensor:
+    """x @ y where y has size 1 in x's query-group dimension `group` (a key head's state serves its
+    group of query heads): the group's rows are stacked into one matmul, since a broadcast matmul
+    would copy y once per query head of the group."""
+    if x.shape[group] == 1 or y.shape[group] != 1:
+        return x @ y
+    moved = x.movedim(group, -3)  # (..., g, rows, f): the group beside the rows
+    rows = moved.reshape(*moved.shape[:-3], moved.shape[-3] * moved.shape[-2], moved.shape[-1])
+    out = rows @ y.squeeze(group)
+    return out.view(*moved.shape[:-1], out.shape[-1]).movedim(-3, group)
 
 
 def chunk_size(queries: int) -> int:
@@ -146,14 +158,14 @@ def document_attention(phi_q, phi_k, v, documents: torch.Tensor, *, causal: bool
     tail = (fk * (ids == last).unsqueeze(-1)).transpose(-1, -2) @ vc  # (chunks, f, p) per key head
     carry = torch.cat([whole.new_zeros(1), goes_on & whole[:-1]])
     received = segmented_scan(carry, F.pad(tail[..., :-1, :, :] * goes_on.view(-1, 1, 1), (0, 0, 0, 0, 1, 0)))
-    out = out + (fq * (ids == first).unsqueeze(-1)) @ received
+    out = out + stacked(fq * (ids == first).unsqueeze(-1), received, -4)
     if not causal:  # and the keys after it in the document it ends in: the same, from the right
         head = (fk * (ids == first).unsqueeze(-1)).transpose(-1, -2) @ vc
         carry = torch.cat([goes_on & whole[1:], whole.new_zeros(1)])
         later = F.pad(head[..., 1:, :, :] * goes_on.view(-1, 1, 1), (0, 0, 0, 0, 0, 1))
         received = segmented_scan(carry.flip(0), later.flip(-3)).flip(-3)
-        out = out + (fq * (ids == last).unsqueeze(-1)) @ received
-    out = out.view(*out.shape[:-3], chunks * CHUNK, out.shape[-1])[..., :n, :]
+        out = out + stacked(fq * (ids == last).unsqueeze(-1), received, -4)
+    out = out.reshape(*out.shape[:-3], chunks * CHUNK, out.shape[-1])[..., :n, :]
     return out[..., :-1] / (out[..., -1:] + eps) if normalize else out
 
 

@@ -155,4 +155,6 @@ class Performer(Method):
     def memory_bytes(self, shape, itemsize, mode, scores=None):
         positions = shape.rows * shape.q_len + shape.batch * shape.keys_heads * keys_read(shape)
         elements = 2 * positions * self.features + feature_memory(shape, self.features)  # projections, features
+        if shape.cache == "state" and self.kernel == "softmax":
+            elements += state_elements(shape, self.features)  # the state rescaled to the step's stabiliser
         return elements * itemsize * (1 if mode == "forward" else 3)
