@@ -37,25 +37,51 @@ def compile_mode(device, autotune: bool = False) -> str:
     return AUTOTUNED if autotune and torch.device(device).type == "cuda" else "default"
 
 
-@functools.cache
-def compiled_flex(mode: str = "default"):
+def _raise_recompile_limits() -> None:
     import torch._dynamo.config as dynamo
-    from torch.nn.attention.flex_attention import flex_attention
 
     limit, accumulated, fail = RECOMPILE_SETTINGS if hasattr(dynamo, RECOMPILE_SETTINGS[0]) else CACHE_SETTINGS
     setattr(dynamo, limit, max(getattr(dynamo, limit), RECOMPILE_LIMIT))
     setattr(dynamo, accumulated, max(getattr(dynamo, accumulated), RECOMPILE_LIMIT))
     setattr(dynamo, fail, True)
+
+
+@functools.cache
+def compiled_flex(mode: str = "default"):
+    from torch.nn.attention.flex_attention import flex_attention
+
+    _raise_recompile_limits()
     return torch.compile(flex_attention, dynamic=False, mode=mode)
+
+
+# Eagerly, create_block_mask evaluates mask_mod on every query-key pair at once: q_len x seq_len
+# elements and, for a mask that looks a position up (packed documents), int64 indices of that
+# size (8 GB at 32k). Past this many pairs it is compiled, and reduces block by block instead.
+EAGER_MASK_PAIRS = 2**26
+
+
+@functools.cache
+def _compiled_block_mask():
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    _raise_recompile_limits()
+    return torch.compile(create_block_mask, dynamic=False)
 
 
 def block_mask(mask_mod, shape, device, per_head: bool):
     """The BlockMask of `mask_mod` for (batch, heads, q_len, seq_len); heads share one unless `per_head`."""
     from torch.nn.attention.flex_attention import create_block_mask
 
-    n = shape.seq_len
-    return create_block_mask(mask_mod, B=None, H=shape.heads if per_head else None, Q_LEN=shape.q_len, KV_LEN=n,
-                             device=device, BLOCK_SIZE=min(BLOCK, n))
+    n, heads = shape.seq_len, shape.heads if per_head else None
+    pairs = shape.q_len * n * (heads or 1)
+    create = _compiled_block_mask() if pairs > EAGER_MASK_PAIRS else create_block_mask
+    try:
+        return create(mask_mod, B=None, H=heads, Q_LEN=shape.q_len, KV_LEN=n, device=device,
+                      BLOCK_SIZE=min(BLOCK, n))
+    except _compile_errors() as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Unsupported(f"the block mask of {pairs} pairs needs a compiled create_block_mask, which does not "
+                          f"compile here ({first})") from None
 
 
 def softcap_mod(cap: float | None):
