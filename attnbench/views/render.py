@@ -52,7 +52,9 @@ def sentinel_defaults(rows: list[dict]) -> list[str]:
 
 
 SHARED_SETUP = (("batch", "batch {}"), ("heads", "heads {}"), ("kv_heads", "kv heads {}"), ("head_dim", "head_dim {}"),
-                ("q_seq_len", "q_seq {}"), ("dtype", "{}"), ("mode", "{}"), ("causal", "causal"), ("device", "on {}"),
+                ("q_seq_len", "q_seq {}"), ("dtype", "{}"), ("mode", "{}"), ("causal", "causal"),
+                ("window", "window {}"), ("sinks", "sinks {}"), ("documents", "{} documents"),
+                ("softcap", "softcap {}"), ("cache", "{} cache"), ("device", "on {}"),
                 ("scope", "{} scope"), ("threads", "{} thread(s)"), ("time_processes", "timed in {} process(es)"))
 
 
@@ -73,6 +75,8 @@ def _setup_value(row: dict, column: str):
         value = row.get("heads")  # unset: as many as the query heads
     if column == "time_processes" and row.get("time_ms_median") in (None, ""):
         return None
+    if column == "cache" and value == "kv":
+        return ""  # the default: nothing to say
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return None if value is None or value != value else value
@@ -215,7 +219,11 @@ def dry_run_lines(cases, metrics, processes: int, limits) -> list[str]:
     lines = []
     for i, case in enumerate(cases, 1):
         shape = "".join([f" kv_heads={case.kv_heads}" if case.kv_heads else "",
-                         f" q_seq={case.q_seq_len}" if case.q_seq_len else "", " causal" if case.causal else ""])
+                         f" q_seq={case.q_seq_len}" if case.q_seq_len else "", " causal" if case.causal else "",
+                         f" window={case.window}" if case.window else "", f" sinks={case.sinks}" if case.sinks else "",
+                         f" documents={case.documents}" if case.documents else "",
+                         f" softcap={case.softcap:g}" if case.softcap else "",
+                         f" cache={case.cache}" if case.cache != "kv" else ""])
         lines.append(f"{i:4d}  {label(identity(case))}  batch={case.batch} heads={case.heads} "
                      f"head_dim={case.head_dim}{shape} {case.dtype} {case.mode} seed={case.seed}")
     again = [m for m in chosen(metrics) if m.per_process]
