@@ -304,7 +304,7 @@ class Method:
             return self.refusals.get("grouped_kv", f"{self.name} cannot share key/value heads between query heads")
         if shape.short_query and not caps.short_query:
             return self.refusals.get("short_query", f"{self.name} needs as many queries as keys (no --q-seq)")
-        for wanted, given, what in (("window", shape.window is not None, "a sliding window (--window)"),
+        for wanted, given, what in (("window", shape.windowed, "a sliding window (--window)"),
                                     ("documents", shape.documents is not None, "packed documents (--documents)"),
                                     ("softcap", shape.softcap is not None, "soft-capped scores (--softcap)"),
                                     ("recurrent", shape.cache == "state", "a recurrent state (--cache state)")):

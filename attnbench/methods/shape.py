@@ -74,9 +74,15 @@ class Shape:
         return self.q_len != self.seq_len
 
     @property
+    def windowed(self) -> bool:
+        """Whether the window hides any key: one as long as the sequence hides none (a model's
+        4096-key window on a shorter input), so any method runs it."""
+        return self.window is not None and self.window < self.seq_len
+
+    @property
     def masked(self) -> bool:
         """Whether a window or documents hide pairs beyond the causal mask."""
-        return self.window is not None or self.documents is not None
+        return self.windowed or self.documents is not None
 
     @property
     def pairs(self) -> int:
