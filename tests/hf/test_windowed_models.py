@@ -63,3 +63,8 @@ def test_swap_with_exact_attention_reproduces_the_model(models, model):
             assert row["status"] == "unsupported" and "cannot change the scores" in row["status_detail"]
         else:
             assert row["status"] == "ok" and row["swap_hidden_error"] < 1e-5 and row["swap_kl_nats"] < 1e-9, row
+
+
+def test_a_window_longer_than_the_input_is_recorded_and_refuses_no_method(models):
+    (row,) = [run_case(c, MeasureOptions(metrics=("swap",))) for c in swap_cases(models["mistral"], ["linear"], seq=16)]
+    assert row["status"] == "ok" and row["window"] == 16 and row["swap_hidden_error"] > 1e-3
