@@ -120,6 +120,24 @@ def measure(ctx) -> dict:
                            reference=ctx.options.reference, repeats=ctx.options.repeats, recorded=recorded)
 
 
+def check(cases, options) -> None:
+    """A reference that cannot run a case's shape (SDPA cannot soft-cap) is refused before anything
+    runs, in one line that says which to give instead."""
+    import dataclasses
+
+    from attnbench.errors import AttnbenchError
+    from attnbench.methods.registry import create_method
+
+    reference = create_method(options.reference)
+    for case in cases:
+        if case.scope != "attention":
+            continue
+        refused = reference.unsupported(dataclasses.replace(case.shape, cache="kv"), "forward")
+        if refused:
+            raise AttnbenchError(f"--reference {options.reference} cannot be the exact target of {case.method} at "
+                                 f"n={case.seq_len}: {refused}")
+
+
 METRIC = Metric(
     column_help={"error_reference": "the exact method compared with (--reference)",
                  "error_spectral": "relative spectral error of the output against the reference in float64, mean "
@@ -143,6 +161,6 @@ METRIC = Metric(
              "error_target_spectral", "error_target_spectral_std"),
     types={"error_reference": str, "error_target": str}, scopes=("attention",), scope_error=SCOPE_ONLY,
     help="relative spectral/Frobenius error against --reference in float64, for --repeats draws",
-    compare=Tolerance("error_spectral", rel=0.10, absolute=1e-6),
+    compare=Tolerance("error_spectral", rel=0.10, absolute=1e-6), check=check,
     table=(Column("error", sort="error_spectral", cell=lambda row: fmt_number(row.get("error_spectral"), ".3g")),),
 )

@@ -213,3 +213,13 @@ def test_the_mask_options_and_the_state_on_cuda_equal_the_cpu_references(name):
         step = method.recurrent(method.make(shape, device=cuda, dtype=torch.float32, generator=None), k, v)
         whole = method.make(dataclasses.replace(shape, cache="kv"), device=cuda, dtype=torch.float32, generator=None)
         assert (step(q, k, v) - whole(q, k, v)).abs().max() <= 1e-4 * whole(q, k, v).abs().max()
+
+
+def test_an_error_reference_that_cannot_soft_cap_is_refused_before_anything_runs():
+    from attnbench.errors import AttnbenchError
+    from attnbench.execute.launchers import check_cases
+
+    cases = make_cases(["full-explicit"], [256], causal=True, softcap=30.0)
+    with pytest.raises(AttnbenchError, match="--reference full cannot be the exact target"):
+        check_cases(cases, MeasureOptions(metrics=("error",)))
+    check_cases(cases, MeasureOptions(metrics=("error",), reference="full-explicit"))
