@@ -223,3 +223,14 @@ def test_an_error_reference_that_cannot_soft_cap_is_refused_before_anything_runs
     with pytest.raises(AttnbenchError, match="--reference full cannot be the exact target"):
         check_cases(cases, MeasureOptions(metrics=("error",)))
     check_cases(cases, MeasureOptions(metrics=("error",), reference="full-explicit"))
+
+
+def test_the_mask_options_reach_a_layers_attention():
+    options = MeasureOptions(metrics=("flops",))
+    capped = make_cases(["full-explicit", "linear"], [256], scope="layer", causal=True, window=64, softcap=20.0)
+    explicit, linear = (run_case(case, options) for case in capped)
+    assert explicit["status"] == "ok" and explicit["flops"] == explicit["flops_analytic"]
+    assert linear["status"] == "unsupported" and "sliding window" in linear["status_detail"]
+    packed = run_case(make_cases(["linear"], [256], scope="layer", causal=True, documents=3, mode="backward")[0],
+                      options)
+    assert packed["status"] == "ok" and packed["flops"] == packed["flops_analytic"]
