@@ -75,9 +75,13 @@ def sdpa_arguments(shape: Shape, mask_device=None) -> dict:
 
 
 def gathering(keys: torch.Tensor | None, attend):
-    """attend(q, k, v) on the keys at positions `keys` alone (all of them when None)."""
+    """attend(q, k, v) on the keys at positions `keys` alone (all of them when None): a run of
+    consecutive positions (a window without sinks) is a view of the cache, others a copy."""
     if keys is None:
         return attend
+    first, count = int(keys[0]), len(keys)
+    if int(keys[-1]) - first + 1 == count:
+        return lambda q, k, v: attend(q, k.narrow(-2, first, count), v.narrow(-2, first, count))
     return lambda q, k, v: attend(q, k.index_select(-2, keys), v.index_select(-2, keys))
 
 

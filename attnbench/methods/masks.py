@@ -106,7 +106,9 @@ def visible_count(shape: Shape) -> int:
 
 def mask_bytes(shape: Shape, itemsize: int) -> int:
     """What a dense mask costs a kernel that takes one: the q_len x keys bool mask (made at build,
-    kept), and the gathered k and v of a decode block under a window."""
+    kept), and the gathered k and v of a decode block under a window with sinks (without sinks its
+    keys are one run of the cache, read in place)."""
     keys = visible_count(shape)
-    gathered = 2 * shape.batch * shape.keys_heads * keys * shape.head_dim * itemsize if keys < shape.seq_len else 0
+    copied = keys < shape.seq_len and shape.sinks > 0
+    gathered = 2 * shape.batch * shape.keys_heads * keys * shape.head_dim * itemsize if copied else 0
     return shape.q_len * keys + gathered

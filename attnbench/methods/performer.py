@@ -74,8 +74,9 @@ class PerformerAttention:
         to (of v, and the count) and the stabiliser they were taken under."""
         if self.method.kernel == "relu":
             return prefix_state(self.features(k, False), v)
-        sums, total = prefix_state(self.features(k, False, eps=False), v)
-        stab = (k @ self.scaled_omega_t).amax((-1, -2), keepdim=True)  # once, outside the timed step
+        projected = k @ self.scaled_omega_t
+        stab = projected.amax((-1, -2), keepdim=True)  # taken first: features() shifts `projected` in place
+        sums, total = prefix_state(self.features(k, False, stab, eps=False, projected=projected), v)
         return sums, total, v.sum(-2).unsqueeze(2).unsqueeze(-2), k.shape[-2], stab
 
     def step(self, q, k, v, state):
