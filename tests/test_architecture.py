@@ -80,6 +80,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 # Lowest first. A module belongs to the first entry its dotted name starts with (or equals).
 LAYERS = [
     ("root", ["attnbench", "attnbench.errors", "attnbench.tomlfile"]),
+    ("tasks", ["attnbench.tasks"]),
     ("methods", ["attnbench.methods"]),
     ("measure", ["attnbench.measure"]),
     ("metric contract", ["attnbench.metrics", "attnbench.metrics.display", "attnbench.metrics.policies"]),

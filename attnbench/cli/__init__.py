@@ -17,7 +17,7 @@ from typer.exceptions import TyperException
 import attnbench
 from attnbench.cli.ab import ab_command
 from attnbench.cli.history import history_command, html_command
-from attnbench.cli.measure import profile_command, run_command, scenarios_command, sweep_command
+from attnbench.cli.measure import profile_command, run_command, scenarios_command, sweep_command, train_command
 from attnbench.cli.model import capture_command, swap_command
 from attnbench.cli.reports import (
     compare_command,
@@ -56,6 +56,7 @@ def _root(version: Annotated[bool, _flag("--version", callback=_version, is_eage
 app.command("run")(run_command)
 app.command("sweep")(sweep_command)
 app.command("profile")(profile_command)
+app.command("train")(train_command)
 app.command("scenarios")(scenarios_command)
 app.command("show-pattern")(show_pattern_command)
 app.command("summary")(summary_command)

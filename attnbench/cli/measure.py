@@ -24,7 +24,7 @@ def _execute(plan, command: str, control: dict) -> None:
     from attnbench.execute.launchers import check_cases, check_plan, make_launcher, prepare_here
     from attnbench.views.render import dry_run_lines
 
-    executor = control.get("executor", "local") if command == "sweep" else "in-process"
+    executor = control.get("executor", "local") if command in ("sweep", "train") else "in-process"
     jobs, dry_run, resume = control.get("jobs", 1), control.get("dry_run", False), control.get("resume", False)
     processes = check_plan(plan, executor, jobs=jobs, address=control.get("address"),
                            find_max_seq=control.get("find_max_seq", False),
@@ -37,7 +37,7 @@ def _execute(plan, command: str, control: dict) -> None:
         check_cases(cases, plan.options)
     if dry_run:
         # limits hold where a case runs in a worker (sweep); run measures in this process, uncapped
-        limits = plan.limits if command == "sweep" else None
+        limits = plan.limits if command in ("sweep", "train") else None
         for line in dry_run_lines(cases, plan.options.metrics, processes, limits):
             typer.echo(line)
         return
@@ -134,6 +134,41 @@ def sweep_command(scenario: Optional[str] = None, **given) -> None:
     plan = (load_scenario(scenario, overrides, defaults) if scenario
             else scenario_from_dict({"name": "sweep", **defaults, **overrides}))
     _execute(plan, "sweep", control)
+
+
+TRAIN_METRICS = ("train", "flops", "memory")  # the held-out accuracy, and one step's FLOPs and peak memory
+
+
+@_with_options("train", [SCENARIO_ARGUMENT])
+def train_command(scenario: Optional[str] = None, **given) -> None:
+    """Train a small model with each METHOD's attention on a generated task, and score it on
+    held-out examples: quality at a cost.
+
+    The model is the LRA encoder of the founding papers' code (2 layers, width 64, 2 heads of
+    32, unless --layers/--heads/--head-dim say otherwise) with the task's head. Tasks: mqar
+    (Zoology's multi-query associative recall, causal), mqar-bidirectional (the same for an
+    encoder: the answers are masked positions) and listops (LRA's grammar, ten classes). Each case
+    trains for a budget (--steps, --examples or --train-time) with AdamW, one seeded repetition per
+    --seed, in a worker with the sweep's limits; its row holds the held-out accuracy, the loss at the
+    end and along the way, the time per step, one step's FLOPs and peak memory, and the budget spent.
+    A method that cannot train (no backward) is an 'unsupported' row, a diverged run a 'nan' row.
+    'attnbench plot' draws accuracy against training time and memory, with the Pareto front.
+
+    Example: [bold]attnbench train -m full,linear,performer --task mqar -n 64 --pairs 8 --vocab 128 --seeds 0,1[/bold]
+    """
+    from attnbench.plan.scenario import load_scenario, scenario_from_dict
+
+    overrides, control = _split(given)
+    defaults = {"scope": ["model"], "mode": ["train"], "metrics": list(TRAIN_METRICS), "processes": 1}
+    if scenario:
+        plan = load_scenario(scenario, overrides, defaults)
+    else:
+        if not overrides.get("train_task"):
+            raise AttnbenchError("give the task to learn: --task mqar, mqar-bidirectional or listops (or a scenario "
+                                 "file, e.g. attnbench train quality_cpu)")
+        plan = scenario_from_dict({"name": "train", "methods": ["full"], "seq": [Case.seq_len], **defaults,
+                                   **overrides})
+    _execute(plan, "train", control)
 
 
 def scenarios_command() -> None:

@@ -89,10 +89,11 @@ def summary_command(
 
         lines = relative_lines(rows, relative_to, paper)
     else:
+        from attnbench.judge.learning import training_lines
         from attnbench.judge.summary import quality_lines, summary_lines
 
-        lines = summary_lines(rows, reference) + quality_lines(rows) or [
-            "no ok rows with a time, an error or a conditioning figure to summarise"]
+        lines = summary_lines(rows, reference) + quality_lines(rows) + training_lines(rows) or [
+            "no ok rows with a time, an error, a conditioning figure or a trained model to summarise"]
     for line in lines:
         typer.echo(line)
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from attnbench.methods.contract import RepeatedKV, stage
-from attnbench.plan.scopes import ModelShape
+from attnbench.plan.scopes import ModelShape, model_shape
 
 
 class Attention(nn.Module):
@@ -95,13 +95,17 @@ class Encoder(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.classifier = nn.Linear(width, shape.classes)
 
-    def forward(self, ids):
+    def forward(self, ids, scored=None):
+        """Logits: of each sequence (mean pooling), or, given `scored` (a bool mask of ids' shape: a
+        token task), of the scored positions only, so the head over the vocabulary costs what the
+        task asks."""
         with stage("embeddings"):
             x = self.tokens(ids) + self.positions.weight[: ids.shape[1]]
         for layer in self.layers:
             x = layer(x)
         with stage("classifier"):
-            return self.classifier(self.norm(x).mean(dim=1))
+            x = self.norm(x)
+            return self.classifier(x.mean(dim=1) if scored is None else x[scored])
 
 
 def parameter_count(heads: int, head_dim: int, seq_len: int, shape: ModelShape, scope: str,
@@ -125,7 +129,7 @@ def dense_flops(batch: int, seq_len: int, heads: int, head_dim: int, shape: Mode
     layer = 2 * tokens * width * (2 * width + 2 * kv_width + 2 * shape.ffn(width))
     if scope == "layer":
         return layer
-    return shape.layers * layer + 2 * batch * width * shape.classes
+    return shape.layers * layer + 2 * batch * max(shape.predictions, 1) * width * shape.classes
 
 
 def build_network(method, case_shape, scope: str, shape: ModelShape, *, device, dtype, generator) -> nn.Module:
@@ -173,10 +177,29 @@ def mixed_precision(amp: str, device):
     return lambda: torch.autocast(torch.device(device).type, dtype=getattr(torch, amp))
 
 
+def task_inputs(task, batch: int, seq_len: int, generator, *, vocab: int, pairs: int | None,
+                device) -> tuple[tuple, torch.Tensor]:
+    """A batch of a training task as the Encoder takes it: (ids,) and a class per sequence, or
+    (ids, scored positions) and the label of each scored position (a token task)."""
+    from attnbench.tasks import IGNORE
+
+    ids, labels = task.batch(batch, seq_len, generator, vocab=vocab, pairs=pairs)
+    ids, labels = ids.to(device), labels.to(device)
+    if task.head == "pooled":
+        return (ids,), labels
+    scored = labels != IGNORE
+    return (ids, scored), labels[scored]
+
+
 def _network_inputs(case, shape: ModelShape, *, device, dtype, generator) -> tuple[tuple, torch.Tensor]:
     """Seeded inputs and labels: real-valued tokens and per-token labels at layer scope, token ids
-    and one class per sequence at model scope."""
+    and one class per sequence at model scope, or a batch of the case's training task."""
     width = case.heads * case.head_dim
+    if case.train_task:
+        from attnbench.tasks import get_task
+
+        return task_inputs(get_task(case.train_task), case.batch, case.seq_len, generator, vocab=shape.vocab,
+                           pairs=case.pairs, device=device)
     if case.scope == "layer":
         inputs = (torch.randn(case.batch, case.seq_len, width, generator=generator).to(device, dtype),)
         labels = torch.randint(0, width, (case.batch, case.seq_len), generator=generator).to(device)
@@ -200,7 +223,7 @@ def prepare_network(case, method, *, device, dtype, generator) -> Prepared:
     scope) and random labels, and its call: forward (no_grad; inference_mode at model scope, as SBM's
     Table 3), backward (forward, cross-entropy, backward) or train (that, then an AdamW step on an
     optimizer whose state the warm-up call creates)."""
-    shape = ModelShape(layers=case.layers, ffn_dim=case.ffn_dim, vocab=case.vocab or ModelShape.vocab)
+    shape = model_shape(case)
     attention_shape = case.shape  # the case's causality and kv heads; q_seq is attention scope only
     network = build_network(method, attention_shape, case.scope, shape, device=device, dtype=dtype,
                             generator=generator)

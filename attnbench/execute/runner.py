@@ -70,7 +70,7 @@ def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
     matmuls around it (attnbench.execute.model.dense_flops); a backward or training step costs the
     forward plus two matmuls per matmul of the dense part."""
     from attnbench.execute.model import dense_flops
-    from attnbench.plan.scopes import ModelShape
+    from attnbench.plan.scopes import model_shape
 
     if case.scope == SWAP:  # a whole model: the formulas are the attention's alone
         return dict.fromkeys(("flops_analytic", "scores_computed", "peak_mem_analytic_bytes", "bytes_moved_analytic",
@@ -89,7 +89,7 @@ def _analytic(method, case: Case, itemsize: int, scores: float | None) -> dict:
             memory, moved = memory + copies, None if moved is None else moved + copies
         return {"flops_analytic": attention, "scores_computed": scores,
                 "peak_mem_analytic_bytes": memory, "bytes_moved_analytic": moved, "cache_bytes": cache}
-    model = ModelShape(layers=case.layers, ffn_dim=case.ffn_dim)
+    model = model_shape(case)
     dense = dense_flops(case.batch, case.seq_len, case.heads, case.head_dim, model, case.scope, case.kv_heads)
     dense *= 1 if case.mode == "forward" else 3
     return {"flops_analytic": None if attention is None else case.layers * attention + dense,
@@ -182,6 +182,8 @@ def _measure_or_record(case: Case, options: MeasureOptions, row: Row) -> None:
         _measure(case, options, row)
     except Unsupported as exc:
         row.update(status="unsupported", status_detail=str(exc).splitlines()[0][:500])
+    except FloatingPointError as exc:  # a training run that diverged (attnbench.execute.training.Diverged)
+        row.update(status="nan", status_detail=str(exc)[:500])
     except Exception as exc:  # failures are data: record and go on
         row.update(status="oom" if _is_oom(exc) else "error",
                    status_detail=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])

@@ -56,13 +56,15 @@ class Tolerance:
     rel: float
     absolute: float = 0.0
     tunable: bool = True
+    higher_is_better: bool = False  # a quality (accuracy): a drop is the regression ('slower' in compare's words)
 
     def judge(self, base: dict, new: dict, context: Judgement) -> tuple[str, str] | None:
         b, n = numeric(base, self.column), numeric(new, self.column)
         if b is None or n is None:
             return None
         allowed = max(self.rel * abs(b), self.absolute)
-        state = "same" if abs(n - b) <= allowed else ("slower" if n > b else "faster")
+        worse = n < b if self.higher_is_better else n > b
+        state = "same" if abs(n - b) <= allowed else ("slower" if worse else "faster")
         return state, "" if state == "same" else f"{b:.4g} -> {n:.4g}"
 
     def notes(self, reports: list[tuple[str, list]]) -> list[str]:

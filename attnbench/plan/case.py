@@ -21,6 +21,7 @@ from attnbench.methods.registry import check_names, create_method, get_method, l
 from attnbench.metrics import default_metrics
 from attnbench.plan.decoding import check_masks, document_fields
 from attnbench.plan.scopes import MODEL_HEAD_DIM, MODEL_HEADS, SCOPES, ModelShape
+from attnbench.plan.training import check_lengths, check_training
 from attnbench.plan.values import COMPILE_MODES, parse_amp, parse_dtype, parse_mode, whole
 
 
@@ -51,6 +52,8 @@ class Case:
     ffn_dim: int | None = None  # layer/model scope: FFN hidden width
     vocab: int | None = None  # model scope: token vocabulary
     task: str = ""  # a scenario's task label (e.g. the LRA task a length stands for)
+    train_task: str | None = None  # model scope: the generated task the model's data comes from (attnbench.tasks)
+    pairs: int | None = None  # MQAR: key-value pairs per example (None: not MQAR)
     seed: int = 0
     threads: int | None = None  # CPU threads; None: torch's default, resolved by make_cases
     inputs: str = "random"  # random, pretrained or init (attnbench.execute.inputs)
@@ -220,6 +223,7 @@ def _check_setup(setup: dict, devices_here: bool = True) -> dict:
     if not isinstance(setup["causal"], bool):
         raise AttnbenchError(f"causal must be true or false, not {setup['causal']!r}")
     check_masks(setup)
+    setup = check_training(setup)
     from attnbench.plan.sources import check_source
     from attnbench.plan.values import parse_inputs
 
@@ -306,6 +310,7 @@ def make_cases(methods: Iterable[str], seq_lens: Iterable[int], params: Mapping[
         if common["cache"] == "state" and any(_queries(q_seq, n) is None for n in lengths):
             raise AttnbenchError("--cache state decodes from the state of the keys before the query block: add "
                                  "--q-seq shorter than --seq")
+        check_lengths(common, lengths)
         for method, grid in grids.items():
             for chosen in grid:
                 instance = create_method(method, **chosen)  # validates names, types and ranges

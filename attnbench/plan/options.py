@@ -4,6 +4,7 @@ are attnbench.plan.values (no torch import here)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from attnbench.plan.decoding import Documents
@@ -34,6 +35,9 @@ from attnbench.plan.values import (
     parse_inputs,
     parse_mode,
 )
+from attnbench.tasks import TASKS
+
+TRAIN_TASKS = tuple(TASKS)
 
 # ---- the option spec: every run/sweep option, declared once ----
 #
@@ -110,6 +114,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache", "What a decode step (--q-seq) reads for the keys before its block: kv (the cached keys and "
            "values) or state (the recurrent state of linear and Performer, built from them before the timed step); "
            "a comma list is a grid.", Choice(("kv", "state"), grid=True), "grid", default="kv"),
+    Option("train_task", "attnbench train: the generated task the model learns: mqar (causal), mqar-bidirectional, "
+           "listops; a comma list is a grid.", Choice(TRAIN_TASKS, grid=True), "grid", flags=("--task",),
+           commands=("train",)),
+    Option("pairs", "MQAR: key-value pairs per example (Zoology: 4 to 64; even --seq of at least 4 x pairs); a comma "
+           "list is a grid.", Whole(grid=True), "grid", commands=("train",), default="16"),
     Option("dtype", "float32, float64, float16 or bfloat16 (comma list: a grid); on CUDA bfloat16 unless given (the "
            "kernels people ship), float32 weights under --amp.",
            Choice(DTYPE_NAMES, grid=True, canonical=parse_dtype, phrase="a dtype name"), "grid",
@@ -207,6 +216,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("allocator", "CPU allocator policy: cache (keep freed memory, as CUDA does) or system (glibc defaults). "
            "Your own MALLOC_*/LD_PRELOAD always win.", Text(), "command", scenario=False, default="cache"),
 )
+
+
+# attnbench train runs a sweep of training cases: these options of the spec are its options too.
+TRAINING = ("methods", "seq", "params", "batch", "heads", "head_dim", "kv_heads", "dtype", "amp", "device", "layers",
+            "ffn_dim", "vocab", "seeds", "threads", "metrics", "max_memory", "timeout", "output", "append", "wait",
+            "fsync", "resume", "dry_run", "jobs", "executor", "address", "quiet", "allocator")
+OPTIONS = tuple(dataclasses.replace(o, commands=(*o.commands, "train")) if o.key in TRAINING else o for o in OPTIONS)
 
 
 def all_options() -> tuple[Option, ...]:

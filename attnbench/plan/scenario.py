@@ -68,12 +68,13 @@ class Scenario:
         cases = []
         tasks = self.tasks or [{"name": "", "seq": self.seq}]
         for task in tasks:
-            grid = {**self.grid, **{key: task[key] for key in ("batch", "documents") if task.get(key)}}
+            grid = {**self.grid, **{key: task[key] for key in TASK_GRIDS if task.get(key)}}
             for values in itertools.product(*(grid.get(k, [None]) for k in GRID_KEYS)):
                 for seed in self.seeds:
                     params = {**self.params, **task.get("params", {})}
+                    setup = {**self.setup, **{key: task[key] for key in TASK_SETUP if key in task}}
                     cases += make_cases(self.methods, task["seq"], params, seed=seed, task=task["name"],
-                                        devices_here=devices_here, **dict(zip(GRID_KEYS, values)), **self.setup)
+                                        devices_here=devices_here, **dict(zip(GRID_KEYS, values)), **setup)
         return cases
 
 
@@ -102,13 +103,25 @@ def _grids(source: str, where: str, params: dict) -> dict[str, list]:
     return grids
 
 
+TASK_GRIDS = ("batch", "documents", "train_task", "pairs")  # the grid axes a task may set for itself
+TASK_SETUP = ("vocab",)  # and the set-up
+
+
 def _task(source: str, index: int, task: Any) -> dict[str, Any]:
     where = f"tasks[{index}]"
     if not isinstance(task, dict) or not isinstance(task.get("name"), str) or "seq" not in task \
-            or set(task) - {"name", "seq", "batch", "documents", "params"} \
+            or set(task) - {"name", "seq", "params", *TASK_GRIDS, *TASK_SETUP} \
             or not isinstance(task.get("params", {}), dict):
         raise _fail(source, where, f"must be a table {{ name = \"...\", seq = ..., batch = ..., documents = ..., "
-                                   f"params = {{...}} }}, not {task!r}")
+                                   f"train_task = ..., pairs = ..., params = {{...}} }}, not {task!r}")
+    trained = {}
+    for key in ("train_task", "pairs", "vocab"):
+        if key in task:
+            option = scenario_keys()[key]
+            try:
+                trained[key] = option.value.check(task[key])
+            except ValueError:
+                raise _fail(source, f"{where}.{key}", f"must be {option.value.kind}, not {task[key]!r}") from None
     batch = task.get("batch")
     batches = batch if isinstance(batch, list) else [batch] if batch is not None else []
     if not all(whole(b) for b in batches):
@@ -120,7 +133,7 @@ def _task(source: str, index: int, task: Any) -> dict[str, Any]:
         except ValueError:
             raise _fail(source, f"{where}.documents", f"must be {Documents.kind}, not {task['documents']!r}") from None
     return {"name": task["name"], "seq": _lengths(source, f"{where}.seq", task["seq"]), "batch": batches,
-            "documents": documents, "params": _grids(source, f"{where}.params", task.get("params", {}))}
+            "documents": documents, "params": _grids(source, f"{where}.params", task.get("params", {})), **trained}
 
 
 def scenario_from_dict(data: dict[str, Any], source: str = "command line") -> Scenario:

@@ -21,6 +21,21 @@ class ModelShape:
     ffn_dim: int = 0  # 0: twice the width (the LRA configuration: 128 for width 64)
     vocab: int = 512
     classes: int = 10
+    predictions: int = 0  # per sequence, at scored positions (a token task: MQAR's queries); 0: one, pooled
 
     def ffn(self, width: int) -> int:
         return self.ffn_dim or 2 * width
+
+
+def model_shape(case) -> ModelShape:
+    """The layer or model of a case: its layers, FFN and vocabulary, and the head its training task
+    needs (attnbench.tasks: a class per sequence, or a token at each scored position)."""
+    from attnbench.tasks import get_task
+
+    shape = ModelShape(layers=case.layers or 1, ffn_dim=case.ffn_dim or 0, vocab=case.vocab or ModelShape.vocab)
+    if not case.train_task:
+        return shape
+    task = get_task(case.train_task)
+    vocab = task.vocab_size(case.vocab)
+    predictions = (case.pairs or task.pairs) if task.head == "tokens" else 0
+    return ModelShape(shape.layers, shape.ffn_dim, vocab, task.class_count(vocab), predictions)

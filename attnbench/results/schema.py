@@ -46,6 +46,9 @@ COLUMN_HELP: dict[str, str] = {
              "model with the method in place of its attention: attnbench swap)",
     "layers": "layer/model scope: encoder layers", "ffn_dim": "layer/model scope: FFN hidden width",
     "vocab": "model scope: token vocabulary", "task": "a scenario's task label (e.g. an LRA task)",
+    "train_task": "attnbench train: the generated task the model learned (mqar, mqar-bidirectional, listops); blank "
+                  "otherwise",
+    "pairs": "MQAR: key-value pairs per example",
     "seed": "seeds the inputs and every draw of the method", "threads": "CPU threads of the measured calls",
     "inputs": "random, pretrained or init q, k, v, or capture:FILE (attnbench capture); swap scope: the tokens "
               "(text:FILE, text:bundled, or ids: seeded random ids)",

@@ -105,19 +105,24 @@ FORMATS = ("png", "svg", "pdf")
 
 
 def plot_report(frame: pd.DataFrame, out_dir: Path, stem: str, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
-    """Write <stem>-efficiency (when it has times, memory or FLOPs) and, when the report has their
-    columns, -stages (a profile), -error, -quality, -pareto, -density and -breakdown, in each of
+    """Write <stem>-efficiency (when it has times, memory or FLOPs, and trained nothing) and, when
+    the report has their columns, -stages (a profile), -error, -quality, -pareto, -density,
+    -breakdown and -training-<task> (attnbench train: accuracy against cost), in each of
     `formats` into out_dir, titled with what they show; returns the paths."""
     from attnbench.views.profile import is_stage, stage_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     stages, frame = frame, frame[~is_stage(frame)]  # a profile's stage rows have a figure of their own
     title = describe(frame)
-    figures = {"efficiency": efficiency_figure(frame, title=title), "stages": stage_figure(stages, title),
+    from attnbench.views.learning import learning_figures
+
+    trained = "test_accuracy" in frame and frame["test_accuracy"].notna().any()
+    figures = {"efficiency": None if trained else efficiency_figure(frame, title=title),
+               "stages": stage_figure(stages, title),
                "error": error_figure(frame, title),
                "quality": quality_figure(frame, title),
                "pareto": pareto_figure(frame, title), "density": density_figure(frame, title),
-               "breakdown": breakdown_figure(frame, title)}
+               "breakdown": breakdown_figure(frame, title), **learning_figures(frame, title)}
     paths = []
     for kind, fig in figures.items():
         if fig is None:

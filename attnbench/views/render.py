@@ -55,7 +55,8 @@ SHARED_SETUP = (("batch", "batch {}"), ("heads", "heads {}"), ("kv_heads", "kv h
                 ("q_seq_len", "q_seq {}"), ("dtype", "{}"), ("mode", "{}"), ("causal", "causal"),
                 ("window", "window {}"), ("sinks", "sinks {}"), ("documents", "{} documents"),
                 ("softcap", "softcap {}"), ("cache", "{} cache"), ("device", "on {}"),
-                ("scope", "{} scope"), ("threads", "{} thread(s)"), ("time_processes", "timed in {} process(es)"))
+                ("scope", "{} scope"), ("train_task", "task {}"), ("pairs", "{} pairs"), ("vocab", "vocab {}"),
+                ("threads", "{} thread(s)"), ("time_processes", "timed in {} process(es)"))
 
 
 def shared_setup(rows: list[dict]) -> str:
