@@ -114,7 +114,11 @@ def train(case, method, budget: Budget, *, lr: float, held_out_examples: int, ch
         with mixed():
             loss = nn.functional.cross_entropy(network(*inputs).float(), labels)
         (loss if scaler is None else scaler.scale(loss)).backward()
-        optimizer.step() if scaler is None else (scaler.step(optimizer), scaler.update())
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
         schedule.step()
         value = float(loss)  # synchronizes: the step is done
         step_times.append(time.perf_counter() - start)

@@ -12,7 +12,8 @@ from attnbench.results.schema import Labeller
 
 
 def _setting(row: dict) -> str:
-    pairs = f" pairs={row['pairs']}" if row.get("pairs") not in (None, "") else ""
+    """'mqar n=64 pairs=8 vocab=128' (MQAR's vocabulary is a choice; ListOps' is its grammar's)."""
+    pairs = f" pairs={row['pairs']} vocab={row.get('vocab')}" if row.get("pairs") not in (None, "") else ""
     return f"{row['train_task']} n={row['seq_len']}{pairs}"
 
 
@@ -36,11 +37,12 @@ def training_lines(rows: list[dict]) -> list[str]:
     trained = [r for r in rows if r.get("status") == "ok" and numeric(r, "test_accuracy") is not None]
     if not trained:
         return []
-    label = Labeller([{k: v for k, v in r.items() if k != "seed"} for r in trained], with_length=False)
     settings: dict[str, dict[str, list[dict]]] = {}
-    for row in trained:
-        name = label({k: v for k, v in row.items() if k != "seed"})
-        settings.setdefault(_setting(row), {}).setdefault(name, []).append(row)
+    for setting in dict.fromkeys(_setting(r) for r in trained):
+        rows_here = [{k: v for k, v in r.items() if k != "seed"} for r in trained if _setting(r) == setting]
+        label = Labeller(rows_here, with_length=False)  # what tells this setting's series apart
+        for row, unseeded in zip([r for r in trained if _setting(r) == setting], rows_here):
+            settings.setdefault(setting, {}).setdefault(label(unseeded), []).append(row)
     lines = []
     for setting, series in settings.items():
         budget = {r.get("train_budget") for group in series.values() for r in group}

@@ -31,7 +31,8 @@ SETUP = (("batch", "b={}"), ("heads", "h={}"), ("kv_heads", "kv heads={}"), ("he
 def method_styles(frame: pd.DataFrame) -> dict[str, dict]:
     """One colour and one marker per method, the same in every figure of a report (methods sorted)."""
     methods = sorted(str(m) for m in frame["method"].dropna().unique()) if "method" in frame else []
-    return {m: {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)]} for i, m in enumerate(methods)}
+    # past ten methods the colours repeat: the marker shifts, so no two methods look alike
+    return {m: {"color": f"C{i % 10}", "marker": MARKERS[(i + i // 10) % len(MARKERS)]} for i, m in enumerate(methods)}
 
 
 def describe(frame: pd.DataFrame) -> str:
@@ -96,15 +97,17 @@ def coinciding(curves: dict[str, pd.Series]) -> dict[str, tuple[int, int]]:
     return {name: (place, len(group)) for group in groups for place, name in enumerate(group)}
 
 
-def bytes_axis(ax) -> None:
-    """Ticks at powers of 4 bytes, written 1 MiB, 4 MiB, 16 MiB (decades of bytes read badly)."""
+def bytes_axis(ax, which: str = "y") -> None:
+    """Ticks at powers of 4 bytes, written 1 MiB, 4 MiB, 16 MiB (decades of bytes read badly), on
+    the y axis or (`which="x"`) the x axis."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     from attnbench.metrics.display import fmt_bytes
 
-    ax.yaxis.set_major_locator(LogLocator(base=4))
-    ax.yaxis.set_minor_locator(NullLocator())
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: fmt_bytes(value).replace(".0 ", " ")))
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_locator(LogLocator(base=4))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(FuncFormatter(lambda value, _: fmt_bytes(value).replace(".0 ", " ")))
 
 
 SIZE_PARAMS = ("features", "landmarks", "proj_dim", "k", "clusters", "density", "sketch_dim", "bucket_size")

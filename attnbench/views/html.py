@@ -179,17 +179,21 @@ def _environment(reports: list[tuple[str, list[dict]]]) -> list[str]:
 def _figures(report) -> list[str]:
     from attnbench.views import accuracy, plot
     from attnbench.views.axes import describe
+    from attnbench.views.learning import learning_figures
 
     frame = report.frame
     title = describe(frame)
+    trained = learning_figures(frame, title)  # a training report: accuracy against cost, per task
     out = []
     for name, make in (("efficiency", plot.efficiency_figure), ("error", accuracy.error_figure),
                        ("quality", accuracy.quality_figure), ("pareto", accuracy.pareto_figure),
                        ("density", accuracy.density_figure)):
+        if trained and name == "efficiency":
+            continue
         fig = make(frame, title=title) if name == "efficiency" else make(frame, title)
         if fig is not None:  # each figure carries its own title: no caption under it
             out.append(f'<figure id="figure-{name}">{_svg(fig)}</figure>')
-    return out
+    return out + [f'<figure id="figure-{name}">{_svg(fig)}</figure>' for name, fig in trained.items()]
 
 
 def _verdicts(base: str, base_rows: list, new: str, new_rows: list) -> list[str]:

@@ -9,24 +9,28 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from attnbench.results.schema import Labeller  # noqa: E402
-from attnbench.views.axes import bytes_axis, method_styles, ok_with  # noqa: E402
+from attnbench.views.axes import bytes_axis, describe, method_styles, ok_with  # noqa: E402
 
 AXES = (("train_s", "training time for the budget (s)"), ("peak_mem_bytes", "peak memory of one step"))
 
 
 def task_settings(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(a name such as 'mqar-bidirectional-n256-pairs16', its rows) per task, length and pairs of
-    the report's trained rows."""
+    """(a name such as 'mqar-n64-pairs8-vocab128', its rows) per task, length (and MQAR's pairs
+    and vocabulary) of the report's trained rows."""
     data = ok_with(frame, "test_accuracy")
     if data.empty or "train_task" not in data:
         return []
-    keys = ["train_task", "seq_len"] + (["pairs"] if "pairs" in data and data["pairs"].notna().any() else [])
+    mqar = "pairs" in data and data["pairs"].notna().any()
+    keys = ["train_task", "seq_len"] + (["pairs", "vocab"] if mqar else [])
     settings = []
     for key, rows in data.groupby(keys, dropna=False):
         task, n, *pairs = key
-        name = f"{task}-n{n}" + (f"-pairs{int(pairs[0])}" if pairs and pd.notna(pairs[0]) else "")
+        name = f"{task}-n{n}"
+        if pairs and pd.notna(pairs[0]):  # MQAR: its pairs and vocabulary are choices
+            name += f"-pairs{int(pairs[0])}-vocab{int(pairs[1])}"
         settings.append((name, rows))
     return settings
 
@@ -53,7 +57,8 @@ def front(points: pd.DataFrame, cost: str) -> pd.DataFrame:
 
 
 def learning_figures(frame: pd.DataFrame, title: str = "") -> dict[str, plt.Figure]:
-    """{'training-<setting>': its figure} for every task setting the report trained."""
+    """{'training-<setting>': its figure} for every task setting the report trained, each titled with
+    its own set-up (`title`, the report's, is not needed: a setting's rows say theirs)."""
     figures, styles = {}, method_styles(frame)
     for name, rows in task_settings(frame):
         points = summarize(rows)
@@ -72,11 +77,14 @@ def learning_figures(frame: pd.DataFrame, title: str = "") -> dict[str, plt.Figu
             ax.step(best[cost], 100 * best["test_accuracy"], where="post", color="grey", lw=1, alpha=0.8, zorder=0)
             ax.set(xscale="log", xlabel=label, ylabel="held-out accuracy (%)", title=f"accuracy against {label}")
             if cost.endswith("_bytes"):
-                bytes_axis(ax)
+                bytes_axis(ax, "x")
+            else:  # seconds as plain numbers, not powers of ten
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+                ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             ax.grid(True, which="both", alpha=0.3)
         seeds = int(points["seeds"].max())
-        fig.suptitle(f"{title + ': ' if title else ''}{name}; median of {seeds} seed(s), bars: their range; "
-                     "grey: Pareto front")
+        fig.suptitle(f"{name} ({describe(rows)}): median of {seeds} seed(s), bars their range; grey: the Pareto "
+                     "front")
         handles, names = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, names, loc="outside lower center", ncol=min(5, len(handles)), fontsize=8)
         figures[f"training-{name}"] = fig
