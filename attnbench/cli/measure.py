@@ -172,8 +172,8 @@ def train_command(scenario: Optional[str] = None, **given) -> None:
 
 
 def scenarios_command() -> None:
-    """List the scenarios shipped with attnbench: the name to give 'attnbench sweep', what each
-    reproduces, and its grid.
+    """List the scenarios shipped with attnbench: the name to give 'attnbench sweep' (or 'attnbench
+    train' for the trained ones), what each reproduces, and its grid.
 
     Example: [bold]attnbench sweep skyformer_table2 -o table2.csv[/bold]
     """
@@ -187,7 +187,9 @@ def scenarios_command() -> None:
         table.add_column(column)
     for name, data in bundled_scenarios():
         seq = data.get("seq") or ", ".join(f"{t.get('name')} {t.get('seq')}" for t in data.get("tasks", []))
-        grid = f"{', '.join(data.get('methods', []))}; n = {seq}; {data.get('scope', 'attention')} scope"
+        trained = "train_task" in data or any("train_task" in t for t in data.get("tasks", []))
+        scope = "trained at model scope (attnbench train)" if trained else f"{data.get('scope', 'attention')} scope"
+        grid = f"{', '.join(data.get('methods', []))}; n = {seq}; {scope}"
         table.add_row(name, escape(data.get("reproduces", "") or data.get("description", "").strip().split("\n")[0]),
                       escape(grid))
     console().print(table)

@@ -42,8 +42,8 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     rows = rows.assign(series=[label({k: v for k, v in r.items() if k != "seed"}) for r in records])
     columns = ["test_accuracy"] + [c for c, _ in AXES if c in rows]
     grouped = rows.groupby(["series", "method"])[columns]
-    out = grouped.median().join(grouped.min(), rsuffix="_low").join(grouped.max(), rsuffix="_high")
-    return out.join(grouped.size().rename("seeds")).reset_index()
+    return pd.concat([grouped.median(), grouped.min().add_suffix("_low"), grouped.max().add_suffix("_high"),
+                      grouped.size().rename("seeds")], axis=1).reset_index()
 
 
 def front(points: pd.DataFrame, cost: str) -> pd.DataFrame:

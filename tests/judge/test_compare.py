@@ -163,7 +163,8 @@ def test_text_output_has_headers_and_a_missing_sidecar_is_said(base, tmp_path):
     result = cli("compare", str(base), str(new))
     header = result.stdout.splitlines()[0].split()
     assert header[:2] == ["case", "verdict"]
-    assert set(header[2:]) == {"time", "flops", "memory", "sparsity", "error", "conditioning", "swap", "profile"}
+    assert set(header[2:]) == {"time", "flops", "memory", "sparsity", "error", "conditioning", "swap", "profile",
+                               "train"}
     notes = [line for line in result.stderr.splitlines() if line.startswith("Note:") and "samples" in line]
     assert len(notes) == 1 and str(new) in notes[0] and "IQRs" in notes[0]
     one = [line for line in result.stderr.splitlines() if "one process each" in line]
