@@ -37,12 +37,15 @@ def training_lines(rows: list[dict]) -> list[str]:
     trained = [r for r in rows if r.get("status") == "ok" and numeric(r, "test_accuracy") is not None]
     if not trained:
         return []
+    by_setting: dict[str, list[dict]] = {}
+    for row in trained:
+        by_setting.setdefault(_setting(row), []).append(row)
     settings: dict[str, dict[str, list[dict]]] = {}
-    for setting in dict.fromkeys(_setting(r) for r in trained):
-        rows_here = [{k: v for k, v in r.items() if k != "seed"} for r in trained if _setting(r) == setting]
-        label = Labeller(rows_here, with_length=False)  # what tells this setting's series apart
-        for row, unseeded in zip([r for r in trained if _setting(r) == setting], rows_here):
-            settings.setdefault(setting, {}).setdefault(label(unseeded), []).append(row)
+    for setting, group in by_setting.items():
+        unseeded = [{k: v for k, v in r.items() if k != "seed"} for r in group]
+        label = Labeller(unseeded, with_length=False)  # what tells this setting's series apart
+        for row, bare in zip(group, unseeded):
+            settings.setdefault(setting, {}).setdefault(label(bare), []).append(row)
     lines = []
     for setting, series in settings.items():
         budget = {r.get("train_budget") for group in series.values() for r in group}

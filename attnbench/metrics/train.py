@@ -51,9 +51,6 @@ def check(cases: list, options) -> None:
         if not case.train_task or case.mode != "train":
             raise AttnbenchError("the train metric trains a model on a generated task: use attnbench train --task "
                                  "mqar|mqar-bidirectional|listops (or give train_task and mode = \"train\")")
-    lr = options.setting("lr")
-    if lr is not None and not float(lr) > 0:
-        raise AttnbenchError(f"--lr must be positive, not {lr!r}")
 
 
 TRAINING = ("train", "sweep")

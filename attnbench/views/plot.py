@@ -116,13 +116,13 @@ def plot_report(frame: pd.DataFrame, out_dir: Path, stem: str, formats: tuple[st
     title = describe(frame)
     from attnbench.views.learning import learning_figures
 
-    trained = "test_accuracy" in frame and frame["test_accuracy"].notna().any()
+    trained = learning_figures(frame, title)  # a training report: accuracy against cost, not curves in n
     figures = {"efficiency": None if trained else efficiency_figure(frame, title=title),
                "stages": stage_figure(stages, title),
                "error": error_figure(frame, title),
                "quality": quality_figure(frame, title),
                "pareto": pareto_figure(frame, title), "density": density_figure(frame, title),
-               "breakdown": breakdown_figure(frame, title), **learning_figures(frame, title)}
+               "breakdown": breakdown_figure(frame, title), **trained}
     paths = []
     for kind, fig in figures.items():
         if fig is None:
